@@ -1,0 +1,1 @@
+//! Simulated RTSP cameras for demos, tests and benchmarks

@@ -1,0 +1,1 @@
+//! What every Kordon process shares: config, telemetry, metrics, admin port, identity, gRPC server, shutdown

@@ -1,0 +1,1 @@
+//! Kordon operator: reconciles Site and Camera resources

@@ -1,0 +1,1 @@
+//! Kordon alerting: rules, alert lifecycle and delivery

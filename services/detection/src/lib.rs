@@ -1,0 +1,1 @@
+//! Kordon detection: motion and object detection on the detect stream

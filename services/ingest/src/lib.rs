@@ -1,0 +1,1 @@
+//! Kordon ingest: records camera streams into object storage

@@ -1,0 +1,1 @@
+//! Kordon transcode: renditions, thumbnails and export transcodes
