@@ -1,0 +1,299 @@
+//! The gRPC server gate against real clients on a loopback port: health and reflection answer
+//! without identity; everything else needs a JWT, a client certificate or the development
+//! identity; refusals carry the right codes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use kordon_proto::common::v1::identity_service_client::IdentityServiceClient;
+use kordon_proto::common::v1::{PrincipalKind, WhoAmIRequest};
+use kordon_runtime::admin::Readiness;
+use kordon_runtime::config::{
+    AuthConfig, CommonConfig, JwtAlgorithm, JwtConfig, JwtKeyConfig, LogConfig, MtlsConfig,
+    TlsConfig,
+};
+use kordon_runtime::server::GrpcServer;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+fn config(dir: &Path) -> CommonConfig {
+    CommonConfig {
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        log: LogConfig::default(),
+        tls: None,
+        auth: AuthConfig::default(),
+        dev_identity: false,
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), kordon_runtime::RuntimeError>>,
+    readiness: Readiness,
+}
+
+async fn start(config: &CommonConfig) -> Running {
+    let server = GrpcServer::new("test", config)
+        .unwrap()
+        .bind(config.grpc_listen)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::new();
+    let handle = tokio::spawn(server.serve(readiness.clone(), shutdown.clone()));
+    // Wait until it is listening and marked ready.
+    for _ in 0..100 {
+        if readiness.not_ready().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Running {
+        addr,
+        shutdown,
+        handle,
+        readiness,
+    }
+}
+
+async fn plain_channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_and_reflection_need_no_identity_but_services_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(&config(dir.path())).await;
+    let channel = plain_channel(running.addr).await;
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "kordon.common.v1.IdentityService".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream::iter(vec![ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    let msg = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected reflection answer: {msg:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"kordon.common.v1.IdentityService".to_string()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("kordon.storage")),
+        "only what is served is advertised: {names:?}"
+    );
+
+    let mut identity = IdentityServiceClient::new(channel);
+    let err = identity.who_am_i(WhoAmIRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("no credentials"), "{err:?}");
+
+    let metrics = kordon_runtime::metrics::render();
+    assert!(
+        metrics.contains("kordon_grpc_server_auth_failures_total{reason=\"unauthenticated\"}"),
+        "{metrics}"
+    );
+
+    running.shutdown.cancel();
+    running.handle.await.unwrap().unwrap();
+    assert!(!running.readiness.not_ready().is_empty(), "not ready after shutdown");
+}
+
+#[tokio::test]
+async fn development_identity_is_a_local_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.dev_identity = true;
+    let running = start(&cfg).await;
+    let mut identity = IdentityServiceClient::new(plain_channel(running.addr).await);
+    let me = identity
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let p = me.principal.unwrap();
+    assert_eq!(p.kind, PrincipalKind::Development as i32);
+    assert_eq!(me.server, "test");
+    running.shutdown.cancel();
+    running.handle.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn people_authenticate_with_jwt() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let pub_path = dir.path().join("issuer.pub.pem");
+    std::fs::write(&pub_path, key.public_key_pem()).unwrap();
+    let mut cfg = config(dir.path());
+    cfg.auth.jwt = Some(JwtConfig {
+        issuer: "kordon-test-issuer".into(),
+        audience: "kordon".into(),
+        keys: vec![JwtKeyConfig {
+            id: None,
+            algorithm: JwtAlgorithm::EdDSA,
+            public_key_file: pub_path,
+        }],
+        roles_claim: "kordon_roles".into(),
+        leeway_seconds: 0,
+    });
+    let running = start(&cfg).await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &serde_json::json!({"sub": "selin.kaya", "iss": "kordon-test-issuer", "aud": "kordon",
+            "exp": exp, "kordon_roles": {"edirne": ["auditor"]}}),
+        &jsonwebtoken::EncodingKey::from_ed_pem(key.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+
+    let mut identity = IdentityServiceClient::new(plain_channel(running.addr).await);
+    let mut req = tonic::Request::new(WhoAmIRequest {});
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let p = identity.who_am_i(req).await.unwrap().into_inner().principal.unwrap();
+    assert_eq!(p.subject, "selin.kaya");
+    assert_eq!(p.kind, PrincipalKind::Person as i32);
+    assert_eq!(p.roles.len(), 1);
+    assert_eq!(p.roles[0].site, "edirne");
+
+    let mut req = tonic::Request::new(WhoAmIRequest {});
+    req.metadata_mut()
+        .insert("authorization", "Bearer forged.token.here".parse().unwrap());
+    let err = identity.who_am_i(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    running.shutdown.cancel();
+    running.handle.await.unwrap().unwrap();
+}
+
+struct Pki {
+    ca_pem: String,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    ca_file: PathBuf,
+    client_cert_pem: String,
+    client_key_pem: String,
+}
+
+fn pki(dir: &Path) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kordon test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    let server = server_params.signed_by(&server_key, &issuer).unwrap();
+
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client_params =
+        rcgen::CertificateParams::new(vec!["ingest.burgas.kordon".into()]).unwrap();
+    let client = client_params.signed_by(&client_key, &issuer).unwrap();
+
+    let write = |name: &str, body: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    Pki {
+        ca_pem: ca.pem(),
+        ca_file: write("ca.pem", ca.pem()),
+        server_cert: write("server.pem", server.pem()),
+        server_key: write("server.key", server_key.serialize_pem()),
+        client_cert_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
+    }
+}
+
+#[tokio::test]
+async fn services_authenticate_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let mut cfg = config(dir.path());
+    cfg.tls = Some(TlsConfig {
+        cert_file: pki.server_cert.clone(),
+        key_file: pki.server_key.clone(),
+        client_ca_file: Some(pki.ca_file.clone()),
+    });
+    cfg.auth.mtls = MtlsConfig::default();
+    let running = start(&cfg).await;
+    let endpoint = format!("https://localhost:{}", running.addr.port());
+
+    let with_cert = Channel::from_shared(endpoint.clone())
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+                .identity(Identity::from_pem(&pki.client_cert_pem, &pki.client_key_pem))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let p = IdentityServiceClient::new(with_cert)
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .principal
+        .unwrap();
+    assert_eq!(p.kind, PrincipalKind::Service as i32);
+    assert_eq!(p.subject, "ingest.burgas.kordon");
+
+    // TLS without a client certificate: the connection is allowed (people use JWTs) but the
+    // call has no identity.
+    let without_cert = Channel::from_shared(endpoint)
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let err = IdentityServiceClient::new(without_cert)
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    running.shutdown.cancel();
+    running.handle.await.unwrap().unwrap();
+}
