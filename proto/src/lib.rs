@@ -10,3 +10,33 @@ pub mod common {
         tonic::include_proto!("kordon.common.v1");
     }
 }
+
+pub mod ingest {
+    pub mod v1 {
+        tonic::include_proto!("kordon.ingest.v1");
+    }
+}
+
+pub mod storage {
+    pub mod v1 {
+        tonic::include_proto!("kordon.storage.v1");
+    }
+}
+
+pub mod transcode {
+    pub mod v1 {
+        tonic::include_proto!("kordon.transcode.v1");
+    }
+}
+
+pub mod detection {
+    pub mod v1 {
+        tonic::include_proto!("kordon.detection.v1");
+    }
+}
+
+pub mod alerting {
+    pub mod v1 {
+        tonic::include_proto!("kordon.alerting.v1");
+    }
+}

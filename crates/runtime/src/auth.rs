@@ -250,7 +250,11 @@ impl From<AuthError> for tonic::Status {
 }
 
 /// The one authorisation decision: may `principal` do `permission` on `site`?
-pub fn authorize(principal: &Principal, site: &str, permission: Permission) -> Result<(), AuthError> {
+pub fn authorize(
+    principal: &Principal,
+    site: &str,
+    permission: Permission,
+) -> Result<(), AuthError> {
     let held = principal.roles_on(site);
     let allowed = permission.roles();
     if held.iter().any(|r| allowed.contains(r)) {
@@ -419,17 +423,21 @@ impl JwtVerifier {
         let mut keys = Vec::new();
         for (i, k) in cfg.keys.iter().enumerate() {
             let field = format!("auth.jwt.keys[{i}].public_key_file");
-            let pem = std::fs::read(&k.public_key_file).map_err(|source| RuntimeError::ReadFile {
-                path: k.public_key_file.clone(),
-                source,
-            })?;
+            let pem =
+                std::fs::read(&k.public_key_file).map_err(|source| RuntimeError::ReadFile {
+                    path: k.public_key_file.clone(),
+                    source,
+                })?;
             let (algorithm, key) = match k.algorithm {
                 JwtAlgorithm::EdDSA => (Algorithm::EdDSA, DecodingKey::from_ed_pem(&pem)),
                 JwtAlgorithm::RS256 => (Algorithm::RS256, DecodingKey::from_rsa_pem(&pem)),
                 JwtAlgorithm::ES256 => (Algorithm::ES256, DecodingKey::from_ec_pem(&pem)),
             };
             let key = key.map_err(|e| {
-                RuntimeError::config(field, format!("not a {:?} public key in PEM: {e}", k.algorithm))
+                RuntimeError::config(
+                    field,
+                    format!("not a {:?} public key in PEM: {e}", k.algorithm),
+                )
             })?;
             keys.push(JwtKey {
                 id: k.id.clone(),
@@ -450,7 +458,10 @@ impl JwtVerifier {
         let bad = |why: &str| AuthError::Unauthenticated(format!("bearer token rejected: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| bad("malformed token"))?;
         let key = match &header.kid {
-            Some(kid) => self.keys.iter().find(|k| k.id.as_deref() == Some(kid.as_str())),
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.id.as_deref() == Some(kid.as_str())),
             None if self.keys.len() == 1 => self.keys.first(),
             None => None,
         }
@@ -482,7 +493,10 @@ impl JwtVerifier {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| bad("`sub` must be a non-empty string"))?
             .to_string();
-        let display_name = claims.get("name").and_then(Value::as_str).map(str::to_string);
+        let display_name = claims
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let mut roles: BTreeMap<String, BTreeSet<Role>> = BTreeMap::new();
         if let Some(grants) = claims.get(&self.roles_claim) {
             let grants = grants
@@ -640,33 +654,46 @@ mod tests {
             "aud": "kordon", "exp": now() + 600,
             "kordon_roles": {"burgas": ["viewer", "auditor"], "*": ["bogus"]}
         });
-        let p = auth.authenticate(&bearer(&sign(&private, &good)), None).unwrap();
+        let p = auth
+            .authenticate(&bearer(&sign(&private, &good)), None)
+            .unwrap();
         assert_eq!(p.kind, PrincipalKind::Person);
         assert_eq!(p.subject, "ivan.petrov");
         assert_eq!(
             p.roles_on("burgas"),
             BTreeSet::from([Role::Viewer, Role::Auditor])
         );
-        assert!(p.roles_on("edirne").is_empty(), "unknown role names grant nothing");
+        assert!(
+            p.roles_on("edirne").is_empty(),
+            "unknown role names grant nothing"
+        );
 
         let mut expired = good.clone();
         expired["exp"] = (now() - 3600).into();
-        let e = auth.authenticate(&bearer(&sign(&private, &expired)), None).unwrap_err();
+        let e = auth
+            .authenticate(&bearer(&sign(&private, &expired)), None)
+            .unwrap_err();
         assert!(e.to_string().contains("expired"), "{e}");
 
         let mut wrong_aud = good.clone();
         wrong_aud["aud"] = "someone-else".into();
-        let e = auth.authenticate(&bearer(&sign(&private, &wrong_aud)), None).unwrap_err();
+        let e = auth
+            .authenticate(&bearer(&sign(&private, &wrong_aud)), None)
+            .unwrap_err();
         assert!(e.to_string().contains("audience"), "{e}");
 
         let (other_private, _) = keypair();
-        let e = auth.authenticate(&bearer(&sign(&other_private, &good)), None).unwrap_err();
+        let e = auth
+            .authenticate(&bearer(&sign(&other_private, &good)), None)
+            .unwrap_err();
         assert!(e.to_string().contains("signature"), "{e}");
 
         let e = auth.authenticate(&bearer("not.a.jwt"), None).unwrap_err();
         assert!(matches!(e, AuthError::Unauthenticated(_)));
 
-        let e = auth.authenticate(&http::HeaderMap::new(), None).unwrap_err();
+        let e = auth
+            .authenticate(&http::HeaderMap::new(), None)
+            .unwrap_err();
         assert!(e.to_string().contains("no credentials"), "{e}");
     }
 
@@ -687,7 +714,8 @@ mod tests {
 
     #[test]
     fn certificate_subject_and_site_policy() {
-        let mut params = rcgen::CertificateParams::new(vec!["ingest.burgas.kordon".into()]).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["ingest.burgas.kordon".into()]).unwrap();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "ingest");

@@ -29,8 +29,11 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8472";
 pub const DEFAULT_DATA_DIR: &str = "kordon-data";
 /// Environment variables with this prefix are configuration.
 pub const ENV_PREFIX: &str = "KORDON_";
-/// `KORDON_*` variables that are not configuration keys (read directly where they are used).
-pub const ENV_NOT_CONFIG: &[&str] = &["DEV_IDENTITY", "LOG"];
+/// `KORDON_*` variables that are not configuration keys (read directly where they are used):
+/// the development identity switch, the log filter, and the client commands' variables.
+pub const ENV_NOT_CONFIG: &[&str] = &["DEV_IDENTITY", "LOG", "SERVER", "TOKEN", "OUTPUT"];
+/// Prefixes (after `KORDON_`) of variables that belong to other tools, e.g. `KORDON_CAMSIM_*`.
+pub const ENV_NOT_CONFIG_PREFIXES: &[&str] = &["CAMSIM_", "TEST_", "BENCH_"];
 
 /// Loads `T` from defaults, the optional YAML `file`, `KORDON_*` variables and `overrides`
 /// (typically the command-line flags, serialised with `None`s skipped).
@@ -53,7 +56,11 @@ where
         figment = figment.merge(Yaml::file_exact(path));
     }
     let env = Env::prefixed(ENV_PREFIX)
-        .ignore(ENV_NOT_CONFIG)
+        .filter(|key| {
+            let upper = key.as_str().to_ascii_uppercase();
+            !ENV_NOT_CONFIG.contains(&upper.as_str())
+                && !ENV_NOT_CONFIG_PREFIXES.iter().any(|p| upper.starts_with(p))
+        })
         .split("__")
         .lowercase(true);
     figment
@@ -221,13 +228,19 @@ impl CommonConfig {
         }
         if let Some(jwt) = &self.auth.jwt {
             if jwt.keys.is_empty() {
-                return Err(RuntimeError::config("auth.jwt.keys", "at least one key is needed"));
+                return Err(RuntimeError::config(
+                    "auth.jwt.keys",
+                    "at least one key is needed",
+                ));
             }
             if jwt.issuer.trim().is_empty() {
                 return Err(RuntimeError::config("auth.jwt.issuer", "must not be empty"));
             }
             if jwt.audience.trim().is_empty() {
-                return Err(RuntimeError::config("auth.jwt.audience", "must not be empty"));
+                return Err(RuntimeError::config(
+                    "auth.jwt.audience",
+                    "must not be empty",
+                ));
             }
             if jwt.keys.len() > 1 && jwt.keys.iter().any(|k| k.id.is_none()) {
                 return Err(RuntimeError::config(
@@ -236,11 +249,18 @@ impl CommonConfig {
                 ));
             }
             for (i, k) in jwt.keys.iter().enumerate() {
-                require_file(&format!("auth.jwt.keys[{i}].public_key_file"), &k.public_key_file)?;
+                require_file(
+                    &format!("auth.jwt.keys[{i}].public_key_file"),
+                    &k.public_key_file,
+                )?;
             }
         }
         if !self.auth.mtls.subjects.is_empty()
-            && self.tls.as_ref().and_then(|t| t.client_ca_file.as_ref()).is_none()
+            && self
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_ca_file.as_ref())
+                .is_none()
         {
             return Err(RuntimeError::config(
                 "auth.mtls.subjects",
@@ -338,8 +358,8 @@ mod tests {
 
     #[test]
     fn missing_file_is_named() {
-        let err = load::<Sample, _>(Some(Path::new("/nonexistent/k.yaml")), &NoOverrides {})
-            .unwrap_err();
+        let err =
+            load::<Sample, _>(Some(Path::new("/nonexistent/k.yaml")), &NoOverrides {}).unwrap_err();
         assert!(err.to_string().contains("--config"), "{err}");
     }
 
@@ -359,11 +379,21 @@ mod tests {
     fn validation_names_the_key() {
         let mut c = common();
         c.admin_listen = c.grpc_listen;
-        assert!(c.validate().unwrap_err().to_string().contains("`admin_listen`"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`admin_listen`")
+        );
 
         let mut c = common();
         c.log.filter = "info,=,[".into();
-        assert!(c.validate().unwrap_err().to_string().contains("`log.filter`"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`log.filter`")
+        );
 
         let mut c = common();
         c.auth.jwt = Some(JwtConfig {
@@ -381,8 +411,16 @@ mod tests {
         assert!(e.contains("`auth.jwt.keys[0].public_key_file`"), "{e}");
 
         let mut c = common();
-        c.auth.mtls.subjects.insert("ingest".into(), vec!["*".into()]);
-        assert!(c.validate().unwrap_err().to_string().contains("`auth.mtls.subjects`"));
+        c.auth
+            .mtls
+            .subjects
+            .insert("ingest".into(), vec!["*".into()]);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`auth.mtls.subjects`")
+        );
         assert!(common().validate().is_ok());
     }
 }

@@ -29,6 +29,9 @@ pub enum RuntimeError {
     #[error("admin server failed: {0}")]
     Admin(#[source] std::io::Error),
 
+    #[error("cannot reach {server}: {message}")]
+    Connect { server: String, message: String },
+
     #[error("telemetry setup failed: {0}")]
     Telemetry(String),
 }

@@ -10,10 +10,12 @@
 //!   do on which site. Authorisation decisions are made only in [`auth::authorize`].
 //! - [`server`]: the gRPC server every service runs on: health, reflection, the identity
 //!   service, authentication, tracing and metrics in one place.
+//! - [`client`]: connecting to a Kordon server with credentials and trace context.
 //! - [`shutdown`]: one signal (SIGTERM or Ctrl-C) that drains everything.
 
 pub mod admin;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod metrics;

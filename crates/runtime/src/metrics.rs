@@ -189,7 +189,10 @@ mod tests {
             .with_label_values(&["kordon.test.v1.T", "Call", "Ok"])
             .inc();
         let text = super::render();
-        assert!(text.contains("kordon_grpc_server_requests_total{grpc_code=\"Ok\""), "{text}");
+        assert!(
+            text.contains("kordon_grpc_server_requests_total{grpc_code=\"Ok\""),
+            "{text}"
+        );
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
     }

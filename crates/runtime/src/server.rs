@@ -220,12 +220,25 @@ impl BoundGrpcServer {
             }
         };
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        router
-            .serve_with_incoming_shutdown(incoming, drain)
-            .await?;
+        router.serve_with_incoming_shutdown(incoming, drain).await?;
         tracing::info!(server = %component, "gRPC server stopped");
         Ok(())
     }
+}
+
+/// Runs `server` on `config.grpc_listen` and the admin port on `config.admin_listen` until
+/// `shutdown`. Both listeners are bound before either serves, so a busy port fails start-up.
+pub async fn run(
+    server: GrpcServer,
+    config: &CommonConfig,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), RuntimeError> {
+    let grpc = server.bind(config.grpc_listen).await?;
+    let admin =
+        crate::admin::bind(config.admin_listen, readiness.clone(), shutdown.clone()).await?;
+    tokio::try_join!(grpc.serve(readiness, shutdown), admin)?;
+    Ok(())
 }
 
 #[derive(Clone)]

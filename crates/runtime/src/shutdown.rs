@@ -16,7 +16,10 @@ impl Shutdown {
         let trigger = token.clone();
         tokio::spawn(async move {
             let first = wait_for_signal().await;
-            tracing::info!(signal = first, "shutting down: draining (send again to exit now)");
+            tracing::info!(
+                signal = first,
+                "shutting down: draining (send again to exit now)"
+            );
             trigger.cancel();
             let second = wait_for_signal().await;
             tracing::warn!(signal = second, "second signal: exiting without draining");

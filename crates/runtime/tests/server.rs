@@ -86,10 +86,10 @@ async fn health_and_reflection_need_no_identity_but_services_do() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut reflection = ServerReflectionClient::new(channel.clone());
     let mut stream = reflection
         .server_reflection_info(tokio_stream::iter(vec![ServerReflectionRequest {
@@ -104,8 +104,14 @@ async fn health_and_reflection_need_no_identity_but_services_do() {
         panic!("unexpected reflection answer: {msg:?}");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"kordon.common.v1.IdentityService".to_string()), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"kordon.common.v1.IdentityService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
     assert!(
         !names.iter().any(|n| n.starts_with("kordon.storage")),
         "only what is served is advertised: {names:?}"
@@ -124,7 +130,10 @@ async fn health_and_reflection_need_no_identity_but_services_do() {
 
     running.shutdown.cancel();
     running.handle.await.unwrap().unwrap();
-    assert!(!running.readiness.not_ready().is_empty(), "not ready after shutdown");
+    assert!(
+        !running.readiness.not_ready().is_empty(),
+        "not ready after shutdown"
+    );
 }
 
 #[tokio::test]
@@ -182,7 +191,13 @@ async fn people_authenticate_with_jwt() {
     let mut req = tonic::Request::new(WhoAmIRequest {});
     req.metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let p = identity.who_am_i(req).await.unwrap().into_inner().principal.unwrap();
+    let p = identity
+        .who_am_i(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .principal
+        .unwrap();
     assert_eq!(p.subject, "selin.kaya");
     assert_eq!(p.kind, PrincipalKind::Person as i32);
     assert_eq!(p.roles.len(), 1);
@@ -221,8 +236,7 @@ fn pki(dir: &Path) -> Pki {
     let server = server_params.signed_by(&server_key, &issuer).unwrap();
 
     let client_key = rcgen::KeyPair::generate().unwrap();
-    let client_params =
-        rcgen::CertificateParams::new(vec!["ingest.burgas.kordon".into()]).unwrap();
+    let client_params = rcgen::CertificateParams::new(vec!["ingest.burgas.kordon".into()]).unwrap();
     let client = client_params.signed_by(&client_key, &issuer).unwrap();
 
     let write = |name: &str, body: String| {
@@ -259,7 +273,10 @@ async fn services_authenticate_with_client_certificates() {
         .tls_config(
             ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(&pki.ca_pem))
-                .identity(Identity::from_pem(&pki.client_cert_pem, &pki.client_key_pem))
+                .identity(Identity::from_pem(
+                    &pki.client_cert_pem,
+                    &pki.client_key_pem,
+                ))
                 .domain_name("localhost"),
         )
         .unwrap()

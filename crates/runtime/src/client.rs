@@ -1,0 +1,119 @@
+//! Connecting to a Kordon gRPC server, as a person (bearer token) or as a service (client
+//! certificate), with trace context propagated.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::RuntimeError;
+
+/// How to reach and authenticate to a server.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// `http://host:port` or `https://host:port`.
+    pub server: String,
+    /// Bearer token (a person's JWT).
+    pub token: Option<String>,
+    /// CA that signed the server's certificate (https).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (services, mTLS).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Connect timeout.
+    pub connect_timeout: Option<Duration>,
+}
+
+/// A channel plus the interceptor that adds credentials and trace context to every call.
+pub type AuthedChannel = tonic::service::interceptor::InterceptedService<Channel, CallCredentials>;
+
+/// Adds `authorization` and `traceparent` to outgoing calls.
+#[derive(Clone)]
+pub struct CallCredentials {
+    bearer: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Interceptor for CallCredentials {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(b) = &self.bearer {
+            req.metadata_mut().insert("authorization", b.clone());
+        }
+        crate::telemetry::inject_current(req.metadata_mut());
+        Ok(req)
+    }
+}
+
+fn read(path: &PathBuf, key: &str) -> Result<Vec<u8>, RuntimeError> {
+    std::fs::read(path).map_err(|e| RuntimeError::config(key, format!("{}: {e}", path.display())))
+}
+
+/// Connects (eagerly, so a wrong address fails here with a clear message).
+pub async fn connect(opts: &ClientOptions) -> Result<AuthedChannel, RuntimeError> {
+    let mut endpoint = Endpoint::from_shared(opts.server.clone()).map_err(|e| {
+        RuntimeError::config("--server", format!("`{}` is not a URL: {e}", opts.server))
+    })?;
+    endpoint = endpoint
+        .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(5)))
+        .tcp_nodelay(true);
+    if opts.server.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        match &opts.ca_file {
+            Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read(ca, "--ca-file")?)),
+            None => {
+                return Err(RuntimeError::config(
+                    "--ca-file",
+                    "an https server needs the CA that signed its certificate",
+                ));
+            }
+        }
+        match (&opts.cert_file, &opts.key_file) {
+            (Some(c), Some(k)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read(c, "--cert-file")?,
+                    read(k, "--key-file")?,
+                ))
+            }
+            (None, None) => {}
+            _ => {
+                return Err(RuntimeError::config(
+                    "--cert-file",
+                    "a client certificate needs both --cert-file and --key-file",
+                ));
+            }
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| RuntimeError::config("--ca-file", e.to_string()))?;
+    } else if opts.cert_file.is_some() {
+        return Err(RuntimeError::config(
+            "--cert-file",
+            "client certificates need an https:// server",
+        ));
+    }
+    let bearer = match &opts.token {
+        None => None,
+        Some(t) => Some(
+            format!("Bearer {}", t.trim())
+                .parse()
+                .map_err(|_| RuntimeError::config("--token", "is not valid header text"))?,
+        ),
+    };
+    let channel = endpoint.connect().await.map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg = format!("{msg}: {s}");
+            src = s.source();
+        }
+        RuntimeError::Connect {
+            server: opts.server.clone(),
+            message: msg,
+        }
+    })?;
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        channel,
+        CallCredentials { bearer },
+    ))
+}
