@@ -1,20 +1,40 @@
 //! Kordon ingest: records camera streams into object storage.
 //!
-//! The service's gRPC surface is `kordon.ingest.v1.IngestService` (see `proto/kordon/ingest/v1/`).
-//! Until the service itself lands (issue #3), every RPC answers `UNIMPLEMENTED`; health,
-//! reflection and the identity service already work wherever it runs.
+//! Per camera, a GStreamer pipeline pulls the RTSP record stream (H.264 or H.265, TCP or UDP)
+//! without decoding; the [`recorder`] cuts it at keyframes into self-contained fragmented-MP4
+//! segments (default 6 s), hashing every byte as it is written, into the local [`spool`]; the
+//! [`uploader`] stores each segment in object storage under the documented key layout
+//! (`kordon_objects::segment_key`) and registers it with the storage service, in order per
+//! camera. A broken or stalled stream is reconnected with capped exponential backoff, and the
+//! hole is registered as a gap with its reason — never hidden. While object storage or the
+//! storage service is unreachable, segments wait in the bounded spool and drain when it returns;
+//! a full spool refuses new footage loudly (metric and log) and keeps what it holds. Shutdown
+//! closes every open segment and drains the spool for a grace period; what is left is picked up
+//! at the next start.
+//!
+//! The set of cameras ([`Ingest::apply`]) can change at run time without touching the others.
+//! Status per camera is served over gRPC ([`grpc::IngestApi`]), metrics per site.
 
-use kordon_proto::ingest::v1::ingest_service_server::{IngestService, IngestServiceServer};
+pub mod camera;
+pub mod config;
+pub mod error;
+pub mod fmp4;
+pub mod grpc;
+pub mod metrics;
+pub mod recorder;
+pub mod service;
+pub mod spool;
+pub mod status;
+pub mod uploader;
+
+pub use error::IngestError;
+pub use grpc::IngestApi;
+pub use service::{ApplyOutcome, Destinations, Ingest};
+
+use kordon_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 
 /// The name of this service in logs, metrics and `WhoAmI`.
 pub const NAME: &str = "ingest";
-
-/// The gRPC implementation of `kordon.ingest.v1.IngestService`.
-#[derive(Debug, Clone, Default)]
-pub struct IngestApi {}
-
-#[tonic::async_trait]
-impl IngestService for IngestApi {}
 
 /// The tonic service to add to a server.
 pub fn grpc_service(api: IngestApi) -> IngestServiceServer<IngestApi> {

@@ -1,0 +1,247 @@
+//! Ingest configuration: the cameras of this shard and how they are recorded.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::IngestError;
+
+/// Default segment length: long enough for efficient storage, short enough that a moved camera
+/// or a crash loses at most this much of the open segment's upload latency.
+pub const DEFAULT_SEGMENT_DURATION: Duration = Duration::from_secs(6);
+/// Default ceiling of the local spool.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+/// First reconnect delay after a camera fails.
+pub const DEFAULT_RECONNECT_INITIAL: Duration = Duration::from_millis(250);
+/// Reconnect delays double up to this cap, so a camera that returns is recorded again within
+/// about this long (plus connection set-up and the wait for its next keyframe).
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(1);
+/// A camera that delivers no media for this long is treated as broken and reconnected.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// RTSP jitter-buffer latency.
+pub const DEFAULT_RTSP_LATENCY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// One camera of this shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Site (a partner district), e.g. `edirne`.
+    pub site: String,
+    /// Camera name, unique within its site, e.g. `gate-1`.
+    pub name: String,
+    /// RTSP URL of the record (main) stream. Credentials here are accepted but never logged;
+    /// prefer `username`/`password`.
+    pub record: String,
+    /// RTSP URL of the detect (sub) stream, for the detection service.
+    #[serde(default)]
+    pub detect: Option<String>,
+    #[serde(default)]
+    pub transport: Transport,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Overrides the ingest-wide segment length.
+    #[serde(default, with = "humantime_serde")]
+    pub segment_duration: Option<Duration>,
+}
+
+impl CameraConfig {
+    /// `site/name`, the camera's identity in logs.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.site, self.name)
+    }
+
+    /// The record URL with any `user:password@` removed, for logs and status.
+    pub fn redacted_record_url(&self) -> String {
+        redact_url(&self.record)
+    }
+
+    pub fn validate(&self, key: &str) -> Result<(), IngestError> {
+        validate_name(&format!("{key}.site"), &self.site)?;
+        validate_name(&format!("{key}.name"), &self.name)?;
+        let url = url::Url::parse(&self.record).map_err(|e| IngestError::Config {
+            key: format!("{key}.record"),
+            message: format!("not a URL: {e}"),
+        })?;
+        if !matches!(url.scheme(), "rtsp" | "rtsps") {
+            return Err(IngestError::Config {
+                key: format!("{key}.record"),
+                message: format!("scheme `{}` is not rtsp or rtsps", url.scheme()),
+            });
+        }
+        if let Some(d) = self.segment_duration
+            && (d < Duration::from_secs(1) || d > Duration::from_secs(60))
+        {
+            return Err(IngestError::Config {
+                key: format!("{key}.segment_duration"),
+                message: "must be between 1s and 60s".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Site and camera names become object-key and URL path components: keep them to a safe set.
+pub fn validate_name(key: &str, name: &str) -> Result<(), IngestError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(IngestError::Config {
+            key: key.to_string(),
+            message: format!(
+                "`{name}` must be 1-63 characters of a-z, 0-9 and '-', not starting or ending \
+                 with '-'"
+            ),
+        })
+    }
+}
+
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if !u.username().is_empty() || u.password().is_some() {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+            }
+            u.to_string()
+        }
+        Err(_) => "(invalid URL)".to_string(),
+    }
+}
+
+/// How this ingest process records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// This replica's name (the pod name in Kubernetes), stored with every segment.
+    pub replica: String,
+    #[serde(with = "humantime_serde")]
+    pub segment_duration: Duration,
+    /// Local spool directory; default `<data_dir>/spool`.
+    pub spool_dir: Option<PathBuf>,
+    /// The spool refuses new footage beyond this many bytes (oldest unsent footage is kept).
+    pub spool_max_bytes: u64,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub rtsp_latency: Duration,
+    /// gRPC address of the storage service that indexes segments.
+    pub storage_url: Option<String>,
+    /// Segments uploaded in parallel.
+    pub upload_concurrency: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            replica: "ingest-0".to_string(),
+            segment_duration: DEFAULT_SEGMENT_DURATION,
+            spool_dir: None,
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            reconnect_initial: DEFAULT_RECONNECT_INITIAL,
+            reconnect_max: DEFAULT_RECONNECT_MAX,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            rtsp_latency: DEFAULT_RTSP_LATENCY,
+            storage_url: None,
+            upload_concurrency: 8,
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn validate(&self) -> Result<(), IngestError> {
+        let bad = |key: &str, message: &str| {
+            Err(IngestError::Config {
+                key: format!("ingest.{key}"),
+                message: message.to_string(),
+            })
+        };
+        if self.segment_duration < Duration::from_secs(1)
+            || self.segment_duration > Duration::from_secs(60)
+        {
+            return bad("segment_duration", "must be between 1s and 60s");
+        }
+        if self.spool_max_bytes < 64 * 1024 * 1024 {
+            return bad("spool_max_bytes", "must be at least 64 MiB");
+        }
+        if self.reconnect_initial.is_zero() || self.reconnect_max < self.reconnect_initial {
+            return bad(
+                "reconnect_max",
+                "reconnect_initial must be > 0 and reconnect_max >= reconnect_initial",
+            );
+        }
+        if self.stall_timeout < Duration::from_secs(1) {
+            return bad("stall_timeout", "must be at least 1s");
+        }
+        if self.upload_concurrency == 0 {
+            return bad("upload_concurrency", "must be at least 1");
+        }
+        if self.replica.trim().is_empty() {
+            return bad("replica", "must not be empty");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cam(record: &str) -> CameraConfig {
+        CameraConfig {
+            site: "edirne".into(),
+            name: "gate-1".into(),
+            record: record.into(),
+            detect: None,
+            transport: Transport::Tcp,
+            username: None,
+            password: None,
+            segment_duration: None,
+        }
+    }
+
+    #[test]
+    fn camera_validation_names_the_key() {
+        assert!(cam("rtsp://10.0.0.1/main").validate("sites[0].cameras[0]").is_ok());
+        let e = cam("http://x/").validate("sites[0].cameras[0]").unwrap_err();
+        assert!(e.to_string().contains("sites[0].cameras[0].record"), "{e}");
+        let mut c = cam("rtsp://x/");
+        c.name = "Gate 1".into();
+        let e = c.validate("k").unwrap_err();
+        assert!(e.to_string().contains("k.name"), "{e}");
+    }
+
+    #[test]
+    fn credentials_never_appear_in_redacted_urls() {
+        let c = cam("rtsp://admin:s3cret@10.0.0.1:554/main");
+        let r = c.redacted_record_url();
+        assert!(!r.contains("s3cret") && !r.contains("admin"), "{r}");
+        assert!(r.contains("10.0.0.1:554/main"), "{r}");
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        IngestConfig::default().validate().unwrap();
+    }
+}

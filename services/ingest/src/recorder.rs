@@ -1,0 +1,515 @@
+//! Turns a camera's access units into spooled segments and gaps.
+//!
+//! Runs on the GStreamer streaming thread of the camera's pipeline (called from the appsink), so
+//! it does only cheap work: write bytes to the spool file (hashing them), and at keyframes close
+//! the segment when it is long enough.
+//!
+//! Time: sample timestamps are pipeline running time on a realtime clock, so `base_time +
+//! running_time` is the wall-clock time the sample was received (less the jitter-buffer
+//! latency). The first segment of a session starts there; every later segment starts exactly
+//! where the previous one ended (durations come from the stream's own timestamps), so segments
+//! of one session are contiguous by construction. Between sessions the hole is recorded as a
+//! gap with the reason the session ended.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::IngestError;
+use crate::fmp4::{Codec, Sample, SegmentWriter, TrackConfig};
+use crate::metrics;
+use crate::spool::{EntryKind, EntryMeta, Spool, SpoolFile};
+use crate::status::{CameraState, StatusBoard};
+
+/// Timescale of the segments' video track.
+pub const TIMESCALE: u32 = 90_000;
+/// Fragments inside a segment are flushed at least this often (timescale units: 1 s), so the
+/// writer holds little in memory and a crash loses little.
+const FRAGMENT_TS: u64 = TIMESCALE as u64;
+
+/// Why a stretch of time has no recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapReason {
+    StreamLost,
+    StreamError,
+    IngestRestart,
+    SpoolOverflow,
+}
+
+impl GapReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::StreamLost => "stream_lost",
+            GapReason::StreamError => "stream_error",
+            GapReason::IngestRestart => "ingest_restart",
+            GapReason::SpoolOverflow => "spool_overflow",
+        }
+    }
+}
+
+/// The stream's format, from the appsink caps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackInfo {
+    pub track: TrackConfig,
+    pub codec_name: &'static str,
+    pub fps: f64,
+}
+
+impl TrackInfo {
+    /// Reads codec, codec data, size and frame rate from parsed H.264/H.265 caps.
+    pub fn from_caps(caps: &gstreamer::CapsRef) -> Result<TrackInfo, IngestError> {
+        let s = caps
+            .structure(0)
+            .ok_or_else(|| IngestError::Gstreamer("caps without structure".into()))?;
+        let (codec, codec_name) = match s.name().as_str() {
+            "video/x-h264" => (Codec::H264, "h264"),
+            "video/x-h265" => (Codec::H265, "h265"),
+            other => {
+                return Err(IngestError::Gstreamer(format!("unsupported stream format {other}")));
+            }
+        };
+        let codec_data = s
+            .get::<gstreamer::Buffer>("codec_data")
+            .map_err(|_| IngestError::Gstreamer("stream has no codec data (SPS/PPS) yet".into()))?;
+        let codec_data = codec_data
+            .map_readable()
+            .map_err(|_| IngestError::Gstreamer("codec data not readable".into()))?
+            .to_vec();
+        let width = s.get::<i32>("width").unwrap_or(0).max(0) as u32;
+        let height = s.get::<i32>("height").unwrap_or(0).max(0) as u32;
+        let fps = s
+            .get::<gstreamer::Fraction>("framerate")
+            .ok()
+            .filter(|f| f.denom() > 0 && f.numer() > 0)
+            .map(|f| f.numer() as f64 / f.denom() as f64)
+            .unwrap_or(0.0);
+        Ok(TrackInfo {
+            track: TrackConfig {
+                codec,
+                codec_data,
+                width,
+                height,
+                timescale: TIMESCALE,
+            },
+            codec_name,
+            fps,
+        })
+    }
+}
+
+struct OpenSegment {
+    writer: SegmentWriter<BufWriter<File>>,
+    file: SpoolFile,
+    base_ts: u64,
+    start_us: i64,
+    first_dts: u64,
+    last_dts: u64,
+    fragment_start_dts: u64,
+    samples: u64,
+}
+
+/// Records one camera. One instance per camera, living across sessions (reconnects).
+pub struct Recorder {
+    pub site: String,
+    pub camera: String,
+    replica: String,
+    object_prefix: String,
+    target_ts: u64,
+    spool: Arc<Spool>,
+    board: Arc<StatusBoard>,
+    track: Option<Arc<TrackInfo>>,
+    open: Option<OpenSegment>,
+    /// End of the last closed segment (wall-clock µs), the start of the next gap.
+    last_end_us: Option<i64>,
+    /// Decode time (timescale units) where the next segment of this session continues.
+    next_base_ts: u64,
+    /// Why the next hole exists, once known.
+    gap_reason: Option<(GapReason, String)>,
+    /// Typical sample interval (timescale units), for the last sample's duration.
+    frame_interval: u64,
+    /// Samples seen while the spool refused footage.
+    refusing: bool,
+    /// Waiting for a keyframe to start the next segment.
+    waiting_for_keyframe: bool,
+    estimate_bytes: u64,
+}
+
+fn wall_us(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+pub fn us_to_system_time(us: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)
+}
+
+fn ts_to_us(ts: u64) -> i64 {
+    (ts as i128 * 1_000_000 / TIMESCALE as i128) as i64
+}
+
+impl Recorder {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        site: &str,
+        camera: &str,
+        replica: &str,
+        object_prefix: &str,
+        segment_duration: Duration,
+        spool: Arc<Spool>,
+        board: Arc<StatusBoard>,
+        resume_from: Option<(i64, GapReason, String)>,
+    ) -> Recorder {
+        let (last_end_us, gap_reason) = match resume_from {
+            Some((end, reason, detail)) => (Some(end), Some((reason, detail))),
+            None => (None, None),
+        };
+        Recorder {
+            site: site.to_string(),
+            camera: camera.to_string(),
+            replica: replica.to_string(),
+            object_prefix: object_prefix.to_string(),
+            target_ts: (segment_duration.as_nanos() * TIMESCALE as u128 / 1_000_000_000) as u64,
+            spool,
+            board,
+            track: None,
+            open: None,
+            last_end_us,
+            next_base_ts: 0,
+            gap_reason,
+            frame_interval: (TIMESCALE / 25) as u64,
+            refusing: false,
+            waiting_for_keyframe: true,
+            // ~4 Mbit/s for the segment length, until a real size is known.
+            estimate_bytes: (segment_duration.as_secs_f64() * 4_000_000.0 / 8.0) as u64,
+        }
+    }
+
+    /// Handles one access unit. `wall_ns` is the wall-clock time of its PTS.
+    pub fn on_sample(
+        &mut self,
+        info: &Arc<TrackInfo>,
+        dts_ns: u64,
+        pts_ns: u64,
+        keyframe: bool,
+        data: bytes::Bytes,
+        wall_ns: u64,
+    ) -> Result<(), IngestError> {
+        let same = self
+            .track
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, info) || **t == **info);
+        if !same {
+            if self.open.is_some() {
+                // Codec or resolution changed mid-stream: the segment ends here; the next one
+                // starts with the new parameters at the next keyframe.
+                self.close_segment(None)?;
+                self.waiting_for_keyframe = true;
+            }
+            self.track = Some(Arc::clone(info));
+            self.board.update(&self.site, &self.camera, |s| {
+                s.codec = Some(info.codec_name);
+                s.width = info.track.width;
+                s.height = info.track.height;
+                s.fps = info.fps;
+            });
+            if info.fps > 0.0 {
+                self.frame_interval = (TIMESCALE as f64 / info.fps).round() as u64;
+            }
+        }
+        let dts = dts_ns.saturating_mul(9) / 100_000;
+        let pts = pts_ns.saturating_mul(9) / 100_000;
+
+        if let Some(open) = &self.open {
+            if dts <= open.last_dts {
+                tracing::debug!(camera = %self.camera, "non-increasing DTS, sample dropped");
+                return Ok(());
+            }
+            if keyframe && dts - open.first_dts >= self.target_ts {
+                self.close_segment(Some(dts - open.last_dts))?;
+            }
+        }
+        if self.open.is_none() {
+            if !keyframe {
+                return Ok(());
+            }
+            let (start_us, base_ts) = match self.last_end_us {
+                // Inside a session, segments are contiguous (see the module docs).
+                Some(end) if !self.waiting_for_keyframe => (end, self.next_base_ts),
+                _ => {
+                    let us = (wall_ns / 1_000) as i64;
+                    (us, (us.max(0) as u64).saturating_mul(9) / 100)
+                }
+            };
+            if !self.open_segment(start_us, base_ts, dts)? {
+                return Ok(());
+            }
+        }
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let sample = Sample {
+            dts,
+            pts: pts.max(dts),
+            keyframe,
+            data,
+        };
+        if let Err(e) = open.writer.push(sample) {
+            return self.fail_segment(e.into());
+        }
+        // The writer holds the newest sample back until its duration is known, so flushing
+        // after pushing a keyframe ends the fragment right before it: fragments start at
+        // keyframes where the stream allows.
+        if open.samples > 0 && (keyframe || dts - open.fragment_start_dts >= FRAGMENT_TS) {
+            if let Err(e) = open.writer.flush_fragment() {
+                return self.fail_segment(e.into());
+            }
+            open.fragment_start_dts = dts;
+        }
+        open.last_dts = dts;
+        open.samples += 1;
+        Ok(())
+    }
+
+    /// Starts a segment at a keyframe; false when the spool refused it.
+    fn open_segment(&mut self, start_us: i64, base_ts: u64, dts: u64) -> Result<bool, IngestError> {
+        let Some(track) = &self.track else {
+            return Ok(false);
+        };
+        let file = match self
+            .spool
+            .begin_segment(&self.site, &self.camera, start_us, self.estimate_bytes)?
+        {
+            Some(f) => f,
+            None => {
+                if !self.refusing {
+                    tracing::error!(
+                        site = %self.site, camera = %self.camera,
+                        spool_bytes = self.spool.used_bytes(), spool_max = self.spool.max_bytes(),
+                        "SPOOL FULL: refusing new footage until object storage drains the spool \
+                         (footage already spooled is kept)"
+                    );
+                    self.board.update(&self.site, &self.camera, |s| {
+                        s.set_error("spool full: new footage refused")
+                    });
+                }
+                self.refusing = true;
+                self.waiting_for_keyframe = true;
+                metrics::get()
+                    .spool_refused
+                    .with_label_values(&[&self.site])
+                    .inc();
+                if self.gap_reason.is_none() || self.last_end_us.is_some() {
+                    self.gap_reason = Some((
+                        GapReason::SpoolOverflow,
+                        "local spool full while object storage was unreachable".into(),
+                    ));
+                }
+                return Ok(false);
+            }
+        };
+        let out = match File::create(&file.path) {
+            Ok(f) => BufWriter::with_capacity(256 * 1024, f),
+            Err(e) => {
+                let err = IngestError::spool(&file.path, e);
+                self.spool.abandon(file);
+                return Err(err);
+            }
+        };
+        // The media timeline is wall-clock time in timescale units, continued from segment to
+        // segment within a session, so players need no discontinuity between them.
+        let writer = match SegmentWriter::new_at(out, &track.track, base_ts) {
+            Ok(w) => w,
+            Err(e) => {
+                self.spool.abandon(file);
+                return Err(e.into());
+            }
+        };
+        if self.refusing {
+            tracing::info!(site = %self.site, camera = %self.camera, "spool has room again: recording resumed");
+            self.refusing = false;
+        }
+        // A hole since the last segment becomes a gap record, placed before this segment.
+        if let Some(last_end) = self.last_end_us
+            && start_us > last_end
+        {
+            let (reason, detail) = self
+                .gap_reason
+                .take()
+                .unwrap_or((GapReason::StreamError, "recording interrupted".into()));
+            self.push_gap(last_end, start_us, reason, detail)?;
+        }
+        self.gap_reason = None;
+        self.waiting_for_keyframe = false;
+        self.open = Some(OpenSegment {
+            writer,
+            file,
+            base_ts,
+            start_us,
+            first_dts: dts,
+            last_dts: dts,
+            fragment_start_dts: dts,
+            samples: 0,
+        });
+        Ok(true)
+    }
+
+    fn push_gap(
+        &mut self,
+        start_us: i64,
+        end_us: i64,
+        reason: GapReason,
+        detail: String,
+    ) -> Result<(), IngestError> {
+        tracing::warn!(
+            site = %self.site, camera = %self.camera, reason = reason.as_str(),
+            seconds = (end_us - start_us) as f64 / 1e6, "recording gap"
+        );
+        self.spool.push_gap(EntryMeta {
+            site: self.site.clone(),
+            camera: self.camera.clone(),
+            start_us,
+            end_us,
+            replica: self.replica.clone(),
+            kind: EntryKind::Gap {
+                reason: reason.as_str().to_string(),
+                detail,
+            },
+        })?;
+        metrics::get().gaps.with_label_values(&[&self.site]).inc();
+        self.board
+            .update(&self.site, &self.camera, |s| s.gaps_total += 1);
+        Ok(())
+    }
+
+    /// A write into the spool failed (e.g. the disk is full): the partial segment is dropped,
+    /// the hole becomes a gap, and recording retries at the next keyframe.
+    fn fail_segment(&mut self, err: IngestError) -> Result<(), IngestError> {
+        if let Some(open) = self.open.take() {
+            self.spool.abandon(open.file);
+        }
+        self.waiting_for_keyframe = true;
+        self.gap_reason = Some((GapReason::SpoolOverflow, format!("spool write failed: {err}")));
+        tracing::error!(site = %self.site, camera = %self.camera, error = %err, "segment write failed");
+        self.board
+            .update(&self.site, &self.camera, |s| s.set_error(format!("spool write failed: {err}")));
+        Err(err)
+    }
+
+    /// Closes the open segment into the spool. `last_duration` is the duration of its final
+    /// sample (timescale units); `None` uses the typical frame interval.
+    fn close_segment(&mut self, last_duration: Option<u64>) -> Result<(), IngestError> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let Some(track) = self.track.clone() else {
+            self.spool.abandon(open.file);
+            return Ok(());
+        };
+        if open.samples == 0 {
+            self.spool.abandon(open.file);
+            return Ok(());
+        }
+        let last = last_duration
+            .unwrap_or(self.frame_interval)
+            .clamp(1, u32::MAX as u64) as u32;
+        let (out, summary) = match open.writer.finish(last) {
+            Ok(r) => r,
+            Err(e) => {
+                self.spool.abandon(open.file);
+                return Err(e.into());
+            }
+        };
+        let synced = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_data());
+        if let Err(e) = synced {
+            let err = IngestError::spool(&open.file.path, e);
+            self.spool.abandon(open.file);
+            return self.fail_segment(err);
+        }
+        let end_us = open.start_us + ts_to_us(summary.duration);
+        let object_key = match kordon_objects::segment_key(
+            &self.object_prefix,
+            &self.site,
+            &self.camera,
+            open.start_us,
+            &summary.sha256,
+        ) {
+            Ok(k) => k,
+            Err(e) => {
+                self.spool.abandon(open.file);
+                return Err(IngestError::Objects(e.to_string()));
+            }
+        };
+        let meta = EntryMeta {
+            site: self.site.clone(),
+            camera: self.camera.clone(),
+            start_us: open.start_us,
+            end_us,
+            replica: self.replica.clone(),
+            kind: EntryKind::Segment {
+                size: summary.size,
+                sha256: hex::encode(summary.sha256),
+                init_size: summary.init_size,
+                codec: track.codec_name.to_string(),
+                width: track.track.width,
+                height: track.track.height,
+                object_key: object_key.to_string(),
+            },
+        };
+        self.spool.commit_segment(open.file, meta)?;
+        self.last_end_us = Some(end_us);
+        self.next_base_ts = open.base_ts + summary.duration;
+        self.estimate_bytes = summary.size.max(64 * 1024);
+        let m = metrics::get();
+        m.segments.with_label_values(&[&self.site]).inc();
+        m.segment_bytes
+            .with_label_values(&[&self.site])
+            .inc_by(summary.size);
+        let seconds = (end_us - open.start_us) as f64 / 1e6;
+        self.board.update(&self.site, &self.camera, |s| {
+            s.set_state(CameraState::Recording);
+            s.segments_total += 1;
+            s.last_segment_end = Some(us_to_system_time(end_us));
+            if seconds > 0.0 {
+                s.bitrate_bps = (summary.size as f64 * 8.0 / seconds) as u64;
+                s.fps = summary.samples as f64 / seconds;
+            }
+        });
+        Ok(())
+    }
+
+    /// The session ended (stream lost, error, reconfiguration, shutdown): the open segment is
+    /// closed and stored, and the next hole will be recorded with `reason`.
+    pub fn end_session(&mut self, reason: GapReason, detail: &str) -> Result<(), IngestError> {
+        let r = self.close_segment(None);
+        self.waiting_for_keyframe = true;
+        self.gap_reason = Some((reason, detail.to_string()));
+        r
+    }
+
+    /// Records the gap from the last segment until now, when the camera is still down at
+    /// shutdown or removal (the end of a gap is otherwise only known when recording resumes).
+    pub fn close_open_gap(&mut self) -> Result<(), IngestError> {
+        if let (Some(last_end), Some((reason, detail))) = (self.last_end_us, self.gap_reason.take())
+        {
+            let now = wall_us(SystemTime::now());
+            if now > last_end && self.open.is_none() {
+                self.push_gap(last_end, now, reason, detail)?;
+                self.last_end_us = Some(now);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn last_end_us(&self) -> Option<i64> {
+        self.last_end_us
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.open.is_some()
+    }
+}

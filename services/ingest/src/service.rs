@@ -1,0 +1,296 @@
+//! The running ingest service: this shard's cameras, the spool and the uploader.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kordon_proto::common::v1 as common;
+use kordon_proto::storage::v1 as spb;
+use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
+use kordon_runtime::client::AuthedChannel;
+use object_store::ObjectStore;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::IngestError;
+use crate::camera::{CameraContext, realtime_clock, supervise};
+use crate::config::{CameraConfig, IngestConfig};
+use crate::recorder::{GapReason, Recorder};
+use crate::spool::Spool;
+use crate::status::StatusBoard;
+use crate::uploader::Uploader;
+
+/// How long the uploader keeps draining after shutdown before leaving the rest in the spool.
+pub const SHUTDOWN_DRAIN_GRACE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Created,
+    Updated,
+    Unchanged,
+    Removed,
+}
+
+struct CameraHandle {
+    spec: watch::Sender<CameraConfig>,
+    stop: CancellationToken,
+}
+
+/// Where ingest puts media and whom it tells.
+pub struct Destinations {
+    pub objects: Arc<dyn ObjectStore>,
+    /// Prefix of every object key (may be empty).
+    pub object_prefix: String,
+    pub storage: StorageServiceClient<AuthedChannel>,
+}
+
+pub struct Ingest {
+    config: Arc<IngestConfig>,
+    spool: Arc<Spool>,
+    board: Arc<StatusBoard>,
+    ctx: Arc<CameraContext>,
+    object_prefix: String,
+    storage: StorageServiceClient<AuthedChannel>,
+    cameras: Mutex<BTreeMap<(String, String), CameraHandle>>,
+    camera_tasks: TaskTracker,
+    uploader_done: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+impl Ingest {
+    /// Opens the spool (re-queuing what an earlier run left), starts the uploader, and returns
+    /// the service with no cameras yet (see [`Ingest::apply`]).
+    pub fn start(
+        config: IngestConfig,
+        data_dir: &Path,
+        dest: Destinations,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Ingest>, IngestError> {
+        config.validate()?;
+        gstreamer::init().map_err(|e| IngestError::Gstreamer(e.to_string()))?;
+        let spool_dir = config
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("spool"));
+        let spool = Arc::new(Spool::open(&spool_dir, config.spool_max_bytes)?);
+        let board = StatusBoard::new();
+        let config = Arc::new(config);
+        let ctx = Arc::new(CameraContext {
+            config: config.clone(),
+            board: board.clone(),
+            clock: realtime_clock(),
+        });
+        let uploader_stop = CancellationToken::new();
+        let uploader_done = CancellationToken::new();
+        let uploader = Uploader {
+            spool: spool.clone(),
+            objects: dest.objects.clone(),
+            storage: dest.storage.clone(),
+            board: board.clone(),
+            concurrency: config.upload_concurrency,
+        };
+        {
+            let stop = uploader_stop.clone();
+            let done = uploader_done.clone();
+            tokio::spawn(async move {
+                uploader.run(stop, SHUTDOWN_DRAIN_GRACE).await;
+                done.cancel();
+            });
+        }
+        let ingest = Arc::new(Ingest {
+            config,
+            spool,
+            board,
+            ctx,
+            object_prefix: dest.object_prefix,
+            storage: dest.storage,
+            cameras: Mutex::new(BTreeMap::new()),
+            camera_tasks: TaskTracker::new(),
+            uploader_done,
+            shutdown: shutdown.clone(),
+        });
+        // On shutdown: cameras close their open segments first, then the uploader drains.
+        {
+            let me = ingest.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                me.camera_tasks.close();
+                me.camera_tasks.wait().await;
+                uploader_stop.cancel();
+            });
+        }
+        tracing::info!(spool = %spool_dir.display(), replica = %ingest.config.replica, "ingest started");
+        Ok(ingest)
+    }
+
+    pub fn board(&self) -> &Arc<StatusBoard> {
+        &self.board
+    }
+
+    pub fn spool(&self) -> &Arc<Spool> {
+        &self.spool
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    /// The cameras of this shard.
+    pub fn cameras(&self) -> Vec<CameraConfig> {
+        self.cameras
+            .lock()
+            .map(|m| m.values().map(|h| h.spec.borrow().clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds or updates cameras; with `replace`, cameras not listed are removed. Cameras whose
+    /// configuration is unchanged keep recording untouched. All-or-nothing: every camera is
+    /// validated before anything changes.
+    pub fn apply(
+        &self,
+        cameras: Vec<CameraConfig>,
+        replace: bool,
+    ) -> Result<Vec<(CameraConfig, ApplyOutcome)>, IngestError> {
+        for (i, c) in cameras.iter().enumerate() {
+            c.validate(&format!("cameras[{i}]"))?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &cameras {
+            if !seen.insert((c.site.clone(), c.name.clone())) {
+                return Err(IngestError::InvalidArgument(format!(
+                    "camera {} is listed twice",
+                    c.id()
+                )));
+            }
+        }
+        if self.shutdown.is_cancelled() {
+            return Err(IngestError::InvalidArgument("ingest is shutting down".into()));
+        }
+        let mut out = Vec::new();
+        let mut map = self
+            .cameras
+            .lock()
+            .map_err(|_| IngestError::Internal("camera table poisoned".into()))?;
+        if replace {
+            let keep: std::collections::BTreeSet<_> = seen;
+            let gone: Vec<_> = map.keys().filter(|k| !keep.contains(*k)).cloned().collect();
+            for k in gone {
+                if let Some(h) = map.remove(&k) {
+                    let spec = h.spec.borrow().clone();
+                    h.stop.cancel();
+                    self.forget_later(&spec);
+                    out.push((spec, ApplyOutcome::Removed));
+                }
+            }
+        }
+        for c in cameras {
+            let key = (c.site.clone(), c.name.clone());
+            match map.get(&key) {
+                Some(h) if *h.spec.borrow() == c => out.push((c, ApplyOutcome::Unchanged)),
+                Some(h) => {
+                    tracing::info!(camera = %c.id(), url = %c.redacted_record_url(), "camera updated");
+                    let _ = h.spec.send(c.clone());
+                    out.push((c, ApplyOutcome::Updated));
+                }
+                None => {
+                    let handle = self.spawn_camera(c.clone());
+                    map.insert(key, handle);
+                    out.push((c, ApplyOutcome::Created));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stops recording a camera (its open segment is closed and stored). False if unknown.
+    pub fn remove(&self, site: &str, camera: &str) -> bool {
+        let handle = self
+            .cameras
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&(site.to_string(), camera.to_string())));
+        match handle {
+            Some(h) => {
+                let spec = h.spec.borrow().clone();
+                h.stop.cancel();
+                self.forget_later(&spec);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops a removed camera's status once its supervisor has stopped.
+    fn forget_later(&self, spec: &CameraConfig) {
+        let board = self.board.clone();
+        let (site, name) = (spec.site.clone(), spec.name.clone());
+        tokio::spawn(async move {
+            // The supervisor marks it Stopped when done; give it a moment to finish the segment.
+            for _ in 0..100 {
+                if board
+                    .get(&site, &name)
+                    .is_none_or(|s| s.state == crate::status::CameraState::Stopped)
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            board.remove(&site, &name);
+        });
+    }
+
+    fn spawn_camera(&self, spec: CameraConfig) -> CameraHandle {
+        let (tx, rx) = watch::channel(spec.clone());
+        let stop = self.shutdown.child_token();
+        let ctx = self.ctx.clone();
+        let spool = self.spool.clone();
+        let board = self.board.clone();
+        let replica = self.config.replica.clone();
+        let prefix = self.object_prefix.clone();
+        let duration = spec.segment_duration.unwrap_or(self.config.segment_duration);
+        let mut storage = self.storage.clone();
+        let stop_task = stop.clone();
+        tracing::info!(camera = %spec.id(), url = %spec.redacted_record_url(), "camera added");
+        board.update(&spec.site, &spec.name, |_| {});
+        self.camera_tasks.spawn(async move {
+            // Where this camera's recording stopped before (an earlier run, or another replica
+            // before the camera moved here): the hole until now is a gap, not silence.
+            let resume = tokio::time::timeout(
+                Duration::from_secs(3),
+                storage.get_chain_head(spb::GetChainHeadRequest {
+                    camera: Some(common::CameraRef {
+                        site: spec.site.clone(),
+                        camera: spec.name.clone(),
+                    }),
+                }),
+            )
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .and_then(|r| r.into_inner().recorded_until)
+            .map(|t| {
+                (
+                    t.seconds * 1_000_000 + i64::from(t.nanos) / 1000,
+                    GapReason::IngestRestart,
+                    "ingest restarted or the camera moved between replicas".to_string(),
+                )
+            });
+            let recorder = Arc::new(Mutex::new(Recorder::new(
+                &spec.site, &spec.name, &replica, &prefix, duration, spool, board, resume,
+            )));
+            supervise(ctx, recorder, rx, stop_task).await;
+        });
+        CameraHandle { spec: tx, stop }
+    }
+
+    /// Waits until every camera has stopped and the uploader has drained (or given up), after
+    /// the shutdown token was cancelled.
+    pub async fn stopped(&self) {
+        self.shutdown.cancelled().await;
+        self.camera_tasks.close();
+        self.camera_tasks.wait().await;
+        self.uploader_done.cancelled().await;
+    }
+}
