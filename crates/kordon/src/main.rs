@@ -1,1 +1,112 @@
-fn main() {}
+//! `kordon`: every Kordon service, the operator, standalone mode, the camera simulator and the
+//! client commands, in one binary. Thin by design: each subcommand parses its flags and hands
+//! over to a library crate.
+
+mod client;
+mod config;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::ClientFlags;
+use crate::config::ServerFlags;
+
+#[derive(Parser)]
+#[command(
+    name = "kordon",
+    version,
+    about = "Kordon: evidence-grade video surveillance on Kubernetes",
+    long_about = "Kordon records cameras into S3-compatible storage with a tamper-evident index \
+                  and access log, detects people and vehicles, and raises alerts shared across \
+                  partner sites.\n\nStart with `kordon standalone` (everything in one process, \
+                  simulated cameras, local files) or run one service per process."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the ingest service: records camera streams into object storage.
+    Ingest(ServerFlags),
+    /// Run the transcode service: renditions, thumbnails, export transcodes.
+    Transcode(ServerFlags),
+    /// Run the detection service: motion and object detection.
+    Detection(ServerFlags),
+    /// Run the storage service: footage index, playback, evidence, access log.
+    Storage(ServerFlags),
+    /// Run the alerting service: rules, alert lifecycle, delivery.
+    Alerting(ServerFlags),
+    /// Run the Kubernetes operator for Site and Camera resources.
+    Operator,
+    /// Print the Site and Camera CustomResourceDefinitions as YAML.
+    Crdgen,
+    /// Run all five services in one process on embedded defaults.
+    Standalone(ServerFlags),
+    /// Serve simulated RTSP cameras (real footage or test patterns).
+    Camsim(kordon_camsim::CamsimArgs),
+    /// Show who the server thinks you are (check credentials).
+    Whoami(ClientFlags),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kordon")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kordon: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command));
+    // Background tasks (e.g. a blocked GStreamer pipeline) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Configuration errors are usage errors: exit 2, like clap's own.
+            let usage = e
+                .downcast_ref::<kordon_runtime::RuntimeError>()
+                .is_some_and(|r| matches!(r, kordon_runtime::RuntimeError::Config { .. }));
+            eprintln!("kordon: error: {e:#}");
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    use serve::Service;
+    match command {
+        Command::Ingest(f) => serve::service(Service::Ingest, &f).await,
+        Command::Transcode(f) => serve::service(Service::Transcode, &f).await,
+        Command::Detection(f) => serve::service(Service::Detection, &f).await,
+        Command::Storage(f) => serve::service(Service::Storage, &f).await,
+        Command::Alerting(f) => serve::service(Service::Alerting, &f).await,
+        Command::Standalone(f) => serve::standalone(&f).await,
+        Command::Operator | Command::Crdgen => anyhow::bail!(
+            "the operator and its CRDs are not part of this build yet (tracked in the \
+             operator issue); nothing was started"
+        ),
+        Command::Camsim(args) => {
+            let _telemetry = kordon_runtime::telemetry::init(
+                "camsim",
+                &kordon_runtime::config::LogConfig::default(),
+            )?;
+            let shutdown = kordon_runtime::shutdown::Shutdown::install();
+            kordon_camsim::run(args, shutdown).await?;
+            Ok(())
+        }
+        Command::Whoami(f) => client::whoami(&f).await,
+    }
+}

@@ -51,6 +51,35 @@ fn read(path: &PathBuf, key: &str) -> Result<Vec<u8>, RuntimeError> {
 
 /// Connects (eagerly, so a wrong address fails here with a clear message).
 pub async fn connect(opts: &ClientOptions) -> Result<AuthedChannel, RuntimeError> {
+    let (endpoint, creds) = endpoint(opts)?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg = format!("{msg}: {s}");
+            src = s.source();
+        }
+        RuntimeError::Connect {
+            server: opts.server.clone(),
+            message: msg,
+        }
+    })?;
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        channel, creds,
+    ))
+}
+
+/// A channel that connects on first use and reconnects after failures: for service-to-service
+/// clients whose server may start later or restart (calls fail with UNAVAILABLE meanwhile).
+pub fn connect_lazy(opts: &ClientOptions) -> Result<AuthedChannel, RuntimeError> {
+    let (endpoint, creds) = endpoint(opts)?;
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        endpoint.connect_lazy(),
+        creds,
+    ))
+}
+
+fn endpoint(opts: &ClientOptions) -> Result<(Endpoint, CallCredentials), RuntimeError> {
     let mut endpoint = Endpoint::from_shared(opts.server.clone()).map_err(|e| {
         RuntimeError::config("--server", format!("`{}` is not a URL: {e}", opts.server))
     })?;
@@ -100,20 +129,5 @@ pub async fn connect(opts: &ClientOptions) -> Result<AuthedChannel, RuntimeError
                 .map_err(|_| RuntimeError::config("--token", "is not valid header text"))?,
         ),
     };
-    let channel = endpoint.connect().await.map_err(|e| {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg = format!("{msg}: {s}");
-            src = s.source();
-        }
-        RuntimeError::Connect {
-            server: opts.server.clone(),
-            message: msg,
-        }
-    })?;
-    Ok(tonic::service::interceptor::InterceptedService::new(
-        channel,
-        CallCredentials { bearer },
-    ))
+    Ok((endpoint, CallCredentials { bearer }))
 }

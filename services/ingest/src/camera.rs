@@ -90,7 +90,10 @@ fn build_pipeline(
     pipeline.use_clock(Some(clock));
     let src = make("rtspsrc")?;
     src.set_property("location", &spec.record);
-    src.set_property("latency", cfg.rtsp_latency.as_millis().min(u32::MAX as u128) as u32);
+    src.set_property(
+        "latency",
+        cfg.rtsp_latency.as_millis().min(u32::MAX as u128) as u32,
+    );
     src.set_property_from_str(
         "protocols",
         match spec.transport {
@@ -151,10 +154,21 @@ fn link_video(
     let s = caps
         .structure(0)
         .ok_or_else(|| IngestError::Gstreamer("RTP caps without structure".into()))?;
-    let encoding = s.get::<&str>("encoding-name").unwrap_or("").to_ascii_uppercase();
+    let encoding = s
+        .get::<&str>("encoding-name")
+        .unwrap_or("")
+        .to_ascii_uppercase();
     let (depay, parse, format) = match encoding.as_str() {
-        "H264" => ("rtph264depay", "h264parse", "video/x-h264,stream-format=avc,alignment=au"),
-        "H265" => ("rtph265depay", "h265parse", "video/x-h265,stream-format=hvc1,alignment=au"),
+        "H264" => (
+            "rtph264depay",
+            "h264parse",
+            "video/x-h264,stream-format=avc,alignment=au",
+        ),
+        "H265" => (
+            "rtph265depay",
+            "h265parse",
+            "video/x-h265,stream-format=hvc1,alignment=au",
+        ),
         other => {
             return Err(IngestError::Gstreamer(format!(
                 "camera sends {other}, but only H.264 and H.265 can be recorded without re-encoding"
@@ -229,7 +243,9 @@ fn handle_sample(shared: &SessionShared, sink: &gst_app::AppSink, sample: &gst::
             None => return,
         }
     };
-    let segment = sample.segment().and_then(|s| s.downcast_ref::<gst::ClockTime>());
+    let segment = sample
+        .segment()
+        .and_then(|s| s.downcast_ref::<gst::ClockTime>());
     let Some(pts) = buffer.pts() else {
         return;
     };
@@ -307,8 +323,6 @@ pub async fn supervise(
         let s = spec.borrow();
         (s.site.clone(), s.name.clone())
     };
-    let span = tracing::info_span!("camera", site = %site, camera = %name);
-    let _enter = span.enter();
     let mut attempt: u64 = 0;
     loop {
         let current = spec.borrow_and_update().clone();

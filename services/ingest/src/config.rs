@@ -126,6 +126,18 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The storage service as a client sees it. Services authenticate with a client certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageClientConfig {
+    /// gRPC URL, e.g. `https://storage.burgas.svc:8470`. Required for `kordon ingest`;
+    /// standalone uses its own listener.
+    pub url: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
 /// How this ingest process records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -146,8 +158,8 @@ pub struct IngestConfig {
     pub stall_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub rtsp_latency: Duration,
-    /// gRPC address of the storage service that indexes segments.
-    pub storage_url: Option<String>,
+    /// How to reach the storage service that indexes segments.
+    pub storage: StorageClientConfig,
     /// Segments uploaded in parallel.
     pub upload_concurrency: usize,
 }
@@ -163,7 +175,7 @@ impl Default for IngestConfig {
             reconnect_max: DEFAULT_RECONNECT_MAX,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             rtsp_latency: DEFAULT_RTSP_LATENCY,
-            storage_url: None,
+            storage: StorageClientConfig::default(),
             upload_concurrency: 8,
         }
     }
@@ -223,8 +235,14 @@ mod tests {
 
     #[test]
     fn camera_validation_names_the_key() {
-        assert!(cam("rtsp://10.0.0.1/main").validate("sites[0].cameras[0]").is_ok());
-        let e = cam("http://x/").validate("sites[0].cameras[0]").unwrap_err();
+        assert!(
+            cam("rtsp://10.0.0.1/main")
+                .validate("sites[0].cameras[0]")
+                .is_ok()
+        );
+        let e = cam("http://x/")
+            .validate("sites[0].cameras[0]")
+            .unwrap_err();
         assert!(e.to_string().contains("sites[0].cameras[0].record"), "{e}");
         let mut c = cam("rtsp://x/");
         c.name = "Gate 1".into();

@@ -80,7 +80,9 @@ fn to_proto(ingest: &Ingest, s: &CameraStatus) -> pb::CameraStatus {
 fn camera_ref(c: Option<&common::CameraRef>) -> Result<(&str, &str), Status> {
     match c {
         Some(c) if !c.site.is_empty() && !c.camera.is_empty() => Ok((&c.site, &c.camera)),
-        _ => Err(Status::invalid_argument("camera.site and camera.camera are required")),
+        _ => Err(Status::invalid_argument(
+            "camera.site and camera.camera are required",
+        )),
     }
 }
 
@@ -97,7 +99,11 @@ fn spec_from_proto(s: &pb::CameraSpec) -> Result<CameraConfig, Status> {
         Some(d) if d.seconds >= 0 && d.nanos >= 0 => {
             Some(Duration::new(d.seconds as u64, d.nanos as u32))
         }
-        Some(_) => return Err(Status::invalid_argument("segment_duration must be positive")),
+        Some(_) => {
+            return Err(Status::invalid_argument(
+                "segment_duration must be positive",
+            ));
+        }
     };
     Ok(CameraConfig {
         site: site.to_string(),
@@ -153,11 +159,9 @@ impl IngestService for IngestApi {
     ) -> Result<Response<pb::GetCameraStatusResponse>, Status> {
         let (site, camera) = camera_ref(request.get_ref().camera.as_ref())?;
         auth::authorize_request(&request, site, Permission::ViewStatus)?;
-        let s = self
-            .ingest
-            .board()
-            .get(site, camera)
-            .ok_or_else(|| Status::not_found(format!("camera {site}/{camera} is not in this shard")))?;
+        let s = self.ingest.board().get(site, camera).ok_or_else(|| {
+            Status::not_found(format!("camera {site}/{camera} is not in this shard"))
+        })?;
         Ok(Response::new(pb::GetCameraStatusResponse {
             status: Some(to_proto(&self.ingest, &s)),
         }))
@@ -178,7 +182,11 @@ impl IngestService for IngestApi {
             0 => 100,
             n => n.min(1000),
         } as usize;
-        let after = req.page.as_ref().map(|p| p.page_token.clone()).unwrap_or_default();
+        let after = req
+            .page
+            .as_ref()
+            .map(|p| p.page_token.clone())
+            .unwrap_or_default();
         let mut all: Vec<CameraStatus> = self
             .ingest
             .board()
@@ -193,7 +201,9 @@ impl IngestService for IngestApi {
         let more = all.len() > page_size;
         all.truncate(page_size);
         let next = if more {
-            all.last().map(|s| format!("{}/{}", s.site, s.camera)).unwrap_or_default()
+            all.last()
+                .map(|s| format!("{}/{}", s.site, s.camera))
+                .unwrap_or_default()
         } else {
             String::new()
         };

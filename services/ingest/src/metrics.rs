@@ -22,16 +22,27 @@ pub struct Metrics {
 }
 
 fn counter(name: &str, help: &str) -> IntCounterVec {
-    register(IntCounterVec::new(Opts::new(name, help), &["site"]).expect("static metric definition"))
+    register(
+        IntCounterVec::new(Opts::new(name, help), &["site"]).expect("static metric definition"),
+    )
 }
 
 pub fn get() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| Metrics {
-        segments: counter("kordon_ingest_segments_total", "Segments closed into the spool"),
-        segment_bytes: counter("kordon_ingest_segment_bytes_total", "Bytes of closed segments"),
+        segments: counter(
+            "kordon_ingest_segments_total",
+            "Segments closed into the spool",
+        ),
+        segment_bytes: counter(
+            "kordon_ingest_segment_bytes_total",
+            "Bytes of closed segments",
+        ),
         gaps: counter("kordon_ingest_gaps_total", "Recording gaps recorded"),
-        reconnects: counter("kordon_ingest_reconnects_total", "Camera reconnect attempts"),
+        reconnects: counter(
+            "kordon_ingest_reconnects_total",
+            "Camera reconnect attempts",
+        ),
         spool_refused: counter(
             "kordon_ingest_spool_refused_total",
             "Segments refused because the spool was full",
@@ -56,8 +67,11 @@ pub fn get() -> &'static Metrics {
                 .expect("static metric definition"),
         ),
         spool_entries: register(
-            IntGauge::new("kordon_ingest_spool_entries", "Entries waiting in the spool")
-                .expect("static metric definition"),
+            IntGauge::new(
+                "kordon_ingest_spool_entries",
+                "Entries waiting in the spool",
+            )
+            .expect("static metric definition"),
         ),
     })
 }
@@ -68,7 +82,9 @@ pub fn refresh_states(board: &StatusBoard) {
     let all = board.all();
     m.cameras.reset();
     for s in &all {
-        m.cameras.with_label_values(&[&s.site, s.state.as_str()]).inc();
+        m.cameras
+            .with_label_values(&[&s.site, s.state.as_str()])
+            .inc();
     }
     // Keep zero series for states of known sites so dashboards show them.
     let sites: std::collections::BTreeSet<&str> = all.iter().map(|s| s.site.as_str()).collect();

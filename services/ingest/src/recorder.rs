@@ -66,7 +66,9 @@ impl TrackInfo {
             "video/x-h264" => (Codec::H264, "h264"),
             "video/x-h265" => (Codec::H265, "h265"),
             other => {
-                return Err(IngestError::Gstreamer(format!("unsupported stream format {other}")));
+                return Err(IngestError::Gstreamer(format!(
+                    "unsupported stream format {other}"
+                )));
             }
         };
         let codec_data = s
@@ -277,10 +279,12 @@ impl Recorder {
         let Some(track) = &self.track else {
             return Ok(false);
         };
-        let file = match self
-            .spool
-            .begin_segment(&self.site, &self.camera, start_us, self.estimate_bytes)?
-        {
+        let file = match self.spool.begin_segment(
+            &self.site,
+            &self.camera,
+            start_us,
+            self.estimate_bytes,
+        )? {
             Some(f) => f,
             None => {
                 if !self.refusing {
@@ -390,10 +394,14 @@ impl Recorder {
             self.spool.abandon(open.file);
         }
         self.waiting_for_keyframe = true;
-        self.gap_reason = Some((GapReason::SpoolOverflow, format!("spool write failed: {err}")));
+        self.gap_reason = Some((
+            GapReason::SpoolOverflow,
+            format!("spool write failed: {err}"),
+        ));
         tracing::error!(site = %self.site, camera = %self.camera, error = %err, "segment write failed");
-        self.board
-            .update(&self.site, &self.camera, |s| s.set_error(format!("spool write failed: {err}")));
+        self.board.update(&self.site, &self.camera, |s| {
+            s.set_error(format!("spool write failed: {err}"))
+        });
         Err(err)
     }
 

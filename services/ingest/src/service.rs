@@ -166,7 +166,9 @@ impl Ingest {
             }
         }
         if self.shutdown.is_cancelled() {
-            return Err(IngestError::InvalidArgument("ingest is shutting down".into()));
+            return Err(IngestError::InvalidArgument(
+                "ingest is shutting down".into(),
+            ));
         }
         let mut out = Vec::new();
         let mut map = self
@@ -249,39 +251,45 @@ impl Ingest {
         let board = self.board.clone();
         let replica = self.config.replica.clone();
         let prefix = self.object_prefix.clone();
-        let duration = spec.segment_duration.unwrap_or(self.config.segment_duration);
+        let duration = spec
+            .segment_duration
+            .unwrap_or(self.config.segment_duration);
         let mut storage = self.storage.clone();
         let stop_task = stop.clone();
         tracing::info!(camera = %spec.id(), url = %spec.redacted_record_url(), "camera added");
         board.update(&spec.site, &spec.name, |_| {});
-        self.camera_tasks.spawn(async move {
-            // Where this camera's recording stopped before (an earlier run, or another replica
-            // before the camera moved here): the hole until now is a gap, not silence.
-            let resume = tokio::time::timeout(
-                Duration::from_secs(3),
-                storage.get_chain_head(spb::GetChainHeadRequest {
-                    camera: Some(common::CameraRef {
-                        site: spec.site.clone(),
-                        camera: spec.name.clone(),
+        let span = tracing::info_span!("camera", site = %spec.site, camera = %spec.name);
+        self.camera_tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                // Where this camera's recording stopped before (an earlier run, or another replica
+                // before the camera moved here): the hole until now is a gap, not silence.
+                let resume = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    storage.get_chain_head(spb::GetChainHeadRequest {
+                        camera: Some(common::CameraRef {
+                            site: spec.site.clone(),
+                            camera: spec.name.clone(),
+                        }),
                     }),
-                }),
-            )
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .and_then(|r| r.into_inner().recorded_until)
-            .map(|t| {
-                (
-                    t.seconds * 1_000_000 + i64::from(t.nanos) / 1000,
-                    GapReason::IngestRestart,
-                    "ingest restarted or the camera moved between replicas".to_string(),
                 )
-            });
-            let recorder = Arc::new(Mutex::new(Recorder::new(
-                &spec.site, &spec.name, &replica, &prefix, duration, spool, board, resume,
-            )));
-            supervise(ctx, recorder, rx, stop_task).await;
-        });
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .and_then(|r| r.into_inner().recorded_until)
+                .map(|t| {
+                    (
+                        t.seconds * 1_000_000 + i64::from(t.nanos) / 1000,
+                        GapReason::IngestRestart,
+                        "ingest restarted or the camera moved between replicas".to_string(),
+                    )
+                });
+                let recorder = Arc::new(Mutex::new(Recorder::new(
+                    &spec.site, &spec.name, &replica, &prefix, duration, spool, board, resume,
+                )));
+                supervise(ctx, recorder, rx, stop_task).await;
+            },
+            span,
+        ));
         CameraHandle { spec: tx, stop }
     }
 

@@ -130,12 +130,8 @@ impl Spool {
             .lock()
             .ok()
             .and_then(|q| {
-                q.get(&(site.to_string(), camera.to_string())).map(|d| {
-                    (
-                        d.len() as u64,
-                        d.iter().map(|e| e.bytes).sum::<u64>(),
-                    )
-                })
+                q.get(&(site.to_string(), camera.to_string()))
+                    .map(|d| (d.len() as u64, d.iter().map(|e| e.bytes).sum::<u64>()))
             })
             .unwrap_or((0, 0))
     }
@@ -310,11 +306,8 @@ impl Spool {
                     if name.ends_with(".part") || name.ends_with(".tmp") {
                         std::fs::create_dir_all(&orphaned)
                             .map_err(|e| IngestError::spool(&orphaned, e))?;
-                        let dest = orphaned.join(format!(
-                            "{}-{}-{name}",
-                            dir_name(&site),
-                            dir_name(&cam)
-                        ));
+                        let dest =
+                            orphaned.join(format!("{}-{}-{name}", dir_name(&site), dir_name(&cam)));
                         tracing::warn!(file = %path.display(), moved_to = %dest.display(),
                             "incomplete segment from an earlier run kept aside, not uploaded");
                         std::fs::rename(&path, &dest).map_err(|e| IngestError::spool(&path, e))?;
@@ -355,7 +348,11 @@ impl Spool {
         }
         let total: u64 = found.iter().map(|e| e.bytes).sum();
         if !found.is_empty() {
-            tracing::info!(entries = found.len(), bytes = total, "spool: re-queued entries from an earlier run");
+            tracing::info!(
+                entries = found.len(),
+                bytes = total,
+                "spool: re-queued entries from an earlier run"
+            );
         }
         self.used.store(total, Ordering::Relaxed);
         for e in found {
@@ -412,7 +409,10 @@ mod tests {
     }
 
     fn write_segment(spool: &Spool, start: i64, size: u64) -> bool {
-        match spool.begin_segment("burgas", "pier-2", start, size).unwrap() {
+        match spool
+            .begin_segment("burgas", "pier-2", start, size)
+            .unwrap()
+        {
             None => false,
             Some(f) => {
                 std::fs::write(&f.path, vec![7u8; size as usize]).unwrap();
@@ -439,7 +439,10 @@ mod tests {
                 .unwrap();
             assert!(write_segment(&spool, 3_000, 10));
             // A crash mid-write leaves a .part file.
-            let f = spool.begin_segment("burgas", "pier-2", 4_000, 10).unwrap().unwrap();
+            let f = spool
+                .begin_segment("burgas", "pier-2", 4_000, 10)
+                .unwrap()
+                .unwrap();
             std::fs::write(&f.path, b"partial").unwrap();
             assert_eq!(spool.pending(), 3);
         }

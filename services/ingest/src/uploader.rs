@@ -74,7 +74,11 @@ impl Uploader {
         loop {
             if deadline.is_none() && shutdown.is_cancelled() {
                 let pending = this.spool.pending();
-                tracing::info!(pending, grace_s = grace.as_secs(), "draining the spool before exit");
+                tracing::info!(
+                    pending,
+                    grace_s = grace.as_secs(),
+                    "draining the spool before exit"
+                );
                 deadline = Some(Instant::now() + grace);
             }
             if let Some(d) = deadline {
@@ -193,7 +197,9 @@ impl Uploader {
                         init_size: *init_size,
                     })
                     .await
-                    .map_err(|s| IngestError::Storage(format!("{:?}: {}", s.code(), s.message())))?;
+                    .map_err(|s| {
+                        IngestError::Storage(format!("{:?}: {}", s.code(), s.message()))
+                    })?;
                 metrics::get()
                     .segments_stored
                     .with_label_values(&[&m.site])
@@ -209,7 +215,9 @@ impl Uploader {
                         ingest_replica: m.replica.clone(),
                     })
                     .await
-                    .map_err(|s| IngestError::Storage(format!("{:?}: {}", s.code(), s.message())))?;
+                    .map_err(|s| {
+                        IngestError::Storage(format!("{:?}: {}", s.code(), s.message()))
+                    })?;
             }
         }
         Ok(())

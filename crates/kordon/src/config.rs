@@ -1,0 +1,325 @@
+//! The `kordon` configuration file: one shape for every subcommand.
+//!
+//! ```yaml
+//! grpc_listen: 127.0.0.1:8470     # KORDON_GRPC_LISTEN, --grpc-listen
+//! admin_listen: 127.0.0.1:8471    # KORDON_ADMIN_LISTEN, --admin-listen
+//! http_listen: 127.0.0.1:8472     # KORDON_HTTP_LISTEN, --http-listen (playback)
+//! data_dir: kordon-data           # KORDON_DATA_DIR, --data-dir
+//! log: { format: text, filter: info }
+//! tls: { cert_file: ..., key_file: ..., client_ca_file: ... }
+//! auth:
+//!   jwt: { issuer: ..., audience: ..., keys: [{ algorithm: EdDSA, public_key_file: ... }] }
+//!   mtls: { subjects: { ingest.burgas.kordon: [burgas] } }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use kordon_runtime::RuntimeError;
+use kordon_runtime::config::{self as rc, AuthConfig, CommonConfig, LogConfig, TlsConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_grpc")]
+    pub grpc_listen: SocketAddr,
+    #[serde(default = "default_admin")]
+    pub admin_listen: SocketAddr,
+    #[serde(default = "default_http")]
+    pub http_listen: SocketAddr,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// The storage service: index database, object storage, playback.
+    #[serde(default)]
+    pub storage: kordon_storage::StorageConfig,
+    /// Recording settings of the ingest service.
+    #[serde(default)]
+    pub ingest: kordon_ingest::config::IngestConfig,
+    /// The cameras to record, by site (ingest, standalone).
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+}
+
+/// A site (partner district) and its cameras.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub name: String,
+    #[serde(default)]
+    pub cameras: Vec<SiteCamera>,
+}
+
+/// A camera as written under its site.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteCamera {
+    pub name: String,
+    /// RTSP URL of the record (main) stream.
+    pub record: String,
+    /// RTSP URL of the detect (sub) stream.
+    #[serde(default)]
+    pub detect: Option<String>,
+    #[serde(default)]
+    pub transport: kordon_ingest::config::Transport,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub segment_duration: Option<std::time::Duration>,
+}
+
+fn parse_default<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    // The defaults are constants in kordon_runtime::config, checked by a test below.
+    s.parse()
+        .unwrap_or_else(|e| panic!("built-in default {s:?}: {e:?}"))
+}
+
+fn default_grpc() -> SocketAddr {
+    parse_default(rc::DEFAULT_GRPC_LISTEN)
+}
+fn default_admin() -> SocketAddr {
+    parse_default(rc::DEFAULT_ADMIN_LISTEN)
+}
+fn default_http() -> SocketAddr {
+    parse_default(rc::DEFAULT_HTTP_LISTEN)
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(rc::DEFAULT_DATA_DIR)
+}
+
+/// Command-line values that override the file and the environment.
+#[derive(Debug, Clone, Default, Serialize, clap::Args)]
+pub struct ServerFlags {
+    /// YAML configuration file.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory for local files: media, SQLite index, spool.
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listener.
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// HTTP listener (HLS playback).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<SocketAddr>,
+    /// Admin listener: /live, /ready, /metrics.
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+/// Who may use the development identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevIdentityPolicy {
+    /// Only when `KORDON_DEV_IDENTITY=1` (every service subcommand).
+    OptIn,
+    /// On when every listener is on loopback, unless `KORDON_DEV_IDENTITY=0` (standalone).
+    LoopbackDefault,
+}
+
+impl Config {
+    /// Loads and validates the configuration for one subcommand.
+    pub fn load(flags: &ServerFlags) -> Result<Config, RuntimeError> {
+        let config: Config = rc::load(flags.config.as_deref(), flags)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), RuntimeError> {
+        let listeners = [
+            ("grpc_listen", self.grpc_listen),
+            ("admin_listen", self.admin_listen),
+            ("http_listen", self.http_listen),
+        ];
+        for (i, (ka, a)) in listeners.iter().enumerate() {
+            for (_, b) in &listeners[i + 1..] {
+                if a == b && a.port() != 0 {
+                    return Err(RuntimeError::config(
+                        *ka,
+                        format!("{a} is used by two listeners"),
+                    ));
+                }
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(RuntimeError::config("data_dir", "must not be empty"));
+        }
+        self.ingest.validate().map_err(ingest_config_error)?;
+        self.storage.validate().map_err(|e| match e {
+            kordon_storage::StorageError::Config { key, message } => {
+                RuntimeError::config(format!("storage.{key}"), message)
+            }
+            other => RuntimeError::config("storage", other.to_string()),
+        })?;
+        let mut sites = std::collections::BTreeSet::new();
+        for (i, site) in self.sites.iter().enumerate() {
+            if !sites.insert(site.name.as_str()) {
+                return Err(RuntimeError::config(
+                    format!("sites[{i}].name"),
+                    format!("site `{}` is listed twice", site.name),
+                ));
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for (j, cam) in site.cameras.iter().enumerate() {
+                if !names.insert(cam.name.as_str()) {
+                    return Err(RuntimeError::config(
+                        format!("sites[{i}].cameras[{j}].name"),
+                        format!(
+                            "camera `{}` is listed twice in site `{}`",
+                            cam.name, site.name
+                        ),
+                    ));
+                }
+            }
+        }
+        for (key, cam) in self.cameras_with_keys() {
+            cam.validate(&key).map_err(ingest_config_error)?;
+        }
+        Ok(())
+    }
+
+    /// Every configured camera, flattened, with its config key for error messages.
+    fn cameras_with_keys(&self) -> Vec<(String, kordon_ingest::config::CameraConfig)> {
+        let mut out = Vec::new();
+        for (i, site) in self.sites.iter().enumerate() {
+            for (j, c) in site.cameras.iter().enumerate() {
+                out.push((
+                    format!("sites[{i}].cameras[{j}]"),
+                    kordon_ingest::config::CameraConfig {
+                        site: site.name.clone(),
+                        name: c.name.clone(),
+                        record: c.record.clone(),
+                        detect: c.detect.clone(),
+                        transport: c.transport,
+                        username: c.username.clone(),
+                        password: c.password.clone(),
+                        segment_duration: c.segment_duration,
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// Every configured camera, for ingest.
+    pub fn cameras(&self) -> Vec<kordon_ingest::config::CameraConfig> {
+        self.cameras_with_keys()
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    fn all_loopback(&self) -> bool {
+        [self.grpc_listen, self.admin_listen, self.http_listen]
+            .iter()
+            .all(|a| a.ip().is_loopback())
+    }
+
+    /// The runtime's view, with the development identity decided by `policy`.
+    pub fn common(&self, policy: DevIdentityPolicy) -> Result<CommonConfig, RuntimeError> {
+        let env = rc::dev_identity_from_env()?;
+        let dev_identity = match (policy, env) {
+            (_, Some(explicit)) => explicit,
+            (DevIdentityPolicy::OptIn, None) => false,
+            (DevIdentityPolicy::LoopbackDefault, None) => self.all_loopback(),
+        };
+        let common = CommonConfig {
+            grpc_listen: self.grpc_listen,
+            admin_listen: self.admin_listen,
+            data_dir: self.data_dir.clone(),
+            log: self.log.clone(),
+            tls: self.tls.clone(),
+            auth: self.auth.clone(),
+            dev_identity,
+        };
+        common.validate()?;
+        Ok(common)
+    }
+}
+
+fn ingest_config_error(e: kordon_ingest::IngestError) -> RuntimeError {
+    match e {
+        kordon_ingest::IngestError::Config { key, message } => RuntimeError::config(key, message),
+        other => RuntimeError::config("ingest", other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_are_loopback() {
+        let c: Config = rc::load(None, &ServerFlags::default()).unwrap();
+        assert!(c.all_loopback());
+        assert_eq!(c.grpc_listen, default_grpc());
+        assert_eq!(c.data_dir, PathBuf::from(rc::DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn flags_override_and_duplicates_are_named() {
+        let flags = ServerFlags {
+            grpc_listen: Some("127.0.0.1:9001".parse().unwrap()),
+            admin_listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..ServerFlags::default()
+        };
+        let err = Config::load(&flags).unwrap_err().to_string();
+        assert!(err.contains("`grpc_listen`"), "{err}");
+    }
+
+    #[test]
+    fn sites_and_cameras_are_validated_with_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kordon.yaml");
+        std::fs::write(
+            &path,
+            "sites:\n  - name: edirne\n    cameras:\n      - name: gate-1\n        record: rtsp://127.0.0.1:8554/cam1/main\n        detect: rtsp://127.0.0.1:8554/cam1/sub\n",
+        )
+        .unwrap();
+        let flags = ServerFlags {
+            config: Some(path.clone()),
+            ..ServerFlags::default()
+        };
+        let c = Config::load(&flags).unwrap();
+        let cams = c.cameras();
+        assert_eq!(cams.len(), 1);
+        assert_eq!(cams[0].site, "edirne");
+        assert_eq!(cams[0].name, "gate-1");
+
+        std::fs::write(
+            &path,
+            "sites:\n  - name: edirne\n    cameras:\n      - name: gate-1\n        record: http://x/\n",
+        )
+        .unwrap();
+        let err = Config::load(&flags).unwrap_err().to_string();
+        assert!(err.contains("`sites[0].cameras[0].record`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kordon.yaml");
+        std::fs::write(&path, "grpc_lisen: 127.0.0.1:1\n").unwrap();
+        let flags = ServerFlags {
+            config: Some(path),
+            ..ServerFlags::default()
+        };
+        let err = Config::load(&flags).unwrap_err().to_string();
+        assert!(err.contains("grpc_lisen"), "{err}");
+    }
+}

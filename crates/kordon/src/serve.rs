@@ -1,0 +1,297 @@
+//! Running services: one per process, or all of them in `standalone`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use kordon_ingest::config::CameraConfig;
+use kordon_runtime::admin::Readiness;
+use kordon_runtime::client::{self, ClientOptions};
+use kordon_runtime::config::CommonConfig;
+use kordon_runtime::server::{self, GrpcServer};
+use kordon_runtime::shutdown::Shutdown;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DevIdentityPolicy, ServerFlags};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Ingest,
+    Transcode,
+    Detection,
+    Storage,
+    Alerting,
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Service::Ingest => kordon_ingest::NAME,
+            Service::Transcode => kordon_transcode::NAME,
+            Service::Detection => kordon_detection::NAME,
+            Service::Storage => kordon_storage::NAME,
+            Service::Alerting => kordon_alerting::NAME,
+        }
+    }
+}
+
+/// Loads config, starts telemetry, and returns what a server process needs.
+fn prepare(
+    name: &str,
+    flags: &ServerFlags,
+    policy: DevIdentityPolicy,
+) -> anyhow::Result<(
+    Config,
+    CommonConfig,
+    kordon_runtime::telemetry::TelemetryGuard,
+)> {
+    let config = Config::load(flags)?;
+    let common = config.common(policy)?;
+    let telemetry = kordon_runtime::telemetry::init(name, &common.log)?;
+    Ok((config, common, telemetry))
+}
+
+/// Background work of a process besides its gRPC server, awaited after shutdown.
+type Task = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Opens storage and starts its playback HTTP server on the `http_listen` address.
+async fn start_storage(
+    config: &Config,
+    common: &CommonConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(kordon_storage::Storage, Task)> {
+    let mut storage_config = config.storage.clone();
+    // The top-level `http_listen` (flag, env or file) is the playback listener.
+    storage_config.http_listen = config.http_listen;
+    let storage = kordon_storage::Storage::open(&storage_config, &common.data_dir)
+        .await
+        .map_err(|e| match e {
+            kordon_storage::StorageError::Config { key, message } => {
+                kordon_runtime::RuntimeError::config(format!("storage.{key}"), message).into()
+            }
+            other => anyhow::Error::new(other).context("storage could not start"),
+        })?;
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http_listen)", config.http_listen))?;
+    let http = {
+        let storage = storage.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            kordon_storage::serve_http(storage, listener, shutdown.cancelled_owned())
+                .await
+                .context("playback HTTP server failed")
+        })
+    };
+    Ok((storage, http))
+}
+
+/// Starts ingest with this process's cameras.
+fn start_ingest(
+    config: &Config,
+    common: &CommonConfig,
+    storage_url: &str,
+    cameras: Vec<CameraConfig>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<kordon_ingest::Ingest>> {
+    let objects_config = config.storage.objects_or_default(&common.data_dir);
+    let objects = kordon_objects::build(&objects_config)
+        .map_err(|e| anyhow::anyhow!("object storage ({}): {e}", objects_config.describe()))?;
+    let client = &config.ingest.storage;
+    let channel = client::connect_lazy(&ClientOptions {
+        server: storage_url.to_string(),
+        token: None,
+        ca_file: client.ca_file.clone(),
+        cert_file: client.cert_file.clone(),
+        key_file: client.key_file.clone(),
+        connect_timeout: None,
+    })?;
+    let ingest = kordon_ingest::Ingest::start(
+        config.ingest.clone(),
+        &common.data_dir,
+        kordon_ingest::Destinations {
+            objects,
+            object_prefix: String::new(),
+            storage: kordon_proto::storage::v1::storage_service_client::StorageServiceClient::new(
+                channel,
+            ),
+        },
+        shutdown.clone(),
+    )?;
+    let applied = ingest.apply(cameras, true)?;
+    tracing::info!(cameras = applied.len(), "recording");
+    Ok(ingest)
+}
+
+/// `kordon <service>`: one service in this process.
+pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> {
+    let (config, common, _telemetry) = prepare(which.name(), flags, DevIdentityPolicy::OptIn)?;
+    tracing::info!(
+        service = which.name(),
+        version = kordon_runtime::VERSION,
+        "starting"
+    );
+    let shutdown = Shutdown::install();
+    let mut server = GrpcServer::new(which.name(), &common)?;
+    let mut tasks: Vec<Task> = Vec::new();
+    let mut ingest = None;
+    match which {
+        Service::Storage => {
+            let (storage, http) = start_storage(&config, &common, &shutdown).await?;
+            tasks.push(http);
+            server = server.add_service(kordon_storage::grpc_service(storage));
+        }
+        Service::Ingest => {
+            let url = config.ingest.storage.url.clone().ok_or_else(|| {
+                kordon_runtime::RuntimeError::config(
+                    "ingest.storage.url",
+                    "must name the storage service (e.g. https://storage:8470)",
+                )
+            })?;
+            let i = start_ingest(&config, &common, &url, config.cameras(), &shutdown)?;
+            server = server.add_service(kordon_ingest::grpc_service(
+                kordon_ingest::IngestApi::new(i.clone()),
+            ));
+            ingest = Some(i);
+        }
+        Service::Transcode => {
+            server = server.add_service(kordon_transcode::grpc_service(Default::default()))
+        }
+        Service::Detection => {
+            server = server.add_service(kordon_detection::grpc_service(Default::default()))
+        }
+        Service::Alerting => {
+            server = server.add_service(kordon_alerting::grpc_service(Default::default()))
+        }
+    }
+    let result = server::run(server, &common, Readiness::new(), shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(i) = ingest {
+        i.stopped().await;
+    }
+    for t in tasks {
+        t.await.context("task panicked")??;
+    }
+    result?;
+    tracing::info!(service = which.name(), "stopped");
+    Ok(())
+}
+
+/// Simulated cameras of `kordon standalone` without a config: two sites, four cameras, the real
+/// street clip on each.
+const DEMO_CAMERAS: &[(&str, &str, usize)] = &[
+    ("burgas", "port-gate", 1),
+    ("burgas", "pier-2", 2),
+    ("edirne", "kapikule-1", 3),
+    ("edirne", "kapikule-2", 4),
+];
+
+/// `kordon standalone`: all five services on one gRPC listener, embedded defaults.
+pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
+    let (config, common, _telemetry) =
+        prepare("standalone", flags, DevIdentityPolicy::LoopbackDefault)?;
+    tracing::info!(
+        version = kordon_runtime::VERSION,
+        data_dir = %common.data_dir.display(),
+        "starting standalone: ingest, transcode, detection, storage and alerting in one process"
+    );
+    if !common.dev_identity {
+        // Ingest reaches storage over this process's own listener; without the development
+        // identity that call would need a client certificate, which standalone does not mint.
+        anyhow::bail!(
+            "standalone needs the development identity for its internal calls: keep every \
+             listener on loopback, or set KORDON_DEV_IDENTITY=1 knowingly; for production run \
+             the services separately"
+        );
+    }
+    std::fs::create_dir_all(&common.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", common.data_dir.display()))?;
+    let shutdown = Shutdown::install();
+
+    // With no cameras configured, simulate some (Kordon's main job on embedded defaults).
+    let mut camsim = None;
+    let cameras = if config.sites.is_empty() && flags.config.is_none() {
+        let sim = kordon_camsim::Camsim::start(kordon_camsim::CamsimConfig {
+            cameras: DEMO_CAMERAS.len(),
+            listen: kordon_camsim::DEFAULT_LISTEN,
+            control_listen: Some(kordon_camsim::DEFAULT_CONTROL_LISTEN),
+            codec: kordon_camsim::Codec::H264,
+            source: kordon_camsim::Source::Clip,
+            clip: kordon_camsim::ClipSource::Embedded,
+            cache_dir: kordon_camsim::default_cache_dir(),
+        })
+        .await
+        .context("simulated cameras could not start")?;
+        let mut cams = Vec::new();
+        for (site, name, index) in DEMO_CAMERAS {
+            cams.push(CameraConfig {
+                site: site.to_string(),
+                name: name.to_string(),
+                record: sim.url(*index, kordon_camsim::StreamKind::Main)?,
+                detect: Some(sim.url(*index, kordon_camsim::StreamKind::Sub)?),
+                transport: Default::default(),
+                username: None,
+                password: None,
+                segment_duration: None,
+            });
+        }
+        tracing::info!(
+            rtsp = %sim.rtsp_addr(),
+            control = ?sim.control_addr(),
+            "no cameras configured: recording {} simulated cameras", cams.len()
+        );
+        camsim = Some(sim);
+        cams
+    } else {
+        config.cameras()
+    };
+
+    let (storage, http) = start_storage(&config, &common, &shutdown).await?;
+    let mut grpc_url_addr = common.grpc_listen;
+    if grpc_url_addr.ip().is_unspecified() {
+        grpc_url_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let ingest = start_ingest(
+        &config,
+        &common,
+        &format!("http://{grpc_url_addr}"),
+        cameras,
+        &shutdown,
+    )?;
+    let server = GrpcServer::new("standalone", &common)?
+        .add_service(kordon_storage::grpc_service(storage))
+        .add_service(kordon_ingest::grpc_service(kordon_ingest::IngestApi::new(
+            ingest.clone(),
+        )))
+        .add_service(kordon_transcode::grpc_service(Default::default()))
+        .add_service(kordon_detection::grpc_service(Default::default()))
+        .add_service(kordon_alerting::grpc_service(Default::default()));
+
+    // The gRPC server keeps serving storage while ingest drains its spool after shutdown.
+    let grpc_stop = CancellationToken::new();
+    let mut grpc = {
+        let common = common.clone();
+        let stop = grpc_stop.clone();
+        tokio::spawn(async move { server::run(server, &common, Readiness::new(), stop).await })
+    };
+    let early = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        r = &mut grpc => Some(r),
+    };
+    // On a signal (or if the server failed): cameras close their segments, the spool drains,
+    // then the listeners close.
+    shutdown.cancel();
+    ingest.stopped().await;
+    grpc_stop.cancel();
+    let grpc_result = match early {
+        Some(r) => r,
+        None => grpc.await,
+    }
+    .context("gRPC server panicked")?;
+    http.await.context("playback server panicked")??;
+    if let Some(sim) = camsim {
+        sim.shutdown().await;
+    }
+    grpc_result?;
+    tracing::info!("standalone stopped");
+    Ok(())
+}

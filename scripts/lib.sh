@@ -1,0 +1,57 @@
+# Shared by Kordon's scripts: where caches live and how missing tools are installed.
+# Sourced, not run.
+
+# Everything heavy and reusable lives outside the checkout, so CI and developers share it.
+export KORDON_CACHE="${KORDON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kordon}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KORDON_CACHE/target}"
+mkdir -p "$KORDON_CACHE"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian packages Kordon builds and runs with.
+KORDON_APT_PACKAGES=(
+  pkg-config protobuf-compiler libprotobuf-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  ffmpeg python3-venv
+)
+
+install_apt_packages() {
+  local missing=()
+  for p in "${KORDON_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+install_rust_components() {
+  if ! command -v cargo >/dev/null; then
+    echo "cargo is missing: install Rust (rustup) first" >&2
+    exit 1
+  fi
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+}
+
+# A Python venv with gRPC tooling for the end-to-end checks (a client that is not Kordon's own).
+KORDON_VENV="$KORDON_CACHE/venv"
+install_python_tools() {
+  if [ ! -x "$KORDON_VENV/bin/python" ]; then
+    log "creating $KORDON_VENV"
+    python3 -m venv "$KORDON_VENV"
+  fi
+  if ! "$KORDON_VENV/bin/python" -c 'import grpc, grpc_health, grpc_reflection' 2>/dev/null; then
+    log "installing grpcio tools into $KORDON_VENV"
+    "$KORDON_VENV/bin/pip" install -q --disable-pip-version-check \
+      'grpcio==1.*' 'grpcio-health-checking==1.*' 'grpcio-reflection==1.*' 'protobuf>=5'
+  fi
+}

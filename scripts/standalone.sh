@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Kordon's main job on embedded defaults (the README's first quick-start command): installs what
+# is missing, builds, and runs `kordon standalone` (simulated cameras, local files, SQLite) with
+# data in ./kordon-data. Extra arguments go to `kordon standalone`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+install_apt_packages
+install_rust_components
+log "building kordon (release)"
+cargo build --release --locked --bin kordon
+log "starting kordon standalone (Ctrl-C to stop)"
+exec "$CARGO_TARGET_DIR/release/kordon" standalone "$@"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Kordon's test command (the README's second quick-start command): installs what is missing,
+# then formatting, lints, unit and integration tests, and the end-to-end checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+install_apt_packages
+install_rust_components
+install_python_tools
+
+log "starting the real test services: Ceph RGW and PostgreSQL on 127.0.0.1"
+bash scripts/services.sh start
+eval "$(bash scripts/services.sh env)"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo build"
+cargo build --workspace --locked --bins
+
+log "end-to-end: every service answers health and reflection to Python grpcio"
+"$KORDON_VENV/bin/python" e2e/grpc_smoke.py --kordon "$CARGO_TARGET_DIR/debug/kordon"
+
+log "cargo test"
+cargo test --workspace --locked
