@@ -83,6 +83,10 @@ def who_am_i(channel):
 
 def run_one(kordon, sub, env):
     print(f"kordon {sub}")
+    env = dict(env)
+    if sub == "ingest":
+        # Ingest needs to know where storage is; it connects lazily, so nothing need listen.
+        env["KORDON_INGEST__STORAGE__URL"] = "http://127.0.0.1:9"
     grpc_port, admin_port, http_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as data:
         proc = subprocess.Popen(
@@ -106,6 +110,11 @@ def run_one(kordon, sub, env):
                     if proc.poll() is not None:
                         break
                     time.sleep(0.2)
+            if status is None:
+                proc.kill()
+                out, _ = proc.communicate()
+                check(f"{sub}: starts and answers health", False, f"\n{out}")
+                return
             check(f"{sub}: health overall SERVING", status == health_pb2.HealthCheckResponse.SERVING,
                   f"(got {status})")
             for svc in SERVICES[sub]:
