@@ -219,10 +219,12 @@ async fn segments(addr: SocketAddr, name: &str) -> Vec<spb::Segment> {
 async fn recordings(addr: SocketAddr, name: &str) -> Vec<spb::RecordingRange> {
     storage_client(addr)
         .list_recordings(spb::ListRecordingsRequest {
-            scope: Some(spb::list_recordings_request::Scope::Camera(common::CameraRef {
-                site: "edirne".into(),
-                camera: name.into(),
-            })),
+            scope: Some(spb::list_recordings_request::Scope::Camera(
+                common::CameraRef {
+                    site: "edirne".into(),
+                    camera: name.into(),
+                },
+            )),
             range: Some(common::TimeRange {
                 start: Some(prost_types::Timestamp {
                     seconds: 0,
@@ -251,7 +253,11 @@ async fn check_objects(objects: &Arc<dyn ObjectStore>, segs: &[spb::Segment], di
             .await
             .unwrap();
         assert_eq!(bytes.len() as u64, s.size_bytes);
-        assert_eq!(kordon_objects::sha256(&bytes).to_vec(), s.sha256, "segment {i} hash");
+        assert_eq!(
+            kordon_objects::sha256(&bytes).to_vec(),
+            s.sha256,
+            "segment {i} hash"
+        );
         let file = dir.join(format!("probe-{i}.mp4"));
         std::fs::write(&file, &bytes).unwrap();
         let out = std::process::Command::new("ffprobe")
@@ -270,11 +276,19 @@ async fn check_objects(objects: &Arc<dyn ObjectStore>, segs: &[spb::Segment], di
         assert!(out.status.success(), "ffprobe failed on segment {i}");
         let text = String::from_utf8_lossy(&out.stdout);
         let fields: Vec<&str> = text.trim().split(',').collect();
-        assert_eq!(&fields[..3], ["h264", "1920", "1080"], "segment {i}: {text}");
+        assert_eq!(
+            &fields[..3],
+            ["h264", "1920", "1080"],
+            "segment {i}: {text}"
+        );
         let frames: i64 = fields[3].parse().unwrap();
         let r = s.range.as_ref().unwrap();
         let dur_us = us(r.end.as_ref().unwrap()) - us(r.start.as_ref().unwrap());
-        assert_eq!(frames, (dur_us as f64 / 40_000.0).round() as i64, "segment {i} frames vs duration");
+        assert_eq!(
+            frames,
+            (dur_us as f64 / 40_000.0).round() as i64,
+            "segment {i} frames vs duration"
+        );
     }
 }
 
@@ -282,7 +296,10 @@ fn assert_contiguous(segs: &[spb::Segment]) {
     for w in segs.windows(2) {
         let a = us(w[0].range.as_ref().unwrap().end.as_ref().unwrap());
         let b = us(w[1].range.as_ref().unwrap().start.as_ref().unwrap());
-        assert!((a - b).abs() <= 1, "segments not contiguous: end {a} vs next start {b}");
+        assert!(
+            (a - b).abs() <= 1,
+            "segments not contiguous: end {a} vs next start {b}"
+        );
     }
 }
 
@@ -305,9 +322,18 @@ async fn records_hashes_and_registers_gaps() {
     let sim = camsim(2).await;
     let storage = start_storage(dir.path(), &objects_cfg, free_addr()).await;
     let shutdown = CancellationToken::new();
-    let ingest = start_ingest(dir.path(), objects.clone(), &prefix, storage.addr, shutdown.clone());
+    let ingest = start_ingest(
+        dir.path(),
+        objects.clone(),
+        &prefix,
+        storage.addr,
+        shutdown.clone(),
+    );
     ingest
-        .apply(vec![camera(&sim, 1, "gate-1"), camera(&sim, 2, "gate-2")], true)
+        .apply(
+            vec![camera(&sim, 1, "gate-1"), camera(&sim, 2, "gate-2")],
+            true,
+        )
         .unwrap();
 
     wait_for("3 segments of gate-1", Duration::from_secs(40), || async {
@@ -324,9 +350,11 @@ async fn records_hashes_and_registers_gaps() {
         .unwrap()
         .as_micros() as i64;
     let before = segments(storage.addr, "gate-1").await.len();
-    wait_for("gate-1 recording again", Duration::from_secs(30), || async {
-        segments(storage.addr, "gate-1").await.len() >= before + 2
-    })
+    wait_for(
+        "gate-1 recording again",
+        Duration::from_secs(30),
+        || async { segments(storage.addr, "gate-1").await.len() >= before + 2 },
+    )
     .await;
 
     shutdown.cancel();
@@ -360,7 +388,10 @@ async fn records_hashes_and_registers_gaps() {
         gap_len as f64 / 1e6,
         resumed_after as f64 / 1e6
     );
-    assert!(resumed_after < 5_000_000, "resumed {resumed_after} µs after return");
+    assert!(
+        resumed_after < 5_000_000,
+        "resumed {resumed_after} µs after return"
+    );
 
     storage.stop.cancel();
     storage.task.await.unwrap();
@@ -376,7 +407,13 @@ async fn footage_waits_in_the_spool_while_storage_is_down() {
     // Storage is not running yet: nothing listens on its address.
     let storage_addr = free_addr();
     let shutdown = CancellationToken::new();
-    let ingest = start_ingest(dir.path(), objects.clone(), &prefix, storage_addr, shutdown.clone());
+    let ingest = start_ingest(
+        dir.path(),
+        objects.clone(),
+        &prefix,
+        storage_addr,
+        shutdown.clone(),
+    );
     ingest.apply(vec![camera(&sim, 1, "gate-1")], true).unwrap();
 
     wait_for("3 spooled segments", Duration::from_secs(40), || async {
@@ -384,7 +421,10 @@ async fn footage_waits_in_the_spool_while_storage_is_down() {
     })
     .await;
     let status = ingest.board().get("edirne", "gate-1").unwrap();
-    assert!(status.last_error.is_some(), "status says why footage is not stored");
+    assert!(
+        status.last_error.is_some(),
+        "status says why footage is not stored"
+    );
 
     let storage = start_storage(dir.path(), &objects_cfg, storage_addr).await;
     wait_for("spool drained", Duration::from_secs(60), || async {
@@ -393,16 +433,180 @@ async fn footage_waits_in_the_spool_while_storage_is_down() {
     .await;
     shutdown.cancel();
     ingest.stopped().await;
-    assert_eq!(ingest.spool().pending(), 0, "everything stored after shutdown");
+    assert_eq!(
+        ingest.spool().pending(),
+        0,
+        "everything stored after shutdown"
+    );
 
     let segs = segments(storage.addr, "gate-1").await;
     assert!(segs.len() >= 3, "{} segments", segs.len());
     assert_contiguous(&segs);
-    let seqs: Vec<u64> = segs.iter().map(|s| s.link.as_ref().unwrap().sequence).collect();
+    let seqs: Vec<u64> = segs
+        .iter()
+        .map(|s| s.link.as_ref().unwrap().sequence)
+        .collect();
     let mut sorted = seqs.clone();
     sorted.sort();
     assert_eq!(seqs, sorted, "registered in recording order");
     check_objects(&objects, &segs, dir.path()).await;
+    storage.stop.cancel();
+    storage.task.await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_change_at_run_time_without_disturbing_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects_cfg, prefix) = objects_config(dir.path());
+    let objects = kordon_objects::build(&objects_cfg).unwrap();
+    let sim = camsim(3).await;
+    let storage = start_storage(dir.path(), &objects_cfg, free_addr()).await;
+    let shutdown = CancellationToken::new();
+    let ingest = start_ingest(
+        dir.path(),
+        objects.clone(),
+        &prefix,
+        storage.addr,
+        shutdown.clone(),
+    );
+    let steady = camera(&sim, 1, "steady");
+    let moved = camera(&sim, 2, "moved");
+    ingest
+        .apply(vec![steady.clone(), moved.clone()], true)
+        .unwrap();
+    wait_for("both recording", Duration::from_secs(40), || async {
+        segments(storage.addr, "steady").await.len() >= 2
+            && segments(storage.addr, "moved").await.len() >= 2
+    })
+    .await;
+
+    // Change one camera's URL, add a third, keep the first untouched.
+    let mut moved_now = moved.clone();
+    moved_now.record = sim.url(3, StreamKind::Main).unwrap();
+    let mut added = camera(&sim, 3, "added");
+    added.record = sim.url(3, StreamKind::Sub).unwrap();
+    let outcomes = ingest
+        .apply(vec![steady.clone(), moved_now, added], true)
+        .unwrap();
+    let names: Vec<(String, kordon_ingest::ApplyOutcome)> =
+        outcomes.into_iter().map(|(c, o)| (c.name, o)).collect();
+    assert!(names.contains(&("steady".into(), kordon_ingest::ApplyOutcome::Unchanged)));
+    assert!(names.contains(&("moved".into(), kordon_ingest::ApplyOutcome::Updated)));
+    assert!(names.contains(&("added".into(), kordon_ingest::ApplyOutcome::Created)));
+    wait_for(
+        "added camera recording",
+        Duration::from_secs(40),
+        || async { segments(storage.addr, "added").await.len() >= 2 },
+    )
+    .await;
+
+    // Remove one: its open segment is stored, the others go on.
+    assert!(ingest.remove("edirne", "added"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    shutdown.cancel();
+    ingest.stopped().await;
+
+    let steady_segs = segments(storage.addr, "steady").await;
+    assert_contiguous(&steady_segs);
+    let steady_ranges = recordings(storage.addr, "steady").await;
+    let last_end = us(steady_segs
+        .last()
+        .unwrap()
+        .range
+        .as_ref()
+        .unwrap()
+        .end
+        .as_ref()
+        .unwrap());
+    // Shutdown itself is recorded as a gap after the last segment; before it, nothing.
+    assert!(
+        steady_ranges
+            .iter()
+            .all(|r| r.kind != spb::RecordingRangeKind::Gap as i32
+                || us(r.range.as_ref().unwrap().start.as_ref().unwrap()) >= last_end),
+        "the untouched camera has no gap while recording: {steady_ranges:?}"
+    );
+    // The reconfigured camera has a gap for its restart, recorded with that reason.
+    let moved_ranges = recordings(storage.addr, "moved").await;
+    let gap = moved_ranges
+        .iter()
+        .find(|r| r.kind == spb::RecordingRangeKind::Gap as i32);
+    if let Some(g) = gap {
+        assert_eq!(g.gap_reason, spb::GapReason::IngestRestart as i32, "{g:?}");
+    }
+    // The sub stream of camera 3 was recorded at its own size.
+    let added_segs = segments(storage.addr, "added").await;
+    assert!(added_segs.iter().all(|s| s.width == 640 && s.height == 360));
+    storage.stop.cancel();
+    storage.task.await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_is_recorded_without_reencoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects_cfg, prefix) = objects_config(dir.path());
+    let objects = kordon_objects::build(&objects_cfg).unwrap();
+    let sim = Camsim::start(CamsimConfig {
+        cameras: 1,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        control_listen: None,
+        codec: Codec::H265,
+        source: Source::Clip,
+        clip: ClipSource::Embedded,
+        cache_dir: kordon_camsim::default_cache_dir(),
+    })
+    .await
+    .unwrap();
+    let storage = start_storage(dir.path(), &objects_cfg, free_addr()).await;
+    let shutdown = CancellationToken::new();
+    let ingest = start_ingest(
+        dir.path(),
+        objects.clone(),
+        &prefix,
+        storage.addr,
+        shutdown.clone(),
+    );
+    ingest.apply(vec![camera(&sim, 1, "hevc")], true).unwrap();
+    wait_for("H.265 segments", Duration::from_secs(60), || async {
+        segments(storage.addr, "hevc").await.len() >= 2
+    })
+    .await;
+    shutdown.cancel();
+    ingest.stopped().await;
+    let segs = segments(storage.addr, "hevc").await;
+    for (i, s) in segs.iter().enumerate() {
+        assert_eq!(s.codec, common::VideoCodec::H265 as i32);
+        let bytes = kordon_objects::ObjectStoreExt::get(
+            &*objects,
+            &ObjectPath::from(s.object_key.as_str()),
+        )
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+        assert_eq!(kordon_objects::sha256(&bytes).to_vec(), s.sha256);
+        let file = dir.path().join(format!("hevc-{i}.mp4"));
+        std::fs::write(&file, &bytes).unwrap();
+        let out = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,width,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "hevc,1920,1080"
+        );
+    }
     storage.stop.cancel();
     storage.task.await.unwrap();
     sim.shutdown().await;
