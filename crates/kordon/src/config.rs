@@ -98,6 +98,20 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from(rc::DEFAULT_DATA_DIR)
 }
 
+/// The top-level keys of [`Config`]: `KORDON_<KEY>` variables for these are configuration.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "grpc_listen",
+    "admin_listen",
+    "http_listen",
+    "data_dir",
+    "log",
+    "tls",
+    "auth",
+    "storage",
+    "ingest",
+    "sites",
+];
+
 /// Command-line values that override the file and the environment.
 #[derive(Debug, Clone, Default, Serialize, clap::Args)]
 pub struct ServerFlags {
@@ -135,7 +149,7 @@ pub enum DevIdentityPolicy {
 impl Config {
     /// Loads and validates the configuration for one subcommand.
     pub fn load(flags: &ServerFlags) -> Result<Config, RuntimeError> {
-        let config: Config = rc::load(flags.config.as_deref(), flags)?;
+        let config: Config = rc::load(flags.config.as_deref(), flags, TOP_LEVEL_KEYS)?;
         config.validate()?;
         Ok(config)
     }
@@ -265,7 +279,7 @@ mod tests {
 
     #[test]
     fn defaults_parse_and_are_loopback() {
-        let c: Config = rc::load(None, &ServerFlags::default()).unwrap();
+        let c: Config = rc::load(None, &ServerFlags::default(), TOP_LEVEL_KEYS).unwrap();
         assert!(c.all_loopback());
         assert_eq!(c.grpc_listen, default_grpc());
         assert_eq!(c.data_dir, PathBuf::from(rc::DEFAULT_DATA_DIR));

@@ -29,18 +29,20 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8472";
 pub const DEFAULT_DATA_DIR: &str = "kordon-data";
 /// Environment variables with this prefix are configuration.
 pub const ENV_PREFIX: &str = "KORDON_";
-/// `KORDON_*` variables that are not configuration keys (read directly where they are used):
-/// the development identity switch, the log filter, and the client commands' variables.
-pub const ENV_NOT_CONFIG: &[&str] = &["DEV_IDENTITY", "LOG", "SERVER", "TOKEN", "OUTPUT"];
-/// Prefixes (after `KORDON_`) of variables that belong to other tools, e.g. `KORDON_CAMSIM_*`.
-pub const ENV_NOT_CONFIG_PREFIXES: &[&str] = &["CAMSIM_", "TEST_", "BENCH_"];
 
 /// Loads `T` from defaults, the optional YAML `file`, `KORDON_*` variables and `overrides`
 /// (typically the command-line flags, serialised with `None`s skipped).
 ///
-/// Unknown keys are errors when `T` denies them (Kordon's config structs do), so a typo is
-/// reported rather than ignored.
-pub fn load<T, O>(file: Option<&Path>, overrides: &O) -> Result<T, RuntimeError>
+/// Only variables whose first key segment is one of `top_level_keys` are configuration
+/// (`KORDON_GRPC_LISTEN`, `KORDON_INGEST__SEGMENT_DURATION`); other `KORDON_*` variables belong
+/// to other tools (`KORDON_LOG`, `KORDON_TOKEN`, `KORDON_CACHE`, …). Unknown keys in the file
+/// are errors when `T` denies them (Kordon's config structs do), so a typo is reported rather
+/// than ignored.
+pub fn load<T, O>(
+    file: Option<&Path>,
+    overrides: &O,
+    top_level_keys: &'static [&'static str],
+) -> Result<T, RuntimeError>
 where
     T: DeserializeOwned,
     O: Serialize,
@@ -56,10 +58,11 @@ where
         figment = figment.merge(Yaml::file_exact(path));
     }
     let env = Env::prefixed(ENV_PREFIX)
-        .filter(|key| {
-            let upper = key.as_str().to_ascii_uppercase();
-            !ENV_NOT_CONFIG.contains(&upper.as_str())
-                && !ENV_NOT_CONFIG_PREFIXES.iter().any(|p| upper.starts_with(p))
+        .filter(move |key| {
+            let lower = key.as_str().to_ascii_lowercase();
+            let first = lower.split("__").next().unwrap_or("");
+            // `KORDON_LOG` is the log filter (see `telemetry`), not the `log` section.
+            top_level_keys.contains(&first) && lower != "log"
         })
         .split("__")
         .lowercase(true);
@@ -317,22 +320,24 @@ mod tests {
     #[derive(Serialize, Default)]
     struct NoOverrides {}
 
+    const KEYS: &[&str] = &["grpc_listen", "log"];
+
     #[test]
     fn file_values_are_typed_and_keys_named_on_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.yaml");
         std::fs::write(&path, "grpc_listen: 127.0.0.1:9000\nlog:\n  format: json\n").unwrap();
-        let c: Sample = load(Some(&path), &NoOverrides {}).unwrap();
+        let c: Sample = load(Some(&path), &NoOverrides {}, KEYS).unwrap();
         assert_eq!(c.grpc_listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.log.format, LogFormat::Json);
 
         std::fs::write(&path, "grpc_listen: not-an-address\n").unwrap();
-        let err = load::<Sample, _>(Some(&path), &NoOverrides {}).unwrap_err();
+        let err = load::<Sample, _>(Some(&path), &NoOverrides {}, KEYS).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("`grpc_listen`"), "{text}");
 
         std::fs::write(&path, "log:\n  fromat: json\n").unwrap();
-        let err = load::<Sample, _>(Some(&path), &NoOverrides {}).unwrap_err();
+        let err = load::<Sample, _>(Some(&path), &NoOverrides {}, KEYS).unwrap_err();
         assert!(err.to_string().contains("log"), "{err}");
         assert!(err.to_string().contains("fromat"), "{err}");
     }
@@ -351,6 +356,7 @@ mod tests {
             &Flags {
                 grpc_listen: "127.0.0.1:9100".parse().unwrap(),
             },
+            KEYS,
         )
         .unwrap();
         assert_eq!(c.grpc_listen.port(), 9100);
@@ -358,8 +364,12 @@ mod tests {
 
     #[test]
     fn missing_file_is_named() {
-        let err =
-            load::<Sample, _>(Some(Path::new("/nonexistent/k.yaml")), &NoOverrides {}).unwrap_err();
+        let err = load::<Sample, _>(
+            Some(Path::new("/nonexistent/k.yaml")),
+            &NoOverrides {},
+            KEYS,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("--config"), "{err}");
     }
 
