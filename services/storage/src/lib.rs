@@ -1,22 +1,82 @@
 //! Kordon storage: the system of record for footage, evidence and the access log.
 //!
-//! The service's gRPC surface is `kordon.storage.v1.StorageService` (see `proto/kordon/storage/v1/`).
-//! Until the service itself lands (issue #4), every RPC answers `UNIMPLEMENTED`; health,
-//! reflection and the identity service already work wherever it runs.
+//! # Entry points (for the `kordon` binary)
+//! ```ignore
+//! let storage = kordon_storage::Storage::open(&config.storage, &common.data_dir).await?;
+//! server.add_service(kordon_storage::grpc_service(storage.clone()));   // on the gRPC server
+//! let http = kordon_storage::http_router(storage.clone());              // on storage.http_listen
+//! tokio::spawn(storage.run_retention(shutdown.cancelled_owned()));       // retention sweeps
+//! ```
+//! [`Storage::open`] validates the [`StorageConfig`], connects to the index (SQLite by
+//! default, PostgreSQL in production) and runs its migrations, builds the object store and
+//! loads its keys. [`serve_http`] serves the playback router until a shutdown future resolves.
+//!
+//! # What it guarantees
+//! - Segments and gaps are indexed per camera in a hash chain ([`chain`]): each record commits
+//!   to the previous one, sequences are gapless even under concurrent registration, and
+//!   registration is idempotent ([`index`]).
+//! - Every footage read is authorised, needs a stated reason, and is appended to the
+//!   hash-chained access log ([`audit`]) before anything is returned ([`grpc`]).
+//! - Playback URLs are short-lived HMAC-signed grants for one camera and range; the HTTP side
+//!   serves HLS playlists and byte ranges of the original segments ([`playback`], [`http`]).
+//! - Verification walks a chain and reports missing, altered and reordered records, and
+//!   missing or altered objects, precisely ([`service::Storage::verify_chain`]).
+//! - Retention deletes footage older than the site's or camera's policy, never footage on an
+//!   active legal hold; each deletion is logged first and leaves a tombstone in the chain
+//!   ([`retention`]). Spawn [`Storage::run_retention`] beside the servers.
+//!
+//! # Layout
+//! [`config`] (configuration), [`index`], [`audit`] and [`retention`] (the database and the
+//! operations on it), [`chain`], [`recordings`] and [`playback`] (pure logic), [`service`]
+//! (domain operations over index and objects), [`grpc`] and [`http`] (transport), [`keys`],
+//! [`metrics`].
 
-use kordon_proto::storage::v1::storage_service_server::{StorageService, StorageServiceServer};
+pub mod audit;
+pub mod chain;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod index;
+pub mod keys;
+pub mod metrics;
+pub mod playback;
+pub mod recordings;
+pub mod retention;
+pub mod service;
+
+pub use config::StorageConfig;
+pub use error::StorageError;
+pub use grpc::StorageApi;
+pub use index::Index;
+pub use service::{Storage, StorageOptions};
+
+use kordon_proto::storage::v1::storage_service_server::StorageServiceServer;
 
 /// The name of this service in logs, metrics and `WhoAmI`.
 pub const NAME: &str = "storage";
 
-/// The gRPC implementation of `kordon.storage.v1.StorageService`.
-#[derive(Debug, Clone, Default)]
-pub struct StorageApi {}
+/// The tonic service to add to a `kordon_runtime::server::GrpcServer`.
+pub fn grpc_service(storage: Storage) -> StorageServiceServer<StorageApi> {
+    grpc::service(storage)
+}
 
-#[tonic::async_trait]
-impl StorageService for StorageApi {}
+/// The playback HTTP router (HLS playlists and media); serve it on `StorageConfig::http_listen`.
+pub fn http_router(storage: Storage) -> axum::Router {
+    http::router(storage)
+}
 
-/// The tonic service to add to a server.
-pub fn grpc_service(api: StorageApi) -> StorageServiceServer<StorageApi> {
-    StorageServiceServer::new(api)
+/// Serves [`http_router`] on `listener` until `shutdown` resolves, then drains requests in
+/// flight.
+pub async fn serve_http(
+    storage: Storage,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "storage playback HTTP listening");
+    }
+    axum::serve(listener, http_router(storage))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

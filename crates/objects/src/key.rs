@@ -1,0 +1,145 @@
+//! Where each segment lives in the bucket.
+//!
+//! ```text
+//! <prefix>/<site>/<camera>/<YYYY>/<MM>/<DD>/<HH>/<start_unix_ms>-<sha256 first 16 hex>.mp4
+//! burgas/gate-3/2026/11/27/10/1795774446123-9f86d081884c7d65.mp4      (empty prefix)
+//! ```
+//!
+//! - The date folders are the UTC time of the segment's first frame, so a day or an hour of a
+//!   camera is one prefix listing (retention and repair tools walk them), and keys sort by time.
+//! - The file name starts with the start time in milliseconds and ends with the first 64 bits
+//!   of the content's SHA-256: two different recordings of the same millisecond (a camera
+//!   recorded twice after a failover) never collide, and the same bytes always get the same
+//!   key, so retrying an upload is idempotent ([`crate::put_immutable`]).
+//! - `site` and `camera` are single path segments: letters, digits, `-`, `_` and `.`, not
+//!   starting with `.`, at most 128 bytes (Kubernetes names fit). `prefix` is zero or more
+//!   such segments joined by `/` (no leading or trailing `/`).
+
+use object_store::path::Path;
+
+use crate::ObjectsError;
+use crate::time::civil;
+
+/// Longest site, camera or prefix segment.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Checks that `value` can be one segment of an object key (see the module docs).
+pub fn validate_name(what: &'static str, value: &str) -> Result<(), ObjectsError> {
+    let bad = |why| ObjectsError::InvalidName {
+        what,
+        value: value.to_string(),
+        why,
+    };
+    if value.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(bad("longer than 128 bytes"));
+    }
+    if value.starts_with('.') {
+        return Err(bad("must not start with `.`"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(bad("only letters, digits, `-`, `_` and `.` are allowed"));
+    }
+    Ok(())
+}
+
+/// The key of a segment; see the module docs for the layout.
+///
+/// `start_unix_micros` is the wall-clock time of the segment's first frame.
+pub fn segment_key(
+    prefix: &str,
+    site: &str,
+    camera: &str,
+    start_unix_micros: i64,
+    sha256: &[u8; 32],
+) -> Result<Path, ObjectsError> {
+    if !prefix.is_empty() {
+        for part in prefix.split('/') {
+            validate_name("prefix segment", part)?;
+        }
+    }
+    validate_name("site", site)?;
+    validate_name("camera", camera)?;
+    let c = civil(start_unix_micros).ok_or(ObjectsError::TimeOutOfRange(start_unix_micros))?;
+    let millis = start_unix_micros.div_euclid(1000);
+    let short = hex::encode(&sha256[..8]);
+    let tail = format!(
+        "{site}/{camera}/{:04}/{:02}/{:02}/{:02}/{millis}-{short}.mp4",
+        c.year, c.month, c.day, c.hour
+    );
+    let full = if prefix.is_empty() {
+        tail
+    } else {
+        format!("{prefix}/{tail}")
+    };
+    // Every part was validated above, so this cannot fail; map it anyway rather than panic.
+    Path::parse(&full).map_err(|e| ObjectsError::Store(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T: i64 = 1_795_774_446_123_456; // 2026-11-27T10:14:06.123456Z
+
+    #[test]
+    fn documented_layout() {
+        let mut sha = [0u8; 32];
+        sha[..8].copy_from_slice(&[0x9f, 0x86, 0xd0, 0x81, 0x88, 0x4c, 0x7d, 0x65]);
+        let k = segment_key("", "burgas", "gate-3", T, &sha).unwrap();
+        assert_eq!(
+            k.as_ref(),
+            "burgas/gate-3/2026/11/27/10/1795774446123-9f86d081884c7d65.mp4"
+        );
+        let k = segment_key("kordon/v1", "burgas", "gate-3", T, &sha).unwrap();
+        assert_eq!(
+            k.as_ref(),
+            "kordon/v1/burgas/gate-3/2026/11/27/10/1795774446123-9f86d081884c7d65.mp4"
+        );
+    }
+
+    #[test]
+    fn bad_names_and_times_are_refused() {
+        let sha = [0u8; 32];
+        for (site, camera) in [
+            ("", "c"),
+            ("s", ""),
+            ("a/b", "c"),
+            ("..", "c"),
+            (".hidden", "c"),
+            ("s", "c d"),
+            ("s", "kamera-ü"),
+        ] {
+            assert!(
+                segment_key("", site, camera, T, &sha).is_err(),
+                "{site:?}/{camera:?}"
+            );
+        }
+        assert!(segment_key("/abs", "s", "c", T, &sha).is_err());
+        assert!(segment_key("trailing/", "s", "c", T, &sha).is_err());
+        assert!(matches!(
+            segment_key("", "s", "c", -1, &sha),
+            Err(ObjectsError::TimeOutOfRange(-1))
+        ));
+    }
+
+    proptest! {
+        /// Keys of one camera sort like their start times within a day (same-width millis).
+        #[test]
+        fn keys_sort_by_time(a in 1_700_000_000_000_000i64..1_900_000_000_000_000,
+                             b in 1_700_000_000_000_000i64..1_900_000_000_000_000) {
+            let sha = [7u8; 32];
+            let ka = segment_key("p", "s", "c", a, &sha).unwrap();
+            let kb = segment_key("p", "s", "c", b, &sha).unwrap();
+            if a / 1000 < b / 1000 {
+                prop_assert!(ka.as_ref() < kb.as_ref());
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Playback over HTTP: HLS playlists and the media they reference.
+//!
+//! ```text
+//! GET /v1/hls/<site>/<camera>.m3u8?from=&to=&exp=&token=         the playlist
+//! GET /v1/hls/<site>/<camera>/<from>.<to>.<exp>.<token>/<sequence>.mp4   a segment's bytes
+//! ```
+//!
+//! Both need the token of a URL issued by GetPlaybackUrl or ListRecordings (see
+//! [`crate::playback`]); there is no other authorisation here, and the access was logged when
+//! the URL was issued. Media honours single `Range` requests (206, `Content-Range`; 416 when
+//! unsatisfiable), which HLS players use for `EXT-X-BYTERANGE`. Responses are `no-store` and
+//! allow any origin (the token is the credential), so browser players (hls.js) can fetch them.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::TryStreamExt;
+
+use crate::playback::{ByteRange, PlaybackQuery, parse_path_grant, parse_range};
+use crate::service::Storage;
+use crate::{StorageError, grpc};
+
+/// The playback router; serve it on the storage HTTP listener.
+pub fn router(storage: Storage) -> Router {
+    Router::new()
+        .route("/v1/hls/{site}/{file}", get(playlist))
+        .route("/v1/hls/{site}/{camera}/{grant}/{file}", get(media))
+        .with_state(storage)
+}
+
+fn common_headers(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Content-Length, Content-Range, Accept-Ranges"),
+    );
+}
+
+fn error_response(e: StorageError) -> Response {
+    let public = grpc::classify(&e);
+    let mut resp = (public.http, format!("{}\n", public.message)).into_response();
+    common_headers(resp.headers_mut());
+    resp
+}
+
+fn bad_query() -> Response {
+    error_response(StorageError::BadToken)
+}
+
+async fn playlist(
+    State(storage): State<Storage>,
+    Path((site, file)): Path<(String, String)>,
+    query: Result<Query<PlaybackQuery>, QueryRejection>,
+) -> Response {
+    let Some(camera) = file.strip_suffix(".m3u8") else {
+        return error_response(StorageError::NotFound("no such playlist".into()));
+    };
+    let Ok(Query(q)) = query else {
+        return bad_query();
+    };
+    match storage.playlist(&site, camera, &q).await {
+        Ok(text) => {
+            let mut resp = text.into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.apple.mpegurl"),
+            );
+            common_headers(resp.headers_mut());
+            resp
+        }
+        Err(e) => error_response(e),
+    }
+}
+
+async fn media(
+    State(storage): State<Storage>,
+    Path((site, camera, grant, file)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(sequence) = file
+        .strip_suffix(".mp4")
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return error_response(StorageError::NotFound("no such segment".into()));
+    };
+    let Some(q) = parse_path_grant(&grant) else {
+        return bad_query();
+    };
+    // The token first: nothing about the segment is revealed to a stranger.
+    if let Err(e) = storage.check_playback(&site, &camera, &q) {
+        return error_response(e);
+    }
+    // The record's size is what was verified at registration; resolve the range against it
+    // before reading, so an unsatisfiable range costs no object-store request.
+    let size = match storage.index().segment(&site, &camera, sequence).await {
+        Ok(Some(s)) => s.size_bytes,
+        Ok(None) => return error_response(StorageError::NotFound("no such segment".into())),
+        Err(e) => return error_response(e),
+    };
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = parse_range(range_header, size);
+    let (get_range, status) = match range {
+        ByteRange::Full => (None, StatusCode::OK),
+        ByteRange::Partial { start, end } => (Some(start..end), StatusCode::PARTIAL_CONTENT),
+        ByteRange::Unsatisfiable => {
+            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            common_headers(resp.headers_mut());
+            return resp;
+        }
+    };
+    let (_, got) = match storage
+        .media(&site, &camera, sequence, &q, get_range.clone())
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => return error_response(e),
+    };
+    let length = match &get_range {
+        Some(r) => r.end - r.start,
+        None => got.meta.size,
+    };
+    let metrics = crate::metrics::StorageMetrics::get().media_bytes.clone();
+    let stream = got
+        .into_stream()
+        .inspect_ok(move |chunk| metrics.inc_by(chunk.len() as u64));
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some(r) = &get_range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    common_headers(h);
+    resp
+}

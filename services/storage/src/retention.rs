@@ -1,0 +1,616 @@
+//! Retention by age, and legal holds that stop it.
+//!
+//! - The retention in effect for a camera is its override, else its site's default, else the
+//!   service default (`StorageConfig::default_retention`, 30 days).
+//! - A sweep ([`Storage::apply_retention`], run every `retention_interval` by
+//!   [`Storage::run_retention`]) deletes segments whose end is older than the retention, except
+//!   those overlapping an active legal hold on their camera. For each camera and sweep, one
+//!   access-log entry (action DELETE, principal `kordon-storage`) naming every segment is
+//!   committed *before* any object is deleted; then each object is deleted and its record kept
+//!   as a tombstone (`deleted_at_us`), so the hash chain still verifies and verification counts
+//!   it as deleted by retention rather than missing.
+//! - Under S3 Object Lock, deleting a version that is still retained only adds a delete
+//!   marker: the bytes stay in the bucket until their retain-until date, whatever the index says.
+//! - Legal holds are idempotent by (site, request_id), cover cameras × a time range (open-ended
+//!   while `end` is unset), and are released, never deleted.
+
+use std::time::Duration;
+
+use kordon_objects::time::{MICROS, now_micros};
+use kordon_objects::{ObjectPath, ObjectStoreExt};
+use sqlx::Row;
+
+use crate::StorageError;
+use crate::audit::{AccessObjectRec, NewAccessEntry};
+use crate::index::{Index, SegmentRecord, dispatch};
+use crate::service::{Storage, duration_us};
+
+/// The principal of retention's access-log entries.
+pub const RETENTION_PRINCIPAL: &str = "kordon-storage";
+/// `kordon.storage.v1.LegalHoldState` values.
+pub const HOLD_ACTIVE: i32 = 1;
+pub const HOLD_RELEASED: i32 = 2;
+/// Shortest retention accepted.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3600);
+/// Segments examined per query during a sweep.
+const SWEEP_BATCH: u32 = 500;
+
+/// A stored retention policy (a site default when `camera` is empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    pub site: String,
+    pub camera: String,
+    pub retention_us: i64,
+    pub updated_at_us: i64,
+    pub updated_by: String,
+}
+
+/// The policy in effect, and whether it comes from a wider scope than the one asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectivePolicy {
+    pub policy: RetentionPolicy,
+    pub inherited: bool,
+}
+
+/// A legal hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegalHold {
+    pub id: String,
+    pub site: String,
+    pub cameras: Vec<String>,
+    pub start_us: i64,
+    pub end_us: Option<i64>,
+    pub state: i32,
+    pub case_id: String,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at_us: i64,
+    pub released_by: String,
+    pub released_at_us: Option<i64>,
+    pub release_reason: String,
+}
+
+impl LegalHold {
+    fn covers(&self, s: &SegmentRecord) -> bool {
+        self.state == HOLD_ACTIVE
+            && s.end_us > self.start_us
+            && self.end_us.is_none_or(|end| s.start_us < end)
+    }
+}
+
+/// A hold to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewHold {
+    pub site: String,
+    pub cameras: Vec<String>,
+    pub start_us: i64,
+    pub end_us: Option<i64>,
+    pub case_id: String,
+    pub reason: String,
+    pub created_by: String,
+    pub request_id: String,
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionRun {
+    /// Segments deleted (objects removed, records tombstoned).
+    pub deleted: u64,
+    /// Expired segments kept because a legal hold covers them.
+    pub held: u64,
+    /// Segments whose object could not be deleted (retried next sweep).
+    pub failed: u64,
+}
+
+macro_rules! hold_columns {
+    () => {
+        "id, site, request_id, start_us, end_us, state, case_id, reason, created_by, \
+         created_at_us, released_by, released_at_us, release_reason"
+    };
+}
+
+macro_rules! hold_from_row {
+    ($row:expr) => {{
+        let r = &$row;
+        LegalHold {
+            id: r.try_get("id")?,
+            site: r.try_get("site")?,
+            cameras: Vec::new(),
+            start_us: r.try_get("start_us")?,
+            end_us: r.try_get("end_us")?,
+            state: i32::try_from(r.try_get::<i64, _>("state")?)
+                .map_err(|_| StorageError::Internal("stored hold state out of range".into()))?,
+            case_id: r.try_get("case_id")?,
+            reason: r.try_get("reason")?,
+            created_by: r.try_get("created_by")?,
+            created_at_us: r.try_get("created_at_us")?,
+            released_by: r.try_get("released_by")?,
+            released_at_us: r.try_get("released_at_us")?,
+            release_reason: r.try_get("release_reason")?,
+        }
+    }};
+}
+
+impl Index {
+    /// The stored policy of exactly (site, camera); `camera` empty for the site default.
+    pub async fn retention_policy(
+        &self,
+        site: &str,
+        camera: &str,
+    ) -> Result<Option<RetentionPolicy>, StorageError> {
+        dispatch!(self, pool, _b => {
+            let row = sqlx::query(
+                "SELECT site, camera, retention_us, updated_at_us, updated_by \
+                 FROM retention_policies WHERE site = $1 AND camera = $2",
+            )
+            .bind(site)
+            .bind(camera)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(RetentionPolicy {
+                    site: r.try_get("site")?,
+                    camera: r.try_get("camera")?,
+                    retention_us: r.try_get("retention_us")?,
+                    updated_at_us: r.try_get("updated_at_us")?,
+                    updated_by: r.try_get("updated_by")?,
+                })),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Sets (`Some`) or removes (`None`) the policy of (site, camera).
+    pub async fn set_retention_policy(
+        &self,
+        site: &str,
+        camera: &str,
+        retention_us: Option<i64>,
+        by: &str,
+    ) -> Result<(), StorageError> {
+        let now = now_micros();
+        dispatch!(self, pool, _b => {
+            match retention_us {
+                Some(r) => {
+                    sqlx::query(
+                        "INSERT INTO retention_policies \
+                         (site, camera, retention_us, updated_at_us, updated_by) \
+                         VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (site, camera) DO UPDATE SET \
+                         retention_us = excluded.retention_us, \
+                         updated_at_us = excluded.updated_at_us, \
+                         updated_by = excluded.updated_by",
+                    )
+                    .bind(site)
+                    .bind(camera)
+                    .bind(r)
+                    .bind(now)
+                    .bind(by)
+                    .execute(pool)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM retention_policies WHERE site = $1 AND camera = $2")
+                        .bind(site)
+                        .bind(camera)
+                        .execute(pool)
+                        .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Every (site, camera) that has records.
+    pub async fn all_cameras(&self) -> Result<Vec<(String, String)>, StorageError> {
+        dispatch!(self, pool, _b => {
+            let rows = sqlx::query("SELECT site, camera FROM chain_heads ORDER BY site, camera")
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push((r.try_get("site")?, r.try_get("camera")?));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn hold_cameras(&self, id: &str) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, pool, _b => {
+            let rows = sqlx::query(
+                "SELECT camera FROM legal_hold_cameras WHERE hold_id = $1 ORDER BY camera",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(r.try_get("camera")?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// The hold with `id`, with its cameras.
+    pub async fn hold(&self, id: &str) -> Result<Option<LegalHold>, StorageError> {
+        let hold = dispatch!(self, pool, _b => {
+            let row = sqlx::query(concat!("SELECT ", hold_columns!(), " FROM legal_holds WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(r) => Ok::<_, StorageError>(Some(hold_from_row!(r))),
+                None => Ok(None),
+            }
+        })?;
+        match hold {
+            Some(mut h) => {
+                h.cameras = self.hold_cameras(&h.id).await?;
+                Ok(Some(h))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn hold_by_request(
+        &self,
+        site: &str,
+        request_id: &str,
+    ) -> Result<Option<LegalHold>, StorageError> {
+        let id: Option<String> = dispatch!(self, pool, _b => {
+            let row = sqlx::query("SELECT id FROM legal_holds WHERE site = $1 AND request_id = $2")
+                .bind(site)
+                .bind(request_id)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(r) => Ok::<_, StorageError>(Some(r.try_get("id")?)),
+                None => Ok(None),
+            }
+        })?;
+        match id {
+            Some(id) => self.hold(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Creates a hold, or returns the one created first with the same request id
+    /// (`created` false).
+    pub async fn create_hold(&self, h: &NewHold) -> Result<(LegalHold, bool), StorageError> {
+        if let Some(existing) = self.hold_by_request(&h.site, &h.request_id).await? {
+            return Ok((existing, false));
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_micros();
+        let inserted: Result<(), sqlx::Error> = dispatch!(self, pool, begin => {
+            async {
+                let mut tx = pool.begin_with(begin).await?;
+                sqlx::query(concat!(
+                    "INSERT INTO legal_holds (", hold_columns!(), ") VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', NULL, '')"
+                ))
+                .bind(&id)
+                .bind(&h.site)
+                .bind(&h.request_id)
+                .bind(h.start_us)
+                .bind(h.end_us)
+                .bind(i64::from(HOLD_ACTIVE))
+                .bind(&h.case_id)
+                .bind(&h.reason)
+                .bind(&h.created_by)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                for camera in &h.cameras {
+                    sqlx::query(
+                        "INSERT INTO legal_hold_cameras (hold_id, site, camera) VALUES ($1, $2, $3)",
+                    )
+                    .bind(&id)
+                    .bind(&h.site)
+                    .bind(camera)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok::<(), sqlx::Error>(())
+            }
+            .await
+        });
+        match inserted {
+            Ok(()) => {}
+            // A concurrent retry with the same request id won: return its hold.
+            Err(e)
+                if e.as_database_error()
+                    .is_some_and(|d| d.is_unique_violation()) =>
+            {
+                if let Some(existing) = self.hold_by_request(&h.site, &h.request_id).await? {
+                    return Ok((existing, false));
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let hold = self
+            .hold(&id)
+            .await?
+            .ok_or_else(|| StorageError::Internal("created hold vanished".into()))?;
+        Ok((hold, true))
+    }
+
+    /// Releases an active hold; `None` when it was not active (already released).
+    pub async fn release_hold(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<bool, StorageError> {
+        let now = now_micros();
+        dispatch!(self, pool, _b => {
+            let done = sqlx::query(
+                "UPDATE legal_holds SET state = $2, released_by = $3, released_at_us = $4, \
+                 release_reason = $5 WHERE id = $1 AND state = $6",
+            )
+            .bind(id)
+            .bind(i64::from(HOLD_RELEASED))
+            .bind(by)
+            .bind(now)
+            .bind(reason)
+            .bind(i64::from(HOLD_ACTIVE))
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Holds, newest first: of `sites` (`None`: every site), only those covering `camera`
+    /// (site, camera) or of `case_id` when given, released ones only with `include_released`.
+    pub async fn list_holds(
+        &self,
+        sites: Option<&[String]>,
+        camera: Option<(&str, &str)>,
+        case_id: &str,
+        include_released: bool,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<LegalHold>, StorageError> {
+        let (cam_site, cam) = camera.unwrap_or(("", ""));
+        let ids: Vec<String> = dispatch!(self, pool, _b => {
+            let rows = sqlx::query(
+                "SELECT id, site FROM legal_holds \
+                 WHERE ($1 = '' OR case_id = $1) AND ($2 OR state = $3) \
+                 AND ($4 = '' OR id IN (SELECT hold_id FROM legal_hold_cameras \
+                                         WHERE site = $4 AND camera = $5)) \
+                 ORDER BY created_at_us DESC, id DESC",
+            )
+            .bind(case_id)
+            .bind(include_released)
+            .bind(i64::from(HOLD_ACTIVE))
+            .bind(cam_site)
+            .bind(cam)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::new();
+            for r in rows {
+                let site: String = r.try_get("site")?;
+                if sites.is_none_or(|s| s.contains(&site)) {
+                    out.push(r.try_get("id")?);
+                }
+            }
+            Ok::<_, StorageError>(out)
+        })?;
+        let mut holds = Vec::new();
+        for id in ids
+            .iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(limit as usize)
+        {
+            if let Some(h) = self.hold(id).await? {
+                holds.push(h);
+            }
+        }
+        Ok(holds)
+    }
+
+    /// Active holds on a camera.
+    pub async fn active_holds(
+        &self,
+        site: &str,
+        camera: &str,
+    ) -> Result<Vec<LegalHold>, StorageError> {
+        let holds: Vec<LegalHold> = dispatch!(self, pool, _b => {
+            let rows = sqlx::query(concat!(
+                "SELECT ", hold_columns!(), " FROM legal_holds WHERE state = $3 AND id IN \
+                 (SELECT hold_id FROM legal_hold_cameras WHERE site = $1 AND camera = $2)"
+            ))
+            .bind(site)
+            .bind(camera)
+            .bind(i64::from(HOLD_ACTIVE))
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(hold_from_row!(r));
+            }
+            Ok::<_, StorageError>(out)
+        })?;
+        Ok(holds)
+    }
+
+    /// Live (not tombstoned) segments of a camera that ended by `cutoff_us`, oldest first,
+    /// after the `(start_us, sequence)` cursor.
+    pub async fn expired_segments(
+        &self,
+        site: &str,
+        camera: &str,
+        cutoff_us: i64,
+        after: (i64, u64),
+        limit: u32,
+    ) -> Result<Vec<SegmentRecord>, StorageError> {
+        let mut out = Vec::new();
+        // list_segments covers [from, to); segments ending by the cutoff start before it.
+        for s in self
+            .list_segments(site, camera, i64::MIN / 2, cutoff_us, Some(after), limit)
+            .await?
+        {
+            if s.end_us <= cutoff_us {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Storage {
+    /// The retention in effect for a site default (`camera` empty) or a camera.
+    pub async fn effective_policy(
+        &self,
+        site: &str,
+        camera: &str,
+    ) -> Result<EffectivePolicy, StorageError> {
+        let idx = self.index();
+        if !camera.is_empty()
+            && let Some(p) = idx.retention_policy(site, camera).await?
+        {
+            return Ok(EffectivePolicy {
+                policy: p,
+                inherited: false,
+            });
+        }
+        if let Some(mut p) = idx.retention_policy(site, "").await? {
+            p.camera = camera.to_string();
+            return Ok(EffectivePolicy {
+                policy: p,
+                inherited: !camera.is_empty(),
+            });
+        }
+        Ok(EffectivePolicy {
+            policy: RetentionPolicy {
+                site: site.to_string(),
+                camera: camera.to_string(),
+                retention_us: duration_us(self.options().default_retention),
+                updated_at_us: 0,
+                updated_by: String::new(),
+            },
+            inherited: true,
+        })
+    }
+
+    /// One retention sweep over every camera at `now_us`; see the module docs.
+    pub async fn apply_retention(&self, now_us: i64) -> Result<RetentionRun, StorageError> {
+        let mut run = RetentionRun::default();
+        for (site, camera) in self.index().all_cameras().await? {
+            let policy = self.effective_policy(&site, &camera).await?.policy;
+            let cutoff = now_us.saturating_sub(policy.retention_us);
+            let holds = self.index().active_holds(&site, &camera).await?;
+            let mut after = (i64::MIN, 0u64);
+            loop {
+                let batch = self
+                    .index()
+                    .expired_segments(&site, &camera, cutoff, after, SWEEP_BATCH)
+                    .await?;
+                let Some(last) = batch.last() else { break };
+                after = (last.start_us, last.sequence);
+                let (held, expired): (Vec<SegmentRecord>, Vec<SegmentRecord>) = batch
+                    .into_iter()
+                    .partition(|s| holds.iter().any(|h| h.covers(s)));
+                run.held += held.len() as u64;
+                if !expired.is_empty() {
+                    let r = self
+                        .delete_segments(&site, &camera, &expired, &policy)
+                        .await?;
+                    run.deleted += r.deleted;
+                    run.failed += r.failed;
+                }
+            }
+        }
+        if run.deleted > 0 || run.failed > 0 {
+            tracing::info!(
+                deleted = run.deleted,
+                held = run.held,
+                failed = run.failed,
+                "retention sweep"
+            );
+        }
+        Ok(run)
+    }
+
+    async fn delete_segments(
+        &self,
+        site: &str,
+        camera: &str,
+        segments: &[SegmentRecord],
+        policy: &RetentionPolicy,
+    ) -> Result<RetentionRun, StorageError> {
+        let days = policy.retention_us / (86_400 * MICROS);
+        // The deletion is logged, and durable, before anything is deleted.
+        self.record_access(&NewAccessEntry {
+            site: site.to_string(),
+            principal: RETENTION_PRINCIPAL.to_string(),
+            principal_name: "retention".to_string(),
+            via_service: String::new(),
+            action: kordon_proto::storage::v1::AccessAction::Delete as i32,
+            objects: segments
+                .iter()
+                .map(|s| AccessObjectRec {
+                    kind: kordon_proto::storage::v1::AccessObjectKind::Segment as i32,
+                    site: site.to_string(),
+                    camera: camera.to_string(),
+                    start_us: Some(s.start_us),
+                    end_us: Some(s.end_us),
+                    id: s.sequence.to_string(),
+                })
+                .collect(),
+            reason: format!(
+                "retention: recorded more than {days} days ({} s) ago and not on legal hold",
+                policy.retention_us / MICROS
+            ),
+            case_id: String::new(),
+            recipient: String::new(),
+            method: "retention".to_string(),
+        })
+        .await?;
+        let mut run = RetentionRun::default();
+        let now = now_micros();
+        for s in segments {
+            let key = ObjectPath::from(s.object_key.as_str());
+            match self.objects().delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    self.index()
+                        .mark_segment_deleted(site, camera, s.sequence, now)
+                        .await?;
+                    run.deleted += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(site, camera, segment = s.sequence, error = %e,
+                                   "retention could not delete the object; retried next sweep");
+                    run.failed += 1;
+                }
+            }
+        }
+        Ok(run)
+    }
+
+    /// Runs [`Storage::apply_retention`] every `retention_interval` until `shutdown`.
+    pub async fn run_retention(self, shutdown: impl Future<Output = ()> + Send) {
+        let interval = self.options().retention_interval;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(interval) => {
+                    if let Err(e) = self.apply_retention(now_micros()).await {
+                        tracing::error!(error = %e, "retention sweep failed; retried next interval");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `retention_us` of a request, at least [`MIN_RETENTION`].
+pub fn check_retention(d: Duration) -> Result<i64, StorageError> {
+    if d < MIN_RETENTION {
+        return Err(StorageError::invalid("retention: at least 1 hour"));
+    }
+    Ok(duration_us(d))
+}

@@ -1,0 +1,750 @@
+//! [`Storage`]: the domain operations of the service, over the index and the object store.
+//! Knows nothing of gRPC or HTTP; [`crate::grpc`] and [`crate::http`] translate.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use futures::{StreamExt, TryStreamExt};
+use kordon_objects::time::{MICROS, now_micros, rfc3339_micros};
+use kordon_objects::{ObjectPath, ObjectStore, ObjectStoreExt, validate_name};
+use object_store::{GetOptions, GetRange, GetResult};
+
+use crate::StorageError;
+use crate::audit::{AccessEntry, Checkpoint, NewAccessEntry};
+use crate::chain::{self, Finding, FindingKind};
+use crate::config::{self, StorageConfig};
+use crate::index::{
+    ChainHead, Index, MAX_SEGMENT_US, NewGap, NewSegment, Registered, SegmentRecord,
+};
+use crate::metrics::StorageMetrics;
+use crate::playback::{self, Grant, PlaybackQuery, PlaybackSigner};
+use crate::recordings::{self, GapSpan, SegmentSpan, TimelineRange};
+
+/// Records loaded per query while verifying a chain.
+const VERIFY_BATCH: u64 = 10_000;
+/// Objects checked concurrently while verifying.
+const VERIFY_PARALLEL: usize = 8;
+/// Most segments one playlist lists (a week of 6 s segments is ~100,000).
+const MAX_PLAYLIST_SEGMENTS: u32 = 200_000;
+
+/// Settings of a [`Storage`] that do not come from its parts.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// Base of playback URLs, without a trailing `/`.
+    pub base_url: String,
+    pub url_lifetime: Duration,
+    pub merge_tolerance: Duration,
+    /// See [`StorageConfig::continuous_timestamps`].
+    pub continuous_timestamps: bool,
+    pub default_retention: Duration,
+    pub retention_interval: Duration,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        let c = StorageConfig::default();
+        Self {
+            base_url: c.base_url(),
+            url_lifetime: c.url_lifetime,
+            merge_tolerance: c.merge_tolerance,
+            continuous_timestamps: c.continuous_timestamps,
+            default_retention: c.default_retention,
+            retention_interval: c.retention_interval,
+        }
+    }
+}
+
+/// The storage service's state: cheap to clone, shared by the gRPC and HTTP sides.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    index: Index,
+    objects: Arc<dyn ObjectStore>,
+    playback: PlaybackSigner,
+    signing_key: SigningKey,
+    options: StorageOptions,
+}
+
+/// A chain verification's result.
+#[derive(Debug, Clone, Default)]
+pub struct ChainReport {
+    pub site: String,
+    pub camera: String,
+    pub from_us: i64,
+    pub to_us: i64,
+    /// Sequences checked (0..0 when the range holds no record).
+    pub first_sequence: u64,
+    pub last_sequence: u64,
+    pub segments_checked: u64,
+    pub gaps_checked: u64,
+    pub retention_deleted: u64,
+    pub objects_verified: bool,
+    pub findings: Vec<Finding>,
+    /// record_hash of `last_sequence` as stored.
+    pub head_hash: Option<[u8; 32]>,
+    pub verified_at_us: i64,
+}
+
+impl ChainReport {
+    pub fn intact(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Progress of a long operation: (done, total) units.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64, &str) + Send + Sync);
+
+impl Storage {
+    /// Opens the service's state: connects to the index and runs its migrations, builds the
+    /// object store, and loads (or creates) its keys. Nothing else starts.
+    ///
+    /// `data_dir` holds the embedded defaults (SQLite index, local media, signing key); it is
+    /// created if missing.
+    pub async fn open(config: &StorageConfig, data_dir: &Path) -> Result<Storage, StorageError> {
+        config.validate()?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let index = match &config.database_url {
+            Some(url) => Index::connect(url, config.database_max_connections).await?,
+            None => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(data_dir.join(config::DEFAULT_SQLITE_FILE))
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(30));
+                Index::connect_sqlite(opts, config.database_max_connections).await?
+            }
+        };
+        index.migrate().await?;
+        let objects_cfg = config.objects_or_default(data_dir);
+        let objects = kordon_objects::build(&objects_cfg)?;
+        let playback = match &config.playback_key_file {
+            Some(p) => PlaybackSigner::new(crate::keys::load_playback_key(p, "playback_key_file")?),
+            None => PlaybackSigner::random(),
+        };
+        let key_path = config
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join(config::DEFAULT_SIGNING_KEY_FILE));
+        let signing_key = crate::keys::load_or_create_signing_key(&key_path, "signing_key_file")?;
+        tracing::info!(
+            index = index.backend(),
+            objects = %objects_cfg.describe(),
+            playback = %config.base_url(),
+            "storage opened"
+        );
+        Ok(Storage::from_parts(
+            index,
+            objects,
+            playback,
+            signing_key,
+            StorageOptions {
+                base_url: config.base_url(),
+                url_lifetime: config.url_lifetime,
+                merge_tolerance: config.merge_tolerance,
+                continuous_timestamps: config.continuous_timestamps,
+                default_retention: config.default_retention,
+                retention_interval: config.retention_interval,
+            },
+        ))
+    }
+
+    /// Assembles a storage from ready parts (tests, embedding).
+    pub fn from_parts(
+        index: Index,
+        objects: Arc<dyn ObjectStore>,
+        playback: PlaybackSigner,
+        signing_key: SigningKey,
+        options: StorageOptions,
+    ) -> Storage {
+        Storage {
+            inner: Arc::new(Inner {
+                index,
+                objects,
+                playback,
+                signing_key,
+                options,
+            }),
+        }
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.inner.index
+    }
+
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.objects
+    }
+
+    pub fn options(&self) -> &StorageOptions {
+        &self.inner.options
+    }
+
+    /// The public key that signs checkpoints (and later evidence manifests).
+    pub fn signing_public_key(&self) -> [u8; 32] {
+        self.inner.signing_key.verifying_key().to_bytes()
+    }
+
+    /// Registers a segment after checking its object is in the bucket with the stated size.
+    pub async fn register_segment(
+        &self,
+        s: &NewSegment,
+    ) -> Result<Registered<SegmentRecord>, StorageError> {
+        check_camera(&s.site, &s.camera)?;
+        check_range(s.start_us, s.end_us)?;
+        if s.end_us - s.start_us > MAX_SEGMENT_US {
+            return Err(StorageError::invalid(
+                "range: a segment may be at most 10 minutes long",
+            ));
+        }
+        if s.size_bytes == 0 {
+            return Err(StorageError::invalid("size_bytes: must be more than 0"));
+        }
+        if s.init_size == 0 || s.init_size >= s.size_bytes {
+            return Err(StorageError::invalid(
+                "init_size: must be more than 0 and less than size_bytes (the offset of the \
+                 first moof box)",
+            ));
+        }
+        let key = object_key(&s.object_key)?;
+        match self.inner.objects.head(&key).await {
+            Ok(meta) if meta.size == s.size_bytes => {}
+            Ok(meta) => {
+                return Err(StorageError::FailedPrecondition(format!(
+                    "object `{}` has {} bytes, the request says {}",
+                    s.object_key, meta.size, s.size_bytes
+                )));
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::FailedPrecondition(format!(
+                    "object `{}` is not in the bucket: write it before registering",
+                    s.object_key
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let r = self.inner.index.register_segment(s).await?;
+        StorageMetrics::get()
+            .registrations
+            .with_label_values(&["segment", outcome(r.created)])
+            .inc();
+        if r.created {
+            tracing::info!(site = %s.site, camera = %s.camera, segment = r.record.sequence,
+                           "segment registered");
+        }
+        Ok(r)
+    }
+
+    pub async fn register_gap(
+        &self,
+        g: &NewGap,
+    ) -> Result<Registered<crate::index::GapRecord>, StorageError> {
+        check_camera(&g.site, &g.camera)?;
+        check_range(g.start_us, g.end_us)?;
+        if g.detail.len() > 1024 {
+            return Err(StorageError::invalid("detail: at most 1024 bytes"));
+        }
+        let r = self.inner.index.register_gap(g).await?;
+        StorageMetrics::get()
+            .registrations
+            .with_label_values(&["gap", outcome(r.created)])
+            .inc();
+        Ok(r)
+    }
+
+    pub async fn chain_head(
+        &self,
+        site: &str,
+        camera: &str,
+    ) -> Result<Option<ChainHead>, StorageError> {
+        check_camera(site, camera)?;
+        self.inner.index.chain_head(site, camera).await
+    }
+
+    /// Appends an access-log entry; returns once it is committed.
+    pub async fn record_access(&self, e: &NewAccessEntry) -> Result<AccessEntry, StorageError> {
+        let entry = self.inner.index.append_access(e).await?;
+        StorageMetrics::get()
+            .access_entries
+            .with_label_values(&[action_label(e.action)])
+            .inc();
+        Ok(entry)
+    }
+
+    /// A signed checkpoint of `site`'s access log at `sequence`/`hash`.
+    pub fn checkpoint(&self, site: &str, sequence: u64, hash: [u8; 32]) -> Checkpoint {
+        Checkpoint::sign(&self.inner.signing_key, site, sequence, hash)
+    }
+
+    /// A camera's timeline over `[from_us, to_us)`; see [`recordings`].
+    pub async fn timeline(
+        &self,
+        site: &str,
+        camera: &str,
+        from_us: i64,
+        to_us: i64,
+        tolerance: Duration,
+    ) -> Result<Vec<TimelineRange>, StorageError> {
+        let idx = &self.inner.index;
+        let Some(head) = idx.chain_head(site, camera).await? else {
+            return Ok(Vec::new());
+        };
+        let mut segments = Vec::new();
+        let mut after = None;
+        loop {
+            let page = idx
+                .list_segments(site, camera, from_us, to_us, after, 50_000)
+                .await?;
+            let full = page.len() == 50_000;
+            after = page.last().map(|s| (s.start_us, s.sequence));
+            segments.extend(page.into_iter().map(|s| SegmentSpan {
+                start_us: s.start_us,
+                end_us: s.end_us,
+                size_bytes: s.size_bytes,
+            }));
+            if !full {
+                break;
+            }
+        }
+        let gaps: Vec<GapSpan> = idx
+            .list_gaps(site, camera, from_us, to_us)
+            .await?
+            .into_iter()
+            .map(|g| GapSpan {
+                start_us: g.start_us,
+                end_us: g.end_us,
+                reason: g.reason,
+                detail: g.detail,
+            })
+            .collect();
+        let recorded_before = idx.recorded_before(site, camera, from_us).await?;
+        Ok(recordings::timeline(
+            &segments,
+            &gaps,
+            recordings::Window {
+                from_us,
+                to_us,
+                tolerance_us: duration_us(tolerance),
+                recorded_before,
+                camera_until_us: head.recorded_until_us,
+            },
+        ))
+    }
+
+    /// A signed URL of one segment's media (the whole object), and its expiry.
+    pub fn media_url(&self, s: &SegmentRecord, ttl: Duration) -> (String, i64) {
+        let expires_s = now_micros() / MICROS + i64::try_from(ttl.as_secs()).unwrap_or(3600);
+        let grant = Grant {
+            site: s.site.clone(),
+            camera: s.camera.clone(),
+            from_us: s.start_us,
+            to_us: s.end_us,
+            expires_s,
+        };
+        let url = format!(
+            "{}/v1/hls/{}/{}/{}/{}.mp4",
+            self.inner.options.base_url,
+            s.site,
+            s.camera,
+            self.inner.playback.path_grant(&grant),
+            s.sequence
+        );
+        (url, expires_s)
+    }
+
+    /// A signed HLS URL for a camera and range (`to_us` = [`playback::LIVE`] for live), and
+    /// its expiry in Unix seconds.
+    pub fn playback_url(
+        &self,
+        site: &str,
+        camera: &str,
+        from_us: i64,
+        to_us: i64,
+        ttl: Duration,
+    ) -> (String, i64) {
+        let expires_s = now_micros() / MICROS + i64::try_from(ttl.as_secs()).unwrap_or(3600);
+        let grant = Grant {
+            site: site.to_string(),
+            camera: camera.to_string(),
+            from_us,
+            to_us,
+            expires_s,
+        };
+        let url = format!(
+            "{}/v1/hls/{site}/{camera}.m3u8?{}",
+            self.inner.options.base_url,
+            self.inner.playback.query(&grant)
+        );
+        (url, expires_s)
+    }
+
+    /// Start of the first and end of the last segment overlapping the range.
+    pub async fn covered(
+        &self,
+        site: &str,
+        camera: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let idx = &self.inner.index;
+        let first = idx
+            .list_segments(site, camera, from_us, to_us, None, 1)
+            .await?;
+        let Some(first) = first.first() else {
+            return Ok(None);
+        };
+        let mut end = first.end_us;
+        let mut after = Some((first.start_us, first.sequence));
+        loop {
+            let page = idx
+                .list_segments(site, camera, from_us, to_us, after, 50_000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            end = page.iter().map(|s| s.end_us).fold(end, i64::max);
+            after = Some((last.start_us, last.sequence));
+            if page.len() < 50_000 {
+                break;
+            }
+        }
+        Ok(Some((first.start_us, end)))
+    }
+
+    /// The grant of a playback URL's query, if its token is genuine and unexpired.
+    pub fn check_playback(
+        &self,
+        site: &str,
+        camera: &str,
+        q: &PlaybackQuery,
+    ) -> Result<Grant, StorageError> {
+        self.inner
+            .playback
+            .check(site, camera, q, now_micros() / MICROS)
+    }
+
+    /// The HLS playlist a playback token grants.
+    pub async fn playlist(
+        &self,
+        site: &str,
+        camera: &str,
+        q: &PlaybackQuery,
+    ) -> Result<String, StorageError> {
+        let started = std::time::Instant::now();
+        let grant = self
+            .inner
+            .playback
+            .check(site, camera, q, now_micros() / MICROS)?;
+        let live = grant.to_us == playback::LIVE;
+        let items = self
+            .inner
+            .index
+            .playlist_segments(
+                site,
+                camera,
+                grant.from_us,
+                grant.to_us,
+                MAX_PLAYLIST_SEGMENTS,
+            )
+            .await?;
+        if items.len() as u32 >= MAX_PLAYLIST_SEGMENTS {
+            tracing::warn!(
+                site,
+                camera,
+                "playlist truncated at {MAX_PLAYLIST_SEGMENTS} segments"
+            );
+        }
+        let text = playback::render_playlist(
+            camera,
+            &items,
+            &self.inner.playback.path_grant(&grant),
+            duration_us(self.inner.options.merge_tolerance),
+            live,
+            self.inner.options.continuous_timestamps,
+        );
+        StorageMetrics::get()
+            .playlist_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(text)
+    }
+
+    /// A segment a playback token grants, for the HTTP media endpoint: the record and the
+    /// object's bytes in `range` (`None`: all of it).
+    pub async fn media(
+        &self,
+        site: &str,
+        camera: &str,
+        sequence: u64,
+        q: &PlaybackQuery,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<(SegmentRecord, GetResult), StorageError> {
+        let grant = self
+            .inner
+            .playback
+            .check(site, camera, q, now_micros() / MICROS)?;
+        let seg = self
+            .inner
+            .index
+            .segment(site, camera, sequence)
+            .await?
+            .filter(|s| s.deleted_at_us.is_none())
+            .filter(|s| s.start_us < grant.to_us && s.end_us > grant.from_us)
+            .ok_or_else(|| StorageError::NotFound(format!("no segment {sequence}")))?;
+        let key = object_key(&seg.object_key)?;
+        let opts = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let got = self.inner.objects.get_opts(&key, opts).await?;
+        Ok((seg, got))
+    }
+
+    /// Verifies a camera's chain over a time range; see [`chain`]. The window is the records
+    /// overlapping the range plus one record on each side (so a record deleted at an edge is
+    /// found), and the chain head when the range reaches the camera's latest record.
+    /// With `verify_objects` every object is re-read and re-hashed; otherwise objects are
+    /// only checked to exist with their size.
+    pub async fn verify_chain(
+        &self,
+        site: &str,
+        camera: &str,
+        from_us: i64,
+        to_us: i64,
+        verify_objects: bool,
+        progress: Progress<'_>,
+    ) -> Result<ChainReport, StorageError> {
+        check_camera(site, camera)?;
+        let idx = &self.inner.index;
+        let mut report = ChainReport {
+            site: site.to_string(),
+            camera: camera.to_string(),
+            from_us,
+            to_us,
+            objects_verified: verify_objects,
+            ..Default::default()
+        };
+        let head = idx.chain_head(site, camera).await?;
+        let span = idx.sequence_span(site, camera, from_us, to_us).await?;
+        let (Some(head), Some((lo, hi))) = (head, span) else {
+            report.verified_at_us = now_micros();
+            return Ok(report);
+        };
+        let first = lo;
+        let reaches_head = to_us >= head.recorded_until_us;
+        let last = if reaches_head {
+            head.sequence.max(hi)
+        } else {
+            (hi + 1).min(head.sequence.max(hi))
+        };
+        report.first_sequence = first;
+        report.last_sequence = last;
+        let total = last - first + 1;
+        progress(0, total, "checking the hash chain");
+
+        let mut findings: Vec<Finding> = Vec::new();
+        let mut predecessor = if first > 1 {
+            idx.chain_records(site, camera, first - 1, first - 1)
+                .await?
+                .records
+                .into_iter()
+                .next()
+        } else {
+            None
+        };
+        let mut start = first;
+        while start <= last {
+            let end = start.saturating_add(VERIFY_BATCH - 1).min(last);
+            let batch = idx.chain_records(site, camera, start, end).await?;
+            let head_here = (end == head.sequence).then_some((head.sequence, head.hash));
+            findings.extend(chain::verify(&chain::Window {
+                first: start,
+                last: end,
+                records: &batch.records,
+                predecessor: predecessor.as_ref(),
+                head: head_here,
+            }));
+            if end == last {
+                report.head_hash = batch
+                    .records
+                    .iter()
+                    .find(|r| r.sequence == last)
+                    .map(|r| r.record_hash);
+            }
+            report.gaps_checked += batch.gap_count;
+            let live: Vec<SegmentRecord> = batch
+                .segments
+                .iter()
+                .filter(|s| {
+                    if s.deleted_at_us.is_some() {
+                        report.retention_deleted += 1;
+                        false
+                    } else {
+                        true
+                    }
+                })
+                .cloned()
+                .collect();
+            report.segments_checked += live.len() as u64;
+            let object_findings: Vec<Option<Finding>> = futures::stream::iter(live)
+                .map(|s| {
+                    let this = self.clone();
+                    async move { this.check_object(&s, verify_objects).await }
+                })
+                .buffered(VERIFY_PARALLEL)
+                .try_collect()
+                .await?;
+            findings.extend(object_findings.into_iter().flatten());
+            predecessor = batch.records.into_iter().find(|r| r.sequence == end);
+            progress(end - first + 1, total, "checking the hash chain");
+            start = end + 1;
+        }
+        findings.sort_by_key(|f| (f.sequence, f.kind));
+        findings.dedup_by_key(|f| (f.sequence, f.kind));
+        for f in &findings {
+            StorageMetrics::get()
+                .chain_findings
+                .with_label_values(&[finding_label(f.kind)])
+                .inc();
+        }
+        report.findings = findings;
+        report.verified_at_us = now_micros();
+        Ok(report)
+    }
+
+    async fn check_object(
+        &self,
+        s: &SegmentRecord,
+        rehash: bool,
+    ) -> Result<Option<Finding>, StorageError> {
+        let key = object_key(&s.object_key)?;
+        let what = s.chain_record().describe();
+        let missing = || Finding {
+            kind: FindingKind::ObjectMissing,
+            sequence: s.sequence,
+            expected_hash: s.sha256.to_vec(),
+            actual_hash: Vec::new(),
+            detail: format!(
+                "{what} is missing from the bucket (object `{}`)",
+                s.object_key
+            ),
+        };
+        if rehash {
+            match kordon_objects::immutable::hash_object(self.inner.objects.as_ref(), &key).await {
+                Ok((sha, size)) if sha == s.sha256 && size == s.size_bytes => Ok(None),
+                Ok((sha, size)) => Ok(Some(Finding {
+                    kind: FindingKind::ObjectAltered,
+                    sequence: s.sequence,
+                    expected_hash: s.sha256.to_vec(),
+                    actual_hash: sha.to_vec(),
+                    detail: format!(
+                        "{what}: the object's bytes changed ({size} bytes, SHA-256 {}; the \
+                         record says {} bytes, {})",
+                        hex::encode(sha),
+                        s.size_bytes,
+                        hex::encode(s.sha256)
+                    ),
+                })),
+                Err(e) if e.is_not_found() => Ok(Some(missing())),
+                Err(e) => Err(e.into()),
+            }
+        } else {
+            match self.inner.objects.head(&key).await {
+                Ok(meta) if meta.size == s.size_bytes => Ok(None),
+                Ok(meta) => Ok(Some(Finding {
+                    kind: FindingKind::ObjectAltered,
+                    sequence: s.sequence,
+                    expected_hash: s.sha256.to_vec(),
+                    actual_hash: Vec::new(),
+                    detail: format!(
+                        "{what}: the object has {} bytes, the record says {}",
+                        meta.size, s.size_bytes
+                    ),
+                })),
+                Err(object_store::Error::NotFound { .. }) => Ok(Some(missing())),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+fn outcome(created: bool) -> &'static str {
+    if created {
+        "created"
+    } else {
+        "already_present"
+    }
+}
+
+fn finding_label(k: FindingKind) -> &'static str {
+    match k {
+        FindingKind::MissingRecord => "missing_record",
+        FindingKind::RecordAltered => "record_altered",
+        FindingKind::BrokenLink => "broken_link",
+        FindingKind::Reordered => "reordered",
+        FindingKind::ObjectMissing => "object_missing",
+        FindingKind::ObjectAltered => "object_altered",
+    }
+}
+
+fn action_label(action: i32) -> &'static str {
+    use kordon_proto::storage::v1::AccessAction;
+    match AccessAction::try_from(action) {
+        Ok(AccessAction::List) => "list",
+        Ok(AccessAction::Read) => "read",
+        Ok(AccessAction::Playback) => "playback",
+        Ok(AccessAction::Export) => "export",
+        Ok(AccessAction::Download) => "download",
+        Ok(AccessAction::Verify) => "verify",
+        Ok(AccessAction::Hold) => "hold",
+        Ok(AccessAction::Release) => "release",
+        Ok(AccessAction::Delete) => "delete",
+        Ok(AccessAction::RetentionChange) => "retention_change",
+        Ok(AccessAction::AuditRead) => "audit_read",
+        Ok(AccessAction::FootageRequest) => "footage_request",
+        Ok(AccessAction::FootageDecision) => "footage_decision",
+        _ => "unspecified",
+    }
+}
+
+/// Site and camera are valid names (see [`kordon_objects::key`]).
+pub fn check_camera(site: &str, camera: &str) -> Result<(), StorageError> {
+    validate_name("site", site).map_err(|e| StorageError::invalid(format!("camera.{e}")))?;
+    validate_name("camera", camera).map_err(|e| StorageError::invalid(format!("camera.{e}")))?;
+    Ok(())
+}
+
+fn check_range(start_us: i64, end_us: i64) -> Result<(), StorageError> {
+    if end_us <= start_us {
+        return Err(StorageError::invalid(format!(
+            "range: end ({}) must be after start ({})",
+            rfc3339_micros(end_us),
+            rfc3339_micros(start_us)
+        )));
+    }
+    Ok(())
+}
+
+/// An object key from a request: a relative, normalised object-store path.
+pub fn object_key(key: &str) -> Result<ObjectPath, StorageError> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(StorageError::invalid("object_key: 1 to 1024 bytes"));
+    }
+    let p = ObjectPath::parse(key)
+        .map_err(|_| StorageError::invalid(format!("object_key `{key}` is not a valid key")))?;
+    if p.as_ref() != key {
+        return Err(StorageError::invalid(format!(
+            "object_key `{key}` is not in normal form"
+        )));
+    }
+    Ok(p)
+}
+
+pub fn duration_us(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
