@@ -71,7 +71,11 @@ async fn start_storage(
             other => anyhow::Error::new(other).context("storage could not start"),
         })?;
     // Retention sweeps run until shutdown (deletions are logged; legal holds block them).
-    tokio::spawn(storage.clone().run_retention(shutdown.clone().cancelled_owned()));
+    tokio::spawn(
+        storage
+            .clone()
+            .run_retention(shutdown.clone().cancelled_owned()),
+    );
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (http_listen)", config.http_listen))?;
