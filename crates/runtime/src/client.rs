@@ -80,6 +80,7 @@ pub fn connect_lazy(opts: &ClientOptions) -> Result<AuthedChannel, RuntimeError>
 }
 
 fn endpoint(opts: &ClientOptions) -> Result<(Endpoint, CallCredentials), RuntimeError> {
+    crate::install_crypto_provider();
     let mut endpoint = Endpoint::from_shared(opts.server.clone()).map_err(|e| {
         RuntimeError::config("--server", format!("`{}` is not a URL: {e}", opts.server))
     })?;

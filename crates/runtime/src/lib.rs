@@ -25,5 +25,16 @@ pub mod telemetry;
 
 pub use error::RuntimeError;
 
+/// Selects ring as the process's TLS crypto provider, once. Needed because the dependency tree
+/// enables both of rustls's providers (object_store's S3 client brings aws-lc-rs), and rustls
+/// then refuses to guess. Called by every server and client constructor; safe to call again.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means another provider was installed first, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// The version every Kordon binary reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -46,6 +46,7 @@ pub struct GrpcServer {
 impl GrpcServer {
     /// `name` is what WhoAmI reports (`storage`, `standalone`, …).
     pub fn new(name: &str, config: &CommonConfig) -> Result<Self, RuntimeError> {
+        crate::install_crypto_provider();
         let authenticator = Arc::new(Authenticator::from_config(config)?);
         let tls = match &config.tls {
             None => None,
