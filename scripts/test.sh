@@ -22,8 +22,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo build"
 cargo build --workspace --locked --bins
 
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+
 log "end-to-end: every service answers health and reflection to Python grpcio"
-"$KORDON_VENV/bin/python" e2e/grpc_smoke.py --kordon "$CARGO_TARGET_DIR/debug/kordon"
+"$KORDON_VENV/bin/python" e2e/grpc_smoke.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
 log "cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee -a "$results"
+
+# One closing line over everything that ran (cargo's last line is often an empty doc-test run).
+awk '/^test result:/ {p+=$4; f+=$6} /^e2e: / {p+=$2; f+=$4}
+     END {printf "tests: %d passed, %d failed\n", p, f}' "$results"
