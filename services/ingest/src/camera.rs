@@ -63,10 +63,6 @@ impl SessionShared {
 
 /// A realtime clock for all camera pipelines: running time + base time = wall-clock time.
 pub fn realtime_clock() -> gst::Clock {
-    glib_realtime_clock()
-}
-
-fn glib_realtime_clock() -> gst::Clock {
     let clock: gst::SystemClock = gst::glib::Object::builder()
         .property("clock-type", gst::ClockType::Realtime)
         .build();
