@@ -13,6 +13,7 @@ Also: a bad configuration value exits 2 and names the key.
 """
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -134,6 +135,22 @@ def run_one(kordon, sub, env):
                 code = e.code()
             expected = grpc.StatusCode.OK if sub == "standalone" else grpc.StatusCode.UNAUTHENTICATED
             check(f"{sub}: WhoAmI without credentials -> {expected.name}", code == expected, f"(got {code})")
+
+            if sub == "standalone":
+                server = ["--server", f"http://127.0.0.1:{grpc_port}"]
+                p = subprocess.run([kordon, "footage", "list", "--site", "burgas", "--since", "1h",
+                                    "--reason", "e2e smoke", "--output", "json", *server],
+                                   env=env, capture_output=True, text=True, timeout=30)
+                try:
+                    listed = json.loads(p.stdout)
+                except ValueError:
+                    listed = None
+                check(f"{sub}: kordon footage list --output json answers a list", p.returncode == 0 and isinstance(listed, list),
+                      p.stderr[-300:])
+                p = subprocess.run([kordon, "footage", "list", "--site", "burgas", "--since", "1h", *server],
+                                   env=env, capture_output=True, text=True, timeout=30)
+                check(f"{sub}: footage list without --reason is refused", p.returncode != 0 and "--reason" in p.stderr,
+                      p.stderr[-300:])
 
             st, _ = http_get(f"http://127.0.0.1:{admin_port}/live")
             check(f"{sub}: /live 200", st == 200)

@@ -38,7 +38,7 @@ pub enum Output {
 }
 
 impl ClientFlags {
-    fn options(&self) -> ClientOptions {
+    pub fn options(&self) -> ClientOptions {
         ClientOptions {
             server: self.server.clone(),
             token: self.token.clone(),

@@ -4,6 +4,7 @@
 
 mod client;
 mod config;
+mod footage;
 mod serve;
 
 use std::process::ExitCode;
@@ -50,6 +51,9 @@ enum Command {
     Camsim(kordon_camsim::CamsimArgs),
     /// Show who the server thinks you are (check credentials).
     Whoami(ClientFlags),
+    /// Find recorded footage and gaps (every read states a reason and is logged).
+    #[command(subcommand)]
+    Footage(footage::FootageCommand),
 }
 
 fn main() -> ExitCode {
@@ -109,5 +113,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Whoami(f) => client::whoami(&f).await,
+        Command::Footage(cmd) => footage::run(cmd).await,
     }
 }
