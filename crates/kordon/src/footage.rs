@@ -43,13 +43,7 @@ pub struct ListArgs {
     pub case: String,
 }
 
-fn ts(t: SystemTime) -> prost_types::Timestamp {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
+use kordon_proto::time::timestamp_from_system_time as ts;
 
 fn rfc3339(t: &Option<prost_types::Timestamp>) -> String {
     match t {

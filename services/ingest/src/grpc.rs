@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::Stream;
 use kordon_proto::common::v1 as common;
@@ -27,13 +27,7 @@ impl IngestApi {
     }
 }
 
-fn ts(t: SystemTime) -> prost_types::Timestamp {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
+use kordon_proto::time::timestamp_from_system_time as ts;
 
 fn state(s: CameraState) -> pb::CameraState {
     match s {

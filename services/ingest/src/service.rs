@@ -276,9 +276,10 @@ impl Ingest {
                 .ok()
                 .and_then(|r| r.ok())
                 .and_then(|r| r.into_inner().recorded_until)
-                .map(|t| {
+                .and_then(|t| kordon_proto::time::micros_from_timestamp(&t))
+                .map(|us| {
                     (
-                        t.seconds * 1_000_000 + i64::from(t.nanos) / 1000,
+                        us,
                         GapReason::IngestRestart,
                         "ingest restarted or the camera moved between replicas".to_string(),
                     )

@@ -38,12 +38,7 @@ pub struct Uploader {
     pub concurrency: usize,
 }
 
-pub fn timestamp(us: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: us.div_euclid(1_000_000),
-        nanos: (us.rem_euclid(1_000_000) * 1000) as i32,
-    }
-}
+use kordon_proto::time::timestamp_from_micros as timestamp;
 
 fn codec(name: &str) -> common::VideoCodec {
     match name {

@@ -152,19 +152,12 @@ fn micros(t: &Timestamp, field: &str) -> Result<i64, Status> {
     if !(0..1_000_000_000).contains(&t.nanos) {
         return Err(invalid(format!("{field}: nanos out of range")));
     }
-    t.seconds
-        .checked_mul(MICROS)
-        .and_then(|s| s.checked_add(i64::from(t.nanos / 1000)))
+    kordon_proto::time::micros_from_timestamp(t)
         .filter(|us| (0..=kordon_objects::time::MAX_MICROS).contains(us))
         .ok_or_else(|| invalid(format!("{field}: must be between 1970 and 9999")))
 }
 
-fn timestamp(us: i64) -> Timestamp {
-    Timestamp {
-        seconds: us.div_euclid(MICROS),
-        nanos: (us.rem_euclid(MICROS) * 1000) as i32,
-    }
-}
+use kordon_proto::time::timestamp_from_micros as timestamp;
 
 fn time_range(from_us: i64, to_us: i64) -> common::TimeRange {
     common::TimeRange {
