@@ -24,10 +24,16 @@ import time
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def cpu_seconds(pid):
@@ -70,7 +76,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="kordon-bench-")
-    rtsp, control = free_port(), free_port()
+    rtsp, control = free_ports(2)
     env = dict(os.environ, KORDON_LOG="warn", KORDON_DEV_IDENTITY="1")
     camsim = subprocess.Popen(
         [args.kordon, "camsim", "--cameras", str(args.cameras), "--listen", f"127.0.0.1:{rtsp}",
@@ -81,8 +87,7 @@ def main():
         urls = [f"rtsp://127.0.0.1:{rtsp}/cam{i}/main" for i in range(1, args.cameras + 1)]
 
         # Phase 1: Kordon.
-        sg, sa, sh = free_port(), free_port(), free_port()
-        ig, ia, ih = free_port(), free_port(), free_port()
+        sg, sa, sh, ig, ia, ih = free_ports(6)
         cfg = os.path.join(work, "ingest.yaml")
         with open(cfg, "w") as f:
             f.write(f"ingest:\n  storage:\n    url: http://127.0.0.1:{sg}\n")

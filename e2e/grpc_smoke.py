@@ -51,10 +51,16 @@ def check(name, cond, detail=""):
         print(f"  FAIL {name} {detail}")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def http_get(url):
@@ -88,7 +94,7 @@ def run_one(kordon, sub, env):
     if sub == "ingest":
         # Ingest needs to know where storage is; it connects lazily, so nothing need listen.
         env["KORDON_INGEST__STORAGE__URL"] = "http://127.0.0.1:9"
-    grpc_port, admin_port, http_port = free_port(), free_port(), free_port()
+    grpc_port, admin_port, http_port = free_ports(3)
     with tempfile.TemporaryDirectory() as data:
         proc = subprocess.Popen(
             [kordon, sub,

@@ -48,10 +48,16 @@ def check(name, cond, detail=""):
         print(f"  FAIL {name} {detail}")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def wait_port(port, timeout=120):
@@ -138,8 +144,8 @@ def main():
             raise SystemExit(f"{k} is not set: eval \"$(scripts/services.sh env)\" first")
     work = tempfile.mkdtemp(prefix="kordon-record-check-")
     prefix = f"record-check-{int(time.time())}"
-    rtsp, control = free_port(), free_port()
-    grpc_port, admin, http = free_port(), free_port(), free_port()
+    rtsp, control = free_ports(2)
+    grpc_port, admin, http = free_ports(3)
     cfg = os.path.join(work, "kordon.yaml")
     names = [f"cam-{i}" for i in range(1, args.cameras + 1)]
     with open(cfg, "w") as f:
