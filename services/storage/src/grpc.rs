@@ -12,7 +12,8 @@
 //! Implemented: RegisterSegment, RegisterGap, GetChainHead, ListRecordings, ListSegments,
 //! GetSegment, GetPlaybackUrl, VerifyChain, ListAccessLog, VerifyAccessLog, RecordAccess,
 //! Get/SetRetentionPolicy (`ViewStatus`/`Administer`), Create/Release/ListLegalHolds
-//! (`ManageHolds`). The others answer UNIMPLEMENTED.
+//! (`ManageHolds`), ExportEvidence and GetEvidenceBundle (`ExportEvidence`). The others answer
+//! UNIMPLEMENTED.
 
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use crate::audit::{
 };
 use crate::chain::FindingKind;
 use crate::config::{MAX_MERGE_TOLERANCE, MAX_URL_LIFETIME};
+use crate::evidence::{self, Bundle, ExportRequest};
 use crate::index::{GapRecord, NewGap, NewSegment, SegmentRecord};
 use crate::playback::LIVE;
 use crate::recordings::RangeKind;
@@ -309,6 +311,42 @@ fn recording_object(site: &str, camera: &str, from_us: i64, to_us: i64) -> Acces
         start_us: Some(from_us),
         end_us: (to_us != LIVE).then_some(to_us),
         id: String::new(),
+    }
+}
+
+fn bundle_pb(b: &Bundle) -> pb::EvidenceBundle {
+    let state = match b.state {
+        evidence::STATE_BUILDING => pb::EvidenceBundleState::Building,
+        evidence::STATE_READY => pb::EvidenceBundleState::Ready,
+        _ => pb::EvidenceBundleState::Failed,
+    };
+    let ready = b.state == evidence::STATE_READY;
+    pb::EvidenceBundle {
+        id: b.id.clone(),
+        state: state as i32,
+        cameras: b.cameras.iter().map(|c| camera_ref(&b.site, c)).collect(),
+        range: Some(time_range(b.from_us, b.to_us)),
+        case_id: b.case_id.clone(),
+        reason: b.reason.clone(),
+        recipient: b.recipient.clone(),
+        description: b.description.clone(),
+        exported_by: b.exported_by.clone(),
+        created_at: Some(timestamp(b.created_at_us)),
+        completed_at: b.completed_at_us.map(timestamp),
+        segment_count: u32::try_from(b.segment_count).unwrap_or(u32::MAX),
+        gap_count: u32::try_from(b.gap_count).unwrap_or(u32::MAX),
+        includes_rendering: false,
+        object_key: if ready {
+            b.object_key.clone()
+        } else {
+            String::new()
+        },
+        size_bytes: b.size_bytes,
+        sha256: b.sha256.map(|h| h.to_vec()).unwrap_or_default(),
+        manifest_sha256: b.manifest_sha256.map(|h| h.to_vec()).unwrap_or_default(),
+        manifest_signature: b.signature.clone(),
+        signing_public_key: b.signing_key.clone(),
+        error: b.error.clone(),
     }
 }
 
@@ -912,6 +950,209 @@ impl StorageService for StorageApi {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    async fn export_evidence(
+        &self,
+        req: Request<pb::ExportEvidenceRequest>,
+    ) -> Result<Response<BoxStream<pb::ExportEvidenceResponse>>, Status> {
+        let g = req.get_ref();
+        let mut site = String::new();
+        let mut cameras = Vec::with_capacity(g.cameras.len());
+        for (i, c) in g.cameras.iter().enumerate() {
+            let (s, cam) = camera_of(&Some(c.clone()), &format!("cameras[{i}]"))?;
+            if i == 0 {
+                site = s;
+            } else if s != site {
+                return Err(invalid("cameras: a bundle holds cameras of one site"));
+            }
+            cameras.push(cam);
+        }
+        if cameras.is_empty() {
+            return Err(invalid("cameras: at least one camera is needed"));
+        }
+        let who = authorize_request(&req, &site, Permission::ExportEvidence)?.clone();
+        let r = req.into_inner();
+        let (from_us, to_us) = closed_range(&r.range)?;
+        let audit = audit_of(&r.audit)?;
+        if r.rendering.is_some() {
+            return Err(StorageError::Unimplemented(
+                "rendering: viewer copies (burned-in time, privacy masks) come from the \
+                 transcode service, which does not make them yet; export the originals"
+                    .into(),
+            )
+            .into());
+        }
+        let export = ExportRequest {
+            site: site.clone(),
+            cameras,
+            from_us,
+            to_us,
+            case_id: audit.case_id.trim().to_string(),
+            reason: audit.reason.trim().to_string(),
+            recipient: audit.recipient.trim().to_string(),
+            description: r.description.trim().to_string(),
+            request_id: r.request_id.trim().to_string(),
+            exported_by: who.subject.clone(),
+            exported_by_name: who.display_name.clone().unwrap_or_default(),
+        };
+        let (bundle, fresh) = self.storage.start_export(&export).await?;
+        let id = bundle.id.clone();
+        if !fresh {
+            // A retry of an export already made (or being made): follow it.
+            let msg = match bundle.state {
+                evidence::STATE_READY => Ok(pb::ExportEvidenceResponse {
+                    bundle_id: id.clone(),
+                    event: Some(pb::export_evidence_response::Event::Bundle(bundle_pb(
+                        &bundle,
+                    ))),
+                }),
+                _ => Err(Status::failed_precondition(format!(
+                    "evidence bundle {id} for this request id is still being built; call \
+                     GetEvidenceBundle for its state"
+                ))),
+            };
+            return Ok(Response::new(Box::pin(tokio_stream::once(msg))));
+        }
+        let objects: Vec<AccessObjectRec> = std::iter::once(AccessObjectRec {
+            kind: pb::AccessObjectKind::EvidenceBundle as i32,
+            site: site.clone(),
+            camera: String::new(),
+            start_us: Some(from_us),
+            end_us: Some(to_us),
+            id: id.clone(),
+        })
+        .chain(
+            export
+                .cameras
+                .iter()
+                .map(|c| recording_object(&site, c, from_us, to_us)),
+        )
+        .collect();
+        let entry = match self
+            .log(
+                &who,
+                &site,
+                pb::AccessAction::Export,
+                objects,
+                &audit,
+                "ExportEvidence",
+            )
+            .await
+        {
+            Ok(e) => e,
+            Err(status) => {
+                let _ = self
+                    .storage
+                    .index()
+                    .fail_bundle(&id, "the access log could not record the export")
+                    .await;
+                return Err(status);
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let storage = self.storage.clone();
+        let name = export.exported_by_name.clone();
+        tokio::spawn(async move {
+            let progress_tx = tx.clone();
+            let progress_id = id.clone();
+            let progress = move |done: u64, total: u64, stage: &str| {
+                let _ = progress_tx.try_send(Ok(pb::ExportEvidenceResponse {
+                    bundle_id: progress_id.clone(),
+                    event: Some(pb::export_evidence_response::Event::Progress(
+                        common::Progress {
+                            fraction: if total == 0 {
+                                0.0
+                            } else {
+                                done as f64 / total as f64
+                            },
+                            done_units: done,
+                            total_units: total,
+                            stage: stage.to_string(),
+                        },
+                    )),
+                }));
+            };
+            // The build goes on if the client goes away: the bundle is fetched later.
+            let result = storage
+                .build_bundle(&bundle, &name, (entry.sequence, entry.hash), &progress)
+                .await;
+            let msg = match result {
+                Ok(b) => Ok(pb::ExportEvidenceResponse {
+                    bundle_id: id,
+                    event: Some(pb::export_evidence_response::Event::Bundle(bundle_pb(&b))),
+                }),
+                Err(e) => Err(Status::from(e)),
+            };
+            let _ = tx.send(msg).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn get_evidence_bundle(
+        &self,
+        req: Request<pb::GetEvidenceBundleRequest>,
+    ) -> Result<Response<pb::GetEvidenceBundleResponse>, Status> {
+        let id = req.get_ref().bundle_id.trim().to_string();
+        if id.is_empty() {
+            return Err(invalid("bundle_id: required"));
+        }
+        // Authorise on the bundle's site; an unknown id and a bundle of a site the caller
+        // cannot see answer the same.
+        let not_found = || Status::not_found(format!("no evidence bundle {id}"));
+        let bundle = self
+            .storage
+            .index()
+            .bundle(&id)
+            .await?
+            .ok_or_else(not_found)?;
+        let who = match authorize_request(&req, &bundle.site, Permission::ExportEvidence) {
+            Ok(w) => w.clone(),
+            Err(s) if s.code() == tonic::Code::PermissionDenied => return Err(not_found()),
+            Err(s) => return Err(s),
+        };
+        let r = req.into_inner();
+        let audit = audit_of(&r.audit)?;
+        let ttl = duration_of(
+            &r.url_ttl,
+            "url_ttl",
+            self.storage.options().url_lifetime,
+            MAX_URL_LIFETIME,
+        )?;
+        self.log(
+            &who,
+            &bundle.site,
+            pb::AccessAction::Download,
+            vec![AccessObjectRec {
+                kind: pb::AccessObjectKind::EvidenceBundle as i32,
+                site: bundle.site.clone(),
+                camera: String::new(),
+                start_us: Some(bundle.from_us),
+                end_us: Some(bundle.to_us),
+                id: bundle.id.clone(),
+            }],
+            &audit,
+            "GetEvidenceBundle",
+        )
+        .await?;
+        let download = (bundle.state == evidence::STATE_READY).then(|| {
+            let (url, expires_s) = self.storage.bundle_download_url(&bundle, ttl);
+            pb::MediaUrl {
+                url,
+                expires_at: Some(timestamp(expires_s * MICROS)),
+            }
+        });
+        Ok(Response::new(pb::GetEvidenceBundleResponse {
+            manifest: if bundle.state == evidence::STATE_READY {
+                bundle.manifest.clone()
+            } else {
+                Vec::new()
+            },
+            bundle: Some(bundle_pb(&bundle)),
+            download,
+        }))
     }
 
     async fn list_access_log(

@@ -3,6 +3,7 @@
 //! ```text
 //! GET /v1/hls/<site>/<camera>.m3u8?from=&to=&exp=&token=         the playlist
 //! GET /v1/hls/<site>/<camera>/<from>.<to>.<exp>.<token>/<sequence>.mp4   a segment's bytes
+//! GET /v1/evidence/<site>/<bundle>.tar?exp=&token=                an evidence bundle
 //! ```
 //!
 //! Both need the token of a URL issued by GetPlaybackUrl or ListRecordings (see
@@ -29,6 +30,7 @@ pub fn router(storage: Storage) -> Router {
     Router::new()
         .route("/v1/hls/{site}/{file}", get(playlist))
         .route("/v1/hls/{site}/{camera}/{grant}/{file}", get(media))
+        .route("/v1/evidence/{site}/{file}", get(bundle))
         .with_state(storage)
 }
 
@@ -140,6 +142,88 @@ async fn media(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some(r) = &get_range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    common_headers(h);
+    resp
+}
+
+/// The query of a bundle download URL.
+#[derive(Debug, serde::Deserialize)]
+struct DownloadQuery {
+    exp: i64,
+    token: String,
+}
+
+async fn bundle(
+    State(storage): State<Storage>,
+    Path((site, file)): Path<(String, String)>,
+    query: Result<Query<DownloadQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(id) = file.strip_suffix(".tar") else {
+        return error_response(StorageError::NotFound("no such bundle".into()));
+    };
+    let Ok(Query(q)) = query else {
+        return bad_query();
+    };
+    let now_s = kordon_objects::time::now_micros() / kordon_objects::time::MICROS;
+    if let Err(e) = storage
+        .playback_signer()
+        .check_object(&site, id, q.exp, &q.token, now_s)
+    {
+        return error_response(e);
+    }
+    let b = match storage.index().bundle(id).await {
+        Ok(Some(b)) if b.site == site && b.state == crate::evidence::STATE_READY => b,
+        Ok(_) => return error_response(StorageError::NotFound("no such bundle".into())),
+        Err(e) => return error_response(e),
+    };
+    let size = b.size_bytes;
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (get_range, status) = match parse_range(range_header, size) {
+        ByteRange::Full => (None, StatusCode::OK),
+        ByteRange::Partial { start, end } => (Some(start..end), StatusCode::PARTIAL_CONTENT),
+        ByteRange::Unsatisfiable => {
+            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            common_headers(resp.headers_mut());
+            return resp;
+        }
+    };
+    let key = match crate::service::object_key(&b.object_key) {
+        Ok(k) => k,
+        Err(e) => return error_response(e),
+    };
+    let opts = object_store::GetOptions {
+        range: get_range.clone().map(object_store::GetRange::Bounded),
+        ..Default::default()
+    };
+    let got = match storage.objects().get_opts(&key, opts).await {
+        Ok(g) => g,
+        Err(e) => return error_response(e.into()),
+    };
+    let length = match &get_range {
+        Some(r) => r.end - r.start,
+        None => size,
+    };
+    let mut resp = Response::new(Body::from_stream(got.into_stream()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"evidence-{id}.tar\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
     if let Some(r) = &get_range
         && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
     {

@@ -52,6 +52,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_retention.sql"),
         include_str!("../migrations/postgres/0002_retention.sql"),
     ),
+    (
+        3,
+        "evidence",
+        include_str!("../migrations/sqlite/0003_evidence.sql"),
+        include_str!("../migrations/postgres/0003_evidence.sql"),
+    ),
 ];
 
 /// The index database.
@@ -1072,6 +1078,7 @@ impl Index {
             records,
             segments,
             gap_count: gaps.len() as u64,
+            gaps,
         })
     }
 
@@ -1109,6 +1116,8 @@ pub struct ChainBatch {
     /// The segment rows (with object keys and tombstones), by sequence.
     pub segments: Vec<SegmentRecord>,
     pub gap_count: u64,
+    /// The gap rows (with their details), by sequence.
+    pub gaps: Vec<GapRecord>,
 }
 
 async fn backoff(attempt: u32) {

@@ -35,6 +35,7 @@ pub mod audit;
 pub mod chain;
 pub mod config;
 pub mod error;
+pub mod evidence;
 pub mod grpc;
 pub mod http;
 pub mod index;

@@ -124,6 +124,14 @@ impl Storage {
             }
         };
         index.migrate().await?;
+        let interrupted = index.fail_interrupted_bundles().await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                bundles = interrupted,
+                "evidence bundles left building by the previous run were marked failed; \
+                 exporting again with the same request id rebuilds them"
+            );
+        }
         let objects_cfg = config.objects_or_default(data_dir);
         let objects = kordon_objects::build(&objects_cfg)?;
         let playback = match &config.playback_key_file {
@@ -188,9 +196,17 @@ impl Storage {
         &self.inner.options
     }
 
-    /// The public key that signs checkpoints (and later evidence manifests).
+    /// The public key that signs checkpoints and evidence manifests.
     pub fn signing_public_key(&self) -> [u8; 32] {
         self.inner.signing_key.verifying_key().to_bytes()
+    }
+
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.inner.signing_key
+    }
+
+    pub fn playback_signer(&self) -> &PlaybackSigner {
+        &self.inner.playback
     }
 
     /// Registers a segment after checking its object is in the bucket with the stated size.
