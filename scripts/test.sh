@@ -28,6 +28,9 @@ trap 'rm -f "$results"' EXIT
 log "end-to-end: every service answers health and reflection to Python grpcio"
 "$KORDON_VENV/bin/python" e2e/grpc_smoke.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
+log "end-to-end: footage get, evidence export/verify and audit through the CLI"
+"$KORDON_VENV/bin/python" e2e/evidence_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
 

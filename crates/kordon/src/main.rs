@@ -2,8 +2,10 @@
 //! client commands, in one binary. Thin by design: each subcommand parses its flags and hands
 //! over to a library crate.
 
+mod audit;
 mod client;
 mod config;
+mod evidence;
 mod footage;
 mod serve;
 
@@ -54,6 +56,12 @@ enum Command {
     /// Find recorded footage and gaps (every read states a reason and is logged).
     #[command(subcommand)]
     Footage(footage::FootageCommand),
+    /// Export signed evidence bundles and verify them offline.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
+    /// Read and verify a site's access log (auditors).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -114,5 +122,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Whoami(f) => client::whoami(&f).await,
         Command::Footage(cmd) => footage::run(cmd).await,
+        Command::Evidence(cmd) => evidence::run(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
     }
 }

@@ -1,0 +1,400 @@
+//! `kordon evidence`: export cameras over a time range as a signed evidence bundle, download
+//! it, and check bundles offline.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use futures::StreamExt;
+use kordon_proto::common::v1 as common;
+use kordon_proto::storage::v1 as spb;
+use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
+use kordon_runtime::client;
+use kordon_storage::evidence::{self, BundleReport};
+use sha2::{Digest, Sha256};
+
+use crate::client::{ClientFlags, Output, status_error};
+use crate::footage::{camera_ref, http_client, time_window};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum EvidenceCommand {
+    /// Export cameras over a time range as a signed bundle, download it and verify it.
+    Export(ExportArgs),
+    /// Download a bundle exported earlier (by its id) and verify it.
+    Get(GetArgs),
+    /// Check a bundle offline: signature, every file's SHA-256, every chain link.
+    /// Exits 0 when intact, 1 naming every problem otherwise.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub client: ClientFlags,
+    /// A camera, as SITE/CAMERA; repeat for several (all of one site).
+    #[arg(long = "camera", required = true)]
+    pub cameras: Vec<String>,
+    /// From this long ago until now, e.g. `1h`, `30m`.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["from", "to"])]
+    pub since: Option<Duration>,
+    /// Start, RFC 3339 (e.g. 2026-11-27T10:00:00Z).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub from: Option<SystemTime>,
+    /// End, RFC 3339; default now.
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub to: Option<SystemTime>,
+    /// The case or file number the evidence is for (required; in the manifest and the log).
+    #[arg(long)]
+    pub case: String,
+    /// Why you export this footage (required; in the manifest and the access log).
+    #[arg(long)]
+    pub reason: String,
+    /// Who receives the bundle (e.g. a prosecutor's office).
+    #[arg(long, default_value = "")]
+    pub recipient: String,
+    /// Free text for the manifest.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Idempotency key: a retry with the same key returns the bundle made first.
+    /// Default: a new key per run.
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Where to write the bundle (default `evidence-<bundle id>.tar`).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub client: ClientFlags,
+    /// The bundle id (from `kordon evidence export`).
+    pub bundle: String,
+    /// Why you read the bundle (required; logged).
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long, default_value = "")]
+    pub case: String,
+    #[arg(long, default_value = "")]
+    pub recipient: String,
+    /// Where to write the bundle (default `evidence-<bundle id>.tar`).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The bundle (.tar) to check.
+    pub bundle: PathBuf,
+    /// The site's Ed25519 public key, 64 hex digits (`kordon evidence export` prints it). Without
+    /// it the signature is checked against the key the bundle names, which proves integrity
+    /// but not who signed.
+    #[arg(long, value_name = "HEX")]
+    pub public_key: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, env = "KORDON_OUTPUT", default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+pub async fn run(cmd: EvidenceCommand) -> anyhow::Result<()> {
+    match cmd {
+        EvidenceCommand::Export(a) => export(a).await,
+        EvidenceCommand::Get(a) => get(a).await,
+        EvidenceCommand::Verify(a) => verify(a).await,
+    }
+}
+
+fn bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:<18} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(what.to_string());
+    pb
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    if args.case.trim().is_empty() || args.reason.trim().is_empty() {
+        anyhow::bail!("--case and --reason are required: both go into the manifest and the log");
+    }
+    let cameras = args
+        .cameras
+        .iter()
+        .map(|c| camera_ref(c))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (from, to) = time_window(args.since, args.from, args.to)?;
+    let to = to.unwrap_or_else(SystemTime::now);
+    let audit = common::AuditContext {
+        reason: args.reason.clone(),
+        case_id: args.case.clone(),
+        recipient: args.recipient.clone(),
+    };
+    let request_id = args
+        .request_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let channel = client::connect(&args.client.options()).await?;
+    let mut storage = StorageServiceClient::new(channel);
+    let mut stream = storage
+        .export_evidence(spb::ExportEvidenceRequest {
+            cameras,
+            range: Some(common::TimeRange {
+                start: Some(kordon_proto::time::timestamp_from_system_time(from)),
+                end: Some(kordon_proto::time::timestamp_from_system_time(to)),
+            }),
+            audit: Some(audit.clone()),
+            rendering: None,
+            description: args.description.clone(),
+            request_id: request_id.clone(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut progress: Option<indicatif::ProgressBar> = None;
+    let mut bundle = None;
+    let mut bundle_id = String::new();
+    while let Some(msg) = stream.next().await {
+        let msg = msg.map_err(|s| {
+            if let Some(p) = &progress {
+                p.abandon();
+            }
+            status_error(s)
+        })?;
+        bundle_id = msg.bundle_id.clone();
+        match msg.event {
+            Some(spb::export_evidence_response::Event::Progress(p)) if p.total_units > 0 => {
+                let pb = progress.get_or_insert_with(|| {
+                    eprintln!("exporting bundle {bundle_id}");
+                    bar(p.total_units, &p.stage)
+                });
+                pb.set_position(p.done_units);
+            }
+            Some(spb::export_evidence_response::Event::Bundle(b)) => bundle = Some(b),
+            _ => {}
+        }
+    }
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    let bundle = bundle.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the export stream of bundle {bundle_id} ended without a result; `kordon evidence \
+             get {bundle_id}` shows its state"
+        )
+    })?;
+    eprintln!(
+        "bundle {} ready: {} segments, {} gaps, {}",
+        bundle.id,
+        bundle.segment_count,
+        bundle.gap_count,
+        indicatif::HumanBytes(bundle.size_bytes)
+    );
+    let file = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("evidence-{}.tar", bundle.id)));
+    download_and_verify(&mut storage, &args.client, &bundle.id, &audit, &file).await
+}
+
+async fn get(args: GetArgs) -> anyhow::Result<()> {
+    if args.reason.trim().is_empty() {
+        anyhow::bail!("--reason must say why you read this bundle (it is logged)");
+    }
+    let audit = common::AuditContext {
+        reason: args.reason.clone(),
+        case_id: args.case.clone(),
+        recipient: args.recipient.clone(),
+    };
+    let channel = client::connect(&args.client.options()).await?;
+    let mut storage = StorageServiceClient::new(channel);
+    let file = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("evidence-{}.tar", args.bundle)));
+    download_and_verify(&mut storage, &args.client, &args.bundle, &audit, &file).await
+}
+
+async fn download_and_verify(
+    storage: &mut StorageServiceClient<client::AuthedChannel>,
+    flags: &ClientFlags,
+    id: &str,
+    audit: &common::AuditContext,
+    file: &Path,
+) -> anyhow::Result<()> {
+    let got = storage
+        .get_evidence_bundle(spb::GetEvidenceBundleRequest {
+            bundle_id: id.to_string(),
+            audit: Some(audit.clone()),
+            url_ttl: None,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let bundle = got.bundle.unwrap_or_default();
+    match spb::EvidenceBundleState::try_from(bundle.state) {
+        Ok(spb::EvidenceBundleState::Ready) => {}
+        Ok(spb::EvidenceBundleState::Building) => {
+            anyhow::bail!("bundle {id} is still being built; try again shortly")
+        }
+        _ => anyhow::bail!("bundle {id} failed: {}", bundle.error),
+    }
+    let url = got
+        .download
+        .ok_or_else(|| anyhow::anyhow!("the server sent no download URL"))?
+        .url;
+    let part = file.with_extension("tar.part");
+    let http = http_client(flags)?;
+    let mut resp = http
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("downloading bundle {id}"))?;
+    if !resp.status().is_success() {
+        anyhow::bail!(
+            "downloading bundle {id}: HTTP {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default().trim()
+        );
+    }
+    let mut out = std::fs::File::create(&part)
+        .with_context(|| format!("cannot create {}", part.display()))?;
+    let mut hash = Sha256::new();
+    let pb = bar(bundle.size_bytes, "downloading");
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .with_context(|| format!("downloading bundle {id}"))?
+    {
+        out.write_all(&chunk)
+            .with_context(|| format!("writing {}", part.display()))?;
+        hash.update(&chunk);
+        pb.inc(chunk.len() as u64);
+    }
+    out.sync_all()
+        .with_context(|| format!("writing {}", part.display()))?;
+    pb.finish_and_clear();
+    let sha: [u8; 32] = hash.finalize().into();
+    if sha[..] != bundle.sha256[..] {
+        anyhow::bail!(
+            "the download of bundle {id} is damaged: SHA-256 {}, the server says {}; {} kept for \
+             inspection",
+            hex::encode(sha),
+            hex::encode(&bundle.sha256),
+            part.display()
+        );
+    }
+    std::fs::rename(&part, file).with_context(|| format!("cannot write {}", file.display()))?;
+    let key: [u8; 32] = bundle
+        .signing_public_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the server sent no signing key"))?;
+    let report = verify_file(file, Some(key)).await?;
+    println!("{}", file.display());
+    eprintln!(
+        "wrote {} ({}, SHA-256 {})\nsite signing key {}\n{}",
+        file.display(),
+        indicatif::HumanBytes(bundle.size_bytes),
+        hex::encode(&bundle.sha256),
+        hex::encode(key),
+        if report.intact() {
+            "verified: signature, files and chain intact".to_string()
+        } else {
+            format!("NOT INTACT:\n  {}", report.problems.join("\n  "))
+        }
+    );
+    if !report.intact() {
+        anyhow::bail!("bundle {id} did not verify after download");
+    }
+    Ok(())
+}
+
+async fn verify_file(path: &Path, pinned: Option<[u8; 32]>) -> anyhow::Result<BundleReport> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let pb = bar(size, "verifying");
+        let report = evidence::verify_bundle(std::io::BufReader::new(file), pinned, &mut |n| {
+            pb.set_position(n)
+        })
+        .with_context(|| format!("reading {}", path.display()));
+        pb.finish_and_clear();
+        report
+    })
+    .await?
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let pinned = match &args.public_key {
+        Some(k) => Some(
+            hex::decode(k.trim())
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+                .ok_or_else(|| anyhow::anyhow!("--public-key must be 64 hex digits"))?,
+        ),
+        None => None,
+    };
+    let report = verify_file(&args.bundle, pinned).await?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => {
+            println!("BUNDLE     {}", report.bundle_id);
+            println!("SITE       {}", report.site);
+            println!("CASE       {}", report.case_id);
+            println!("EXPORTED   {} by {}", report.created_at, report.exported_by);
+            println!("RANGE      {} – {}", report.range_from, report.range_to);
+            println!(
+                "CONTENT    {} camera(s), {} segment(s), {} gap(s), {} checked",
+                report.cameras,
+                report.segments_checked,
+                report.gaps,
+                indicatif::HumanBytes(report.bytes_checked)
+            );
+            println!(
+                "SIGNATURE  {} (key {}{})",
+                if report.signature_valid {
+                    "valid"
+                } else {
+                    "INVALID"
+                },
+                report.signing_key,
+                if report.key_pinned {
+                    ", pinned"
+                } else {
+                    ", not pinned"
+                }
+            );
+            for n in &report.notes {
+                println!("NOTE       {n}");
+            }
+            if report.intact() {
+                println!("RESULT     intact");
+            } else {
+                println!(
+                    "RESULT     NOT INTACT — {} problem(s):",
+                    report.problems.len()
+                );
+                for p in &report.problems {
+                    println!("  - {p}");
+                }
+            }
+        }
+    }
+    if !report.intact() {
+        anyhow::bail!(
+            "{} is not intact: {} problem(s)",
+            args.bundle.display(),
+            report.problems.len()
+        );
+    }
+    Ok(())
+}
