@@ -12,8 +12,9 @@
 //! Implemented: RegisterSegment, RegisterGap, GetChainHead, ListRecordings, ListSegments,
 //! GetSegment, GetPlaybackUrl, VerifyChain, ListAccessLog, VerifyAccessLog, RecordAccess,
 //! Get/SetRetentionPolicy (`ViewStatus`/`Administer`), Create/Release/ListLegalHolds
-//! (`ManageHolds`), ExportEvidence and GetEvidenceBundle (`ExportEvidence`). The others answer
-//! UNIMPLEMENTED.
+//! (`ManageHolds`), ExportEvidence and GetEvidenceBundle (`ExportEvidence`),
+//! RegisterRendition and RegisterSnapshot (`WriteMedia`), ListRenditions, GetSnapshot and
+//! ListSnapshots (`ReadFootage`, logged). The footage-grant calls answer UNIMPLEMENTED.
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use crate::chain::FindingKind;
 use crate::config::{MAX_MERGE_TOLERANCE, MAX_URL_LIFETIME};
 use crate::evidence::{self, Bundle, ExportRequest};
 use crate::index::{GapRecord, NewGap, NewSegment, SegmentRecord};
+use crate::media::{NewRendition, NewSnapshot, Rendition, Snapshot};
 use crate::playback::LIVE;
 use crate::recordings::RangeKind;
 use crate::retention::{EffectivePolicy, LegalHold, NewHold, check_retention};
@@ -264,7 +266,9 @@ fn camera_ref(site: &str, camera: &str) -> common::CameraRef {
     }
 }
 
-fn segment_pb(s: &SegmentRecord) -> pb::Segment {
+/// A segment as the API shows it; `fate` is `(retain_until_us, on_legal_hold)` where known
+/// (see `Storage::segment_fate`).
+fn segment_pb(s: &SegmentRecord, fate: Option<(i64, bool)>) -> pb::Segment {
     pb::Segment {
         camera: Some(camera_ref(&s.site, &s.camera)),
         link: Some(link(s.sequence, &s.prev_hash, &s.record_hash)),
@@ -277,8 +281,8 @@ fn segment_pb(s: &SegmentRecord) -> pb::Segment {
         object_key: s.object_key.clone(),
         ingest_replica: s.ingest_replica.clone(),
         registered_at: Some(timestamp(s.registered_at_us)),
-        retain_until: None,
-        on_legal_hold: false,
+        retain_until: fate.map(|(until, _)| timestamp(until)),
+        on_legal_hold: fate.is_some_and(|(_, held)| held),
         init_size: s.init_size,
     }
 }
@@ -311,6 +315,60 @@ fn recording_object(site: &str, camera: &str, from_us: i64, to_us: i64) -> Acces
         start_us: Some(from_us),
         end_us: (to_us != LIVE).then_some(to_us),
         id: String::new(),
+    }
+}
+
+fn sha_of(v: &[u8]) -> Result<[u8; 32], Status> {
+    <[u8; 32]>::try_from(v).map_err(|_| invalid("sha256: 32 bytes"))
+}
+
+fn rendition_pb(x: &Rendition, media: Option<pb::MediaUrl>) -> pb::Rendition {
+    let n = &x.new;
+    pb::Rendition {
+        camera: Some(camera_ref(&n.site, &n.camera)),
+        source_sequence: n.source_sequence,
+        profile: n.profile.clone(),
+        range: Some(time_range(n.start_us, n.end_us)),
+        codec: n.codec,
+        width: n.width,
+        height: n.height,
+        bitrate_bps: n.bitrate_bps,
+        object_key: n.object_key.clone(),
+        size_bytes: n.size_bytes,
+        sha256: n.sha256.to_vec(),
+        job_id: n.job_id.clone(),
+        registered_at: Some(timestamp(x.registered_at_us)),
+        media,
+    }
+}
+
+fn snapshot_pb(x: &Snapshot) -> pb::Snapshot {
+    let n = &x.new;
+    pb::Snapshot {
+        id: x.id.clone(),
+        camera: Some(camera_ref(&n.site, &n.camera)),
+        kind: n.kind,
+        captured_at: Some(timestamp(n.captured_at_us)),
+        content_type: n.content_type.clone(),
+        width: n.width,
+        height: n.height,
+        size_bytes: n.size_bytes,
+        sha256: n.sha256.to_vec(),
+        object_key: n.object_key.clone(),
+        detection_id: n.detection_id.clone(),
+        source_sequence: n.source_sequence,
+        registered_at: Some(timestamp(x.registered_at_us)),
+    }
+}
+
+fn snapshot_object(x: &Snapshot) -> AccessObjectRec {
+    AccessObjectRec {
+        kind: pb::AccessObjectKind::Snapshot as i32,
+        site: x.new.site.clone(),
+        camera: x.new.camera.clone(),
+        start_us: Some(x.new.captured_at_us),
+        end_us: None,
+        id: x.id.clone(),
     }
 }
 
@@ -566,7 +624,7 @@ impl StorageService for StorageApi {
             .await?;
         Ok(Response::new(pb::RegisterSegmentResponse {
             outcome: outcome(registered.created),
-            segment: Some(segment_pb(&registered.record)),
+            segment: Some(segment_pb(&registered.record, None)),
         }))
     }
 
@@ -788,7 +846,13 @@ impl StorageService for StorageApi {
             _ => String::new(),
         };
         Ok(Response::new(pb::ListSegmentsResponse {
-            segments: segments.iter().map(segment_pb).collect(),
+            segments: {
+                let fate = self.storage.segment_fate(&site, &camera).await?;
+                segments
+                    .iter()
+                    .map(|s| segment_pb(s, Some(fate(s))))
+                    .collect()
+            },
             page: Some(common::PageResponse { next_page_token }),
         }))
     }
@@ -835,9 +899,10 @@ impl StorageService for StorageApi {
                     r.sequence
                 )))
             })?;
+        let fate = self.storage.segment_fate(&site, &camera).await?;
         Ok(Response::new(pb::GetSegmentResponse {
             media: Some(self.media_url(&seg, ttl)),
-            segment: Some(segment_pb(&seg)),
+            segment: Some(segment_pb(&seg, Some(fate(&seg)))),
         }))
     }
 
@@ -1152,6 +1217,258 @@ impl StorageService for StorageApi {
             },
             bundle: Some(bundle_pb(&bundle)),
             download,
+        }))
+    }
+
+    async fn register_rendition(
+        &self,
+        req: Request<pb::RegisterRenditionRequest>,
+    ) -> Result<Response<pb::RegisterRenditionResponse>, Status> {
+        let (site, camera) = camera_of(&req.get_ref().camera, "camera")?;
+        authorize_request(&req, &site, Permission::WriteMedia)?;
+        let r = req.into_inner();
+        let (start_us, end_us) = closed_range(&r.range)?;
+        let n = NewRendition {
+            site,
+            camera,
+            source_sequence: r.source_sequence,
+            profile: r.profile,
+            start_us,
+            end_us,
+            codec: r.codec,
+            width: r.width,
+            height: r.height,
+            bitrate_bps: r.bitrate_bps,
+            object_key: r.object_key,
+            size_bytes: r.size_bytes,
+            sha256: sha_of(&r.sha256)?,
+            job_id: r.job_id,
+        };
+        let (rendition, created) = self.storage.register_rendition(&n).await?;
+        Ok(Response::new(pb::RegisterRenditionResponse {
+            outcome: outcome(created),
+            rendition: Some(rendition_pb(&rendition, None)),
+        }))
+    }
+
+    async fn register_snapshot(
+        &self,
+        req: Request<pb::RegisterSnapshotRequest>,
+    ) -> Result<Response<pb::RegisterSnapshotResponse>, Status> {
+        let (site, camera) = camera_of(&req.get_ref().camera, "camera")?;
+        authorize_request(&req, &site, Permission::WriteMedia)?;
+        let r = req.into_inner();
+        let captured_at_us = micros(
+            r.captured_at
+                .as_ref()
+                .ok_or_else(|| invalid("captured_at: required"))?,
+            "captured_at",
+        )?;
+        let n = NewSnapshot {
+            site,
+            camera,
+            kind: r.kind,
+            captured_at_us,
+            content_type: r.content_type,
+            width: r.width,
+            height: r.height,
+            size_bytes: r.size_bytes,
+            sha256: sha_of(&r.sha256)?,
+            object_key: r.object_key,
+            detection_id: r.detection_id,
+            source_sequence: r.source_sequence,
+        };
+        let (snapshot, created) = self.storage.register_snapshot(&n).await?;
+        Ok(Response::new(pb::RegisterSnapshotResponse {
+            outcome: outcome(created),
+            snapshot: Some(snapshot_pb(&snapshot)),
+        }))
+    }
+
+    async fn list_renditions(
+        &self,
+        req: Request<pb::ListRenditionsRequest>,
+    ) -> Result<Response<pb::ListRenditionsResponse>, Status> {
+        let (site, camera) = camera_of(&req.get_ref().camera, "camera")?;
+        let who = authorize_request(&req, &site, Permission::ReadFootage)?.clone();
+        let r = req.into_inner();
+        let (from_us, to) = range_of(&r.range)?;
+        let to_us = to.unwrap_or_else(now_micros);
+        let after = match page_token(&r.page) {
+            "" => None,
+            t => {
+                let bad = || invalid("page.page_token: not a token of this list");
+                let mut parts = t.splitn(3, ':');
+                let start = parts.next().and_then(|p| p.parse::<i64>().ok());
+                let seq = parts.next().and_then(|p| p.parse::<u64>().ok());
+                let profile = parts.next().map(str::to_string);
+                match (start, seq, profile) {
+                    (Some(a), Some(b), Some(c)) => Some((a, b, c)),
+                    _ => return Err(bad()),
+                }
+            }
+        };
+        let audit = audit_of(&r.audit)?;
+        self.log(
+            &who,
+            &site,
+            pb::AccessAction::List,
+            vec![recording_object(&site, &camera, from_us, to_us)],
+            &audit,
+            "ListRenditions",
+        )
+        .await?;
+        let size = page_size(&r.page);
+        let mut list = self
+            .storage
+            .index()
+            .list_renditions(
+                &site,
+                &camera,
+                from_us,
+                to_us,
+                r.profile.trim(),
+                after,
+                size + 1,
+            )
+            .await?;
+        let more = list.len() > size as usize;
+        list.truncate(size as usize);
+        let next_page_token = match (more, list.last()) {
+            (true, Some(x)) => format!(
+                "{}:{}:{}",
+                x.new.start_us, x.new.source_sequence, x.new.profile
+            ),
+            _ => String::new(),
+        };
+        let ttl = self.storage.options().url_lifetime;
+        Ok(Response::new(pb::ListRenditionsResponse {
+            renditions: list
+                .iter()
+                .map(|x| {
+                    let (url, exp) = self.storage.object_url(&site, &x.new.object_key, ttl);
+                    rendition_pb(
+                        x,
+                        Some(pb::MediaUrl {
+                            url,
+                            expires_at: Some(timestamp(exp * MICROS)),
+                        }),
+                    )
+                })
+                .collect(),
+            page: Some(common::PageResponse { next_page_token }),
+        }))
+    }
+
+    async fn get_snapshot(
+        &self,
+        req: Request<pb::GetSnapshotRequest>,
+    ) -> Result<Response<pb::GetSnapshotResponse>, Status> {
+        let id = req.get_ref().snapshot_id.trim().to_string();
+        if id.is_empty() {
+            return Err(invalid("snapshot_id: required"));
+        }
+        let not_found = || Status::not_found(format!("no snapshot {id}"));
+        let snap = self
+            .storage
+            .index()
+            .snapshot(&id)
+            .await?
+            .ok_or_else(not_found)?;
+        let who = match authorize_request(&req, &snap.new.site, Permission::ReadFootage) {
+            Ok(w) => w.clone(),
+            Err(s) if s.code() == tonic::Code::PermissionDenied => return Err(not_found()),
+            Err(s) => return Err(s),
+        };
+        let r = req.into_inner();
+        let audit = audit_of(&r.audit)?;
+        let ttl = duration_of(
+            &r.url_ttl,
+            "url_ttl",
+            self.storage.options().url_lifetime,
+            MAX_URL_LIFETIME,
+        )?;
+        self.log(
+            &who,
+            &snap.new.site,
+            pb::AccessAction::Read,
+            vec![snapshot_object(&snap)],
+            &audit,
+            "GetSnapshot",
+        )
+        .await?;
+        let (url, exp) = self
+            .storage
+            .object_url(&snap.new.site, &snap.new.object_key, ttl);
+        Ok(Response::new(pb::GetSnapshotResponse {
+            snapshot: Some(snapshot_pb(&snap)),
+            media: Some(pb::MediaUrl {
+                url,
+                expires_at: Some(timestamp(exp * MICROS)),
+            }),
+        }))
+    }
+
+    async fn list_snapshots(
+        &self,
+        req: Request<pb::ListSnapshotsRequest>,
+    ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
+        let (site, camera) = camera_of(&req.get_ref().camera, "camera")?;
+        let who = authorize_request(&req, &site, Permission::ReadFootage)?.clone();
+        let r = req.into_inner();
+        let (from_us, to) = range_of(&r.range)?;
+        let to_us = to.unwrap_or_else(now_micros);
+        let after = match page_token(&r.page) {
+            "" => None,
+            t => {
+                let bad = || invalid("page.page_token: not a token of this list");
+                let (a, b) = t.split_once(':').ok_or_else(bad)?;
+                Some((a.parse::<i64>().map_err(|_| bad())?, b.to_string()))
+            }
+        };
+        let ttl = duration_of(
+            &r.url_ttl,
+            "url_ttl",
+            self.storage.options().url_lifetime,
+            MAX_URL_LIFETIME,
+        )?;
+        let audit = audit_of(&r.audit)?;
+        self.log(
+            &who,
+            &site,
+            pb::AccessAction::List,
+            vec![recording_object(&site, &camera, from_us, to_us)],
+            &audit,
+            "ListSnapshots",
+        )
+        .await?;
+        let size = page_size(&r.page);
+        let mut list = self
+            .storage
+            .index()
+            .list_snapshots(&site, &camera, from_us, to_us, r.kind, after, size + 1)
+            .await?;
+        let more = list.len() > size as usize;
+        list.truncate(size as usize);
+        let next_page_token = match (more, list.last()) {
+            (true, Some(x)) => format!("{}:{}", x.new.captured_at_us, x.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListSnapshotsResponse {
+            snapshots: list
+                .iter()
+                .map(|x| {
+                    let (url, exp) = self.storage.object_url(&site, &x.new.object_key, ttl);
+                    pb::ListedSnapshot {
+                        snapshot: Some(snapshot_pb(x)),
+                        media: Some(pb::MediaUrl {
+                            url,
+                            expires_at: Some(timestamp(exp * MICROS)),
+                        }),
+                    }
+                })
+                .collect(),
+            page: Some(common::PageResponse { next_page_token }),
         }))
     }
 

@@ -4,6 +4,7 @@
 //! GET /v1/hls/<site>/<camera>.m3u8?from=&to=&exp=&token=         the playlist
 //! GET /v1/hls/<site>/<camera>/<from>.<to>.<exp>.<token>/<sequence>.mp4   a segment's bytes
 //! GET /v1/evidence/<site>/<bundle>.tar?exp=&token=                an evidence bundle
+//! GET /v1/objects/<site>/<object key>?exp=&token=                 a rendition or snapshot
 //! ```
 //!
 //! Both need the token of a URL issued by GetPlaybackUrl or ListRecordings (see
@@ -31,6 +32,7 @@ pub fn router(storage: Storage) -> Router {
         .route("/v1/hls/{site}/{file}", get(playlist))
         .route("/v1/hls/{site}/{camera}/{grant}/{file}", get(media))
         .route("/v1/evidence/{site}/{file}", get(bundle))
+        .route("/v1/objects/{site}/{*key}", get(object))
         .with_state(storage)
 }
 
@@ -229,6 +231,46 @@ async fn bundle(
     {
         h.insert(header::CONTENT_RANGE, v);
     }
+    common_headers(h);
+    resp
+}
+
+async fn object(
+    State(storage): State<Storage>,
+    Path((site, key)): Path<(String, String)>,
+    query: Result<Query<DownloadQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return bad_query();
+    };
+    let now_s = kordon_objects::time::now_micros() / kordon_objects::time::MICROS;
+    // The token binds site and key: nothing else can be fetched with it.
+    if let Err(e) = storage
+        .playback_signer()
+        .check_object(&site, &key, q.exp, &q.token, now_s)
+    {
+        return error_response(e);
+    }
+    let path = match crate::service::object_key(&key) {
+        Ok(k) => k,
+        Err(e) => return error_response(e),
+    };
+    let got = match kordon_objects::ObjectStoreExt::get(storage.objects().as_ref(), &path).await {
+        Ok(g) => g,
+        Err(e) => return error_response(e.into()),
+    };
+    let size = got.meta.size;
+    let content_type = match key.rsplit('.').next() {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("webp") => "image/webp",
+        Some("mp4" | "m4s") => "video/mp4",
+        _ => "application/octet-stream",
+    };
+    let mut resp = Response::new(Body::from_stream(got.into_stream()));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     common_headers(h);
     resp
 }

@@ -58,6 +58,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_evidence.sql"),
         include_str!("../migrations/postgres/0003_evidence.sql"),
     ),
+    (
+        4,
+        "media",
+        include_str!("../migrations/sqlite/0004_media.sql"),
+        include_str!("../migrations/postgres/0004_media.sql"),
+    ),
 ];
 
 /// The index database.

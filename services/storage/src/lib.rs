@@ -40,6 +40,7 @@ pub mod grpc;
 pub mod http;
 pub mod index;
 pub mod keys;
+pub mod media;
 pub mod metrics;
 pub mod playback;
 pub mod recordings;

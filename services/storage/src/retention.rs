@@ -71,7 +71,8 @@ pub struct LegalHold {
 }
 
 impl LegalHold {
-    fn covers(&self, s: &SegmentRecord) -> bool {
+    /// Whether the hold (if active) covers the segment's time.
+    pub fn covers(&self, s: &SegmentRecord) -> bool {
         self.state == HOLD_ACTIVE
             && s.end_us > self.start_us
             && self.end_us.is_none_or(|end| s.start_us < end)
@@ -461,6 +462,27 @@ impl Index {
 }
 
 impl Storage {
+    /// What retention will do to the camera's segments: a function giving each segment's
+    /// `(retain_until_us, on_legal_hold)`.
+    pub async fn segment_fate(
+        &self,
+        site: &str,
+        camera: &str,
+    ) -> Result<impl Fn(&SegmentRecord) -> (i64, bool) + use<>, StorageError> {
+        let retention_us = self
+            .effective_policy(site, camera)
+            .await?
+            .policy
+            .retention_us;
+        let holds = self.index().active_holds(site, camera).await?;
+        Ok(move |s: &SegmentRecord| {
+            (
+                s.end_us.saturating_add(retention_us),
+                holds.iter().any(|h| h.covers(s)),
+            )
+        })
+    }
+
     /// The retention in effect for a site default (`camera` empty) or a camera.
     pub async fn effective_policy(
         &self,
@@ -561,7 +583,8 @@ impl Storage {
                 })
                 .collect(),
             reason: format!(
-                "retention: recorded more than {days} days ({} s) ago and not on legal hold",
+                "retention: recorded more than {days} days ({} s) ago and not on legal hold \
+                 (with the segments' renditions and thumbnails)",
                 policy.retention_us / MICROS
             ),
             case_id: String::new(),
@@ -572,6 +595,34 @@ impl Storage {
         let mut run = RetentionRun::default();
         let now = now_micros();
         for s in segments {
+            // Copies first: a copy never outlives its original.
+            let mut copies_gone = true;
+            for copy in self
+                .index()
+                .copies_of_segment(site, camera, s.sequence)
+                .await?
+            {
+                match self
+                    .objects()
+                    .delete(&ObjectPath::from(copy.as_str()))
+                    .await
+                {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(site, camera, segment = s.sequence, object = %copy,
+                                       error = %e, "retention could not delete a copy; retried \
+                                       next sweep");
+                        copies_gone = false;
+                    }
+                }
+            }
+            if !copies_gone {
+                run.failed += 1;
+                continue;
+            }
+            self.index()
+                .mark_copies_deleted(site, camera, s.sequence, now)
+                .await?;
             let key = ObjectPath::from(s.object_key.as_str());
             match self.objects().delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {
