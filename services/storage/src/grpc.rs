@@ -36,7 +36,7 @@ use crate::chain::FindingKind;
 use crate::config::{MAX_MERGE_TOLERANCE, MAX_URL_LIFETIME};
 use crate::evidence::{self, Bundle, ExportRequest};
 use crate::index::{GapRecord, NewGap, NewSegment, SegmentRecord};
-use crate::media::{NewRendition, NewSnapshot, Rendition, Snapshot};
+use crate::media::{CameraWindow, NewRendition, NewSnapshot, Rendition, Snapshot};
 use crate::playback::LIVE;
 use crate::recordings::RangeKind;
 use crate::retention::{EffectivePolicy, LegalHold, NewHold, check_retention};
@@ -1446,7 +1446,17 @@ impl StorageService for StorageApi {
         let mut list = self
             .storage
             .index()
-            .list_snapshots(&site, &camera, from_us, to_us, r.kind, after, size + 1)
+            .list_snapshots(
+                CameraWindow {
+                    site: &site,
+                    camera: &camera,
+                    from_us,
+                    to_us,
+                },
+                r.kind,
+                after,
+                size + 1,
+            )
             .await?;
         let more = list.len() > size as usize;
         list.truncate(size as usize);

@@ -66,6 +66,15 @@ pub struct Snapshot {
     pub registered_at_us: i64,
 }
 
+/// A camera over `[from_us, to_us)`, for lists.
+#[derive(Debug, Clone, Copy)]
+pub struct CameraWindow<'a> {
+    pub site: &'a str,
+    pub camera: &'a str,
+    pub from_us: i64,
+    pub to_us: i64,
+}
+
 const KIND_DETECTION: i32 = 1;
 const KIND_THUMBNAIL: i32 = 2;
 
@@ -231,10 +240,7 @@ impl Index {
     /// profile), after the keyset `after`.
     pub async fn list_renditions(
         &self,
-        site: &str,
-        camera: &str,
-        from_us: i64,
-        to_us: i64,
+        w: CameraWindow<'_>,
         profile: &str,
         after: Option<(i64, u64, String)>,
         limit: u32,
@@ -250,10 +256,10 @@ impl Index {
                       (source_sequence = $7 AND profile > $8)))) \
                  ORDER BY start_us, source_sequence, profile LIMIT $9"
             ))
-            .bind(site)
-            .bind(camera)
-            .bind(from_us)
-            .bind(to_us)
+            .bind(w.site)
+            .bind(w.camera)
+            .bind(w.from_us)
+            .bind(w.to_us)
             .bind(profile)
             .bind(a_start)
             .bind(a_seq)
@@ -363,10 +369,7 @@ impl Index {
     /// keyset `after`; `kind` 0 means both kinds.
     pub async fn list_snapshots(
         &self,
-        site: &str,
-        camera: &str,
-        from_us: i64,
-        to_us: i64,
+        w: CameraWindow<'_>,
         kind: i32,
         after: Option<(i64, String)>,
         limit: u32,
@@ -380,10 +383,10 @@ impl Index {
                  AND (captured_at_us > $6 OR (captured_at_us = $6 AND id > $7)) \
                  ORDER BY captured_at_us, id LIMIT $8"
             ))
-            .bind(site)
-            .bind(camera)
-            .bind(from_us)
-            .bind(to_us)
+            .bind(w.site)
+            .bind(w.camera)
+            .bind(w.from_us)
+            .bind(w.to_us)
             .bind(i64::from(kind))
             .bind(a_time)
             .bind(&a_id)
