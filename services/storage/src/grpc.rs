@@ -1323,10 +1323,12 @@ impl StorageService for StorageApi {
             .storage
             .index()
             .list_renditions(
-                &site,
-                &camera,
-                from_us,
-                to_us,
+                CameraWindow {
+                    site: &site,
+                    camera: &camera,
+                    from_us,
+                    to_us,
+                },
                 r.profile.trim(),
                 after,
                 size + 1,
