@@ -13,6 +13,10 @@ log "starting the real test services: Ceph RGW and PostgreSQL on 127.0.0.1"
 bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"
 
+log "starting a private Kubernetes API server (etcd + kube-apiserver on 127.0.0.1; built once)"
+bash scripts/kube.sh start
+eval "$(bash scripts/kube.sh env)"
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
