@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod evidence;
 mod footage;
+mod operator;
 mod serve;
 
 use std::process::ExitCode;
@@ -44,7 +45,7 @@ enum Command {
     /// Run the alerting service: rules, alert lifecycle, delivery.
     Alerting(ServerFlags),
     /// Run the Kubernetes operator for Site and Camera resources.
-    Operator,
+    Operator(kordon_operator::OperatorFlags),
     /// Print the Site and Camera CustomResourceDefinitions as YAML.
     Crdgen,
     /// Run all five services in one process on embedded defaults.
@@ -107,10 +108,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Storage(f) => serve::service(Service::Storage, &f).await,
         Command::Alerting(f) => serve::service(Service::Alerting, &f).await,
         Command::Standalone(f) => serve::standalone(&f).await,
-        Command::Operator | Command::Crdgen => anyhow::bail!(
-            "the operator and its CRDs are not part of this build yet (tracked in the \
-             operator issue); nothing was started"
-        ),
+        Command::Operator(f) => operator::run(&f).await,
+        Command::Crdgen => operator::crdgen(),
         Command::Camsim(args) => {
             let _telemetry = kordon_runtime::telemetry::init(
                 "camsim",

@@ -1,0 +1,367 @@
+//! The Camera reconciler: where the camera is placed and how it is doing.
+//!
+//! It writes only the Camera's status: the assigned replica (from [`crate::placement`] and the
+//! Site's ingest replicas) and what that replica last reported over gRPC (collected by the Site
+//! reconciler into [`crate::ingest::Observations`]). Conditions:
+//!
+//! - `Recording`: True while the replica records the camera; False with the replica's reason
+//!   (Reconnecting, Offline, with its last error) when the stream is broken; Unknown when the
+//!   replica cannot be asked, with why.
+//! - `Ready`: True when the camera is placed and recording.
+//!
+//! The status is written (server-side apply, field manager `kordon-operator`) only when it
+//! differs from what the Camera already shows, so a steady state costs no API writes.
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kordon_proto::common::v1::VideoCodec;
+use kordon_proto::ingest::v1 as pb;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, field};
+
+use crate::conditions::{FALSE, TRUE, UNKNOWN, condition};
+use crate::config::FIELD_MANAGER;
+use crate::controller::Context;
+use crate::crd::{Camera, CameraStatus, Site};
+use crate::ingest::CameraObservation;
+use crate::{Error, Result, placement};
+
+pub const CONTROLLER: &str = "camera";
+
+/// Reconciles one Camera.
+pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = camera
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let span = tracing::info_span!(
+        "reconcile",
+        controller = CONTROLLER,
+        namespace = %ns,
+        site = %camera.spec.site,
+        camera = %camera.name_any(),
+        replica = field::Empty,
+    );
+    async move {
+        let _timer = ctx.metrics.start(CONTROLLER);
+        let site = ctx
+            .sites
+            .get(&ObjectRef::new(&camera.spec.site).within(&ns));
+        let observation = site.as_deref().and_then(|s| {
+            let replicas = u32::try_from(s.spec.ingest.replicas).ok()?;
+            let ordinal = placement::replica_for(&s.name_any(), &camera.name_any(), replicas)?;
+            Some(
+                ctx.observations
+                    .camera(&ns, &s.name_any(), ordinal, &camera.name_any()),
+            )
+        });
+        let now = crate::conditions::now();
+        let status = desired_status(&camera, site.as_deref(), observation, &now);
+        if let Some(r) = &status.replica {
+            tracing::Span::current().record("replica", r.as_str());
+        }
+        if camera.status.as_ref() != Some(&status) {
+            let api: Api<Camera> = Api::namespaced(ctx.client.clone(), &ns);
+            let patch = Patch::Apply(json!({
+                "apiVersion": Camera::api_version(&()),
+                "kind": Camera::kind(&()),
+                "status": status,
+            }));
+            api.patch_status(
+                &camera.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &patch,
+            )
+            .await?;
+            tracing::debug!(state = ?status.state, "camera status written");
+        }
+        Ok(Action::requeue(ctx.config.ingest.status_interval))
+    }
+    .instrument(span)
+    .await
+}
+
+/// Counts the failure and retries with a delay.
+pub fn error_policy(camera: Arc<Camera>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(camera = %camera.name_any(), %error, "camera reconcile failed");
+    ctx.metrics.failure(CONTROLLER, error);
+    Action::requeue(std::time::Duration::from_secs(5))
+}
+
+/// The status a Camera should show, from its Site and what its replica reported.
+pub fn desired_status(
+    camera: &Camera,
+    site: Option<&Site>,
+    observation: Option<CameraObservation>,
+    now: &Time,
+) -> CameraStatus {
+    let previous = camera
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or(&[]);
+    let generation = camera.metadata.generation;
+    let cond =
+        |t: &str, s: &str, r: &str, m: String| condition(previous, t, s, r, m, generation, now);
+    let mut status = CameraStatus {
+        observed_generation: generation,
+        ..CameraStatus::default()
+    };
+
+    let site_problem = match site {
+        None => Some((
+            "SiteNotFound",
+            format!(
+                "Site `{}` does not exist in this namespace",
+                camera.spec.site
+            ),
+        )),
+        Some(s) if s.metadata.deletion_timestamp.is_some() => Some((
+            "SiteDeleting",
+            format!("Site `{}` is being deleted", camera.spec.site),
+        )),
+        Some(s) if s.spec.ingest.replicas == 0 => Some((
+            "NoIngestReplicas",
+            format!("Site `{}` has 0 ingest replicas", camera.spec.site),
+        )),
+        Some(_) => None,
+    };
+    if let Some((reason, message)) = site_problem {
+        status.conditions = vec![
+            cond("Ready", FALSE, reason, message.clone()),
+            cond("Recording", FALSE, reason, message),
+        ];
+        return status;
+    }
+    let Some(site) = site else {
+        return status;
+    };
+    let site_name = site.name_any();
+    let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
+    let ordinal = placement::replica_for(&site_name, &camera.name_any(), replicas);
+    if let Some(o) = ordinal {
+        status.replica = Some(placement::replica_name(&site_name, o));
+        status.shard = i32::try_from(o).ok();
+    }
+    let replica = status.replica.clone().unwrap_or_default();
+
+    let (recording, ready) = match observation.unwrap_or(CameraObservation::NotCollected) {
+        CameraObservation::NotCollected => (
+            cond(
+                "Recording",
+                UNKNOWN,
+                "StatusPending",
+                format!("placed on {replica}; its status has not been read yet"),
+            ),
+            cond(
+                "Ready",
+                FALSE,
+                "StatusPending",
+                format!("placed on {replica}"),
+            ),
+        ),
+        CameraObservation::Unreachable { replica, error } => {
+            let msg = format!("cannot read status from {replica}: {error}");
+            (
+                cond("Recording", UNKNOWN, "IngestUnreachable", msg.clone()),
+                cond("Ready", FALSE, "IngestUnreachable", msg),
+            )
+        }
+        CameraObservation::NotOnReplica { replica } => {
+            let msg = format!("{replica} has not taken the camera up yet");
+            (
+                cond("Recording", FALSE, "NotYetAssigned", msg.clone()),
+                cond("Ready", FALSE, "NotYetAssigned", msg),
+            )
+        }
+        CameraObservation::Status(s) => {
+            fill_from_ingest(&mut status, &s);
+            let state = pb::CameraState::try_from(s.state).unwrap_or(pb::CameraState::Unspecified);
+            let error = (!s.last_error.is_empty()).then(|| s.last_error.clone());
+            let (st, reason, msg) = match state {
+                pb::CameraState::Recording => (TRUE, "Recording", String::new()),
+                pb::CameraState::Starting => {
+                    (FALSE, "Starting", "connecting to the camera".to_string())
+                }
+                pb::CameraState::Reconnecting => (
+                    FALSE,
+                    "Reconnecting",
+                    error.unwrap_or_else(|| "the stream broke; reconnecting".into()),
+                ),
+                pb::CameraState::Offline => (
+                    FALSE,
+                    "Offline",
+                    error.unwrap_or_else(|| "the camera cannot be reached".into()),
+                ),
+                pb::CameraState::Stopped => (
+                    FALSE,
+                    "Stopped",
+                    "the replica stopped recording it".to_string(),
+                ),
+                pb::CameraState::Unspecified => (UNKNOWN, "UnknownState", String::new()),
+            };
+            (
+                cond("Recording", st, reason, msg.clone()),
+                cond("Ready", if st == TRUE { TRUE } else { FALSE }, reason, msg),
+            )
+        }
+    };
+    status.conditions = vec![ready, recording];
+    status
+}
+
+fn fill_from_ingest(status: &mut CameraStatus, s: &pb::CameraStatus) {
+    let state = pb::CameraState::try_from(s.state).unwrap_or(pb::CameraState::Unspecified);
+    status.state = match state {
+        pb::CameraState::Unspecified => None,
+        pb::CameraState::Starting => Some("Starting".into()),
+        pb::CameraState::Recording => Some("Recording".into()),
+        pb::CameraState::Reconnecting => Some("Reconnecting".into()),
+        pb::CameraState::Offline => Some("Offline".into()),
+        pb::CameraState::Stopped => Some("Stopped".into()),
+    };
+    status.codec = match VideoCodec::try_from(s.codec) {
+        Ok(VideoCodec::H264) => Some("H264".into()),
+        Ok(VideoCodec::H265) => Some("H265".into()),
+        _ => None,
+    };
+    if s.width > 0 && s.height > 0 {
+        status.resolution = Some(format!("{}x{}", s.width, s.height));
+    }
+    if s.fps > 0.0 {
+        // Two decimals are what a dashboard shows; finer jitter would only cause writes.
+        status.fps = Some((s.fps * 100.0).round() / 100.0);
+    }
+    if s.bitrate_bps > 0 {
+        // Rounded to kbit/s for the same reason.
+        status.bitrate_bps = i64::try_from(s.bitrate_bps / 1000 * 1000).ok();
+    }
+    status.last_segment = s.last_segment_end.as_ref().and_then(time);
+    if !s.last_error.is_empty() {
+        status.last_error = Some(s.last_error.clone());
+        status.last_error_time = s.last_error_time.as_ref().and_then(time);
+    }
+}
+
+fn time(t: &prost_types::Timestamp) -> Option<Time> {
+    k8s_openapi::jiff::Timestamp::new(t.seconds, t.nanos)
+        .ok()
+        .map(Time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{camera, site};
+    use kordon_proto::common::v1::CameraRef;
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap())
+    }
+
+    fn cond<'a>(
+        s: &'a CameraStatus,
+        t: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        s.conditions.iter().find(|c| c.type_ == t).expect(t)
+    }
+
+    #[test]
+    fn a_camera_of_a_missing_site_says_so() {
+        let c = camera("gate-1", "nowhere");
+        let s = desired_status(&c, None, None, &now());
+        assert_eq!(cond(&s, "Ready").reason, "SiteNotFound");
+        assert!(cond(&s, "Ready").message.contains("nowhere"));
+        assert_eq!(s.replica, None);
+    }
+
+    #[test]
+    fn placement_is_shown_before_ingest_answers_and_unreachable_is_not_made_up() {
+        let site = site("burgas", 3);
+        let c = camera("gate-1", "burgas");
+        let s = desired_status(&c, Some(&site), None, &now());
+        let ordinal = placement::replica_for("burgas", "gate-1", 3).unwrap();
+        assert_eq!(s.replica, Some(format!("burgas-ingest-{ordinal}")));
+        assert_eq!(cond(&s, "Recording").status, UNKNOWN);
+
+        let obs = CameraObservation::Unreachable {
+            replica: "burgas-ingest-1".into(),
+            error: "Unavailable: dns error".into(),
+        };
+        let s = desired_status(&c, Some(&site), Some(obs), &now());
+        assert_eq!(cond(&s, "Recording").reason, "IngestUnreachable");
+        assert!(cond(&s, "Recording").message.contains("dns error"));
+        assert_eq!(s.codec, None);
+        assert_eq!(s.state, None);
+    }
+
+    #[test]
+    fn a_broken_stream_shows_why_and_a_recording_one_reads_like_a_dashboard() {
+        let site = site("burgas", 1);
+        let c = camera("gate-1", "burgas");
+        let broken = pb::CameraStatus {
+            camera: Some(CameraRef {
+                site: "burgas".into(),
+                camera: "gate-1".into(),
+            }),
+            state: pb::CameraState::Reconnecting as i32,
+            last_error: "RTSP: 401 Unauthorized".into(),
+            last_error_time: Some(prost_types::Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let s = desired_status(
+            &c,
+            Some(&site),
+            Some(CameraObservation::Status(Box::new(broken))),
+            &now(),
+        );
+        assert_eq!(cond(&s, "Recording").status, FALSE);
+        assert_eq!(cond(&s, "Recording").reason, "Reconnecting");
+        assert_eq!(cond(&s, "Recording").message, "RTSP: 401 Unauthorized");
+        assert_eq!(s.last_error.as_deref(), Some("RTSP: 401 Unauthorized"));
+        assert_eq!(s.state.as_deref(), Some("Reconnecting"));
+
+        let ok = pb::CameraStatus {
+            state: pb::CameraState::Recording as i32,
+            codec: VideoCodec::H265 as i32,
+            width: 1920,
+            height: 1080,
+            fps: 24.996,
+            bitrate_bps: 4_012_345,
+            last_segment_end: Some(prost_types::Timestamp {
+                seconds: 1_800_000_006,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let s = desired_status(
+            &c,
+            Some(&site),
+            Some(CameraObservation::Status(Box::new(ok))),
+            &now(),
+        );
+        assert_eq!(cond(&s, "Ready").status, TRUE);
+        assert_eq!(s.codec.as_deref(), Some("H265"));
+        assert_eq!(s.resolution.as_deref(), Some("1920x1080"));
+        assert_eq!(s.fps, Some(25.0));
+        assert_eq!(s.bitrate_bps, Some(4_012_000));
+        assert!(s.last_segment.is_some());
+    }
+
+    #[test]
+    fn an_unchanged_camera_needs_no_write() {
+        let site = site("burgas", 2);
+        let mut c = camera("gate-1", "burgas");
+        let first = desired_status(&c, Some(&site), None, &now());
+        c.status = Some(first.clone());
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_100).unwrap());
+        assert_eq!(desired_status(&c, Some(&site), None, &later), first);
+    }
+}

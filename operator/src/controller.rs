@@ -1,0 +1,192 @@
+//! Wiring: the shared [`Context`] and the two controllers.
+//!
+//! - The Site controller reconciles each Site; it also runs when one of the Site's Cameras
+//!   changes (placement and configs depend on the set of cameras), when its StatefulSet
+//!   changes, and every `ingest.status_interval` to read camera status from ingest.
+//! - The Camera controller reconciles each Camera; it also runs for every Camera of a Site
+//!   whose generation changed (e.g. scaled), was created or is being deleted, and every
+//!   `ingest.status_interval` to publish what the Site reconciler collected.
+//!
+//! Both read each other's objects from the controllers' own caches (reflector stores), never
+//! from the apiserver, so a reconcile costs API calls only for what it writes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::Api;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{FIELD_MANAGER, OperatorConfig};
+use crate::crd::{Camera, Site};
+use crate::ingest::{IngestClient, Observations};
+use crate::metrics::Metrics;
+use crate::{Result, camera, site};
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub config: Arc<OperatorConfig>,
+    pub recorder: Recorder,
+    pub metrics: &'static Metrics,
+    /// Every Site being watched.
+    pub sites: Store<Site>,
+    /// Every Camera being watched.
+    pub cameras: Store<Camera>,
+    pub ingest: Arc<dyn IngestClient>,
+    /// The last camera status read from each site's ingest replicas.
+    pub observations: Observations,
+    /// Fingerprint and time of the last apply of each site's objects.
+    pub applied: Mutex<HashMap<(String, String), (u64, Instant)>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        config: Arc<OperatorConfig>,
+        identity: &str,
+        sites: Store<Site>,
+        cameras: Store<Camera>,
+        ingest: Arc<dyn IngestClient>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: Some(identity.to_string()),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics: Metrics::get(),
+            sites,
+            cameras,
+            ingest,
+            observations: Observations::default(),
+            applied: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs both controllers until `stop` is cancelled. `ready` is called once both caches hold
+/// the cluster's state.
+pub async fn run_controllers(
+    client: Client,
+    config: Arc<OperatorConfig>,
+    identity: &str,
+    ingest: Arc<dyn IngestClient>,
+    stop: CancellationToken,
+    ready: impl FnOnce() + Send,
+) -> Result<()> {
+    let ns = config.namespace.as_deref();
+    let sites_api: Api<Site> = api(&client, ns);
+    let cameras_api: Api<Camera> = api(&client, ns);
+    let sts_api: Api<StatefulSet> = api(&client, ns);
+
+    let site_ctrl = Controller::new(sites_api.clone(), watcher::Config::default());
+    let camera_ctrl = Controller::new(cameras_api.clone(), watcher::Config::default());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        config.clone(),
+        identity,
+        site_ctrl.store(),
+        camera_ctrl.store(),
+        ingest,
+    ));
+
+    // Camera -> its Site.
+    let site_ctrl = site_ctrl
+        .owns(
+            sts_api,
+            watcher::Config::default().labels(&format!(
+                "{}={FIELD_MANAGER}",
+                crate::render::MANAGED_BY_LABEL
+            )),
+        )
+        .watches(cameras_api, watcher::Config::default(), |cam: Camera| {
+            cam.namespace()
+                .map(|ns| ObjectRef::<Site>::new(&cam.spec.site).within(&ns))
+        })
+        .with_config(
+            controller::Config::default()
+                .debounce(Duration::from_millis(500))
+                .concurrency(8),
+        );
+
+    // Site -> its Cameras, when the Site's generation (e.g. replicas) or existence changed.
+    let camera_store = ctx.cameras.clone();
+    // (namespace, site) -> (generation, being deleted) last seen.
+    type Seen = HashMap<(String, String), (Option<i64>, bool)>;
+    let seen: Mutex<Seen> = Mutex::new(HashMap::new());
+    let camera_ctrl = camera_ctrl
+        .watches(sites_api, watcher::Config::default(), move |s: Site| {
+            let Some(ns) = s.namespace() else {
+                return Vec::new();
+            };
+            let key = (ns.clone(), s.name_any());
+            let now = (
+                s.metadata.generation,
+                s.metadata.deletion_timestamp.is_some(),
+            );
+            let changed = match seen.lock() {
+                Ok(mut seen) => seen.insert(key, now) != Some(now),
+                Err(_) => true,
+            };
+            if !changed {
+                return Vec::new();
+            }
+            let name = s.name_any();
+            camera_store
+                .state()
+                .iter()
+                .filter(|c| c.spec.site == name && c.metadata.namespace.as_deref() == Some(&ns))
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .with_config(controller::Config::default().concurrency(32));
+
+    let site_store = ctx.sites.clone();
+    let cam_store = ctx.cameras.clone();
+    let sites_run = site_ctrl
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(site::reconcile, site::error_policy, ctx.clone())
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "site controller");
+            }
+        });
+    let cameras_run = camera_ctrl
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(camera::reconcile, camera::error_policy, ctx.clone())
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "camera controller");
+            }
+        });
+    let readiness = async move {
+        let (a, b) = futures::join!(site_store.wait_until_ready(), cam_store.wait_until_ready());
+        if a.is_ok() && b.is_ok() {
+            tracing::info!("caches synced: reconciling");
+            ready();
+        }
+    };
+    futures::join!(sites_run, cameras_run, readiness);
+    Ok(())
+}

@@ -1,0 +1,610 @@
+//! The `Site` and `Camera` custom resources (`kordon.io/v1alpha1`).
+//!
+//! What the apiserver guarantees before the operator sees an object, by the schema alone:
+//! names and URLs are well-formed (a record URL is `rtsp://` or `rtsps://`), a camera names a
+//! site (and cannot move to another), polygon and line points lie in the normalised image
+//! (0..1), retention and durations are positive and bounded, and list sizes are bounded so CEL
+//! rules stay within the apiserver's cost budget. The operator still checks what the schema
+//! cannot express (the referenced Site exists) and reports it in conditions.
+//!
+//! `kubectl get cameras` and `kubectl get sites` read like a dashboard through the printer
+//! columns declared here.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of Kordon's resources.
+pub const GROUP: &str = "kordon.io";
+/// The version served and stored.
+pub const VERSION: &str = "v1alpha1";
+
+/// A site: one partner district with its cameras, storage and ingest capacity.
+///
+/// The operator runs the site's services (ingest as a StatefulSet, transcode, detection,
+/// storage and alerting as Deployments) and spreads the site's cameras over the ingest
+/// replicas. `kubectl scale site/<name> --replicas=N` changes the number of ingest replicas.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kordon.io",
+    version = "v1alpha1",
+    kind = "Site",
+    namespaced,
+    status = "SiteStatus",
+    derive = "PartialEq",
+    category = "kordon",
+    validation = Rule::new("self.metadata.name.size() <= 40 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("a Site's name must be a DNS label of at most 40 characters (it prefixes its workloads' names)"),
+    doc = "A Kordon site: a partner district, its storage, ingest capacity and sharing agreements.",
+    scale(
+        spec_replicas_path = ".spec.ingest.replicas",
+        status_replicas_path = ".status.ingest.replicas",
+        label_selector_path = ".status.ingest.selector"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.ingest.replicas",
+        description = "Ingest replicas wanted"
+    ),
+    printcolumn(
+        name = "Cameras",
+        type_ = "integer",
+        json_path = ".status.cameras.total",
+        description = "Cameras of the site"
+    ),
+    printcolumn(
+        name = "Recording",
+        type_ = "integer",
+        json_path = ".status.cameras.recording",
+        description = "Cameras recording now"
+    ),
+    printcolumn(
+        name = "Offline",
+        type_ = "integer",
+        json_path = ".status.cameras.offline",
+        description = "Cameras whose stream is broken"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteSpec {
+    /// Human-readable name, e.g. "Burgas Regional Directorate".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200))]
+    pub display_name: Option<String>,
+    /// ISO 3166-1 alpha-2 country code, e.g. "BG" or "TR".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
+    pub country: Option<String>,
+    /// IANA time zone of the site, e.g. "Europe/Sofia".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+    )]
+    pub time_zone: Option<String>,
+    /// Where the site's footage is stored.
+    pub storage: SiteStorage,
+    /// The index database; unset means an embedded SQLite file (one storage replica only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseRef>,
+    /// Ingest capacity; `replicas` is the scale subresource.
+    #[serde(default)]
+    pub ingest: IngestSpec,
+    #[serde(default)]
+    pub detection: DetectionSettings,
+    #[serde(default)]
+    pub transcode: TranscodeSettings,
+    /// Where alerts are delivered besides the gRPC stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub alert_sinks: Vec<AlertSink>,
+    /// What partner sites may see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub sharing: Vec<SharingAgreement>,
+    /// A Secret of type kubernetes.io/tls (with `ca.crt`) the site's services use for mTLS
+    /// among themselves; unset means plaintext inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub tls_secret: Option<String>,
+}
+
+/// Object storage of a site.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.objectLock || has(self.retentionDays)").message("storage.objectLock needs storage.retentionDays (the lock's retention)"))]
+pub struct SiteStorage {
+    /// Bucket name (S3 rules: 3-63 characters of a-z, 0-9, '.', '-').
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"))]
+    pub bucket: String,
+    /// S3 endpoint URL; unset means AWS S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("storage.endpoint must be an http:// or https:// URL"))]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub region: Option<String>,
+    /// Secret with `accessKeyId` and `secretAccessKey`; unset means the pod's ambient
+    /// credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: Option<String>,
+    /// Days footage is kept unless a camera overrides it or a legal hold stops deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0 && self <= 36500").message("retentionDays must be positive (1 to 36500 days)"))]
+    pub retention_days: Option<i32>,
+    /// Write every object with an S3 Object Lock (WORM) retention of `retentionDays`.
+    #[serde(default)]
+    pub object_lock: bool,
+}
+
+/// Reference to the index database's connection URL.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseRef {
+    /// Secret holding the PostgreSQL URL.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Key of the URL in the Secret.
+    #[serde(default = "default_database_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_database_key() -> String {
+    "url".to_string()
+}
+
+/// The default number of ingest replicas.
+pub const DEFAULT_INGEST_REPLICAS: i32 = 1;
+
+/// Ingest capacity of a site.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestSpec {
+    /// Ingest replicas (the scale subresource). 0 stops recording.
+    #[serde(default = "default_ingest_replicas")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 1000").message("ingest.replicas must be between 0 and 1000"))]
+    pub replicas: i32,
+    /// Planned cameras per replica; the site reports Degraded when replicas hold more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0").message("ingest.camerasPerReplica must be positive"))]
+    pub cameras_per_replica: Option<i32>,
+    /// Default segment length in seconds (1 to 60); cameras may override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 60").message("ingest.segmentSeconds must be between 1 and 60"))]
+    pub segment_seconds: Option<i32>,
+}
+
+fn default_ingest_replicas() -> i32 {
+    DEFAULT_INGEST_REPLICAS
+}
+
+impl Default for IngestSpec {
+    fn default() -> Self {
+        Self {
+            replicas: DEFAULT_INGEST_REPLICAS,
+            cameras_per_replica: None,
+            segment_seconds: None,
+        }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DetectionSettings {
+    /// Detection replicas (0 turns detection off for the site).
+    #[serde(default = "one")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("detection.replicas must be between 0 and 100"))]
+    pub replicas: i32,
+    /// Frames analysed per second per camera.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 30.0").message("detection.framesPerSecond must be in (0, 30]"))]
+    pub frames_per_second: Option<f64>,
+}
+
+impl Default for DetectionSettings {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            frames_per_second: None,
+        }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscodeSettings {
+    #[serde(default = "one")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("transcode.replicas must be between 0 and 100"))]
+    pub replicas: i32,
+    /// Use hardware encoders when the node has them.
+    #[serde(default)]
+    pub hardware_encoders: bool,
+}
+
+impl Default for TranscodeSettings {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            hardware_encoders: false,
+        }
+    }
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// An alert destination.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.webhook) != has(self.mqtt)").message("an alert sink is exactly one of webhook or mqtt"))]
+pub struct AlertSink {
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSink>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttSink>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSink {
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("webhook.url must be an http:// or https:// URL"))]
+    pub url: String,
+    /// Secret with the HMAC key (`key`) that signs deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub signing_secret: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MqttSink {
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('mqtt://') || self.startsWith('mqtts://')").message("mqtt.url must be an mqtt:// or mqtts:// URL"))]
+    pub url: String,
+    #[schemars(length(min = 1, max = 256))]
+    pub topic: String,
+}
+
+/// What one partner site may see of this site.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SharingAgreement {
+    /// The partner Site's name.
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$"))]
+    pub site: String,
+    /// The partner's namespace; unset means this Site's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// Forward alerts to the partner.
+    #[serde(default)]
+    pub alerts: bool,
+    #[serde(default)]
+    pub footage: FootageSharing,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FootageSharing {
+    #[default]
+    None,
+    OnRequest,
+    Live,
+}
+
+/// What the operator last saw of a site.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteStatus {
+    /// Ready, Progressing, Degraded.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub ingest: SiteIngestStatus,
+    #[serde(default)]
+    pub cameras: CameraCounts,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteIngestStatus {
+    /// Ingest replicas the StatefulSet has (the scale subresource's status).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Replicas whose status the operator could read over gRPC.
+    #[serde(default)]
+    pub reachable_replicas: i32,
+    /// Label selector of the ingest pods (the scale subresource's selector, for HPAs).
+    #[serde(default)]
+    pub selector: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraCounts {
+    pub total: i32,
+    /// Cameras the operator has placed on a replica.
+    pub assigned: i32,
+    /// Cameras their replica reports recording.
+    pub recording: i32,
+    /// Cameras their replica reports reconnecting or offline.
+    pub offline: i32,
+    /// Cameras whose replica could not be asked.
+    pub unknown: i32,
+}
+
+/// A camera of a site: its streams, how it is recorded and analysed, and where it is.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kordon.io",
+    version = "v1alpha1",
+    kind = "Camera",
+    namespaced,
+    status = "CameraStatus",
+    derive = "PartialEq",
+    shortname = "cam",
+    category = "kordon",
+    selectable = ".spec.site",
+    validation = Rule::new("self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("a Camera's name must be a DNS label (a-z, 0-9, '-'; at most 63 characters)"),
+    doc = "A Kordon camera: its streams, recording and detection settings, and the site it belongs to.",
+    printcolumn(name = "Site", type_ = "string", json_path = ".spec.site"),
+    printcolumn(
+        name = "Replica",
+        type_ = "string",
+        json_path = ".status.replica",
+        description = "Ingest replica recording the camera"
+    ),
+    printcolumn(name = "Codec", type_ = "string", json_path = ".status.codec"),
+    printcolumn(name = "Resolution", type_ = "string", json_path = ".status.resolution"),
+    printcolumn(name = "FPS", type_ = "number", json_path = ".status.fps"),
+    printcolumn(
+        name = "Recording",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Recording\")].status"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Last segment", type_ = "date", json_path = ".status.lastSegment"),
+    printcolumn(
+        name = "Error",
+        type_ = "string",
+        json_path = ".status.lastError",
+        priority = 1
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraSpec {
+    /// The Site (in this namespace) the camera belongs to. Cannot change.
+    #[schemars(length(max = 63))]
+    #[x_kube(
+        validation = Rule::new("self != ''").message("spec.site is required: name the Site this camera belongs to"),
+        validation = Rule::new("self == oldSelf").message("spec.site cannot change: create a new Camera for another site")
+    )]
+    pub site: String,
+    pub streams: Streams,
+    /// Secret with the RTSP user name and password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsRef>,
+    #[serde(default)]
+    pub recording: Recording,
+    /// Overrides the site's retention, in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0 && self <= 36500").message("retentionDays must be positive (1 to 36500 days)"))]
+    pub retention_days: Option<i32>,
+    #[serde(default)]
+    pub detection: CameraDetection,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+/// The camera's RTSP streams.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Streams {
+    /// The recorded (main) stream, `rtsp://` or `rtsps://`, without credentials.
+    #[schemars(length(max = 2048))]
+    #[x_kube(
+        validation = Rule::new("self.startsWith('rtsp://') || self.startsWith('rtsps://')").message("streams.record must be an rtsp:// or rtsps:// URL"),
+        validation = Rule::new("!self.matches('^rtsps?://[^/]*@')").message("streams.record must not carry credentials: use spec.credentials")
+    )]
+    pub record: String,
+    /// The lower-resolution stream detection analyses; unset means the record stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(
+        validation = Rule::new("self.startsWith('rtsp://') || self.startsWith('rtsps://')").message("streams.detect must be an rtsp:// or rtsps:// URL"),
+        validation = Rule::new("!self.matches('^rtsps?://[^/]*@')").message("streams.detect must not carry credentials: use spec.credentials")
+    )]
+    pub detect: Option<String>,
+    #[serde(default)]
+    pub transport: RtspTransport,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_key: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Recording {
+    #[serde(default)]
+    pub mode: RecordingMode,
+    /// Seconds kept before an event (events mode), at most 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 300").message("recording.preRollSeconds must be between 0 and 300"))]
+    pub pre_roll_seconds: Option<i32>,
+    /// Seconds kept after an event (events mode), at most 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 300").message("recording.postRollSeconds must be between 0 and 300"))]
+    pub post_roll_seconds: Option<i32>,
+    /// Segment length in seconds (1 to 60); unset means the site's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 60").message("recording.segmentSeconds must be between 1 and 60"))]
+    pub segment_seconds: Option<i32>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingMode {
+    /// Every segment is stored.
+    #[default]
+    Continuous,
+    /// Only segments around detection events are stored.
+    Events,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraDetection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Object classes to report, e.g. person, car, truck; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub classes: Vec<String>,
+    /// Minimum detector confidence, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("detection.minConfidence must be within 0..1"))]
+    pub min_confidence: Option<f64>,
+    /// Areas where detections count (empty means the whole image).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub zones: Vec<Zone>,
+    /// Areas never analysed (privacy masks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub masks: Vec<Zone>,
+    /// Lines whose crossing raises events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub lines: Vec<Line>,
+}
+
+impl Default for CameraDetection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            classes: Vec::new(),
+            min_confidence: None,
+            zones: Vec::new(),
+            masks: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A point in normalised image coordinates, `[x, y]`: `[0, 0]` top left, `[1, 1]` bottom right.
+/// (A pair, not `{x, y}`: YAML 1.1 readers such as kubectl take a bare `y:` key for `true`.)
+pub type Point = [f64; 2];
+
+/// A named polygon in normalised image coordinates.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.points.all(p, p[0] >= 0.0 && p[0] <= 1.0 && p[1] >= 0.0 && p[1] <= 1.0)").message("polygon points are normalised image coordinates [x, y]: both must be within 0..1"))]
+pub struct Zone {
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// At least 3 points `[x, y]`.
+    #[schemars(length(min = 3, max = 64))]
+    pub points: Vec<Point>,
+}
+
+/// A named line in normalised image coordinates.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.from.all(v, v >= 0.0 && v <= 1.0) && self.to.all(v, v >= 0.0 && v <= 1.0)").message("line ends are normalised image coordinates [x, y]: both must be within 0..1"))]
+pub struct Line {
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    pub from: Point,
+    pub to: Point,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Location {
+    #[x_kube(validation = Rule::new("self >= -90.0 && self <= 90.0").message("location.latitude must be within -90..90"))]
+    pub latitude: f64,
+    #[x_kube(validation = Rule::new("self >= -180.0 && self <= 180.0").message("location.longitude must be within -180..180"))]
+    pub longitude: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub description: Option<String>,
+}
+
+/// What the operator and the camera's ingest replica last reported.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraStatus {
+    /// Ready, Recording.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The ingest replica (pod name) the camera is placed on, e.g. `burgas-ingest-2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// The replica's ordinal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<i32>,
+    /// Starting, Recording, Reconnecting, Offline, Stopped; unset while unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// H264 or H265.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    /// WIDTHxHEIGHT in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitrate_bps: Option<i64>,
+    /// End of the last segment stored or spooled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_segment: Option<Time>,
+    /// Why the stream is broken, as the replica reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time: Option<Time>,
+}

@@ -1,0 +1,550 @@
+//! Talking to a site's ingest replicas over gRPC: reading camera status, and handing cameras
+//! over when placement changes.
+//!
+//! Status is read per site, once per reconcile, with `ListCameraStatus` on every replica; the
+//! result is kept in [`Observations`] for the Camera reconciler. A replica that cannot be
+//! asked is recorded as unreachable with the reason, and its cameras' status says so instead
+//! of showing stale or invented values.
+//!
+//! Handover ([`plan_handover`]) keeps recording continuous when a camera moves: the new replica
+//! is told to record it first (`ApplyCameras`), and the old replica lets go (`RemoveCamera`)
+//! only once the new one reports it recording. A camera deleted from the cluster is removed at
+//! once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use kordon_proto::common::v1 as common;
+use kordon_proto::ingest::v1 as pb;
+use kordon_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use kordon_runtime::client::{AuthedChannel, ClientOptions};
+use kube::ResourceExt;
+
+use crate::config::IngestClientConfig;
+use crate::crd::{Camera, RecordingMode, RtspTransport};
+
+/// The calls the operator makes to an ingest replica at `address`. A trait so that reconciler
+/// tests can stand in for ingest.
+pub trait IngestClient: Send + Sync + 'static {
+    /// Every camera status of `site` on the replica.
+    fn list(
+        &self,
+        address: String,
+        site: String,
+    ) -> BoxFuture<'static, Result<Vec<pb::CameraStatus>, String>>;
+    /// Adds or updates cameras on the replica (never removes).
+    fn apply(
+        &self,
+        address: String,
+        cameras: Vec<pb::CameraSpec>,
+    ) -> BoxFuture<'static, Result<(), String>>;
+    /// Stops a camera on the replica once its last segment is safe.
+    fn remove(
+        &self,
+        address: String,
+        camera: common::CameraRef,
+    ) -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// The real client: one lazily connected channel per replica address.
+pub struct GrpcIngest {
+    config: IngestClientConfig,
+    channels: Mutex<HashMap<String, AuthedChannel>>,
+}
+
+impl GrpcIngest {
+    pub fn new(config: IngestClientConfig) -> Self {
+        Self {
+            config,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, address: &str) -> Result<IngestServiceClient<AuthedChannel>, String> {
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| "channel cache poisoned".to_string())?;
+        if let Some(c) = channels.get(address) {
+            return Ok(IngestServiceClient::new(c.clone()));
+        }
+        let channel = kordon_runtime::client::connect_lazy(&ClientOptions {
+            server: address.to_string(),
+            token: None,
+            ca_file: self.config.ca_file.clone(),
+            cert_file: self.config.cert_file.clone(),
+            key_file: self.config.key_file.clone(),
+            connect_timeout: Some(self.config.timeout),
+        })
+        .map_err(|e| e.to_string())?;
+        channels.insert(address.to_string(), channel.clone());
+        Ok(IngestServiceClient::new(channel))
+    }
+}
+
+/// Why a call failed, in words fit for a condition message (no internal detail beyond the
+/// status code and the server's message).
+fn describe(status: tonic::Status) -> String {
+    let msg = status.message();
+    let code = format!("{:?}", status.code());
+    if msg.is_empty() {
+        code
+    } else {
+        format!("{code}: {msg}")
+    }
+}
+
+impl IngestClient for GrpcIngest {
+    fn list(
+        &self,
+        address: String,
+        site: String,
+    ) -> BoxFuture<'static, Result<Vec<pb::CameraStatus>, String>> {
+        let client = self.client(&address);
+        let timeout = self.config.timeout;
+        Box::pin(async move {
+            let mut client = client?;
+            let mut out = Vec::new();
+            let mut token = String::new();
+            // Bounded: 10,000 pages of 1,000 cameras is far beyond one replica's shard.
+            for _ in 0..10_000 {
+                let call = client.list_camera_status(pb::ListCameraStatusRequest {
+                    site: site.clone(),
+                    states: Vec::new(),
+                    page: Some(common::PageRequest {
+                        page_size: 1000,
+                        page_token: token.clone(),
+                    }),
+                });
+                let resp = tokio::time::timeout(timeout, call)
+                    .await
+                    .map_err(|_| {
+                        format!("no answer within {}", humantime::format_duration(timeout))
+                    })?
+                    .map_err(describe)?
+                    .into_inner();
+                out.extend(resp.cameras);
+                token = resp.page.map(|p| p.next_page_token).unwrap_or_default();
+                if token.is_empty() {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn apply(
+        &self,
+        address: String,
+        cameras: Vec<pb::CameraSpec>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let client = self.client(&address);
+        let timeout = self.config.timeout;
+        Box::pin(async move {
+            let mut client = client?;
+            let call = client.apply_cameras(pb::ApplyCamerasRequest {
+                cameras,
+                replace: false,
+            });
+            tokio::time::timeout(timeout, call)
+                .await
+                .map_err(|_| "ApplyCameras timed out".to_string())?
+                .map_err(describe)?;
+            Ok(())
+        })
+    }
+
+    fn remove(
+        &self,
+        address: String,
+        camera: common::CameraRef,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let client = self.client(&address);
+        // RemoveCamera waits for the last segment's upload: allow it a segment's worth more.
+        let timeout = self.config.timeout + Duration::from_secs(60);
+        Box::pin(async move {
+            let mut client = client?;
+            let call = client.remove_camera(pb::RemoveCameraRequest {
+                camera: Some(camera),
+            });
+            tokio::time::timeout(timeout, call)
+                .await
+                .map_err(|_| "RemoveCamera timed out".to_string())?
+                .map_err(describe)?;
+            Ok(())
+        })
+    }
+}
+
+/// What one replica answered.
+#[derive(Debug, Clone)]
+pub struct ReplicaObservation {
+    pub name: String,
+    /// Why the replica could not be asked; `None` when it answered.
+    pub error: Option<String>,
+    /// Its cameras of the site, by name.
+    pub cameras: BTreeMap<String, pb::CameraStatus>,
+}
+
+/// What the replicas of one site answered at one time.
+#[derive(Debug, Clone, Default)]
+pub struct SiteObservation {
+    pub replicas: Vec<ReplicaObservation>,
+}
+
+impl SiteObservation {
+    pub fn reachable(&self) -> usize {
+        self.replicas.iter().filter(|r| r.error.is_none()).count()
+    }
+}
+
+/// What is known of one camera on the replica it is placed on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CameraObservation {
+    /// The site's replicas have not been asked yet.
+    NotCollected,
+    /// The replica could not be asked.
+    Unreachable {
+        replica: String,
+        error: String,
+    },
+    /// The replica answered but does not hold the camera (yet).
+    NotOnReplica {
+        replica: String,
+    },
+    Status(Box<pb::CameraStatus>),
+}
+
+/// The last observation of every site, shared by the two reconcilers.
+#[derive(Default)]
+pub struct Observations {
+    sites: RwLock<HashMap<(String, String), Arc<SiteObservation>>>,
+}
+
+impl Observations {
+    pub fn set(&self, namespace: &str, site: &str, obs: SiteObservation) {
+        if let Ok(mut m) = self.sites.write() {
+            m.insert((namespace.to_string(), site.to_string()), Arc::new(obs));
+        }
+    }
+
+    pub fn get(&self, namespace: &str, site: &str) -> Option<Arc<SiteObservation>> {
+        self.sites
+            .read()
+            .ok()
+            .and_then(|m| m.get(&(namespace.to_string(), site.to_string())).cloned())
+    }
+
+    pub fn remove(&self, namespace: &str, site: &str) {
+        if let Ok(mut m) = self.sites.write() {
+            m.remove(&(namespace.to_string(), site.to_string()));
+        }
+    }
+
+    /// The camera as seen by replica `ordinal`.
+    pub fn camera(
+        &self,
+        namespace: &str,
+        site: &str,
+        ordinal: u32,
+        camera: &str,
+    ) -> CameraObservation {
+        let Some(obs) = self.get(namespace, site) else {
+            return CameraObservation::NotCollected;
+        };
+        let Some(replica) = obs.replicas.get(ordinal as usize) else {
+            return CameraObservation::NotCollected;
+        };
+        if let Some(error) = &replica.error {
+            return CameraObservation::Unreachable {
+                replica: replica.name.clone(),
+                error: error.clone(),
+            };
+        }
+        match replica.cameras.get(camera) {
+            Some(s) => CameraObservation::Status(Box::new(s.clone())),
+            None => CameraObservation::NotOnReplica {
+                replica: replica.name.clone(),
+            },
+        }
+    }
+}
+
+/// Asks every replica of a site for its cameras' status, concurrently.
+pub async fn collect(
+    client: &dyn IngestClient,
+    config: &IngestClientConfig,
+    namespace: &str,
+    site: &str,
+    replicas: u32,
+) -> SiteObservation {
+    let calls = (0..replicas).map(|ordinal| {
+        let address = config.address_of(namespace, site, ordinal);
+        let fut = client.list(address, site.to_string());
+        async move {
+            let name = crate::placement::replica_name(site, ordinal);
+            match fut.await {
+                Ok(list) => {
+                    crate::metrics::Metrics::get()
+                        .ingest_calls
+                        .with_label_values(&["ok"])
+                        .inc();
+                    let cameras = list
+                        .into_iter()
+                        .filter_map(|s| {
+                            let c = s.camera.as_ref()?;
+                            (c.site == site).then(|| (c.camera.clone(), s.clone()))
+                        })
+                        .collect();
+                    ReplicaObservation {
+                        name,
+                        error: None,
+                        cameras,
+                    }
+                }
+                Err(error) => {
+                    crate::metrics::Metrics::get()
+                        .ingest_calls
+                        .with_label_values(&["unreachable"])
+                        .inc();
+                    ReplicaObservation {
+                        name,
+                        error: Some(error),
+                        cameras: BTreeMap::new(),
+                    }
+                }
+            }
+        }
+    });
+    SiteObservation {
+        replicas: futures::future::join_all(calls).await,
+    }
+}
+
+/// The ingest view of a Camera resource.
+pub fn camera_spec(
+    site: &str,
+    camera: &Camera,
+    site_segment_seconds: Option<i32>,
+) -> pb::CameraSpec {
+    let spec = &camera.spec;
+    let secs = |s: i32| prost_types::Duration {
+        seconds: i64::from(s),
+        nanos: 0,
+    };
+    pb::CameraSpec {
+        camera: Some(common::CameraRef {
+            site: site.to_string(),
+            camera: camera.name_any(),
+        }),
+        record_url: spec.streams.record.clone(),
+        detect_url: spec.streams.detect.clone().unwrap_or_default(),
+        transport: match spec.streams.transport {
+            RtspTransport::Tcp => pb::RtspTransport::Tcp,
+            RtspTransport::Udp => pb::RtspTransport::Udp,
+        } as i32,
+        credentials: spec.credentials.as_ref().map(|c| pb::CredentialsRef {
+            secret_name: c.secret_name.clone(),
+            username_key: c.username_key.clone().unwrap_or_default(),
+            password_key: c.password_key.clone().unwrap_or_default(),
+        }),
+        segment_duration: spec
+            .recording
+            .segment_seconds
+            .or(site_segment_seconds)
+            .map(secs),
+        recording_mode: match spec.recording.mode {
+            RecordingMode::Continuous => pb::RecordingMode::Continuous,
+            RecordingMode::Events => pb::RecordingMode::Events,
+        } as i32,
+        pre_roll: spec.recording.pre_roll_seconds.map(secs),
+        post_roll: spec.recording.post_roll_seconds.map(secs),
+        generation: camera.metadata.generation.unwrap_or(0),
+    }
+}
+
+/// What to tell one replica.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReplicaPlan {
+    /// Cameras placed here that the replica lacks or holds at an older generation.
+    pub apply: Vec<String>,
+    /// Cameras the replica holds that are placed elsewhere and recording there, or deleted.
+    pub remove: Vec<String>,
+    /// Cameras placed elsewhere that the replica keeps until their new replica records them.
+    pub waiting: Vec<String>,
+}
+
+/// The handover steps for every reachable replica (by ordinal). `wanted` maps each camera of
+/// the site to (its ordinal, its generation).
+pub fn plan_handover(
+    obs: &SiteObservation,
+    wanted: &BTreeMap<String, (u32, i64)>,
+) -> BTreeMap<u32, ReplicaPlan> {
+    let recording_on = |ordinal: u32, camera: &str| {
+        obs.replicas.get(ordinal as usize).is_some_and(|r| {
+            r.error.is_none()
+                && r.cameras
+                    .get(camera)
+                    .is_some_and(|s| s.state == pb::CameraState::Recording as i32)
+        })
+    };
+    let mut plans = BTreeMap::new();
+    for (ordinal, replica) in obs.replicas.iter().enumerate() {
+        if replica.error.is_some() {
+            continue;
+        }
+        let ordinal = ordinal as u32;
+        let mut plan = ReplicaPlan::default();
+        for (camera, (placed, generation)) in wanted {
+            if *placed != ordinal {
+                continue;
+            }
+            let current = replica.cameras.get(camera);
+            let stopped = current.is_some_and(|s| s.state == pb::CameraState::Stopped as i32);
+            if current.is_none_or(|s| s.spec_generation < *generation) || stopped {
+                plan.apply.push(camera.clone());
+            }
+        }
+        let held: HashSet<&String> = replica
+            .cameras
+            .iter()
+            .filter(|(_, s)| s.state != pb::CameraState::Stopped as i32)
+            .map(|(c, _)| c)
+            .collect();
+        for camera in held {
+            match wanted.get(camera) {
+                None => plan.remove.push(camera.clone()),
+                Some((placed, _)) if *placed == ordinal => {}
+                Some((placed, _)) => {
+                    if recording_on(*placed, camera) {
+                        plan.remove.push(camera.clone());
+                    } else {
+                        plan.waiting.push(camera.clone());
+                    }
+                }
+            }
+        }
+        plan.remove.sort();
+        plan.waiting.sort();
+        if plan != ReplicaPlan::default() {
+            plans.insert(ordinal, plan);
+        }
+    }
+    plans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(camera: &str, state: pb::CameraState, generation: i64) -> pb::CameraStatus {
+        pb::CameraStatus {
+            camera: Some(common::CameraRef {
+                site: "s".into(),
+                camera: camera.into(),
+            }),
+            state: state as i32,
+            spec_generation: generation,
+            ..Default::default()
+        }
+    }
+
+    fn replica(name: &str, cams: &[pb::CameraStatus]) -> ReplicaObservation {
+        ReplicaObservation {
+            name: name.into(),
+            error: None,
+            cameras: cams
+                .iter()
+                .map(|c| (c.camera.as_ref().unwrap().camera.clone(), c.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_moved_camera_is_released_only_once_its_new_replica_records_it() {
+        use pb::CameraState::*;
+        let wanted = BTreeMap::from([("a".to_string(), (1, 1)), ("b".to_string(), (0, 2))]);
+        // `a` moved from 0 to 1; replica 1 does not have it yet.
+        let mut obs = SiteObservation {
+            replicas: vec![
+                replica(
+                    "s-ingest-0",
+                    &[status("a", Recording, 1), status("b", Recording, 1)],
+                ),
+                replica("s-ingest-1", &[]),
+            ],
+        };
+        let plans = plan_handover(&obs, &wanted);
+        assert_eq!(plans[&0].apply, vec!["b".to_string()], "b's spec is newer");
+        assert_eq!(plans[&0].remove, Vec::<String>::new());
+        assert_eq!(plans[&0].waiting, vec!["a".to_string()]);
+        assert_eq!(plans[&1].apply, vec!["a".to_string()]);
+
+        // Replica 1 is starting it: still wait.
+        obs.replicas[1] = replica("s-ingest-1", &[status("a", Starting, 1)]);
+        assert_eq!(
+            plan_handover(&obs, &wanted)[&0].waiting,
+            vec!["a".to_string()]
+        );
+
+        // Recording on 1: now 0 lets go.
+        obs.replicas[1] = replica("s-ingest-1", &[status("a", Recording, 1)]);
+        obs.replicas[0] = replica(
+            "s-ingest-0",
+            &[status("a", Recording, 1), status("b", Recording, 2)],
+        );
+        let plans = plan_handover(&obs, &wanted);
+        assert_eq!(plans[&0].remove, vec!["a".to_string()]);
+        assert!(!plans.contains_key(&1));
+    }
+
+    #[test]
+    fn deleted_cameras_go_at_once_and_unreachable_replicas_are_left_alone() {
+        use pb::CameraState::*;
+        let wanted = BTreeMap::new();
+        let mut obs = SiteObservation {
+            replicas: vec![replica("s-ingest-0", &[status("gone", Recording, 1)])],
+        };
+        assert_eq!(
+            plan_handover(&obs, &wanted)[&0].remove,
+            vec!["gone".to_string()]
+        );
+        obs.replicas[0].error = Some("Unavailable".into());
+        assert!(plan_handover(&obs, &wanted).is_empty());
+    }
+
+    #[test]
+    fn observations_distinguish_unknown_unreachable_and_missing() {
+        use pb::CameraState::*;
+        let o = Observations::default();
+        assert_eq!(o.camera("ns", "s", 0, "a"), CameraObservation::NotCollected);
+        o.set(
+            "ns",
+            "s",
+            SiteObservation {
+                replicas: vec![
+                    replica("s-ingest-0", &[status("a", Recording, 1)]),
+                    ReplicaObservation {
+                        name: "s-ingest-1".into(),
+                        error: Some("Unavailable: connection refused".into()),
+                        cameras: BTreeMap::new(),
+                    },
+                ],
+            },
+        );
+        assert!(matches!(
+            o.camera("ns", "s", 0, "a"),
+            CameraObservation::Status(_)
+        ));
+        assert!(matches!(
+            o.camera("ns", "s", 0, "b"),
+            CameraObservation::NotOnReplica { .. }
+        ));
+        assert!(matches!(
+            o.camera("ns", "s", 1, "a"),
+            CameraObservation::Unreachable { .. }
+        ));
+    }
+}

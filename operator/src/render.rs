@@ -1,0 +1,609 @@
+//! What a Site becomes in the cluster: pure functions from a Site, its Cameras and the
+//! operator's configuration to the objects the Site reconciler applies.
+//!
+//! Per site `<s>` in its namespace:
+//! - ConfigMap `<s>-config`: `site.yaml`, the `kordon` config of storage, transcode, detection
+//!   and alerting.
+//! - ConfigMap `<s>-ingest`: one key `<s>-ingest-<i>.yaml` per ingest replica, the same config
+//!   plus that replica's cameras (from [`crate::placement`]). Each pod reads its own key
+//!   (`--config /etc/kordon/$(POD_NAME).yaml`), so scaling never changes the pod template.
+//! - StatefulSet `<s>-ingest` (stable identities `<s>-ingest-0..N-1`, a spool volume per
+//!   replica) behind the headless Service `<s>-ingest`.
+//! - Deployments and Services `<s>-storage`, `<s>-transcode`, `<s>-detection`, `<s>-alerting`.
+//! - PersistentVolumeClaim `<s>-storage-data` for storage's data directory (signing keys, and
+//!   the SQLite index when no database is set). It has no owner and survives the Site: it may
+//!   hold evidence.
+//!
+//! Everything but the claim carries the Site as controlling owner and the labels of
+//! [`labels`], which the finalizer uses to find what to delete.
+//!
+//! Secrets never enter a ConfigMap: object-store keys and the database URL reach the pods as
+//! environment variables from their Secrets.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::config::OperatorConfig;
+use crate::crd::{Camera, RtspTransport, Site};
+use crate::{Error, Result, placement};
+
+pub const GRPC_PORT: i32 = 8470;
+pub const ADMIN_PORT: i32 = 8471;
+pub const HTTP_PORT: i32 = 8472;
+const CONFIG_DIR: &str = "/etc/kordon";
+const TLS_DIR: &str = "/etc/kordon-tls";
+const DATA_DIR: &str = "/var/lib/kordon";
+/// Spool volume of each ingest replica.
+const SPOOL_SIZE: &str = "10Gi";
+/// Data volume of storage.
+const STORAGE_DATA_SIZE: &str = "10Gi";
+
+/// Label: the site an object belongs to.
+pub const SITE_LABEL: &str = "kordon.io/site";
+/// Label: the component (ingest, storage, ...).
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Label: who manages the object.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// The services run as Deployments (ingest is the StatefulSet).
+pub const DEPLOYED: [&str; 4] = ["storage", "transcode", "detection", "alerting"];
+
+pub fn ingest_name(site: &str) -> String {
+    format!("{site}-ingest")
+}
+
+pub fn component_name(site: &str, component: &str) -> String {
+    format!("{site}-{component}")
+}
+
+pub fn site_config_name(site: &str) -> String {
+    format!("{site}-config")
+}
+
+pub fn storage_claim_name(site: &str) -> String {
+    format!("{site}-storage-data")
+}
+
+/// The labels every object of a site's component carries.
+pub fn labels(site: &str, component: &str) -> BTreeMap<String, String> {
+    let mut l = selector(site, component);
+    l.insert("app.kubernetes.io/name".into(), "kordon".into());
+    l.insert(MANAGED_BY_LABEL.into(), crate::config::FIELD_MANAGER.into());
+    l
+}
+
+/// The labels that select a component's pods.
+pub fn selector(site: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (SITE_LABEL.to_string(), site.to_string()),
+        (COMPONENT_LABEL.to_string(), component.to_string()),
+    ])
+}
+
+/// The label selector of everything the operator made for a site.
+pub fn site_selector(site: &str) -> String {
+    format!(
+        "{SITE_LABEL}={site},{MANAGED_BY_LABEL}={}",
+        crate::config::FIELD_MANAGER
+    )
+}
+
+/// The label selector of a site's ingest pods (the scale subresource's selector).
+pub fn ingest_pod_selector(site: &str) -> String {
+    format!("{SITE_LABEL}={site},{COMPONENT_LABEL}=ingest")
+}
+
+/// Everything applied for one site.
+#[derive(Debug, Clone)]
+pub struct SiteObjects {
+    pub config_maps: Vec<ConfigMap>,
+    pub services: Vec<Service>,
+    pub statefulset: StatefulSet,
+    pub deployments: Vec<Deployment>,
+    pub storage_claim: PersistentVolumeClaim,
+}
+
+/// The cameras of `site` in placement order, for the rendered configs.
+pub fn render(site: &Site, cameras: &[&Camera], config: &OperatorConfig) -> Result<SiteObjects> {
+    let name = site
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    let ns = site
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let owner = owner_reference(site)?;
+    let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
+
+    let base = base_config(site, name, ns);
+    let site_yaml = to_yaml(&base, "site.yaml")?;
+
+    let by_name: BTreeMap<&str, &Camera> = cameras
+        .iter()
+        .map(|c| (c.metadata.name.as_deref().unwrap_or(""), *c))
+        .collect();
+    let shards = placement::shards(name, by_name.keys().copied(), replicas);
+    let mut ingest_data = BTreeMap::new();
+    for (ordinal, shard) in shards.iter().enumerate() {
+        let pod = placement::replica_name(name, ordinal as u32);
+        let mut cfg = base.clone();
+        cfg["ingest"]["replica"] = json!(pod);
+        if let Some(s) = site.spec.ingest.segment_seconds {
+            cfg["ingest"]["segment_duration"] = json!(format!("{s}s"));
+        }
+        let cams: Vec<Value> = shard
+            .iter()
+            .filter_map(|c| by_name.get(c))
+            .map(|c| camera_config(c))
+            .collect();
+        cfg["sites"] = json!([{ "name": name, "cameras": cams }]);
+        ingest_data.insert(format!("{pod}.yaml"), to_yaml(&cfg, &pod)?);
+    }
+
+    let config_maps = vec![
+        typed(
+            json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": meta(&site_config_name(name), ns, name, "config", &owner),
+                "data": { "site.yaml": site_yaml },
+            }),
+            "ConfigMap",
+        )?,
+        typed(
+            json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": meta(&ingest_name(name), ns, name, "ingest", &owner),
+                "data": ingest_data,
+            }),
+            "ConfigMap",
+        )?,
+    ];
+
+    let mut services = vec![typed(
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": meta(&ingest_name(name), ns, name, "ingest", &owner),
+            "spec": {
+                // Headless: each replica is reachable by its stable name.
+                "clusterIP": "None",
+                "publishNotReadyAddresses": true,
+                "selector": selector(name, "ingest"),
+                "ports": ports(false),
+            },
+        }),
+        "Service",
+    )?];
+    for component in DEPLOYED {
+        services.push(typed(
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": meta(&component_name(name, component), ns, name, component, &owner),
+                "spec": {
+                    "selector": selector(name, component),
+                    "ports": ports(component == "storage"),
+                },
+            }),
+            "Service",
+        )?);
+    }
+
+    let statefulset = typed(
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": meta(&ingest_name(name), ns, name, "ingest", &owner),
+            "spec": {
+                "replicas": site.spec.ingest.replicas,
+                "serviceName": ingest_name(name),
+                // Replicas are independent shards: start and stop them together.
+                "podManagementPolicy": "Parallel",
+                "selector": { "matchLabels": selector(name, "ingest") },
+                "template": pod_template(site, name, "ingest", config, true),
+                "volumeClaimTemplates": [{
+                    "metadata": { "name": "spool" },
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": { "requests": { "storage": SPOOL_SIZE } },
+                    },
+                }],
+            },
+        }),
+        "StatefulSet",
+    )?;
+
+    let mut deployments = Vec::new();
+    for component in DEPLOYED {
+        let replicas = match component {
+            "detection" => site.spec.detection.replicas,
+            "transcode" => site.spec.transcode.replicas,
+            // The index and the access log have one writer per site.
+            _ => 1,
+        };
+        let strategy = if component == "storage" {
+            json!({ "type": "Recreate" })
+        } else {
+            json!({ "type": "RollingUpdate" })
+        };
+        deployments.push(typed(
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": meta(&component_name(name, component), ns, name, component, &owner),
+                "spec": {
+                    "replicas": replicas,
+                    "strategy": strategy,
+                    "selector": { "matchLabels": selector(name, component) },
+                    "template": pod_template(site, name, component, config, false),
+                },
+            }),
+            "Deployment",
+        )?);
+    }
+
+    let mut claim_meta = json!({
+        "name": storage_claim_name(name),
+        "namespace": ns,
+        "labels": labels(name, "storage"),
+    });
+    // Deliberately no owner: the claim may hold evidence and outlives the Site.
+    claim_meta["annotations"] = json!({ "kordon.io/retained": "true" });
+    let storage_claim = typed(
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": claim_meta,
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": { "requests": { "storage": STORAGE_DATA_SIZE } },
+            },
+        }),
+        "PersistentVolumeClaim",
+    )?;
+
+    Ok(SiteObjects {
+        config_maps,
+        services,
+        statefulset,
+        deployments,
+        storage_claim,
+    })
+}
+
+/// The Site as controlling owner, so the objects go when it goes (with garbage collection).
+pub fn owner_reference(site: &Site) -> Result<OwnerReference> {
+    site.controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))
+}
+
+fn meta(name: &str, ns: &str, site: &str, component: &str, owner: &OwnerReference) -> Value {
+    json!({
+        "name": name,
+        "namespace": ns,
+        "labels": labels(site, component),
+        "ownerReferences": [owner],
+    })
+}
+
+fn ports(http: bool) -> Value {
+    let mut p = vec![
+        json!({ "name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc" }),
+        json!({ "name": "admin", "port": ADMIN_PORT, "targetPort": "admin" }),
+    ];
+    if http {
+        p.push(json!({ "name": "http", "port": HTTP_PORT, "targetPort": "http" }));
+    }
+    Value::Array(p)
+}
+
+/// The `kordon` configuration every service of the site shares.
+fn base_config(site: &Site, name: &str, ns: &str) -> Value {
+    let st = &site.spec.storage;
+    let mut objects = json!({
+        "kind": "s3",
+        "bucket": st.bucket,
+        "region": st.region.clone().unwrap_or_else(|| "us-east-1".into()),
+    });
+    if let Some(endpoint) = &st.endpoint {
+        objects["endpoint"] = json!(endpoint);
+        objects["allow_http"] = json!(endpoint.starts_with("http://"));
+    }
+    if st.object_lock
+        && let Some(days) = st.retention_days
+    {
+        objects["object_lock"] = json!({ "mode": "compliance", "retain_days": days });
+    }
+    let mut storage = json!({ "objects": objects, "http_listen": format!("0.0.0.0:{HTTP_PORT}") });
+    if let Some(days) = st.retention_days {
+        storage["default_retention"] = json!(format!("{days}days"));
+    }
+    let tls = site.spec.tls_secret.is_some();
+    let scheme = if tls { "https" } else { "http" };
+    let mut storage_client = json!({
+        "url": format!("{scheme}://{}.{ns}.svc:{GRPC_PORT}", component_name(name, "storage")),
+    });
+    let mut cfg = json!({
+        "grpc_listen": format!("0.0.0.0:{GRPC_PORT}"),
+        "admin_listen": format!("0.0.0.0:{ADMIN_PORT}"),
+        "http_listen": format!("0.0.0.0:{HTTP_PORT}"),
+        "data_dir": DATA_DIR,
+        "log": { "format": "json", "filter": "info" },
+        "storage": storage,
+        "ingest": {},
+    });
+    if tls {
+        cfg["tls"] = json!({
+            "cert_file": format!("{TLS_DIR}/tls.crt"),
+            "key_file": format!("{TLS_DIR}/tls.key"),
+            "client_ca_file": format!("{TLS_DIR}/ca.crt"),
+        });
+        storage_client["ca_file"] = json!(format!("{TLS_DIR}/ca.crt"));
+        storage_client["cert_file"] = json!(format!("{TLS_DIR}/tls.crt"));
+        storage_client["key_file"] = json!(format!("{TLS_DIR}/tls.key"));
+    }
+    cfg["ingest"]["storage"] = storage_client;
+    cfg
+}
+
+/// One camera as ingest's config lists it. Credentials are not rendered (a ConfigMap is no
+/// place for them); see the Camera's `Credentials` condition.
+fn camera_config(camera: &Camera) -> Value {
+    let spec = &camera.spec;
+    let mut c = json!({
+        "name": camera.name_any(),
+        "record": spec.streams.record,
+        "transport": match spec.streams.transport {
+            RtspTransport::Tcp => "tcp",
+            RtspTransport::Udp => "udp",
+        },
+    });
+    if let Some(d) = &spec.streams.detect {
+        c["detect"] = json!(d);
+    }
+    if let Some(s) = spec.recording.segment_seconds {
+        c["segment_duration"] = json!(format!("{s}s"));
+    }
+    // The config file has no recording mode: it records continuously. Events mode reaches
+    // ingest through ApplyCameras (see `crate::ingest::camera_spec`).
+    c
+}
+
+fn pod_template(
+    site: &Site,
+    name: &str,
+    component: &str,
+    config: &OperatorConfig,
+    ingest: bool,
+) -> Value {
+    let tls = site.spec.tls_secret.as_ref();
+    let config_file = if ingest {
+        format!("{CONFIG_DIR}/$(POD_NAME).yaml")
+    } else {
+        format!("{CONFIG_DIR}/site.yaml")
+    };
+    let mut env = vec![
+        json!({ "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }),
+    ];
+    if tls.is_none() {
+        // Without certificates the services cannot authenticate one another: they accept
+        // calls as the development identity (the Site's Ready condition says so).
+        env.push(json!({ "name": "KORDON_DEV_IDENTITY", "value": "1" }));
+    }
+    if let Some(secret) = &site.spec.storage.credentials_secret {
+        for (var, key) in [
+            ("AWS_ACCESS_KEY_ID", "accessKeyId"),
+            ("AWS_SECRET_ACCESS_KEY", "secretAccessKey"),
+        ] {
+            env.push(json!({
+                "name": var,
+                "valueFrom": { "secretKeyRef": { "name": secret, "key": key } },
+            }));
+        }
+    }
+    if component == "storage"
+        && let Some(db) = &site.spec.database
+    {
+        env.push(json!({
+            "name": "KORDON_STORAGE__DATABASE_URL",
+            "valueFrom": { "secretKeyRef": { "name": db.secret_name, "key": db.key } },
+        }));
+    }
+    let mut mounts = vec![
+        json!({ "name": "config", "mountPath": CONFIG_DIR, "readOnly": true }),
+        json!({ "name": if ingest { "spool" } else { "data" }, "mountPath": DATA_DIR }),
+    ];
+    let config_map = if ingest {
+        ingest_name(name)
+    } else {
+        site_config_name(name)
+    };
+    let mut volumes = vec![json!({ "name": "config", "configMap": { "name": config_map } })];
+    if !ingest {
+        if component == "storage" {
+            volumes.push(json!({
+                "name": "data",
+                "persistentVolumeClaim": { "claimName": storage_claim_name(name) },
+            }));
+        } else {
+            volumes.push(json!({ "name": "data", "emptyDir": {} }));
+        }
+    }
+    if let Some(secret) = tls {
+        mounts.push(json!({ "name": "tls", "mountPath": TLS_DIR, "readOnly": true }));
+        volumes.push(json!({ "name": "tls", "secret": { "secretName": secret } }));
+    }
+    let mut container_ports = vec![
+        json!({ "name": "grpc", "containerPort": GRPC_PORT }),
+        json!({ "name": "admin", "containerPort": ADMIN_PORT }),
+    ];
+    if component == "storage" {
+        container_ports.push(json!({ "name": "http", "containerPort": HTTP_PORT }));
+    }
+    let mut container = json!({
+        "name": component,
+        "image": config.image,
+        "args": [component, "--config", config_file],
+        "env": env,
+        "ports": container_ports,
+        "volumeMounts": mounts,
+        "readinessProbe": { "httpGet": { "path": "/ready", "port": "admin" }, "periodSeconds": 5 },
+        "livenessProbe": {
+            "httpGet": { "path": "/live", "port": "admin" },
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "capabilities": { "drop": ["ALL"] },
+        },
+    });
+    if let Some(p) = &config.image_pull_policy {
+        container["imagePullPolicy"] = json!(p);
+    }
+    json!({
+        "metadata": { "labels": labels(name, component) },
+        "spec": {
+            // Ingest finishes and uploads its open segment on SIGTERM.
+            "terminationGracePeriodSeconds": if ingest { 60 } else { 30 },
+            "securityContext": { "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532 },
+            "containers": [container],
+            "volumes": volumes,
+        },
+    })
+}
+
+fn to_yaml(v: &Value, what: &str) -> Result<String> {
+    serde_yaml::to_string(v).map_err(|e| Error::Render {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| Error::Render {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{camera, site};
+
+    fn yaml_of(cm: &ConfigMap, key: &str) -> serde_yaml::Value {
+        let text = cm.data.as_ref().and_then(|d| d.get(key)).expect(key);
+        serde_yaml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn every_camera_is_in_exactly_one_replica_config() {
+        let s = site("burgas", 3);
+        let cams: Vec<Camera> = (0..50)
+            .map(|i| camera(&format!("cam-{i}"), "burgas"))
+            .collect();
+        let refs: Vec<&Camera> = cams.iter().collect();
+        let objs = render(&s, &refs, &OperatorConfig::default()).unwrap();
+        let ingest_cm = &objs.config_maps[1];
+        let data = ingest_cm.data.as_ref().unwrap();
+        assert_eq!(data.len(), 3);
+        let mut seen = Vec::new();
+        for ordinal in 0..3u32 {
+            let key = format!("burgas-ingest-{ordinal}.yaml");
+            let cfg = yaml_of(ingest_cm, &key);
+            assert_eq!(
+                cfg["ingest"]["replica"].as_str(),
+                Some(&key[..key.len() - 5])
+            );
+            for c in cfg["sites"][0]["cameras"].as_sequence().unwrap() {
+                let name = c["name"].as_str().unwrap().to_string();
+                assert_eq!(
+                    placement::replica_for("burgas", &name, 3),
+                    Some(ordinal),
+                    "{name} rendered on the wrong replica"
+                );
+                seen.push(name);
+            }
+        }
+        seen.sort();
+        let mut want: Vec<String> = cams.iter().map(|c| c.name_any()).collect();
+        want.sort();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn rendered_configs_parse_as_the_kordon_config_shape() {
+        let mut s = site("edirne", 1);
+        s.spec.storage.endpoint = Some("http://rgw.storage:7480".into());
+        s.spec.storage.retention_days = Some(30);
+        s.spec.storage.object_lock = true;
+        let c = camera("gate-1", "edirne");
+        let objs = render(&s, &[&c], &OperatorConfig::default()).unwrap();
+        let cfg = yaml_of(&objs.config_maps[1], "edirne-ingest-0.yaml");
+        assert_eq!(cfg["storage"]["objects"]["kind"].as_str(), Some("s3"));
+        assert_eq!(
+            cfg["storage"]["objects"]["allow_http"].as_bool(),
+            Some(true)
+        );
+        assert_eq!(
+            cfg["storage"]["objects"]["object_lock"]["retain_days"].as_i64(),
+            Some(30)
+        );
+        assert_eq!(cfg["storage"]["default_retention"].as_str(), Some("30days"));
+        assert_eq!(
+            cfg["ingest"]["storage"]["url"].as_str(),
+            Some("http://edirne-storage.kordon.svc:8470")
+        );
+        assert_eq!(
+            cfg["sites"][0]["cameras"][0]["record"].as_str(),
+            Some("rtsp://10.0.0.1:554/gate-1/main")
+        );
+        let humantime: std::time::Duration =
+            humantime::parse_duration(cfg["storage"]["default_retention"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(humantime.as_secs(), 30 * 86_400);
+    }
+
+    #[test]
+    fn workloads_are_owned_labelled_and_keep_secrets_out_of_config_maps() {
+        let mut s = site("yambol", 4);
+        s.spec.storage.credentials_secret = Some("yambol-s3".into());
+        s.spec.database = Some(crate::crd::DatabaseRef {
+            secret_name: "yambol-db".into(),
+            key: "url".into(),
+        });
+        let objs = render(&s, &[], &OperatorConfig::default()).unwrap();
+        let sts = &objs.statefulset;
+        let spec = &sts.spec;
+        assert_eq!(spec.replicas, Some(4));
+        assert_eq!(spec.service_name.as_deref(), Some("yambol-ingest"));
+        let owner = &sts.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(owner.kind, "Site");
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(objs.deployments.len(), 4);
+        assert_eq!(objs.services.len(), 5);
+        let storage = serde_json::to_string(&objs.deployments[0]).unwrap();
+        assert!(
+            storage.contains("KORDON_STORAGE__DATABASE_URL"),
+            "{storage}"
+        );
+        assert!(storage.contains("yambol-s3"), "{storage}");
+        for cm in &objs.config_maps {
+            let text = serde_json::to_string(cm).unwrap();
+            assert!(!text.contains("yambol-db") && !text.contains("secretAccessKey"));
+        }
+        assert!(objs.storage_claim.metadata.owner_references.is_none());
+        let args =
+            serde_json::to_value(&spec.template).unwrap()["spec"]["containers"][0]["args"].clone();
+        assert_eq!(
+            args,
+            json!(["ingest", "--config", "/etc/kordon/$(POD_NAME).yaml"])
+        );
+    }
+}

@@ -1,0 +1,563 @@
+//! The Site reconciler: a site's workloads, its cameras' placement, and its health.
+//!
+//! Under the finalizer `kordon.io/site-cleanup`:
+//! - **apply**: renders the site's objects ([`crate::render`]) and server-side applies them with
+//!   field manager `kordon-operator` (skipped when nothing changed since the last apply a short
+//!   while ago); reads camera status from every ingest replica and hands moved cameras over
+//!   ([`crate::ingest`]); writes the Site's status — conditions Ready, Progressing and Degraded
+//!   with `observedGeneration`, camera counts, and the scale subresource's replicas and selector;
+//!   publishes events when ingest is scaled.
+//! - **cleanup**: deletes every object it made for the site (found by label), explicitly, so
+//!   nothing is left even where no garbage collector runs; the storage data claim is retained.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::conditions::{FALSE, TRUE, bool_status, condition};
+use crate::config::FIELD_MANAGER;
+use crate::controller::Context;
+use crate::crd::{Camera, CameraCounts, Site, SiteIngestStatus, SiteStatus};
+use crate::ingest::{self, SiteObservation};
+use crate::render::{self, SiteObjects};
+use crate::{Error, Result, placement};
+
+pub const CONTROLLER: &str = "site";
+pub const FINALIZER: &str = "kordon.io/site-cleanup";
+/// Unchanged objects are re-applied at least this often, to undo drift.
+const REAPPLY_AFTER: Duration = Duration::from_secs(300);
+
+/// Reconciles one Site (apply or cleanup, under the finalizer).
+pub async fn reconcile(site: Arc<Site>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = site
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let span = tracing::info_span!(
+        "reconcile",
+        controller = CONTROLLER,
+        namespace = %ns,
+        site = %site.name_any(),
+        generation = site.metadata.generation.unwrap_or(0),
+    );
+    async move {
+        let _timer = ctx.metrics.start(CONTROLLER);
+        let api: Api<Site> = Api::namespaced(ctx.client.clone(), &ns);
+        finalizer(&api, FINALIZER, site, |event| async {
+            match event {
+                Finalizer::Apply(site) => apply(&site, &ctx).await,
+                Finalizer::Cleanup(site) => cleanup(&site, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    }
+    .instrument(span)
+    .await
+}
+
+/// Counts the failure and retries with a delay.
+pub fn error_policy(site: Arc<Site>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(site = %site.name_any(), %error, "site reconcile failed");
+    ctx.metrics.failure(CONTROLLER, error);
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// The cameras of a site, from the shared cache, sorted by name.
+pub fn cameras_of(ctx: &Context, ns: &str, site: &str) -> Vec<Arc<Camera>> {
+    let mut cams: Vec<Arc<Camera>> = ctx
+        .cameras
+        .state()
+        .into_iter()
+        .filter(|c| {
+            c.spec.site == site
+                && c.metadata.namespace.as_deref() == Some(ns)
+                && c.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    cams.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    cams
+}
+
+async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
+    let ns = site
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = site.name_any();
+    let cameras = cameras_of(ctx, &ns, &name);
+    let refs: Vec<&Camera> = cameras.iter().map(Arc::as_ref).collect();
+    let objects = render::render(site, &refs, &ctx.config)?;
+    apply_objects(ctx, &ns, &name, &objects).await?;
+
+    let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
+    let observation = ingest::collect(
+        ctx.ingest.as_ref(),
+        &ctx.config.ingest,
+        &ns,
+        &name,
+        replicas,
+    )
+    .await;
+    hand_over(ctx, site, &cameras, &observation).await;
+    ctx.observations.set(&ns, &name, observation.clone());
+
+    let previous = site.status.clone().unwrap_or_default();
+    let status = desired_status(site, &cameras, &observation, &crate::conditions::now());
+    if previous.ingest.replicas != status.ingest.replicas && site.status.is_some() {
+        let moved = moved_fraction(
+            &name,
+            &cameras,
+            previous.ingest.replicas,
+            status.ingest.replicas,
+        );
+        publish(
+            ctx,
+            site,
+            EventType::Normal,
+            "Scaled",
+            "Scale",
+            format!(
+                "ingest {} -> {} replicas; {moved} of {} cameras move",
+                previous.ingest.replicas,
+                status.ingest.replicas,
+                cameras.len()
+            ),
+        )
+        .await;
+    }
+    if site.status.as_ref() != Some(&status) {
+        let api: Api<Site> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = Patch::Apply(json!({
+            "apiVersion": Site::api_version(&()),
+            "kind": Site::kind(&()),
+            "status": status,
+        }));
+        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &patch)
+            .await?;
+    }
+    Ok(Action::requeue(ctx.config.ingest.status_interval))
+}
+
+/// Applies the rendered objects unless the same ones were applied recently.
+async fn apply_objects(ctx: &Context, ns: &str, name: &str, objects: &SiteObjects) -> Result<()> {
+    let fingerprint = {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        // Serialisation of the typed objects is deterministic (sorted maps, fixed field order).
+        serde_json::to_string(&(
+            &objects.config_maps,
+            &objects.services,
+            &objects.statefulset,
+            &objects.deployments,
+            &objects.storage_claim,
+        ))
+        .map_err(|e| Error::Render {
+            what: "fingerprint".into(),
+            message: e.to_string(),
+        })?
+        .hash(&mut h);
+        h.finish()
+    };
+    let key = (ns.to_string(), name.to_string());
+    if let Ok(applied) = ctx.applied.lock()
+        && let Some((fp, at)) = applied.get(&key)
+        && *fp == fingerprint
+        && at.elapsed() < REAPPLY_AFTER
+    {
+        return Ok(());
+    }
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    for cm in &objects.config_maps {
+        ssa::<ConfigMap>(ctx, ns, cm, &pp).await?;
+    }
+    for svc in &objects.services {
+        ssa::<Service>(ctx, ns, svc, &pp).await?;
+    }
+    ssa::<PersistentVolumeClaim>(ctx, ns, &objects.storage_claim, &pp).await?;
+    ssa::<StatefulSet>(ctx, ns, &objects.statefulset, &pp).await?;
+    for d in &objects.deployments {
+        ssa::<Deployment>(ctx, ns, d, &pp).await?;
+    }
+    if let Ok(mut applied) = ctx.applied.lock() {
+        applied.insert(key, (fingerprint, Instant::now()));
+    }
+    Ok(())
+}
+
+async fn ssa<K>(ctx: &Context, ns: &str, obj: &K, pp: &PatchParams) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    Ok(api.patch(&name, pp, &Patch::Apply(obj)).await?)
+}
+
+/// Tells reachable replicas to record the cameras placed on them, and to let go of moved
+/// cameras once their new replica records them. Failures are logged and retried on the next
+/// reconcile; they never block the status.
+async fn hand_over(ctx: &Context, site: &Site, cameras: &[Arc<Camera>], obs: &SiteObservation) {
+    let Some(ns) = site.namespace() else { return };
+    let name = site.name_any();
+    let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
+    let mut wanted = BTreeMap::new();
+    let by_name: BTreeMap<String, &Camera> =
+        cameras.iter().map(|c| (c.name_any(), c.as_ref())).collect();
+    for (cam, c) in &by_name {
+        if let Some(o) = placement::replica_for(&name, cam, replicas) {
+            wanted.insert(cam.clone(), (o, c.metadata.generation.unwrap_or(0)));
+        }
+    }
+    for (ordinal, plan) in ingest::plan_handover(obs, &wanted) {
+        let address = ctx.config.ingest.address_of(&ns, &name, ordinal);
+        let specs: Vec<_> = plan
+            .apply
+            .iter()
+            .filter_map(|c| by_name.get(c))
+            .map(|c| ingest::camera_spec(&name, c, site.spec.ingest.segment_seconds))
+            .collect();
+        if !specs.is_empty() {
+            let count = specs.len();
+            match ctx.ingest.apply(address.clone(), specs).await {
+                Ok(()) => tracing::info!(ordinal, cameras = count, "cameras applied to ingest"),
+                Err(error) => tracing::warn!(ordinal, %error, "ApplyCameras failed"),
+            }
+        }
+        for cam in plan.remove {
+            let camera = kordon_proto::common::v1::CameraRef {
+                site: name.clone(),
+                camera: cam.clone(),
+            };
+            match ctx.ingest.remove(address.clone(), camera).await {
+                Ok(()) => {
+                    tracing::info!(ordinal, camera = %cam, "camera released by its old replica")
+                }
+                Err(error) => tracing::warn!(ordinal, camera = %cam, %error, "RemoveCamera failed"),
+            }
+        }
+    }
+}
+
+/// The status a Site should show.
+pub fn desired_status(
+    site: &Site,
+    cameras: &[Arc<Camera>],
+    obs: &SiteObservation,
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> SiteStatus {
+    let previous_status = site.status.clone().unwrap_or_default();
+    let previous = previous_status.conditions.as_slice();
+    let generation = site.metadata.generation;
+    let name = site.name_any();
+    let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
+
+    let mut counts = CameraCounts {
+        total: cameras.len() as i32,
+        ..CameraCounts::default()
+    };
+    for c in cameras {
+        let Some(ordinal) = placement::replica_for(&name, &c.name_any(), replicas) else {
+            continue;
+        };
+        let replica = placement::replica_name(&name, ordinal);
+        if c.status.as_ref().and_then(|s| s.replica.as_deref()) == Some(replica.as_str()) {
+            counts.assigned += 1;
+        }
+        match obs.replicas.get(ordinal as usize) {
+            Some(r) if r.error.is_none() => {
+                use kordon_proto::ingest::v1::CameraState as S;
+                match r.cameras.get(&c.name_any()).map(|s| s.state) {
+                    Some(s) if s == S::Recording as i32 => counts.recording += 1,
+                    Some(s) if s == S::Reconnecting as i32 || s == S::Offline as i32 => {
+                        counts.offline += 1
+                    }
+                    _ => {}
+                }
+            }
+            _ => counts.unknown += 1,
+        }
+    }
+
+    let reachable = obs.reachable() as i32;
+    let unreachable: Vec<&str> = obs
+        .replicas
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.name.as_str())
+        .collect();
+    let first_error = obs
+        .replicas
+        .iter()
+        .find_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name)));
+    let mut degraded = Vec::new();
+    if let Some(e) = &first_error {
+        degraded.push(format!(
+            "{} of {} ingest replicas unreachable ({e})",
+            unreachable.len(),
+            replicas
+        ));
+    }
+    if counts.offline > 0 {
+        degraded.push(format!(
+            "{} cameras offline or reconnecting",
+            counts.offline
+        ));
+    }
+    if let Some(cap) = site.spec.ingest.cameras_per_replica
+        && replicas > 0
+        && counts.total > cap.saturating_mul(replicas as i32)
+    {
+        degraded.push(format!(
+            "{} cameras exceed {replicas} replicas x {cap} cameras per replica: scale ingest up",
+            counts.total
+        ));
+    }
+    let progressing = counts.assigned < counts.total;
+    let all_recording = counts.recording == counts.total;
+    let ready = unreachable.is_empty() && !progressing && all_recording && replicas > 0;
+    let (ready_reason, ready_message) = if replicas == 0 {
+        (
+            "NoIngestReplicas",
+            "ingest is scaled to 0: nothing records".to_string(),
+        )
+    } else if !unreachable.is_empty() {
+        ("IngestUnreachable", first_error.clone().unwrap_or_default())
+    } else if progressing {
+        (
+            "Placing",
+            format!("{} of {} cameras placed", counts.assigned, counts.total),
+        )
+    } else if !all_recording {
+        (
+            "NotAllRecording",
+            format!("{} of {} cameras recording", counts.recording, counts.total),
+        )
+    } else {
+        (
+            "AllRecording",
+            format!("{} cameras recording", counts.total),
+        )
+    };
+    let mut ready_message = ready_message;
+    if site.spec.tls_secret.is_none() {
+        ready_message.push_str(
+            "; no tlsSecret: the site's services accept unauthenticated calls (development only)",
+        );
+    }
+    let conditions = vec![
+        condition(
+            previous,
+            "Ready",
+            bool_status(ready),
+            ready_reason,
+            ready_message,
+            generation,
+            now,
+        ),
+        condition(
+            previous,
+            "Progressing",
+            bool_status(progressing),
+            if progressing { "Placing" } else { "Placed" },
+            format!(
+                "{} of {} cameras placed on {replicas} ingest replicas",
+                counts.assigned, counts.total
+            ),
+            generation,
+            now,
+        ),
+        condition(
+            previous,
+            "Degraded",
+            if degraded.is_empty() { FALSE } else { TRUE },
+            if degraded.is_empty() {
+                "Healthy"
+            } else {
+                "Problems"
+            },
+            degraded.join("; "),
+            generation,
+            now,
+        ),
+    ];
+    SiteStatus {
+        conditions,
+        observed_generation: generation,
+        ingest: SiteIngestStatus {
+            replicas: site.spec.ingest.replicas,
+            reachable_replicas: reachable,
+            selector: render::ingest_pod_selector(&name),
+        },
+        cameras: counts,
+    }
+}
+
+/// How many of `cameras` move when ingest goes from `from` to `to` replicas.
+pub fn moved_fraction(site: &str, cameras: &[Arc<Camera>], from: i32, to: i32) -> usize {
+    let (from, to) = (
+        u32::try_from(from).unwrap_or(0),
+        u32::try_from(to).unwrap_or(0),
+    );
+    cameras
+        .iter()
+        .filter(|c| {
+            placement::replica_for(site, &c.name_any(), from)
+                != placement::replica_for(site, &c.name_any(), to)
+        })
+        .count()
+}
+
+async fn publish(
+    ctx: &Context,
+    site: &Site,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    // Events are informational: a failure to publish is logged, never fatal.
+    if let Err(error) = ctx.recorder.publish(&event, &site.object_ref(&())).await {
+        tracing::warn!(%error, reason, "event not published");
+    }
+}
+
+async fn cleanup(site: &Site, ctx: &Context) -> Result<Action> {
+    let ns = site
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = site.name_any();
+    let selector = render::site_selector(&name);
+    let mut deleted = 0usize;
+    deleted += delete_labelled::<StatefulSet>(ctx, &ns, &selector).await?;
+    deleted += delete_labelled::<Deployment>(ctx, &ns, &selector).await?;
+    deleted += delete_labelled::<Service>(ctx, &ns, &selector).await?;
+    deleted += delete_labelled::<ConfigMap>(ctx, &ns, &selector).await?;
+    ctx.observations.remove(&ns, &name);
+    if let Ok(mut applied) = ctx.applied.lock() {
+        applied.remove(&(ns.clone(), name.clone()));
+    }
+    publish(
+        ctx,
+        site,
+        EventType::Normal,
+        "Deleted",
+        "Cleanup",
+        format!(
+            "deleted {deleted} objects; kept PersistentVolumeClaim {} (may hold evidence)",
+            render::storage_claim_name(&name)
+        ),
+    )
+    .await;
+    tracing::info!(deleted, "site cleaned up");
+    Ok(Action::await_change())
+}
+
+/// Deletes the objects of kind `K` carrying `selector`; returns how many.
+async fn delete_labelled<K>(ctx: &Context, ns: &str, selector: &str) -> Result<usize>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let list = api.list(&ListParams::default().labels(selector)).await?;
+    let mut seen = HashSet::new();
+    for obj in list.items {
+        let Some(n) = obj.meta().name.clone() else {
+            continue;
+        };
+        if !seen.insert(n.clone()) {
+            continue;
+        }
+        match api.delete(&n, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(seen.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{camera, site};
+    use crate::ingest::ReplicaObservation;
+
+    fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+        )
+    }
+
+    #[test]
+    fn unreachable_ingest_is_reported_not_hidden() {
+        let s = site("burgas", 2);
+        let cams: Vec<Arc<Camera>> = (0..10)
+            .map(|i| Arc::new(camera(&format!("c{i}"), "burgas")))
+            .collect();
+        let obs = SiteObservation {
+            replicas: (0..2)
+                .map(|i| ReplicaObservation {
+                    name: format!("burgas-ingest-{i}"),
+                    error: Some("Unavailable: dns error".into()),
+                    cameras: Default::default(),
+                })
+                .collect(),
+        };
+        let st = desired_status(&s, &cams, &obs, &now());
+        assert_eq!(st.cameras.total, 10);
+        assert_eq!(st.cameras.unknown, 10);
+        assert_eq!(st.cameras.recording, 0);
+        let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.status, FALSE);
+        assert_eq!(ready.reason, "IngestUnreachable");
+        assert!(ready.message.contains("dns error"), "{}", ready.message);
+        assert!(
+            st.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(1))
+        );
+        assert_eq!(
+            st.ingest.selector,
+            "kordon.io/site=burgas,app.kubernetes.io/component=ingest"
+        );
+    }
+
+    #[test]
+    fn moved_fraction_counts_only_changed_placements() {
+        let cams: Vec<Arc<Camera>> = (0..1000)
+            .map(|i| Arc::new(camera(&format!("c{i}"), "s")))
+            .collect();
+        let moved = moved_fraction("s", &cams, 3, 4);
+        assert!((200..300).contains(&moved), "{moved}");
+        assert_eq!(moved_fraction("s", &cams, 3, 3), 0);
+    }
+}
