@@ -1,0 +1,475 @@
+//! The operator against a real kube-apiserver and etcd (scripts/kube.sh): no kubelet, no
+//! controller-manager, so workloads create no pods and nothing is garbage-collected — which is
+//! why cleanup is checked object by object.
+//!
+//! Skipped with a note when `KORDON_TEST_KUBECONFIG` is unset; a failure under `CI`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{FakeIngest, eventually};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use kordon_operator::crd::{Camera, Site};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn site_json(name: &str, replicas: i32) -> serde_json::Value {
+    json!({
+        "apiVersion": "kordon.io/v1alpha1",
+        "kind": "Site",
+        "metadata": { "name": name },
+        "spec": {
+            "displayName": "Burgas Regional Directorate",
+            "country": "BG",
+            "timeZone": "Europe/Sofia",
+            "storage": { "bucket": "kordon-burgas", "endpoint": "http://rgw.storage:7480", "retentionDays": 30 },
+            "ingest": { "replicas": replicas },
+        }
+    })
+}
+
+fn camera_json(name: &str, site: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "kordon.io/v1alpha1",
+        "kind": "Camera",
+        "metadata": { "name": name },
+        "spec": {
+            "site": site,
+            "streams": { "record": format!("rtsp://10.1.0.1:554/{name}/main"), "detect": format!("rtsp://10.1.0.1:554/{name}/sub") },
+            "detection": { "zones": [{ "name": "gate", "points": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]] }] },
+        }
+    })
+}
+
+async fn assignments(cameras: &Api<Camera>) -> BTreeMap<String, String> {
+    cameras
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| Some((c.name_any(), c.status?.replica?)))
+        .collect()
+}
+
+fn condition<'a>(
+    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    t: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    conditions.iter().find(|c| c.type_ == t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
+    let Some(client) = common::client().await else {
+        return;
+    };
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "kordon-it").await;
+    let ingest = Arc::new(FakeIngest::default());
+    let (stop, operator) =
+        common::start_operator(&client, &ns, ingest.clone(), Duration::from_secs(1));
+
+    let sites: Api<Site> = Api::namespaced(client.clone(), &ns);
+    let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);
+    let pp = PostParams::default();
+    sites
+        .create(
+            &pp,
+            &serde_json::from_value(site_json("burgas", 3)).unwrap(),
+        )
+        .await
+        .unwrap();
+    for i in 0..50 {
+        let cam = camera_json(&format!("cam-{i:02}"), "burgas");
+        cameras
+            .create(&pp, &serde_json::from_value(cam).unwrap())
+            .await
+            .unwrap();
+    }
+    // One camera's stream is broken: its status must say why.
+    ingest
+        .broken
+        .lock()
+        .unwrap()
+        .insert("cam-07".into(), "RTSP: 401 Unauthorized".into());
+
+    // Workloads, configs and statuses appear.
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let sts = eventually(WAIT, || async { sts_api.get("burgas-ingest").await.ok() })
+        .await
+        .expect("ingest StatefulSet");
+    assert_eq!(sts.spec.replicas, Some(3));
+    let owner = &sts.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Site", "burgas")
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    for c in ["storage", "transcode", "detection", "alerting"] {
+        let d = deployments.get(&format!("burgas-{c}")).await.unwrap();
+        assert_eq!(
+            d.metadata.owner_references.as_ref().unwrap()[0].name,
+            "burgas"
+        );
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(
+        services
+            .get("burgas-ingest")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .cluster_ip
+            .as_deref(),
+        Some("None")
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let ingest_cm = eventually(WAIT, || async {
+        let cm = config_maps.get("burgas-ingest").await.ok()?;
+        let total: usize = cm
+            .data
+            .as_ref()?
+            .values()
+            .map(|v| v.matches("record: rtsp://").count())
+            .sum();
+        (total == 50).then_some(cm)
+    })
+    .await
+    .expect("all 50 cameras in the ingest ConfigMap");
+    assert_eq!(ingest_cm.data.unwrap().len(), 3);
+
+    let all_ready = eventually(WAIT, || async {
+        let list = cameras.list(&ListParams::default()).await.ok()?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|c| {
+                c.status.as_ref().is_some_and(|s| {
+                    s.replica.is_some()
+                        && condition(&s.conditions, "Ready").is_some_and(|c| c.status == "True")
+                })
+            })
+            .count();
+        (ready == 49).then_some(list)
+    })
+    .await
+    .expect("49 cameras ready");
+    let broken = all_ready
+        .items
+        .iter()
+        .find(|c| c.name_any() == "cam-07")
+        .unwrap();
+    let st = broken.status.as_ref().unwrap();
+    let rec = condition(&st.conditions, "Recording").unwrap();
+    assert_eq!(
+        (
+            rec.status.as_str(),
+            rec.reason.as_str(),
+            rec.message.as_str()
+        ),
+        ("False", "Reconnecting", "RTSP: 401 Unauthorized")
+    );
+    let good = all_ready
+        .items
+        .iter()
+        .find(|c| c.name_any() == "cam-01")
+        .unwrap();
+    let gs = good.status.as_ref().unwrap();
+    assert_eq!(gs.codec.as_deref(), Some("H264"));
+    assert_eq!(gs.resolution.as_deref(), Some("1920x1080"));
+    assert_eq!(gs.fps, Some(25.0));
+    assert!(gs.last_segment.is_some());
+    assert_eq!(gs.observed_generation, good.metadata.generation);
+
+    let site = eventually(WAIT, || async {
+        let s = sites.get("burgas").await.ok()?;
+        let st = s.status.clone()?;
+        (st.cameras.total == 50 && st.cameras.recording == 49 && st.cameras.offline == 1)
+            .then_some(s)
+    })
+    .await
+    .expect("site counts");
+    let st = site.status.unwrap();
+    assert_eq!(st.ingest.replicas, 3);
+    assert_eq!(
+        st.ingest.selector,
+        "kordon.io/site=burgas,app.kubernetes.io/component=ingest"
+    );
+    let degraded = condition(&st.conditions, "Degraded").unwrap();
+    assert_eq!(degraded.status, "True");
+    assert!(
+        degraded.message.contains("1 cameras offline"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        st.conditions
+            .iter()
+            .all(|c| c.observed_generation == site.metadata.generation)
+    );
+    assert!(
+        site.metadata
+            .finalizers
+            .unwrap()
+            .contains(&"kordon.io/site-cleanup".to_string())
+    );
+
+    // Scale through the scale subresource, as `kubectl scale site/burgas --replicas=4` does.
+    let before = assignments(&cameras).await;
+    assert_eq!(before.len(), 50);
+    sites
+        .patch_scale(
+            "burgas",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replicas": 4 } })),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        let s = sts_api.get("burgas-ingest").await.ok()?;
+        (s.spec.replicas == Some(4)).then_some(())
+    })
+    .await
+    .expect("StatefulSet scaled to 4");
+    let after = eventually(WAIT, || async {
+        let a = assignments(&cameras).await;
+        let done = a.iter().all(|(cam, replica)| {
+            kordon_operator::placement::replica_for("burgas", cam, 4)
+                .map(|o| kordon_operator::placement::replica_name("burgas", o))
+                .as_ref()
+                == Some(replica)
+        });
+        (done && a.len() == 50).then_some(a)
+    })
+    .await
+    .expect("cameras re-placed for 4 replicas");
+    let moved: Vec<_> = before
+        .iter()
+        .filter(|(c, r)| after.get(*c) != Some(*r))
+        .map(|(c, _)| c.clone())
+        .collect();
+    eprintln!("3 -> 4 replicas: {} of 50 cameras moved", moved.len());
+    assert!(
+        (4..=25).contains(&moved.len()),
+        "about 1/4 should move, moved {}",
+        moved.len()
+    );
+    for c in &moved {
+        assert_eq!(
+            after[c], "burgas-ingest-3",
+            "{c} moved between surviving replicas"
+        );
+    }
+    // Handover: every moved camera was released by its old replica, after the new one took it.
+    eventually(WAIT, || async {
+        let removed = ingest.removed.lock().unwrap().clone();
+        moved
+            .iter()
+            .all(|c| removed.iter().any(|(_, r)| r == c))
+            .then_some(())
+    })
+    .await
+    .expect("old replicas let go of moved cameras");
+    {
+        let replicas = ingest.replicas.lock().unwrap();
+        for c in &moved {
+            let holders = replicas.values().filter(|s| s.contains_key(c)).count();
+            assert_eq!(holders, 1, "{c} held by {holders} replicas");
+        }
+    }
+    let scaled = eventually(WAIT, || async {
+        let s = sites.get("burgas").await.ok()?;
+        (s.status.as_ref()?.ingest.replicas == 4).then_some(s)
+    })
+    .await
+    .expect("site status shows 4 replicas");
+    assert_eq!(scaled.spec.ingest.replicas, 4);
+
+    // Delete: the finalizer removes what the operator made (no garbage collector here).
+    sites
+        .delete("burgas", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        sites.get_opt("burgas").await.ok()?.is_none().then_some(())
+    })
+    .await
+    .expect("site deleted once cleanup finished");
+    let lp = ListParams::default().labels("kordon.io/site=burgas");
+    assert!(sts_api.list(&lp).await.unwrap().items.is_empty());
+    assert!(deployments.list(&lp).await.unwrap().items.is_empty());
+    assert!(services.list(&lp).await.unwrap().items.is_empty());
+    assert!(config_maps.list(&lp).await.unwrap().items.is_empty());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    assert!(
+        claims
+            .get_opt("burgas-storage-data")
+            .await
+            .unwrap()
+            .is_some(),
+        "the storage data claim is retained"
+    );
+    // Cameras of a deleted site say so.
+    eventually(WAIT, || async {
+        let c = cameras.get("cam-01").await.ok()?;
+        let r = condition(&c.status?.conditions, "Ready")?.reason.clone();
+        (r == "SiteNotFound").then_some(())
+    })
+    .await
+    .expect("camera reports its site missing");
+
+    stop.cancel();
+    operator.await.unwrap();
+    common::drop_namespace(&client, &ns).await;
+}
+
+async fn rejected(client: &Client, ns: &str, obj: serde_json::Value) -> String {
+    let kind = obj["kind"].as_str().unwrap().to_string();
+    let res = if kind == "Site" {
+        let api: Api<Site> = Api::namespaced(client.clone(), ns);
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(obj).unwrap(),
+        )
+        .await
+        .map(|_| ())
+    } else {
+        let api: Api<Camera> = Api::namespaced(client.clone(), ns);
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(obj).unwrap(),
+        )
+        .await
+        .map(|_| ())
+    };
+    match res {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            s.message
+        }
+        other => panic!("{kind} was not rejected: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn invalid_resources_are_rejected_with_clear_messages() {
+    let Some(client) = common::client().await else {
+        return;
+    };
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "kordon-invalid").await;
+
+    let mut cam = camera_json("bad", "");
+    cam["spec"]["streams"]["record"] = json!("http://10.1.0.1/main");
+    cam["spec"]["retentionDays"] = json!(0);
+    cam["spec"]["detection"]["zones"][0]["points"][1] = json!([1.5, 0.2]);
+    let msg = rejected(&client, &ns, cam).await;
+    for want in [
+        "spec.site is required",
+        "streams.record must be an rtsp:// or rtsps:// URL",
+        "retentionDays must be positive",
+        "both must be within 0..1",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+
+    let mut cam = camera_json("creds", "burgas");
+    cam["spec"]["streams"]["record"] = json!("rtsp://admin:secret@10.1.0.1/main");
+    let msg = rejected(&client, &ns, cam).await;
+    assert!(msg.contains("must not carry credentials"), "{msg}");
+
+    let mut site = site_json("Bad_Name", 1);
+    site["metadata"]["name"] = json!("a-very-long-site-name-that-is-over-forty-chars");
+    site["spec"]["storage"]["objectLock"] = json!(true);
+    site["spec"]["storage"]
+        .as_object_mut()
+        .unwrap()
+        .remove("retentionDays");
+    site["spec"]["ingest"]["replicas"] = json!(-1);
+    let msg = rejected(&client, &ns, site).await;
+    for want in [
+        "at most 40 characters",
+        "objectLock needs storage.retentionDays",
+        "ingest.replicas must be between 0 and 1000",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+
+    // A camera cannot move to another site.
+    let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);
+    cameras
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(camera_json("gate-1", "burgas")).unwrap(),
+        )
+        .await
+        .unwrap();
+    let err = cameras
+        .patch(
+            "gate-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "site": "edirne" } })),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.site cannot change"), "{err}");
+    common::drop_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn only_one_replica_leads_and_a_release_hands_over_at_once() {
+    use kordon_operator::leader::LeaderElector;
+    let Some(client) = common::client().await else {
+        return;
+    };
+    let ns = common::namespace(&client, "kordon-lease").await;
+    let a = LeaderElector::new(
+        client.clone(),
+        &ns,
+        "kordon-operator",
+        "a",
+        Duration::from_secs(4),
+        Duration::from_millis(500),
+    );
+    let b = LeaderElector::new(
+        client.clone(),
+        &ns,
+        "kordon-operator",
+        "b",
+        Duration::from_secs(4),
+        Duration::from_millis(500),
+    );
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    assert!(!b.try_acquire_or_renew().await.unwrap());
+    assert!(a.try_acquire_or_renew().await.unwrap(), "the holder renews");
+
+    // `a` stops renewing: `b` takes over only after a full lease duration of silence.
+    assert!(!b.try_acquire_or_renew().await.unwrap());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!b.try_acquire_or_renew().await.unwrap(), "too early");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        b.try_acquire_or_renew().await.unwrap(),
+        "expired lease taken"
+    );
+    assert!(!a.try_acquire_or_renew().await.unwrap(), "a lost it");
+
+    // A leader that shuts down releases the lease, so `a` takes it without waiting.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    shutdown.cancel();
+    b.hold(&shutdown).await.unwrap();
+    assert!(
+        a.try_acquire_or_renew().await.unwrap(),
+        "released lease taken at once"
+    );
+    common::drop_namespace(&client, &ns).await;
+}
