@@ -210,8 +210,10 @@ pub fn start_operator(
     tokio_util::sync::CancellationToken,
     tokio::task::JoinHandle<()>,
 ) {
-    let mut config = kordon_operator::OperatorConfig::default();
-    config.namespace = Some(namespace.to_string());
+    let mut config = kordon_operator::OperatorConfig {
+        namespace: Some(namespace.to_string()),
+        ..Default::default()
+    };
     config.leader_election.enabled = false;
     config.ingest.address = "http://{pod}.{namespace}.test:8470".to_string();
     config.ingest.status_interval = status_interval;
