@@ -66,3 +66,143 @@ pub fn camera(name: &str, site: &str) -> Camera {
     };
     c
 }
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::{Method, Request, Response};
+use kordon_proto::common::v1 as common;
+use kordon_proto::ingest::v1 as pb;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+use serde_json::Value;
+use tower_test::mock::{self, Handle};
+
+use crate::config::OperatorConfig;
+use crate::controller::Context;
+use crate::ingest::IngestClient;
+
+/// An ingest that cannot be reached, as before its pods exist.
+pub struct NoIngest;
+
+impl IngestClient for NoIngest {
+    fn list(
+        &self,
+        _: String,
+        _: String,
+    ) -> BoxFuture<'static, Result<Vec<pb::CameraStatus>, String>> {
+        Box::pin(async { Err("Unavailable: dns error".to_string()) })
+    }
+    fn apply(&self, _: String, _: Vec<pb::CameraSpec>) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Err("Unavailable".to_string()) })
+    }
+    fn remove(&self, _: String, _: common::CameraRef) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Err("Unavailable".to_string()) })
+    }
+}
+
+/// The mocked apiserver: each `expect` takes the next request, checks it, and answers.
+pub struct ApiServerVerifier(Handle<Request<Body>, Response<Body>>);
+
+/// A request as the mock saw it.
+pub struct Seen {
+    pub query: String,
+    pub body: Value,
+}
+
+impl ApiServerVerifier {
+    /// Takes the next request, asserts its method and path, answers `respond(&seen)`.
+    pub async fn expect(
+        &mut self,
+        method: Method,
+        path: &str,
+        respond: impl FnOnce(&Seen) -> (u16, Value),
+    ) -> Seen {
+        let (request, send) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.0.next_request())
+                .await
+                .unwrap_or_else(|_| panic!("no request; expected {method} {path}"))
+                .unwrap_or_else(|| panic!("client gone; expected {method} {path}"));
+        let seen_method = request.method().clone();
+        let seen_path = request.uri().path().to_string();
+        let query = request.uri().query().unwrap_or("").to_string();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        assert_eq!(
+            (&seen_method, seen_path.as_str()),
+            (&method, path),
+            "unexpected request"
+        );
+        let seen = Seen { query, body };
+        let (status, reply) = respond(&seen);
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+        seen
+    }
+
+    /// Asserts that no further request comes.
+    pub async fn silence(&mut self) {
+        let next =
+            tokio::time::timeout(std::time::Duration::from_millis(200), self.0.next_request())
+                .await;
+        if let Ok(Some((req, _))) = next {
+            panic!("unexpected request {} {}", req.method(), req.uri());
+        }
+    }
+}
+
+/// Answers with the applied object itself (what the apiserver returns, give or take defaults).
+pub fn echo(seen: &Seen) -> (u16, Value) {
+    (200, seen.body.clone())
+}
+
+/// Answers a status patch with `object` carrying the patched status.
+pub fn with_status(object: Value) -> impl FnOnce(&Seen) -> (u16, Value) {
+    move |seen| {
+        let mut o = object;
+        o["status"] = seen.body["status"].clone();
+        (200, o)
+    }
+}
+
+/// A Context over a mocked apiserver, with `sites` and `cameras` in its caches.
+pub fn context(sites: &[Site], cameras: &[Camera]) -> (Arc<Context>, ApiServerVerifier) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, NS);
+    let (site_store, mut site_writer) = reflector::store::<Site>();
+    for s in sites {
+        site_writer.apply_watcher_event(&watcher::Event::Apply(s.clone()));
+    }
+    let (camera_store, mut camera_writer) = reflector::store::<Camera>();
+    for c in cameras {
+        camera_writer.apply_watcher_event(&watcher::Event::Apply(c.clone()));
+    }
+    let ctx = Context::new(
+        client,
+        Arc::new(OperatorConfig::default()),
+        "test",
+        site_store,
+        camera_store,
+        Arc::new(NoIngest),
+    );
+    (Arc::new(ctx), ApiServerVerifier(handle))
+}
+
+/// The list the apiserver returns for `items`.
+pub fn list(kind: &str, items: Vec<Value>) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": format!("{kind}List"),
+        "metadata": { "resourceVersion": "1" },
+        "items": items,
+    })
+}

@@ -27,6 +27,8 @@ pub mod site;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod mocked;
 
 use std::sync::Arc;
 
