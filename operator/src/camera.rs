@@ -59,6 +59,9 @@ pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action>
                     .camera(&ns, &s.name_any(), ordinal, &camera.name_any()),
             )
         });
+        if ctx.in_start_up() && matches!(observation, Some(CameraObservation::NotCollected)) {
+            return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+        }
         let now = crate::conditions::now();
         let status = desired_status(&camera, site.as_deref(), observation, &now);
         if let Some(r) = &status.replica {

@@ -45,6 +45,8 @@ pub struct Context {
     pub observations: Observations,
     /// Fingerprint and time of the last apply of each site's objects.
     pub applied: Mutex<HashMap<(String, String), (u64, Instant)>>,
+    /// When this operator started reconciling (see [`Context::in_start_up`]).
+    pub started: Instant,
 }
 
 impl Context {
@@ -70,7 +72,15 @@ impl Context {
             ingest,
             observations: Observations::default(),
             applied: Mutex::new(HashMap::new()),
+            started: Instant::now(),
         }
+    }
+
+    /// Whether the operator is in its first two status intervals: then a camera whose site's
+    /// ingest has not been asked yet waits for the answer instead of writing a placeholder
+    /// status that would be overwritten a moment later (halving the writes of a cold start).
+    pub fn in_start_up(&self) -> bool {
+        self.started.elapsed() < self.config.ingest.status_interval * 2
     }
 }
 

@@ -187,7 +187,7 @@ pub fn context(sites: &[Site], cameras: &[Camera]) -> (Arc<Context>, ApiServerVe
     for c in cameras {
         camera_writer.apply_watcher_event(&watcher::Event::Apply(c.clone()));
     }
-    let ctx = Context::new(
+    let mut ctx = Context::new(
         client,
         Arc::new(OperatorConfig::default()),
         "test",
@@ -195,6 +195,8 @@ pub fn context(sites: &[Site], cameras: &[Camera]) -> (Arc<Context>, ApiServerVe
         camera_store,
         Arc::new(NoIngest),
     );
+    // Past start-up, unless a test says otherwise.
+    ctx.started = std::time::Instant::now() - std::time::Duration::from_secs(3600);
     (Arc::new(ctx), ApiServerVerifier(handle))
 }
 

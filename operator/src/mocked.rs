@@ -324,3 +324,17 @@ async fn a_failed_write_is_an_error_counted_by_kind() {
         before + 1
     );
 }
+
+#[tokio::test]
+async fn at_start_up_a_camera_waits_for_its_sites_ingest_status_instead_of_writing_twice() {
+    let s = site("burgas", 2);
+    let c = camera("gate-3", "burgas");
+    let (ctx, mut api) = context(std::slice::from_ref(&s), std::slice::from_ref(&c));
+    let mut ctx = Arc::into_inner(ctx).unwrap();
+    ctx.started = std::time::Instant::now();
+    let action = camera_rec::reconcile(Arc::new(c), Arc::new(ctx))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(1)));
+    api.silence().await;
+}
