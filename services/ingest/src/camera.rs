@@ -1,6 +1,9 @@
-//! One camera: its GStreamer pipeline and the supervisor that keeps it recording.
+//! One camera: how its stream is pulled, and the supervisor that keeps it recording.
 //!
-//! Pipeline: `rtspsrc` (TCP by default; only the first video stream is selected) →
+//! H.264 over RTSP/TCP goes through Kordon's own client ([`crate::rtsp`]) on a thread of its
+//! own, unless `ingest.rtsp_client` is `gstreamer`; when the camera turns out to need what that
+//! client does not do (H.265, another codec), the camera switches to the GStreamer pipeline at
+//! once and stays on it. GStreamer pipeline: `rtspsrc` (TCP by default; only the first video stream is selected) →
 //! `rtph264depay`/`rtph265depay` → `h264parse`/`h265parse` → `appsink` with
 //! `stream-format=avc|hvc1, alignment=au`. No decoding, no re-encoding: the camera's own access
 //! units go into the segments byte for byte.
@@ -21,9 +24,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::IngestError;
-use crate::config::{CameraConfig, IngestConfig, Transport};
+use crate::config::{CameraConfig, IngestConfig, RtspClient, Transport};
 use crate::metrics;
 use crate::recorder::{GapReason, Recorder, TrackInfo};
+use crate::rtsp::{self, NativeEnd, NativeParams, UnitSink};
 use crate::status::{CameraState, StatusBoard};
 
 /// Shared between the streaming thread and the supervisor.
@@ -305,6 +309,8 @@ enum SessionEnd {
     Shutdown,
     Reconfigured,
     Failed(GapReason, String),
+    /// The native client cannot record this camera: use GStreamer.
+    UseGstreamer(String),
 }
 
 /// Runs one camera until `stop` is cancelled. `spec` changes restart the pipeline.
@@ -320,6 +326,7 @@ pub async fn supervise(
         (s.site.clone(), s.name.clone())
     };
     let mut attempt: u64 = 0;
+    let mut gstreamer_only = ctx.config.rtsp_client == RtspClient::Gstreamer;
     loop {
         let current = spec.borrow_and_update().clone();
         ctx.board.update(&site, &name, |s| {
@@ -329,7 +336,18 @@ pub async fn supervise(
                 CameraState::Reconnecting
             })
         });
-        let end = run_session(&ctx, &current, recorder.clone(), &mut spec, &stop).await;
+        let native =
+            !gstreamer_only && rtsp::eligible(&current.record, current.transport == Transport::Tcp);
+        let end = if native {
+            run_native_session(&ctx, &current, recorder.clone(), &mut spec, &stop).await
+        } else {
+            run_session(&ctx, &current, recorder.clone(), &mut spec, &stop).await
+        };
+        if let SessionEnd::UseGstreamer(why) = &end {
+            tracing::info!(reason = %why, "recording this camera through GStreamer's RTSP client");
+            gstreamer_only = true;
+            continue;
+        }
         let (reason, detail) = match &end {
             SessionEnd::Shutdown => (GapReason::IngestRestart, "ingest stopped".to_string()),
             SessionEnd::Reconfigured => (
@@ -337,6 +355,7 @@ pub async fn supervise(
                 "camera configuration changed".to_string(),
             ),
             SessionEnd::Failed(r, d) => (*r, d.clone()),
+            SessionEnd::UseGstreamer(_) => continue,
         };
         let recorded = {
             let Ok(mut rec) = recorder.lock() else {
@@ -365,6 +384,7 @@ pub async fn supervise(
                 attempt = 0;
                 continue;
             }
+            SessionEnd::UseGstreamer(_) => continue,
             SessionEnd::Failed(_, detail) => {
                 attempt += 1;
                 metrics::get().reconnects.with_label_values(&[&site]).inc();
@@ -493,4 +513,89 @@ async fn stop_pipeline(pipeline: gst::Pipeline) {
         let _ = pipeline.set_state(gst::State::Null);
     })
     .await;
+}
+
+/// Hands the native client's access units to the recorder.
+struct RecorderSink {
+    shared: Arc<SessionShared>,
+}
+
+impl UnitSink for RecorderSink {
+    fn unit(
+        &mut self,
+        info: &Arc<TrackInfo>,
+        pts_ns: u64,
+        keyframe: bool,
+        data: bytes::Bytes,
+        wall_ns: u64,
+    ) -> Result<(), String> {
+        self.shared.touch();
+        let mut rec = self
+            .shared
+            .recorder
+            .lock()
+            .map_err(|_| "recorder state poisoned".to_string())?;
+        rec.on_sample(info, pts_ns, pts_ns, keyframe, data, wall_ns)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// One session of the native client, on a thread of its own; see [`crate::rtsp`].
+async fn run_native_session(
+    ctx: &Arc<CameraContext>,
+    spec: &CameraConfig,
+    recorder: Arc<Mutex<Recorder>>,
+    spec_rx: &mut watch::Receiver<CameraConfig>,
+    stop: &CancellationToken,
+) -> SessionEnd {
+    let shared = Arc::new(SessionShared {
+        recorder,
+        last_sample_ms: AtomicU64::new(0),
+        epoch: Instant::now(),
+        got_sample: AtomicBool::new(false),
+        error: Mutex::new(None),
+        track: Mutex::new(None),
+    });
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let params = NativeParams {
+        url: spec.record.clone(),
+        username: spec.username.clone(),
+        password: spec.password.clone(),
+        stall_timeout: ctx.config.stall_timeout,
+        stop: stop_flag.clone(),
+    };
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let mut sink = RecorderSink { shared };
+    let span = tracing::Span::current();
+    let spawned = std::thread::Builder::new()
+        .name(format!("rtsp-{}", spec.name))
+        .stack_size(512 * 1024)
+        .spawn(move || {
+            let _entered = span.enter();
+            let _ = tx.send(rtsp::run_session(&params, &mut sink));
+        });
+    if let Err(e) = spawned {
+        return SessionEnd::Failed(
+            GapReason::StreamError,
+            format!("cannot start a thread: {e}"),
+        );
+    }
+    tracing::debug!(url = %spec.redacted_record_url(), "connecting (native RTSP)");
+    let from_thread = |end: Result<NativeEnd, _>| match end {
+        Ok(NativeEnd::Stopped) => SessionEnd::Shutdown,
+        Ok(NativeEnd::Failed(r, d)) => SessionEnd::Failed(r, d),
+        Ok(NativeEnd::Unsupported(why)) => SessionEnd::UseGstreamer(why),
+        Err(_) => SessionEnd::Failed(GapReason::StreamError, "the RTSP thread died".into()),
+    };
+    let end = tokio::select! {
+        _ = stop.cancelled() => SessionEnd::Shutdown,
+        changed = spec_rx.changed() => {
+            if changed.is_err() { SessionEnd::Shutdown } else { SessionEnd::Reconfigured }
+        }
+        end = &mut rx => return from_thread(end),
+    };
+    // Stop the thread (it looks at the flag every 250 ms) and wait for its TEARDOWN.
+    stop_flag.store(true, Ordering::Relaxed);
+    let _ = rx.await;
+    end
 }

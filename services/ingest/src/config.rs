@@ -22,6 +22,18 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// RTSP jitter-buffer latency.
 pub const DEFAULT_RTSP_LATENCY: Duration = Duration::from_millis(200);
 
+/// Which RTSP client records a camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspClient {
+    /// Kordon's own client for H.264 over TCP (`rtsp://`), the cheapest per stream; cameras it
+    /// cannot handle (H.265, UDP, `rtsps://`) go through GStreamer automatically.
+    #[default]
+    Native,
+    /// GStreamer's `rtspsrc` for every camera.
+    Gstreamer,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
@@ -158,6 +170,8 @@ pub struct IngestConfig {
     pub stall_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub rtsp_latency: Duration,
+    /// `native` (default) or `gstreamer`; see [`RtspClient`].
+    pub rtsp_client: RtspClient,
     /// How to reach the storage service that indexes segments.
     pub storage: StorageClientConfig,
     /// Segments uploaded in parallel.
@@ -175,6 +189,7 @@ impl Default for IngestConfig {
             reconnect_max: DEFAULT_RECONNECT_MAX,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             rtsp_latency: DEFAULT_RTSP_LATENCY,
+            rtsp_client: RtspClient::Native,
             storage: StorageClientConfig::default(),
             upload_concurrency: 8,
         }
