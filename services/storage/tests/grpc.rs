@@ -247,7 +247,19 @@ async fn register_list_play_verify_and_audit() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(seg.segment.as_ref(), Some(&regs[1].1));
+    // Reads add what retention will do: kept 30 days (the default) after its end, no hold.
+    let mut read = seg.segment.clone().unwrap();
+    let end = read.range.unwrap().end.unwrap();
+    assert_eq!(
+        read.retain_until,
+        Some(prost_types::Timestamp {
+            seconds: end.seconds + 30 * 86_400,
+            nanos: end.nanos,
+        })
+    );
+    assert!(!read.on_legal_hold);
+    read.retain_until = None;
+    assert_eq!(Some(&read), Some(&regs[1].1));
     assert!(seg.media.unwrap().url.ends_with("/2.mp4"));
 
     // Verification streams progress, then one report.
