@@ -288,7 +288,7 @@ impl IngestService for IngestApi {
         for c in &req.cameras {
             let spec = spec_from_proto(c)?;
             auth::authorize(principal, &spec.site, Permission::Administer)?;
-            specs.push(spec);
+            specs.push((spec, c.generation));
         }
         if req.replace {
             // Replacing may remove cameras of any site in this shard.
@@ -296,7 +296,7 @@ impl IngestService for IngestApi {
                 auth::authorize(principal, &c.site, Permission::Administer)?;
             }
         }
-        let results = self.ingest.apply(specs, req.replace)?;
+        let results = self.ingest.apply_generations(specs, req.replace)?;
         Ok(Response::new(pb::ApplyCamerasResponse {
             results: results
                 .into_iter()
@@ -309,6 +309,7 @@ impl IngestService for IngestApi {
                         ApplyOutcome::Created => pb::ApplyOutcome::Created,
                         ApplyOutcome::Updated => pb::ApplyOutcome::Updated,
                         ApplyOutcome::Unchanged => pb::ApplyOutcome::Unchanged,
+                        ApplyOutcome::Stale => pb::ApplyOutcome::Stale,
                         ApplyOutcome::Removed => pb::ApplyOutcome::Removed,
                     } as i32,
                 })

@@ -30,6 +30,8 @@ pub enum ApplyOutcome {
     Created,
     Updated,
     Unchanged,
+    /// The spec's generation is older than the one held: ignored.
+    Stale,
     Removed,
 }
 
@@ -153,6 +155,22 @@ impl Ingest {
         cameras: Vec<CameraConfig>,
         replace: bool,
     ) -> Result<Vec<(CameraConfig, ApplyOutcome)>, IngestError> {
+        self.apply_generations(cameras.into_iter().map(|c| (c, 0)).collect(), replace)
+    }
+
+    /// Like [`Ingest::apply`], each camera with the generation of its spec (the Camera
+    /// resource's `metadata.generation`): a spec older than the one held is ignored
+    /// ([`ApplyOutcome::Stale`]), and the held generation is reported in the camera's status.
+    pub fn apply_generations(
+        &self,
+        cameras: Vec<(CameraConfig, i64)>,
+        replace: bool,
+    ) -> Result<Vec<(CameraConfig, ApplyOutcome)>, IngestError> {
+        let generations: std::collections::HashMap<(String, String), i64> = cameras
+            .iter()
+            .map(|(c, g)| ((c.site.clone(), c.name.clone()), *g))
+            .collect();
+        let cameras: Vec<CameraConfig> = cameras.into_iter().map(|(c, _)| c).collect();
         for (i, c) in cameras.iter().enumerate() {
             c.validate(&format!("cameras[{i}]"))?;
         }
@@ -189,6 +207,18 @@ impl Ingest {
         }
         for c in cameras {
             let key = (c.site.clone(), c.name.clone());
+            let generation = generations.get(&key).copied().unwrap_or(0);
+            let held = self
+                .board
+                .get(&c.site, &c.name)
+                .map(|s| s.generation)
+                .unwrap_or(0);
+            if map.contains_key(&key) && generation < held {
+                out.push((c, ApplyOutcome::Stale));
+                continue;
+            }
+            self.board
+                .update(&c.site, &c.name, |s| s.generation = generation);
             match map.get(&key) {
                 Some(h) if *h.spec.borrow() == c => out.push((c, ApplyOutcome::Unchanged)),
                 Some(h) => {

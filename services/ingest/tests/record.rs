@@ -494,6 +494,21 @@ async fn cameras_change_at_run_time_without_disturbing_the_others() {
     assert!(names.contains(&("steady".into(), kordon_ingest::ApplyOutcome::Unchanged)));
     assert!(names.contains(&("moved".into(), kordon_ingest::ApplyOutcome::Updated)));
     assert!(names.contains(&("added".into(), kordon_ingest::ApplyOutcome::Created)));
+
+    // Generations: a newer generation is held and reported (the same spec leaves the camera
+    // untouched), an older one is ignored.
+    let out = ingest
+        .apply_generations(vec![(steady.clone(), 7)], false)
+        .unwrap();
+    assert_eq!(out[0].1, kordon_ingest::ApplyOutcome::Unchanged);
+    let out = ingest
+        .apply_generations(vec![(steady.clone(), 6)], false)
+        .unwrap();
+    assert_eq!(out[0].1, kordon_ingest::ApplyOutcome::Stale);
+    assert_eq!(
+        ingest.board().get("edirne", "steady").map(|s| s.generation),
+        Some(7)
+    );
     wait_for(
         "added camera recording",
         Duration::from_secs(40),
