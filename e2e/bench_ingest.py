@@ -106,6 +106,7 @@ def main():
              "--grpc-listen", f"127.0.0.1:{ig}", "--admin-listen", f"127.0.0.1:{ia}",
              "--http-listen", f"127.0.0.1:{ih}"], env=env)
         procs.append(ingest)
+        t_start = time.time()
         time.sleep(args.warmup)
         c0, t0 = cpu_seconds(ingest.pid), time.time()
         cs0 = cpu_seconds(camsim.pid)
@@ -113,9 +114,14 @@ def main():
         c1, t1 = cpu_seconds(ingest.pid), time.time()
         cs1 = cpu_seconds(camsim.pid)
         kordon_cpu = (c1 - c0) / (t1 - t0)
+        recorded_for = time.time() - t_start
+        # Ingest first: it closes the open segments and drains its spool into storage.
+        stop([ingest])
         media = os.path.join(work, "media")
         segments = sum(len(fs) for _, _, fs in os.walk(media))
-        stop([ingest, storage])
+        spool = os.path.join(work, "k", "spool")
+        left = sum(len(fs) for _, _, fs in os.walk(spool)) if os.path.isdir(spool) else 0
+        stop([storage])
 
         # Phase 2: ffmpeg on the same streams.
         ff = []
@@ -137,7 +143,9 @@ def main():
         m = args.cameras
         print(f"cameras: {m} x 1080p H.264 ~4 Mbit/s 25 fps, measured {args.seconds}s after {args.warmup}s warm-up")
         print(f"kordon ingest: {kordon_cpu * 100:.2f}% of a core in total, {kordon_cpu / m * 100:.3f}% per stream "
-              f"({1 / (kordon_cpu / m):.0f} streams per core); {segments} segment objects stored")
+              f"({1 / (kordon_cpu / m):.0f} streams per core)")
+        print(f"  {segments} segment objects stored for {m} cameras x {recorded_for:.0f}s "
+              f"(about {m * recorded_for / 6:.0f} expected at 6 s), {left} files left in the spool")
         print(f"ffmpeg -c copy -f segment: {ffmpeg_cpu * 100:.2f}% in total, {ffmpeg_cpu / m * 100:.3f}% per stream "
               f"({1 / (ffmpeg_cpu / m):.0f} streams per core)")
         print(f"ratio kordon/ffmpeg: {kordon_cpu / ffmpeg_cpu:.2f} (target <= 0.5)")
