@@ -2,7 +2,7 @@
 //!
 //! ```yaml
 //! namespace: kordon            # KORDON_NAMESPACE, --namespace; unset: every namespace
-//! image: ghcr.io/kordon-io/kordon:0.1.0   # image of the site workloads
+//! image: kordon/kordon:0.1.0   # image of the site workloads
 //! admin_listen: 0.0.0.0:8471   # /live, /ready, /metrics
 //! leader_election: { enabled: true, lease_name: kordon-operator, lease_duration: 15s }
 //! ingest: { address: "http://{pod}.{service}.{namespace}.svc:8470", status_interval: 15s }
@@ -21,7 +21,7 @@ use kordon_runtime::config::LogConfig;
 use serde::{Deserialize, Serialize};
 
 /// Image of the site workloads when none is configured: this binary's own release.
-pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/kordon-io/kordon:", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_IMAGE: &str = concat!("kordon/kordon:", env!("CARGO_PKG_VERSION"));
 /// Default admin listener of the operator.
 pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8471";
 /// Default name of the leader-election Lease.

@@ -137,7 +137,7 @@ fn chart_lints_and_renders_valid_objects() {
     .unwrap_or_else(|e| panic!("chart's operator.yaml rejected: {e}\n{text}"));
     assert!(config.leader_election.enabled);
     assert_eq!(config.namespace, None);
-    assert_eq!(config.image, "ghcr.io/kordon-io/kordon:0.1.0");
+    assert_eq!(config.image, "kordon/kordon:0.1.0");
 
     // Least privilege: no wildcard, and no verb on Secrets.
     let role = objs.iter().find(|(k, _)| k == "ClusterRole").unwrap();
