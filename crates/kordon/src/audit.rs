@@ -11,7 +11,7 @@ use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
 use kordon_runtime::client;
 
 use crate::client::{ClientFlags, Output, status_error};
-use crate::footage::{camera_ref, time_window};
+use crate::footage::{TimeWindow, camera_ref};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
@@ -42,13 +42,8 @@ pub struct ListArgs {
     /// Only entries of this case.
     #[arg(long = "for-case")]
     pub for_case: Option<String>,
-    /// Entries from this long ago until now, e.g. `24h`.
-    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["from", "to"])]
-    pub since: Option<Duration>,
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    pub from: Option<SystemTime>,
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    pub to: Option<SystemTime>,
+    #[command(flatten)]
+    pub window: TimeWindow,
     /// Why you read the log (required; this read is logged too).
     #[arg(long)]
     pub reason: String,
@@ -165,8 +160,8 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| camera.as_ref().map(|c| c.site.clone()))
         .unwrap_or_default();
-    let range = if args.since.is_some() || args.from.is_some() {
-        let (from, to) = time_window(args.since, args.from, args.to)?;
+    let range = if args.window.given() {
+        let (from, to) = args.window.resolve()?;
         Some(common::TimeRange {
             start: Some(kordon_proto::time::timestamp_from_system_time(from)),
             end: to.map(kordon_proto::time::timestamp_from_system_time),

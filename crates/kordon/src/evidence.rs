@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -15,7 +15,7 @@ use kordon_storage::evidence::{self, BundleReport};
 use sha2::{Digest, Sha256};
 
 use crate::client::{ClientFlags, Output, status_error};
-use crate::footage::{camera_ref, http_client, time_window};
+use crate::footage::{TimeWindow, camera_ref, http_client};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum EvidenceCommand {
@@ -35,15 +35,8 @@ pub struct ExportArgs {
     /// A camera, as SITE/CAMERA; repeat for several (all of one site).
     #[arg(long = "camera", required = true)]
     pub cameras: Vec<String>,
-    /// From this long ago until now, e.g. `1h`, `30m`.
-    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["from", "to"])]
-    pub since: Option<Duration>,
-    /// Start, RFC 3339 (e.g. 2026-11-27T10:00:00Z).
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    pub from: Option<SystemTime>,
-    /// End, RFC 3339; default now.
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    pub to: Option<SystemTime>,
+    #[command(flatten)]
+    pub window: TimeWindow,
     /// The case or file number the evidence is for (required; in the manifest and the log).
     #[arg(long)]
     pub case: String,
@@ -129,7 +122,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         .iter()
         .map(|c| camera_ref(c))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (from, to) = time_window(args.since, args.from, args.to)?;
+    let (from, to) = args.window.resolve()?;
     let to = to.unwrap_or_else(SystemTime::now);
     let audit = common::AuditContext {
         reason: args.reason.clone(),

@@ -33,15 +33,8 @@ pub struct GetArgs {
     /// The camera, as SITE/CAMERA.
     #[arg(long)]
     pub camera: String,
-    /// From this long ago until now, e.g. `10m`.
-    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["from", "to"])]
-    pub since: Option<Duration>,
-    /// Start, RFC 3339.
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    pub from: Option<SystemTime>,
-    /// End, RFC 3339; default now.
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    pub to: Option<SystemTime>,
+    #[command(flatten)]
+    pub window: TimeWindow,
     /// Why you read this footage (required; recorded in the access log).
     #[arg(long)]
     pub reason: String,
@@ -72,15 +65,8 @@ pub struct ListArgs {
     /// Every camera of a site.
     #[arg(long)]
     pub site: Option<String>,
-    /// From this long ago until now, e.g. `1h`, `30m`.
-    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["from", "to"])]
-    pub since: Option<Duration>,
-    /// Start, RFC 3339 (e.g. 2026-11-27T10:00:00Z).
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    pub from: Option<SystemTime>,
-    /// End, RFC 3339; default now.
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    pub to: Option<SystemTime>,
+    #[command(flatten)]
+    pub window: TimeWindow,
     /// Why you read this footage (required; recorded in the access log).
     #[arg(long)]
     pub reason: String,
@@ -130,23 +116,40 @@ pub fn camera_ref(c: &str) -> anyhow::Result<common::CameraRef> {
     })
 }
 
-/// (from, to) of `--since` or `--from [--to]`; `to` None means now.
-pub fn time_window(
-    since: Option<Duration>,
-    from: Option<SystemTime>,
-    to: Option<SystemTime>,
-) -> anyhow::Result<(SystemTime, Option<SystemTime>)> {
-    match (since, from, to) {
-        (Some(d), _, _) => Ok((SystemTime::now().checked_sub(d).unwrap_or(UNIX_EPOCH), None)),
-        (None, Some(f), t) => {
-            if let Some(t) = t
-                && t <= f
-            {
-                anyhow::bail!("--to must be after --from");
+/// A time range as client commands take it: `--since DURATION`, or `--from TIME [--to TIME]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TimeWindow {
+    /// From this long ago until now, e.g. `1h`, `30m`.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["from", "to"])]
+    pub since: Option<Duration>,
+    /// Start, RFC 3339 (e.g. 2026-11-27T10:00:00Z).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub from: Option<SystemTime>,
+    /// End, RFC 3339; default now.
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub to: Option<SystemTime>,
+}
+
+impl TimeWindow {
+    /// Whether a range was given at all.
+    pub fn given(&self) -> bool {
+        self.since.is_some() || self.from.is_some()
+    }
+
+    /// (from, to); `to` None means now.
+    pub fn resolve(&self) -> anyhow::Result<(SystemTime, Option<SystemTime>)> {
+        match (self.since, self.from, self.to) {
+            (Some(d), _, _) => Ok((SystemTime::now().checked_sub(d).unwrap_or(UNIX_EPOCH), None)),
+            (None, Some(f), t) => {
+                if let Some(t) = t
+                    && t <= f
+                {
+                    anyhow::bail!("--to must be after --from");
+                }
+                Ok((f, t))
             }
-            Ok((f, t))
+            (None, None, _) => anyhow::bail!("give --since DURATION or --from TIME [--to TIME]"),
         }
-        (None, None, _) => anyhow::bail!("give --since DURATION or --from TIME [--to TIME]"),
     }
 }
 
@@ -195,7 +198,7 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         anyhow::bail!("--reason must say why you read this footage (it is logged)");
     }
     let camera = camera_ref(&args.camera)?;
-    let (from, to) = time_window(args.since, args.from, args.to)?;
+    let (from, to) = args.window.resolve()?;
     let to = to.unwrap_or_else(SystemTime::now);
     let audit = common::AuditContext {
         reason: args.reason.clone(),
@@ -397,12 +400,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         (None, Some(s)) => spb::list_recordings_request::Scope::Site(s.clone()),
         (None, None) => anyhow::bail!("give --camera SITE/CAMERA or --site SITE"),
     };
-    let now = SystemTime::now();
-    let (from, to) = match (args.since, args.from, args.to) {
-        (Some(d), _, _) => (now.checked_sub(d).unwrap_or(UNIX_EPOCH), None),
-        (None, Some(f), t) => (f, t),
-        (None, None, _) => anyhow::bail!("give --since DURATION or --from TIME [--to TIME]"),
-    };
+    let (from, to) = args.window.resolve()?;
     let channel = client::connect(&args.client.options()).await?;
     let mut storage = StorageServiceClient::new(channel);
     let mut ranges = Vec::new();
