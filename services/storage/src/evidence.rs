@@ -1411,7 +1411,7 @@ impl Storage {
 
     /// The download URL of a ready bundle's archive, and its expiry (Unix seconds).
     pub fn bundle_download_url(&self, b: &Bundle, ttl: Duration) -> (String, i64) {
-        let exp = now_micros() / MICROS + i64::try_from(ttl.as_secs()).unwrap_or(3600);
+        let exp = crate::service::url_expiry(ttl);
         let token = self.playback_signer().sign_object(&b.site, &b.id, exp);
         (
             format!(

@@ -259,6 +259,14 @@ fn link(sequence: u64, prev: &[u8; 32], hash: &[u8; 32]) -> pb::ChainLink {
     }
 }
 
+/// A signed URL and its expiry (Unix seconds) as the API returns them.
+fn media_url_pb((url, expires_s): (String, i64)) -> pb::MediaUrl {
+    pb::MediaUrl {
+        url,
+        expires_at: Some(timestamp(expires_s * MICROS)),
+    }
+}
+
 fn camera_ref(site: &str, camera: &str) -> common::CameraRef {
     common::CameraRef {
         site: site.to_string(),
@@ -574,11 +582,7 @@ impl StorageApi {
     }
 
     fn media_url(&self, s: &SegmentRecord, ttl: Duration) -> pb::MediaUrl {
-        let (url, expires_s) = self.storage.media_url(s, ttl);
-        pb::MediaUrl {
-            url,
-            expires_at: Some(timestamp(expires_s * MICROS)),
-        }
+        media_url_pb(self.storage.media_url(s, ttl))
     }
 }
 
@@ -770,13 +774,10 @@ impl StorageService for StorageApi {
                         out.kind = pb::RecordingRangeKind::Recorded as i32;
                         out.segment_count = segment_count;
                         out.size_bytes = size_bytes;
-                        let (url, expires_s) = self
-                            .storage
-                            .playback_url(&site, camera, t.start_us, t.end_us, ttl);
-                        out.playback = Some(pb::MediaUrl {
-                            url,
-                            expires_at: Some(timestamp(expires_s * MICROS)),
-                        });
+                        out.playback = Some(media_url_pb(
+                            self.storage
+                                .playback_url(&site, camera, t.start_us, t.end_us, ttl),
+                        ));
                     }
                     RangeKind::Gap { reason, detail } => {
                         out.kind = pb::RecordingRangeKind::Gap as i32;
@@ -944,14 +945,12 @@ impl StorageService for StorageApi {
             ))
             .into());
         };
-        let (url, expires_s) = self
-            .storage
-            .playback_url(&site, &camera, from_us, to_us, ttl);
+        let playback = media_url_pb(
+            self.storage
+                .playback_url(&site, &camera, from_us, to_us, ttl),
+        );
         Ok(Response::new(pb::GetPlaybackUrlResponse {
-            playback: Some(pb::MediaUrl {
-                url,
-                expires_at: Some(timestamp(expires_s * MICROS)),
-            }),
+            playback: Some(playback),
             covered: Some(time_range(first, last)),
             live: to_us == LIVE,
         }))
@@ -1202,13 +1201,8 @@ impl StorageService for StorageApi {
             "GetEvidenceBundle",
         )
         .await?;
-        let download = (bundle.state == evidence::STATE_READY).then(|| {
-            let (url, expires_s) = self.storage.bundle_download_url(&bundle, ttl);
-            pb::MediaUrl {
-                url,
-                expires_at: Some(timestamp(expires_s * MICROS)),
-            }
-        });
+        let download = (bundle.state == evidence::STATE_READY)
+            .then(|| media_url_pb(self.storage.bundle_download_url(&bundle, ttl)));
         Ok(Response::new(pb::GetEvidenceBundleResponse {
             manifest: if bundle.state == evidence::STATE_READY {
                 bundle.manifest.clone()
@@ -1348,14 +1342,9 @@ impl StorageService for StorageApi {
             renditions: list
                 .iter()
                 .map(|x| {
-                    let (url, exp) = self.storage.object_url(&site, &x.new.object_key, ttl);
-                    rendition_pb(
-                        x,
-                        Some(pb::MediaUrl {
-                            url,
-                            expires_at: Some(timestamp(exp * MICROS)),
-                        }),
-                    )
+                    let media =
+                        media_url_pb(self.storage.object_url(&site, &x.new.object_key, ttl));
+                    rendition_pb(x, Some(media))
                 })
                 .collect(),
             page: Some(common::PageResponse { next_page_token }),
@@ -1399,15 +1388,14 @@ impl StorageService for StorageApi {
             "GetSnapshot",
         )
         .await?;
-        let (url, exp) = self
-            .storage
-            .object_url(&snap.new.site, &snap.new.object_key, ttl);
+        let media = media_url_pb(self.storage.object_url(
+            &snap.new.site,
+            &snap.new.object_key,
+            ttl,
+        ));
         Ok(Response::new(pb::GetSnapshotResponse {
             snapshot: Some(snapshot_pb(&snap)),
-            media: Some(pb::MediaUrl {
-                url,
-                expires_at: Some(timestamp(exp * MICROS)),
-            }),
+            media: Some(media),
         }))
     }
 
@@ -1470,13 +1458,11 @@ impl StorageService for StorageApi {
             snapshots: list
                 .iter()
                 .map(|x| {
-                    let (url, exp) = self.storage.object_url(&site, &x.new.object_key, ttl);
+                    let media =
+                        media_url_pb(self.storage.object_url(&site, &x.new.object_key, ttl));
                     pb::ListedSnapshot {
                         snapshot: Some(snapshot_pb(x)),
-                        media: Some(pb::MediaUrl {
-                            url,
-                            expires_at: Some(timestamp(exp * MICROS)),
-                        }),
+                        media: Some(media),
                     }
                 })
                 .collect(),

@@ -59,6 +59,56 @@ fn bad_query() -> Response {
     error_response(StorageError::BadToken)
 }
 
+/// The part of a `size`-byte object a request's `Range` header asks for, with the status to
+/// answer; `None` when the range cannot be satisfied (answer [`unsatisfiable`]).
+fn requested_range(
+    headers: &HeaderMap,
+    size: u64,
+) -> Option<(Option<std::ops::Range<u64>>, StatusCode)> {
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    match parse_range(range_header, size) {
+        ByteRange::Full => Some((None, StatusCode::OK)),
+        ByteRange::Partial { start, end } => Some((Some(start..end), StatusCode::PARTIAL_CONTENT)),
+        ByteRange::Unsatisfiable => None,
+    }
+}
+
+/// 416 for a `size`-byte object.
+fn unsatisfiable(size: u64) -> Response {
+    let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    common_headers(resp.headers_mut());
+    resp
+}
+
+/// A streamed object (or the `range` of it) of `size` bytes as a 200/206 response.
+fn object_response(
+    body: Body,
+    status: StatusCode,
+    size: u64,
+    range: Option<&std::ops::Range<u64>>,
+    content_type: &'static str,
+) -> Response {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(range.map_or(size, |r| r.end - r.start)),
+    );
+    if let Some(r) = range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    common_headers(h);
+    resp
+}
+
 async fn playlist(
     State(storage): State<Storage>,
     Path((site, file)): Path<(String, String)>,
@@ -109,19 +159,8 @@ async fn media(
         Ok(None) => return error_response(StorageError::NotFound("no such segment".into())),
         Err(e) => return error_response(e),
     };
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let range = parse_range(range_header, size);
-    let (get_range, status) = match range {
-        ByteRange::Full => (None, StatusCode::OK),
-        ByteRange::Partial { start, end } => (Some(start..end), StatusCode::PARTIAL_CONTENT),
-        ByteRange::Unsatisfiable => {
-            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            common_headers(resp.headers_mut());
-            return resp;
-        }
+    let Some((get_range, status)) = requested_range(&headers, size) else {
+        return unsatisfiable(size);
     };
     let (_, got) = match storage
         .media(&site, &camera, sequence, &q, get_range.clone())
@@ -130,27 +169,17 @@ async fn media(
         Ok(x) => x,
         Err(e) => return error_response(e),
     };
-    let length = match &get_range {
-        Some(r) => r.end - r.start,
-        None => got.meta.size,
-    };
     let metrics = crate::metrics::StorageMetrics::get().media_bytes.clone();
     let stream = got
         .into_stream()
         .inspect_ok(move |chunk| metrics.inc_by(chunk.len() as u64));
-    let mut resp = Response::new(Body::from_stream(stream));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    if let Some(r) = &get_range
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
-    {
-        h.insert(header::CONTENT_RANGE, v);
-    }
-    common_headers(h);
-    resp
+    object_response(
+        Body::from_stream(stream),
+        status,
+        size,
+        get_range.as_ref(),
+        "video/mp4",
+    )
 }
 
 /// The query of a bundle download URL.
@@ -185,18 +214,8 @@ async fn bundle(
         Err(e) => return error_response(e),
     };
     let size = b.size_bytes;
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (get_range, status) = match parse_range(range_header, size) {
-        ByteRange::Full => (None, StatusCode::OK),
-        ByteRange::Partial { start, end } => (Some(start..end), StatusCode::PARTIAL_CONTENT),
-        ByteRange::Unsatisfiable => {
-            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            common_headers(resp.headers_mut());
-            return resp;
-        }
+    let Some((get_range, status)) = requested_range(&headers, size) else {
+        return unsatisfiable(size);
     };
     let key = match crate::service::object_key(&b.object_key) {
         Ok(k) => k,
@@ -210,28 +229,16 @@ async fn bundle(
         Ok(g) => g,
         Err(e) => return error_response(e.into()),
     };
-    let length = match &get_range {
-        Some(r) => r.end - r.start,
-        None => size,
-    };
-    let mut resp = Response::new(Body::from_stream(got.into_stream()));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
+    let mut resp = object_response(
+        Body::from_stream(got.into_stream()),
+        status,
+        size,
+        get_range.as_ref(),
+        "application/x-tar",
     );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"evidence-{id}.tar\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
-    if let Some(r) = &get_range
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
-    {
-        h.insert(header::CONTENT_RANGE, v);
-    }
-    common_headers(h);
     resp
 }
 

@@ -6,13 +6,14 @@
 
 use std::time::Duration;
 
-use kordon_objects::ObjectStoreExt;
-use kordon_objects::time::{MICROS, now_micros};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use kordon_objects::time::now_micros;
 use sqlx::Row;
 
 use crate::StorageError;
 use crate::index::{Index, dispatch, hash32, to_i64, to_u64};
-use crate::service::{Storage, check_camera, object_key};
+use crate::service::{Storage, check_camera};
 
 /// A rendition to register.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +75,13 @@ pub struct CameraWindow<'a> {
     pub from_us: i64,
     pub to_us: i64,
 }
+
+/// Escaped in each segment of an object key in a URL: all but unreserved characters.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 const KIND_DETECTION: i32 = 1;
 const KIND_THUMBNAIL: i32 = 2;
@@ -511,22 +519,6 @@ fn valid_profile(p: &str) -> Result<(), StorageError> {
 }
 
 impl Storage {
-    /// Checks the object is in the bucket with `size` bytes.
-    async fn check_object_size(&self, key: &str, size: u64) -> Result<(), StorageError> {
-        let path = object_key(key)?;
-        match self.objects().head(&path).await {
-            Ok(meta) if meta.size == size => Ok(()),
-            Ok(meta) => Err(StorageError::FailedPrecondition(format!(
-                "object `{key}` has {} bytes, the request says {size}",
-                meta.size
-            ))),
-            Err(object_store::Error::NotFound { .. }) => Err(StorageError::FailedPrecondition(
-                format!("object `{key}` is not in the bucket: write it before registering"),
-            )),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Registers a rendition of a live segment after checking its object.
     pub async fn register_rendition(
         &self,
@@ -597,28 +589,17 @@ impl Storage {
     /// A signed download URL of object `key` of `site` (renditions, snapshots) and its
     /// expiry (Unix seconds).
     pub fn object_url(&self, site: &str, key: &str, ttl: Duration) -> (String, i64) {
-        let exp = now_micros() / MICROS + i64::try_from(ttl.as_secs()).unwrap_or(3600);
+        let exp = crate::service::url_expiry(ttl);
         let token = self.playback_signer().sign_object(site, key, exp);
-        let mut url = format!("{}/v1/objects/{site}/", self.options().base_url);
-        for (i, part) in key.split('/').enumerate() {
-            if i > 0 {
-                url.push('/');
-            }
-            url.push_str(&percent_encode(part));
-        }
-        url.push_str(&format!("?exp={exp}&token={token}"));
+        let path: Vec<String> = key
+            .split('/')
+            .map(|part| utf8_percent_encode(part, PATH_SEGMENT).to_string())
+            .collect();
+        let url = format!(
+            "{}/v1/objects/{site}/{}?exp={exp}&token={token}",
+            self.options().base_url,
+            path.join("/")
+        );
         (url, exp)
     }
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

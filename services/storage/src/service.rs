@@ -209,6 +209,22 @@ impl Storage {
         &self.inner.playback
     }
 
+    /// Checks a registration's object is in the bucket with `size` bytes.
+    pub(crate) async fn check_object_size(&self, key: &str, size: u64) -> Result<(), StorageError> {
+        let path = object_key(key)?;
+        match self.inner.objects.head(&path).await {
+            Ok(meta) if meta.size == size => Ok(()),
+            Ok(meta) => Err(StorageError::FailedPrecondition(format!(
+                "object `{key}` has {} bytes, the request says {size}",
+                meta.size
+            ))),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::FailedPrecondition(
+                format!("object `{key}` is not in the bucket: write it before registering"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Registers a segment after checking its object is in the bucket with the stated size.
     pub async fn register_segment(
         &self,
@@ -230,23 +246,7 @@ impl Storage {
                  first moof box)",
             ));
         }
-        let key = object_key(&s.object_key)?;
-        match self.inner.objects.head(&key).await {
-            Ok(meta) if meta.size == s.size_bytes => {}
-            Ok(meta) => {
-                return Err(StorageError::FailedPrecondition(format!(
-                    "object `{}` has {} bytes, the request says {}",
-                    s.object_key, meta.size, s.size_bytes
-                )));
-            }
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(StorageError::FailedPrecondition(format!(
-                    "object `{}` is not in the bucket: write it before registering",
-                    s.object_key
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.check_object_size(&s.object_key, s.size_bytes).await?;
         let r = self.inner.index.register_segment(s).await?;
         StorageMetrics::get()
             .registrations
@@ -357,7 +357,7 @@ impl Storage {
 
     /// A signed URL of one segment's media (the whole object), and its expiry.
     pub fn media_url(&self, s: &SegmentRecord, ttl: Duration) -> (String, i64) {
-        let expires_s = now_micros() / MICROS + i64::try_from(ttl.as_secs()).unwrap_or(3600);
+        let expires_s = url_expiry(ttl);
         let grant = Grant {
             site: s.site.clone(),
             camera: s.camera.clone(),
@@ -386,7 +386,7 @@ impl Storage {
         to_us: i64,
         ttl: Duration,
     ) -> (String, i64) {
-        let expires_s = now_micros() / MICROS + i64::try_from(ttl.as_secs()).unwrap_or(3600);
+        let expires_s = url_expiry(ttl);
         let grant = Grant {
             site: site.to_string(),
             camera: camera.to_string(),
@@ -726,6 +726,11 @@ fn action_label(action: i32) -> &'static str {
         Ok(AccessAction::FootageDecision) => "footage_decision",
         _ => "unspecified",
     }
+}
+
+/// Unix seconds at which a URL issued now with lifetime `ttl` expires.
+pub(crate) fn url_expiry(ttl: Duration) -> i64 {
+    now_micros() / MICROS + i64::try_from(ttl.as_secs()).unwrap_or(3600)
 }
 
 /// Site and camera are valid names (see [`kordon_objects::key`]).
