@@ -43,6 +43,17 @@ struct SessionShared {
 }
 
 impl SessionShared {
+    fn new(recorder: Arc<Mutex<Recorder>>) -> Arc<SessionShared> {
+        Arc::new(SessionShared {
+            recorder,
+            last_sample_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            got_sample: AtomicBool::new(false),
+            error: Mutex::new(None),
+            track: Mutex::new(None),
+        })
+    }
+
     fn touch(&self) {
         self.last_sample_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -430,14 +441,7 @@ async fn run_session(
     spec_rx: &mut watch::Receiver<CameraConfig>,
     stop: &CancellationToken,
 ) -> SessionEnd {
-    let shared = Arc::new(SessionShared {
-        recorder,
-        last_sample_ms: AtomicU64::new(0),
-        epoch: Instant::now(),
-        got_sample: AtomicBool::new(false),
-        error: Mutex::new(None),
-        track: Mutex::new(None),
-    });
+    let shared = SessionShared::new(recorder);
     let pipeline = match build_pipeline(spec, &ctx.config, shared.clone(), &ctx.clock) {
         Ok(p) => p,
         Err(e) => return SessionEnd::Failed(GapReason::StreamError, e.to_string()),
@@ -548,14 +552,7 @@ async fn run_native_session(
     spec_rx: &mut watch::Receiver<CameraConfig>,
     stop: &CancellationToken,
 ) -> SessionEnd {
-    let shared = Arc::new(SessionShared {
-        recorder,
-        last_sample_ms: AtomicU64::new(0),
-        epoch: Instant::now(),
-        got_sample: AtomicBool::new(false),
-        error: Mutex::new(None),
-        track: Mutex::new(None),
-    });
+    let shared = SessionShared::new(recorder);
     let stop_flag = Arc::new(AtomicBool::new(false));
     let params = NativeParams {
         url: spec.record.clone(),
