@@ -10,7 +10,7 @@ use kordon_proto::storage::v1 as spb;
 use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
 use kordon_runtime::client;
 
-use crate::client::{ClientFlags, Output, status_error};
+use crate::client::{ClientFlags, Output, rfc3339, status_error};
 use crate::footage::{TimeWindow, camera_ref};
 
 #[derive(Debug, clap::Subcommand)]
@@ -112,16 +112,6 @@ fn action_name(a: i32) -> &'static str {
         Ok(A::FootageRequest) => "footage-request",
         Ok(A::FootageDecision) => "footage-decision",
         _ => "unspecified",
-    }
-}
-
-fn rfc3339(t: &Option<prost_types::Timestamp>) -> String {
-    match t {
-        Some(t) if t.seconds >= 0 => humantime::format_rfc3339_millis(
-            UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos.max(0) as u32),
-        )
-        .to_string(),
-        _ => String::new(),
     }
 }
 

@@ -64,6 +64,34 @@ pub fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{what}: {}", s.message())
 }
 
+/// A timestamp as RFC 3339 with milliseconds, empty when unset.
+pub fn rfc3339(t: &Option<prost_types::Timestamp>) -> String {
+    match t {
+        Some(t) if t.seconds >= 0 => humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::new(t.seconds as u64, t.nanos.max(0) as u32),
+        )
+        .to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A byte-progress bar on stderr (drawn only on a terminal), labelled `what`.
+pub fn bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:<18} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(what.to_string());
+    pb
+}
+
 fn role_name(r: i32) -> &'static str {
     match pb::Role::try_from(r) {
         Ok(pb::Role::Viewer) => "viewer",

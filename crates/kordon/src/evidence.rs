@@ -14,7 +14,7 @@ use kordon_runtime::client;
 use kordon_storage::evidence::{self, BundleReport};
 use sha2::{Digest, Sha256};
 
-use crate::client::{ClientFlags, Output, status_error};
+use crate::client::{ClientFlags, Output, bar, status_error};
 use crate::footage::{TimeWindow, camera_ref, http_client};
 
 #[derive(Debug, clap::Subcommand)]
@@ -96,21 +96,6 @@ pub async fn run(cmd: EvidenceCommand) -> anyhow::Result<()> {
         EvidenceCommand::Get(a) => get(a).await,
         EvidenceCommand::Verify(a) => verify(a).await,
     }
-}
-
-fn bar(total: u64, what: &str) -> indicatif::ProgressBar {
-    let pb = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    let style = indicatif::ProgressStyle::with_template(
-        "{msg:<18} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    pb.set_style(style);
-    pb.set_message(what.to_string());
-    pb
 }
 
 async fn export(args: ExportArgs) -> anyhow::Result<()> {

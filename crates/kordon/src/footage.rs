@@ -14,7 +14,7 @@ use kordon_proto::storage::v1 as spb;
 use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
 use kordon_runtime::client;
 
-use crate::client::{ClientFlags, Output, status_error};
+use crate::client::{ClientFlags, Output, bar, rfc3339, status_error};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum FootageCommand {
@@ -76,16 +76,6 @@ pub struct ListArgs {
 }
 
 use kordon_proto::time::timestamp_from_system_time as ts;
-
-fn rfc3339(t: &Option<prost_types::Timestamp>) -> String {
-    match t {
-        Some(t) if t.seconds >= 0 => humantime::format_rfc3339_millis(
-            UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos.max(0) as u32),
-        )
-        .to_string(),
-        _ => String::new(),
-    }
-}
 
 fn gap_reason(r: i32) -> &'static str {
     match spb::GapReason::try_from(r) {
@@ -279,17 +269,7 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         }
     }
     let total: u64 = segments.iter().map(|s| s.size_bytes).sum();
-    let pb = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "downloading [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let pb = bar(total, "downloading");
     let mut joined: Option<(std::fs::File, PathBuf, Vec<u8>)> = match &args.file {
         Some(f) => {
             let part = f.with_extension("mp4.part");
