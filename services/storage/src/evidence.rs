@@ -1173,6 +1173,7 @@ impl Storage {
             cameras.push(cam);
         }
         let total_bytes: u64 = to_copy.iter().map(|s| s.size_bytes).sum();
+        let segment_count = to_copy.len() as u64;
         let signing = self.signing_key();
         let public = signing.verifying_key().to_bytes();
         let created_at_us = bundle.created_at_us;
@@ -1236,7 +1237,7 @@ impl Storage {
             let mut done = 0u64;
             progress(0, total_bytes, "copying segments");
             let objects = self.objects().clone();
-            let mut fetches = futures::stream::iter(to_copy.clone())
+            let mut fetches = futures::stream::iter(to_copy)
                 .map(move |s: SegmentRecord| {
                     let objects = objects.clone();
                     async move {
@@ -1294,7 +1295,7 @@ impl Storage {
         let mut out = bundle.clone();
         out.state = STATE_READY;
         out.completed_at_us = Some(now_micros());
-        out.segment_count = to_copy.len() as u64;
+        out.segment_count = segment_count;
         out.gap_count = manifest.cameras.iter().map(|c| c.gaps).sum();
         out.size_bytes = size;
         out.sha256 = Some(sha);

@@ -259,6 +259,20 @@ fn link(sequence: u64, prev: &[u8; 32], hash: &[u8; 32]) -> pb::ChainLink {
     }
 }
 
+/// Progress of a long call: `done` of `total` units in `stage`.
+fn progress_pb(done: u64, total: u64, stage: &str) -> common::Progress {
+    common::Progress {
+        fraction: if total == 0 {
+            0.0
+        } else {
+            done as f64 / total as f64
+        },
+        done_units: done,
+        total_units: total,
+        stage: stage.to_string(),
+    }
+}
+
 /// A signed URL and its expiry (Unix seconds) as the API returns them.
 fn media_url_pb((url, expires_s): (String, i64)) -> pb::MediaUrl {
     pb::MediaUrl {
@@ -982,18 +996,9 @@ impl StorageService for StorageApi {
             let progress = move |done: u64, total: u64, stage: &str| {
                 // Progress is best effort: a slow reader skips some.
                 let _ = progress_tx.try_send(Ok(pb::VerifyChainResponse {
-                    event: Some(pb::verify_chain_response::Event::Progress(
-                        common::Progress {
-                            fraction: if total == 0 {
-                                0.0
-                            } else {
-                                done as f64 / total as f64
-                            },
-                            done_units: done,
-                            total_units: total,
-                            stage: stage.to_string(),
-                        },
-                    )),
+                    event: Some(pb::verify_chain_response::Event::Progress(progress_pb(
+                        done, total, stage,
+                    ))),
                 }));
             };
             let result = storage
@@ -1123,18 +1128,9 @@ impl StorageService for StorageApi {
             let progress = move |done: u64, total: u64, stage: &str| {
                 let _ = progress_tx.try_send(Ok(pb::ExportEvidenceResponse {
                     bundle_id: progress_id.clone(),
-                    event: Some(pb::export_evidence_response::Event::Progress(
-                        common::Progress {
-                            fraction: if total == 0 {
-                                0.0
-                            } else {
-                                done as f64 / total as f64
-                            },
-                            done_units: done,
-                            total_units: total,
-                            stage: stage.to_string(),
-                        },
-                    )),
+                    event: Some(pb::export_evidence_response::Event::Progress(progress_pb(
+                        done, total, stage,
+                    ))),
                 }));
             };
             // The build goes on if the client goes away: the bundle is fetched later.
