@@ -48,6 +48,43 @@ pub fn validate_name(what: &'static str, value: &str) -> Result<(), ObjectsError
     Ok(())
 }
 
+/// Checks a prefix: zero or more [`validate_name`] segments joined by `/`.
+pub fn validate_prefix(prefix: &str) -> Result<(), ObjectsError> {
+    if !prefix.is_empty() {
+        for part in prefix.split('/') {
+            validate_name("prefix segment", part)?;
+        }
+    }
+    Ok(())
+}
+
+/// The folder that holds every object of one camera, with its trailing `/`:
+/// `[<prefix>/]<site>/<camera>/`. Segments, renditions and snapshots of the camera all live
+/// below it; nothing of another camera ever does.
+pub fn camera_folder(prefix: &str, site: &str, camera: &str) -> String {
+    if prefix.is_empty() {
+        format!("{site}/{camera}/")
+    } else {
+        format!("{prefix}/{site}/{camera}/")
+    }
+}
+
+/// Whether `key` names an object inside the camera's folder (see [`camera_folder`]): it
+/// starts with the folder, goes at least one segment deeper, and has no empty, `.` or `..`
+/// segment. Names are compared exactly, so `burgas/gate-1` never matches `burgas/gate-10`.
+pub fn in_camera_folder(prefix: &str, site: &str, camera: &str, key: &str) -> bool {
+    let folder = camera_folder(prefix, site, camera);
+    match key.strip_prefix(folder.as_str()) {
+        Some(rest) => {
+            !rest.is_empty()
+                && rest
+                    .split('/')
+                    .all(|part| !part.is_empty() && part != "." && part != "..")
+        }
+        None => false,
+    }
+}
+
 /// The key of a segment; see the module docs for the layout.
 ///
 /// `start_unix_micros` is the wall-clock time of the segment's first frame.
@@ -58,11 +95,7 @@ pub fn segment_key(
     start_unix_micros: i64,
     sha256: &[u8; 32],
 ) -> Result<Path, ObjectsError> {
-    if !prefix.is_empty() {
-        for part in prefix.split('/') {
-            validate_name("prefix segment", part)?;
-        }
-    }
+    validate_prefix(prefix)?;
     validate_name("site", site)?;
     validate_name("camera", camera)?;
     let c = civil(start_unix_micros).ok_or(ObjectsError::TimeOutOfRange(start_unix_micros))?;
@@ -127,6 +160,39 @@ mod tests {
             segment_key("", "s", "c", -1, &sha),
             Err(ObjectsError::TimeOutOfRange(-1))
         ));
+    }
+
+    #[test]
+    fn camera_folders_hold_only_their_own_camera() {
+        let sha = [3u8; 32];
+        for prefix in ["", "kordon/v1"] {
+            let k = segment_key(prefix, "burgas", "gate-1", T, &sha).unwrap();
+            assert!(in_camera_folder(prefix, "burgas", "gate-1", k.as_ref()));
+            assert!(!in_camera_folder(prefix, "burgas", "gate-10", k.as_ref()));
+            assert!(!in_camera_folder(prefix, "burgas", "gate", k.as_ref()));
+            assert!(!in_camera_folder(prefix, "edirne", "gate-1", k.as_ref()));
+        }
+        let sha_key = segment_key("", "burgas", "gate-1", T, &sha).unwrap();
+        assert!(!in_camera_folder("p", "burgas", "gate-1", sha_key.as_ref()));
+        for bad in [
+            "burgas/gate-1/",
+            "burgas/gate-1",
+            "burgas/gate-1//x.mp4",
+            "burgas/gate-1/../../edirne/gate-1/x.mp4",
+            "burgas/gate-1/./x.mp4",
+            "xburgas/gate-1/x.mp4",
+            "edirne/gate-1/burgas/gate-1/x.mp4",
+        ] {
+            assert!(!in_camera_folder("", "burgas", "gate-1", bad), "{bad}");
+        }
+        assert!(in_camera_folder(
+            "",
+            "burgas",
+            "gate-1",
+            "burgas/gate-1/renditions/360p/1.mp4"
+        ));
+        assert_eq!(camera_folder("", "s", "c"), "s/c/");
+        assert_eq!(camera_folder("a/b", "s", "c"), "a/b/s/c/");
     }
 
     proptest! {

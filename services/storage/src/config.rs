@@ -54,6 +54,10 @@ pub struct StorageConfig {
     pub database_max_connections: u32,
     /// Where media objects live. Default: local files under `<data_dir>/media`.
     pub objects: Option<ObjectStoreConfig>,
+    /// The folder of the bucket the site's media is written under (ingest's and transcode's
+    /// `object_prefix`; default empty: the bucket's root). A registration is accepted only
+    /// for an object inside `<object_prefix>/<site>/<camera>/`, the record's own camera.
+    pub object_prefix: String,
     /// Listener of the playback HTTP server (default `127.0.0.1:8472`).
     pub http_listen: SocketAddr,
     /// Base of the playback URLs handed to clients, e.g. `https://footage.example`.
@@ -93,6 +97,7 @@ impl Default for StorageConfig {
             database_url: None,
             database_max_connections: DEFAULT_DB_CONNECTIONS,
             objects: None,
+            object_prefix: String::new(),
             http_listen: kordon_runtime::config::DEFAULT_HTTP_LISTEN
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8472))),
@@ -112,6 +117,8 @@ impl StorageConfig {
     /// Checks values without connecting to anything. Keys in errors are relative to this
     /// section (e.g. `objects.bucket`).
     pub fn validate(&self) -> Result<(), StorageError> {
+        kordon_objects::validate_prefix(&self.object_prefix)
+            .map_err(|e| StorageError::config("object_prefix", e.to_string()))?;
         if let Some(url) = &self.database_url
             && !(url.starts_with("sqlite:")
                 || url.starts_with("postgres:")

@@ -64,7 +64,33 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0004_media.sql"),
         include_str!("../migrations/postgres/0004_media.sql"),
     ),
+    (
+        5,
+        "object owners",
+        include_str!("../migrations/sqlite/0005_object_owners.sql"),
+        include_str!("../migrations/postgres/0005_object_owners.sql"),
+    ),
 ];
+
+/// A record that names an object key (see [`Index::object_users`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectUser {
+    Segment {
+        site: String,
+        camera: String,
+        sha256: Vec<u8>,
+    },
+    Rendition {
+        site: String,
+        camera: String,
+        source_sequence: i64,
+        profile: String,
+    },
+    Snapshot {
+        site: String,
+        camera: String,
+    },
+}
 
 /// The index database.
 #[derive(Clone, Debug)]
@@ -686,6 +712,40 @@ impl Index {
             }
             tx.commit().await?;
             Ok(seq)
+        })
+    }
+
+    /// Every record (segment, rendition or snapshot, deleted or not) that names `key`.
+    pub async fn object_users(&self, key: &str) -> Result<Vec<ObjectUser>, StorageError> {
+        dispatch!(self, pool, _b => {
+            let rows = sqlx::query(
+                "SELECT 's' AS kind, site, camera, sha256, 0 AS source_sequence, '' AS profile \
+                 FROM segments WHERE object_key = $1 \
+                 UNION ALL SELECT 'r', site, camera, sha256, source_sequence, profile \
+                 FROM renditions WHERE object_key = $1 \
+                 UNION ALL SELECT 'p', site, camera, sha256, 0, '' \
+                 FROM snapshots WHERE object_key = $1",
+            )
+            .bind(key)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let kind: String = r.try_get("kind")?;
+                let site: String = r.try_get("site")?;
+                let camera: String = r.try_get("camera")?;
+                out.push(match kind.as_str() {
+                    "s" => ObjectUser::Segment { site, camera, sha256: r.try_get("sha256")? },
+                    "r" => ObjectUser::Rendition {
+                        site,
+                        camera,
+                        source_sequence: r.try_get("source_sequence")?,
+                        profile: r.try_get("profile")?,
+                    },
+                    _ => ObjectUser::Snapshot { site, camera },
+                });
+            }
+            Ok(out)
         })
     }
 

@@ -12,7 +12,8 @@ use kordon_objects::time::now_micros;
 use sqlx::Row;
 
 use crate::StorageError;
-use crate::index::{Index, dispatch, hash32, to_i64, to_u64};
+use crate::index::{Index, ObjectUser, dispatch, hash32, to_i64, to_u64};
+use crate::playback::Download;
 use crate::service::{Storage, check_camera};
 
 /// A rendition to register.
@@ -550,7 +551,12 @@ impl Storage {
                 kordon_objects::time::rfc3339_micros(source.end_us)
             )));
         }
-        self.check_object_size(&n.object_key, n.size_bytes).await?;
+        self.check_registered_object(&n.site, &n.camera, &n.object_key, n.size_bytes, |u| {
+            matches!(u, ObjectUser::Rendition { site, camera, source_sequence, profile }
+                if *site == n.site && *camera == n.camera && *profile == n.profile
+                    && u64::try_from(*source_sequence).ok() == Some(n.source_sequence))
+        })
+        .await?;
         self.index().register_rendition(n).await
     }
 
@@ -582,7 +588,11 @@ impl Storage {
         if n.size_bytes == 0 {
             return Err(StorageError::invalid("size_bytes: must be more than 0"));
         }
-        self.check_object_size(&n.object_key, n.size_bytes).await?;
+        self.check_registered_object(&n.site, &n.camera, &n.object_key, n.size_bytes, |u| {
+            matches!(u, ObjectUser::Snapshot { site, camera }
+                if *site == n.site && *camera == n.camera)
+        })
+        .await?;
         self.index().register_snapshot(n).await
     }
 
@@ -590,7 +600,9 @@ impl Storage {
     /// expiry (Unix seconds).
     pub fn object_url(&self, site: &str, key: &str, ttl: Duration) -> (String, i64) {
         let exp = crate::service::url_expiry(ttl);
-        let token = self.playback_signer().sign_object(site, key, exp);
+        let token = self
+            .playback_signer()
+            .sign_object(Download::Object, site, key, exp);
         let path: Vec<String> = key
             .split('/')
             .map(|part| utf8_percent_encode(part, PATH_SEGMENT).to_string())

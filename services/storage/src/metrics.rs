@@ -15,6 +15,8 @@ pub struct StorageMetrics {
     pub chain_findings: IntCounterVec,
     pub playlist_seconds: Histogram,
     pub media_bytes: IntCounter,
+    /// Expired records whose object lay outside their camera's folder (left untouched).
+    pub retention_foreign_keys: IntCounter,
 }
 
 impl StorageMetrics {
@@ -59,12 +61,19 @@ impl StorageMetrics {
                 "Bytes of media served over HTTP",
             )
             .expect("static metric definition");
+            let retention_foreign_keys = IntCounter::new(
+                "kordon_storage_retention_foreign_objects_total",
+                "Expired records naming an object outside their camera's folder; the object \
+                 was left untouched",
+            )
+            .expect("static metric definition");
             StorageMetrics {
                 registrations: register(registrations),
                 access_entries: register(access_entries),
                 chain_findings: register(chain_findings),
                 playlist_seconds: register(playlist_seconds),
                 media_bytes: register(media_bytes),
+                retention_foreign_keys: register(retention_foreign_keys),
             }
         })
     }

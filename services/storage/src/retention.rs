@@ -23,6 +23,7 @@ use sqlx::Row;
 use crate::StorageError;
 use crate::audit::{AccessObjectRec, NewAccessEntry};
 use crate::index::{Index, SegmentRecord, dispatch};
+use crate::metrics::StorageMetrics;
 use crate::service::{Storage, duration_us};
 
 /// The principal of retention's access-log entries.
@@ -602,6 +603,12 @@ impl Storage {
                 .copies_of_segment(site, camera, s.sequence)
                 .await?
             {
+                if !self.owns_key(site, camera, &copy) {
+                    // Never registered lawfully (registration binds keys to the camera since
+                    // index version 5): the record goes, the object is not this camera's.
+                    foreign_key(site, camera, s.sequence, &copy);
+                    continue;
+                }
                 match self
                     .objects()
                     .delete(&ObjectPath::from(copy.as_str()))
@@ -623,6 +630,14 @@ impl Storage {
             self.index()
                 .mark_copies_deleted(site, camera, s.sequence, now)
                 .await?;
+            if !self.owns_key(site, camera, &s.object_key) {
+                foreign_key(site, camera, s.sequence, &s.object_key);
+                self.index()
+                    .mark_segment_deleted(site, camera, s.sequence, now)
+                    .await?;
+                run.deleted += 1;
+                continue;
+            }
             let key = ObjectPath::from(s.object_key.as_str());
             match self.objects().delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {
@@ -664,4 +679,13 @@ pub fn check_retention(d: Duration) -> Result<i64, StorageError> {
         return Err(StorageError::invalid("retention: at least 1 hour"));
     }
     Ok(duration_us(d))
+}
+
+/// A record that names an object outside its camera's folder: retention ends the record but
+/// leaves the object alone, since it may be another camera's or another site's footage.
+fn foreign_key(site: &str, camera: &str, sequence: u64, key: &str) {
+    tracing::error!(site, camera, segment = sequence, object = %key,
+                    "retention: the record names an object outside its camera's folder; the \
+                     record expires, the object is left untouched");
+    StorageMetrics::get().retention_foreign_keys.inc();
 }

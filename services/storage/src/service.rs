@@ -16,7 +16,7 @@ use crate::audit::{AccessEntry, Checkpoint, NewAccessEntry};
 use crate::chain::{self, Finding, FindingKind};
 use crate::config::{self, StorageConfig};
 use crate::index::{
-    ChainHead, Index, MAX_SEGMENT_US, NewGap, NewSegment, Registered, SegmentRecord,
+    ChainHead, Index, MAX_SEGMENT_US, NewGap, NewSegment, ObjectUser, Registered, SegmentRecord,
 };
 use crate::metrics::StorageMetrics;
 use crate::playback::{self, Grant, PlaybackQuery, PlaybackSigner};
@@ -40,6 +40,8 @@ pub struct StorageOptions {
     pub continuous_timestamps: bool,
     pub default_retention: Duration,
     pub retention_interval: Duration,
+    /// See [`StorageConfig::object_prefix`].
+    pub object_prefix: String,
 }
 
 impl Default for StorageOptions {
@@ -52,6 +54,7 @@ impl Default for StorageOptions {
             continuous_timestamps: c.continuous_timestamps,
             default_retention: c.default_retention,
             retention_interval: c.retention_interval,
+            object_prefix: c.object_prefix,
         }
     }
 }
@@ -161,6 +164,7 @@ impl Storage {
                 continuous_timestamps: config.continuous_timestamps,
                 default_retention: config.default_retention,
                 retention_interval: config.retention_interval,
+                object_prefix: config.object_prefix.clone(),
             },
         ))
     }
@@ -209,9 +213,49 @@ impl Storage {
         &self.inner.playback
     }
 
-    /// Checks a registration's object is in the bucket with `size` bytes.
-    pub(crate) async fn check_object_size(&self, key: &str, size: u64) -> Result<(), StorageError> {
+    /// Whether `key` lies in the folder of `site`/`camera` (see
+    /// [`kordon_objects::camera_folder`]): the only objects a record of that camera may name,
+    /// and the only ones retention may delete for it.
+    pub fn owns_key(&self, site: &str, camera: &str, key: &str) -> bool {
+        kordon_objects::in_camera_folder(&self.inner.options.object_prefix, site, camera, key)
+    }
+
+    /// Checks a registration's object: it lies in the record's own camera folder (checked
+    /// first, so a refusal says nothing about any other key), no other record names it
+    /// (`is_self` recognises the record being registered, for idempotent retries), and it is
+    /// in the bucket with `size` bytes.
+    pub(crate) async fn check_registered_object(
+        &self,
+        site: &str,
+        camera: &str,
+        key: &str,
+        size: u64,
+        is_self: impl Fn(&ObjectUser) -> bool,
+    ) -> Result<(), StorageError> {
         let path = object_key(key)?;
+        if !self.owns_key(site, camera, key) {
+            return Err(StorageError::invalid(format!(
+                "object_key: must lie under `{}` (the record's own site and camera)",
+                kordon_objects::camera_folder(&self.inner.options.object_prefix, site, camera)
+            )));
+        }
+        if let Some(other) = self
+            .inner
+            .index
+            .object_users(key)
+            .await?
+            .iter()
+            .find(|u| !is_self(u))
+        {
+            let what = match other {
+                ObjectUser::Segment { .. } => "a segment",
+                ObjectUser::Rendition { .. } => "a rendition",
+                ObjectUser::Snapshot { .. } => "a snapshot",
+            };
+            return Err(StorageError::AlreadyExists(format!(
+                "object `{key}` already belongs to {what}: every record needs its own object"
+            )));
+        }
         match self.inner.objects.head(&path).await {
             Ok(meta) if meta.size == size => Ok(()),
             Ok(meta) => Err(StorageError::FailedPrecondition(format!(
@@ -246,7 +290,11 @@ impl Storage {
                  first moof box)",
             ));
         }
-        self.check_object_size(&s.object_key, s.size_bytes).await?;
+        self.check_registered_object(&s.site, &s.camera, &s.object_key, s.size_bytes, |u| {
+            matches!(u, ObjectUser::Segment { site, camera, sha256 }
+                if *site == s.site && *camera == s.camera && sha256[..] == s.sha256[..])
+        })
+        .await?;
         let r = self.inner.index.register_segment(s).await?;
         StorageMetrics::get()
             .registrations

@@ -120,11 +120,18 @@ async fn copies_are_indexed(index: kordon_storage::Index, objects: Arc<dyn Objec
     }
     // Refusals: no object, wrong size, no such segment, a range outside the source.
     let (key0, bytes0) = &rendition_bytes[0];
-    let mut missing = rendition(1, "nowhere.mp4", bytes0, segs[0].start_us);
+    let nowhere = format!("{SITE}/{camera}/renditions/240p/nowhere.mp4");
+    let mut missing = rendition(1, &nowhere, bytes0, segs[0].start_us);
     missing.profile = "240p".into();
     let e = client.register_rendition(missing).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert!(e.message().contains("not in the bucket"), "{}", e.message());
+    // An object outside the camera's own folder is refused before anything is looked up.
+    let mut foreign = rendition(1, "nowhere.mp4", bytes0, segs[0].start_us);
+    foreign.profile = "240p".into();
+    let e = client.register_rendition(foreign).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("must lie under"), "{}", e.message());
     let mut no_segment = rendition(99, key0, bytes0, segs[0].start_us);
     no_segment.profile = "240p".into();
     let e = client.register_rendition(no_segment).await.unwrap_err();
