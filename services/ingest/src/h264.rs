@@ -89,7 +89,18 @@ impl Depacketizer {
         self.fu_start = None;
     }
 
+    /// An FU-A run that ends without its end fragment (another packet, a new run or the end
+    /// of the unit came first) leaves a NAL unit cut short: the unit is dropped like after a
+    /// loss, and so is every unit until the next keyframe, which no longer decodes cleanly.
+    fn abandon_fragments(&mut self) {
+        if self.fu_start.take().is_some() {
+            self.broken = true;
+            self.await_keyframe = true;
+        }
+    }
+
     fn finish(&mut self) -> Option<AccessUnit> {
+        self.abandon_fragments();
         let ts = self.au_ts.take()?;
         let data = self.au.split().freeze();
         let keyframe = std::mem::take(&mut self.keyframe);
@@ -161,12 +172,12 @@ impl Depacketizer {
         };
         match first & 0x1f {
             1..=23 => {
-                self.fu_start = None;
+                self.abandon_fragments();
                 self.push_nal(payload)?;
             }
             24 => {
                 // STAP-A: 16-bit sizes, then NAL units.
-                self.fu_start = None;
+                self.abandon_fragments();
                 let mut rest = &payload[1..];
                 while rest.len() >= 2 {
                     let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
@@ -185,6 +196,7 @@ impl Depacketizer {
                 let (start, end) = (fu & 0x80 != 0, fu & 0x40 != 0);
                 let header = (first & 0xe0) | (fu & 0x1f);
                 if start {
+                    self.abandon_fragments();
                     if self.au.len() + payload.len() + 4 > MAX_AU_BYTES {
                         return Err(DepayError::TooLarge);
                     }
@@ -299,10 +311,10 @@ impl Bits {
 }
 
 fn skip_scaling_list(b: &mut Bits, size: usize) -> Option<()> {
-    let (mut last, mut next) = (8i32, 8i32);
+    let (mut last, mut next) = (8i64, 8i64);
     for _ in 0..size {
         if next != 0 {
-            next = (last + b.se()? + 256) % 256;
+            next = (last + i64::from(b.se()?)).rem_euclid(256);
         }
         if next != 0 {
             last = next;
@@ -310,6 +322,9 @@ fn skip_scaling_list(b: &mut Bits, size: usize) -> Option<()> {
     }
     Some(())
 }
+
+/// Largest picture dimension accepted, in macroblocks (16,384 pixels).
+const MAX_MBS: u32 = 1024;
 
 /// Frame size and rate of an SPS NAL unit (with its header byte).
 pub fn parse_sps(nal: &[u8]) -> Option<SpsInfo> {
@@ -379,15 +394,23 @@ pub fn parse_sps(nal: &[u8]) -> Option<SpsInfo> {
     } else {
         chroma_format_idc
     };
-    let (crop_x, crop_y) = match chroma_array_type {
+    let (crop_x, crop_y): (u32, u32) = match chroma_array_type {
         1 => (2, 2 * (2 - frame_mbs_only)),
         2 => (2, 2 - frame_mbs_only),
         3 => (1, 2 - frame_mbs_only),
         _ => (1, 2 - frame_mbs_only),
     };
-    let width = (width_mbs * 16).checked_sub(crop_x * (crop_l + crop_r))?;
-    let height =
-        (height_map_units * 16 * (2 - frame_mbs_only)).checked_sub(crop_y * (crop_t + crop_b))?;
+    // Every product is checked: an SPS is camera input, and a hostile one must give `None`,
+    // never an overflow. No real picture is wider or taller than MAX_MBS macroblocks.
+    if width_mbs > MAX_MBS || height_map_units > MAX_MBS {
+        return None;
+    }
+    let width = (width_mbs * 16).checked_sub(crop_x.checked_mul(crop_l.checked_add(crop_r)?)?)?;
+    let height = (height_map_units * 16 * (2 - frame_mbs_only))
+        .checked_sub(crop_y.checked_mul(crop_t.checked_add(crop_b)?)?)?;
+    if width == 0 || height == 0 {
+        return None;
+    }
     let mut fps = None;
     if b.bit() == Some(1) {
         // VUI: skip to the timing info.
@@ -507,6 +530,150 @@ mod tests {
         let idr = d.push(6, true, &[0x65, 6]).unwrap();
         assert!(idr.len() == 1 && idr[0].keyframe);
         assert_eq!(d.push(7, true, &[0x41, 6]).unwrap().len(), 1);
+    }
+
+    /// Issue 9, finding 8: an FU-A run cut short (no end fragment before the next packet,
+    /// run or unit end) is never written as a unit, nor is anything until the next IDR.
+    #[test]
+    fn a_fragment_run_cut_short_drops_the_unit() {
+        let idr = [0x65u8, 1, 2, 3, 4, 5, 6];
+        let fu = |start: bool, end: bool, body: &[u8]| {
+            let mut p = vec![
+                (idr[0] & 0xe0) | 28,
+                (idr[0] & 0x1f) | if start { 0x80 } else { 0 } | if end { 0x40 } else { 0 },
+            ];
+            p.extend_from_slice(body);
+            p
+        };
+        let p_slice = [0x41u8, 9, 9, 9];
+        // Start, then a single NAL of the same unit (the end fragment never came), marker.
+        let mut d = Depacketizer::new();
+        assert!(
+            d.push(1, false, &fu(true, false, &idr[1..4]))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            d.push(1, true, &p_slice).unwrap().is_empty(),
+            "cut unit written"
+        );
+        // The next P frame refers to the broken one: dropped too.
+        assert!(d.push(2, true, &p_slice).unwrap().is_empty());
+        // A whole IDR in fragments recovers.
+        assert!(
+            d.push(3, false, &fu(true, false, &idr[1..4]))
+                .unwrap()
+                .is_empty()
+        );
+        let au = d.push(3, true, &fu(false, true, &idr[4..])).unwrap();
+        assert_eq!(au.len(), 1);
+        assert!(au[0].keyframe);
+        assert_eq!(&au[0].data[..], &[0, 0, 0, 7, 0x65, 1, 2, 3, 4, 5, 6]);
+
+        // A run that the unit's end (marker) cuts, and one a new run's start cuts.
+        let mut d = Depacketizer::new();
+        assert!(
+            d.push(1, true, &fu(true, false, &idr[1..4]))
+                .unwrap()
+                .is_empty()
+        );
+        let mut d = Depacketizer::new();
+        d.push(1, false, &fu(true, false, &idr[1..4])).unwrap();
+        d.push(1, false, &fu(true, false, &idr[1..4])).unwrap();
+        assert!(
+            d.push(1, true, &fu(false, true, &idr[4..]))
+                .unwrap()
+                .is_empty()
+        );
+        // A run cut by a timestamp change.
+        let mut d = Depacketizer::new();
+        d.push(1, false, &fu(true, false, &idr[1..4])).unwrap();
+        assert!(d.push(2, false, &p_slice).unwrap().is_empty());
+    }
+
+    /// An SPS NAL unit of the given RBSP bits (zero-padded to a byte).
+    fn sps_from_bits(bits: &str) -> Vec<u8> {
+        let mut bits = bits.to_string();
+        while !bits.len().is_multiple_of(8) {
+            bits.push('0');
+        }
+        let mut nal = vec![0x67];
+        for chunk in bits.as_bytes().chunks(8) {
+            nal.push(u8::from_str_radix(std::str::from_utf8(chunk).unwrap(), 2).unwrap());
+        }
+        nal
+    }
+
+    /// Issue 9, finding 8: SPS fields at their extremes give `None`, never an overflow.
+    #[test]
+    fn hostile_sps_values_do_not_overflow() {
+        // profile 66 (no chroma fields); every ue(v) as large as it gets (31 leading zeros,
+        // then 32 one bits), so sizes and crops would overflow u32 arithmetic.
+        let mut bits = String::new();
+        bits.push_str("01000010"); // profile_idc 66
+        bits.push_str(&"0".repeat(16)); // constraints, level
+        let huge = format!("{}1{}", "0".repeat(31), "1".repeat(31));
+        for _ in 0..3 {
+            bits.push('1'); // sps id, log2 max frame num, poc type 0 → ue 0
+        }
+        bits.push('1'); // log2 max poc lsb
+        bits.push('1'); // max ref frames
+        bits.push('0'); // gaps
+        bits.push_str(&huge); // width in mbs
+        bits.push_str(&huge); // height in map units
+        bits.push('1'); // frame mbs only
+        bits.push('1'); // direct 8x8
+        bits.push('1'); // cropping
+        for _ in 0..4 {
+            bits.push_str(&huge);
+        }
+        assert_eq!(parse_sps(&sps_from_bits(&bits)), None);
+        // Small sizes with huge crops.
+        let mut bits = String::from("01000010");
+        bits.push_str(&"0".repeat(16));
+        bits.push_str("111110");
+        bits.push_str("00101"); // width 4 mbs → ue 4 = 00101
+        bits.push_str("00101");
+        bits.push_str("111");
+        for _ in 0..4 {
+            bits.push_str(&huge);
+        }
+        assert_eq!(parse_sps(&sps_from_bits(&bits)), None);
+    }
+
+    proptest::proptest! {
+        /// Any bytes after an SPS header: a result or `None`, never a panic.
+        #[test]
+        fn arbitrary_sps_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let mut nal = vec![0x67];
+            nal.extend(body);
+            let _ = parse_sps(&nal);
+        }
+
+        /// Any sequence of payloads: units or errors, never a panic, and every unit is whole
+        /// length-prefixed NAL units.
+        #[test]
+        fn arbitrary_payloads_give_whole_units(
+            packets in proptest::collection::vec(
+                (0u32..4, proptest::bool::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
+                0..40,
+            )
+        ) {
+            let mut d = Depacketizer::new();
+            for (ts, marker, payload) in packets {
+                if let Ok(units) = d.push(ts, marker, &payload) {
+                    for u in units {
+                        let mut rest = &u.data[..];
+                        while !rest.is_empty() {
+                            proptest::prop_assert!(rest.len() >= 4);
+                            let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                            proptest::prop_assert!(n > 0 && rest.len() >= 4 + n, "broken unit {:?}", u.data);
+                            rest = &rest[4 + n..];
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
