@@ -148,10 +148,22 @@ def main():
         p = run(kordon, ["evidence", "verify", bundle, "--public-key", key], env)
         check("kordon evidence verify --public-key: intact, exit 0",
               p.returncode == 0 and "RESULT     intact" in p.stdout, p.stdout[-500:] + p.stderr[-300:])
-        p = run(kordon, ["evidence", "verify", bundle, "--output", "json"], env)
+        p = run(kordon, ["evidence", "verify", bundle, "--public-key", key, "--output", "json"], env)
         rep = json.loads(p.stdout) if p.stdout else {}
-        check("verify --output json reports cameras and segments",
-              p.returncode == 0 and rep.get("cameras") == 2 and rep.get("segments_checked", 0) >= 3, str(rep)[:300])
+        check("verify --output json reports cameras, segments and the verdict",
+              p.returncode == 0 and rep.get("cameras") == 2 and rep.get("segments_checked", 0) >= 3
+              and rep.get("verdict") == "intact", str(rep)[:300])
+        # Without a trusted key the signer is unknown: never "intact", exit 3.
+        p = run(kordon, ["evidence", "verify", bundle], env)
+        check("verify without a key: UNKNOWN SIGNER, exit 3",
+              p.returncode == 3 and "UNKNOWN SIGNER" in p.stdout and "RESULT     intact" not in p.stdout,
+              f"rc {p.returncode}\n" + p.stdout[-500:] + p.stderr[-300:])
+        trusted = os.path.join(work, "trusted-keys")
+        with open(trusted, "w") as f:
+            f.write(f"# partner sites\n{'22' * 32} edirne\n{key} burgas\n")
+        p = run(kordon, ["evidence", "verify", bundle, "--trusted-keys", trusted], env)
+        check("verify --trusted-keys: intact, names the signing site",
+              p.returncode == 0 and "trusted: burgas" in p.stdout, p.stdout[-500:] + p.stderr[-300:])
 
         with tarfile.open(bundle) as t:
             names = [m.name for m in t.getmembers()]

@@ -225,7 +225,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
             for e in &entries {
                 let mut who = e.principal.clone();
                 if !e.via_service.is_empty() {
-                    who = format!("{who} via {}", e.via_service);
+                    who = format!("{who} (asserted by {})", e.via_service);
                 }
                 let mut what = e
                     .objects

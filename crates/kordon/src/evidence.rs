@@ -11,7 +11,7 @@ use kordon_proto::common::v1 as common;
 use kordon_proto::storage::v1 as spb;
 use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
 use kordon_runtime::client;
-use kordon_storage::evidence::{self, BundleReport};
+use kordon_storage::evidence::{self, BundleReport, TrustedKey, Verdict};
 use sha2::{Digest, Sha256};
 
 use crate::client::{ClientFlags, Output, bar, status_error};
@@ -24,7 +24,9 @@ pub enum EvidenceCommand {
     /// Download a bundle exported earlier (by its id) and verify it.
     Get(GetArgs),
     /// Check a bundle offline: signature, every file's SHA-256, every chain link.
-    /// Exits 0 when intact, 1 naming every problem otherwise.
+    /// Exits 0 when intact and signed by a trusted key, 1 naming every problem, and 3 when
+    /// nothing is wrong but the signer is unknown (no --public-key or --trusted-keys given, so
+    /// anyone could have made it).
     Verify(VerifyArgs),
 }
 
@@ -80,11 +82,15 @@ pub struct GetArgs {
 pub struct VerifyArgs {
     /// The bundle (.tar) to check.
     pub bundle: PathBuf,
-    /// The site's Ed25519 public key, 64 hex digits (`kordon evidence export` prints it). Without
-    /// it the signature is checked against the key the bundle names, which proves integrity
-    /// but not who signed.
+    /// The site's Ed25519 public key, 64 hex digits (`kordon evidence export` prints it);
+    /// repeat for several. Without it (or --trusted-keys) the signer is unknown: the result
+    /// is "unknown signer", exit 3, never "intact".
     #[arg(long, value_name = "HEX")]
-    pub public_key: Option<String>,
+    pub public_key: Vec<String>,
+    /// A file of trusted site keys (partner sites included): one a line, 64 hex digits then
+    /// the site's name; `#` starts a comment.
+    #[arg(long, value_name = "FILE", env = "KORDON_TRUSTED_KEYS")]
+    pub trusted_keys: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, env = "KORDON_OUTPUT", default_value_t = Output::Table)]
     pub output: Output,
@@ -233,6 +239,7 @@ async fn download_and_verify(
         .get(&url)
         .send()
         .await
+        .map_err(reqwest::Error::without_url)
         .with_context(|| format!("downloading bundle {id}"))?;
     if !resp.status().is_success() {
         anyhow::bail!(
@@ -248,6 +255,7 @@ async fn download_and_verify(
     while let Some(chunk) = resp
         .chunk()
         .await
+        .map_err(reqwest::Error::without_url)
         .with_context(|| format!("downloading bundle {id}"))?
     {
         out.write_all(&chunk)
@@ -274,7 +282,11 @@ async fn download_and_verify(
         .as_slice()
         .try_into()
         .map_err(|_| anyhow::anyhow!("the server sent no signing key"))?;
-    let report = verify_file(file, Some(key)).await?;
+    let trusted = vec![TrustedKey {
+        key,
+        label: "the site key the server names".to_string(),
+    }];
+    let report = verify_file(file, trusted).await?;
     println!("{}", file.display());
     eprintln!(
         "wrote {} ({}, SHA-256 {})\nsite signing key {}\n{}",
@@ -294,14 +306,20 @@ async fn download_and_verify(
     Ok(())
 }
 
-async fn verify_file(path: &Path, pinned: Option<[u8; 32]>) -> anyhow::Result<BundleReport> {
+/// Exit status 3 of `kordon evidence verify`: nothing is wrong with the bundle, but no
+/// trusted key signed it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UnknownSigner(pub String);
+
+async fn verify_file(path: &Path, trusted: Vec<TrustedKey>) -> anyhow::Result<BundleReport> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let pb = bar(size, "verifying");
-        let report = evidence::verify_bundle(std::io::BufReader::new(file), pinned, &mut |n| {
+        let report = evidence::verify_bundle(std::io::BufReader::new(file), &trusted, &mut |n| {
             pb.set_position(n)
         })
         .with_context(|| format!("reading {}", path.display()));
@@ -312,18 +330,33 @@ async fn verify_file(path: &Path, pinned: Option<[u8; 32]>) -> anyhow::Result<Bu
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let pinned = match &args.public_key {
-        Some(k) => Some(
-            hex::decode(k.trim())
-                .ok()
-                .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
-                .ok_or_else(|| anyhow::anyhow!("--public-key must be 64 hex digits"))?,
-        ),
-        None => None,
-    };
-    let report = verify_file(&args.bundle, pinned).await?;
+    let mut trusted = Vec::new();
+    for k in &args.public_key {
+        let key = hex::decode(k.trim())
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+            .ok_or_else(|| anyhow::anyhow!("--public-key must be 64 hex digits"))?;
+        trusted.push(TrustedKey {
+            key,
+            label: hex::encode(key),
+        });
+    }
+    if let Some(path) = &args.trusted_keys {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --trusted-keys {}", path.display()))?;
+        trusted.extend(
+            TrustedKey::parse_file(&text)
+                .map_err(|e| anyhow::anyhow!("--trusted-keys {}: {e}", path.display()))?,
+        );
+    }
+    let report = verify_file(&args.bundle, trusted).await?;
+    let verdict = report.verdict();
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => {
+            let mut v = serde_json::to_value(&report)?;
+            v["verdict"] = serde_json::to_value(verdict)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
         Output::Table => {
             println!("BUNDLE     {}", report.bundle_id);
             println!("SITE       {}", report.site);
@@ -345,17 +378,22 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
                     "INVALID"
                 },
                 report.signing_key,
-                if report.key_pinned {
-                    ", pinned"
-                } else {
-                    ", not pinned"
+                match (&report.signer, report.key_pinned) {
+                    (Some(who), _) => format!(", trusted: {who}"),
+                    (None, true) => ", NOT TRUSTED".to_string(),
+                    (None, false) => ", UNKNOWN SIGNER: no trusted key given".to_string(),
                 }
             );
             for n in &report.notes {
                 println!("NOTE       {n}");
             }
-            if report.intact() {
+            if verdict == Verdict::Intact {
                 println!("RESULT     intact");
+            } else if verdict == Verdict::UnknownSigner {
+                println!(
+                    "RESULT     UNKNOWN SIGNER — unaltered since signing, but by a key nobody \
+                     vouched for; pass --public-key or --trusted-keys"
+                );
             } else {
                 println!(
                     "RESULT     NOT INTACT — {} problem(s):",
@@ -367,12 +405,18 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if !report.intact() {
-        anyhow::bail!(
+    match verdict {
+        Verdict::Intact => Ok(()),
+        Verdict::UnknownSigner => Err(UnknownSigner(format!(
+            "{}: the signer is unknown (no trusted key given); it proves nothing about who \
+             made it",
+            args.bundle.display()
+        ))
+        .into()),
+        Verdict::NotIntact => anyhow::bail!(
             "{} is not intact: {} problem(s)",
             args.bundle.display(),
             report.problems.len()
-        );
+        ),
     }
-    Ok(())
 }

@@ -161,6 +161,7 @@ async fn http_bytes(http: &reqwest::Client, url: &str) -> anyhow::Result<bytes::
         .get(url)
         .send()
         .await
+        .map_err(reqwest::Error::without_url)
         .with_context(|| format!("GET {}", redact(url)))?;
     if !resp.status().is_success() {
         anyhow::bail!(
@@ -172,12 +173,29 @@ async fn http_bytes(http: &reqwest::Client, url: &str) -> anyhow::Result<bytes::
     }
     resp.bytes()
         .await
+        .map_err(reqwest::Error::without_url)
         .with_context(|| format!("GET {}", redact(url)))
 }
 
-/// A URL without its query or token, for messages.
-fn redact(url: &str) -> &str {
-    url.split('?').next().unwrap_or(url)
+/// A signed URL fit for a message or a log: without its query, and with the signed grant of
+/// a media path (`<from>.<to>.<exp>.<token>`) replaced, so no usable token leaks.
+pub(crate) fn redact(url: &str) -> String {
+    let base = url.split('?').next().unwrap_or(url);
+    // Parts 0..3 are the scheme, the empty part and the host (whose dots are no grant).
+    base.split('/')
+        .enumerate()
+        .map(|(i, part)| {
+            if i < 3 {
+                return part;
+            }
+            let fields: Vec<&str> = part.split('.').collect();
+            let grant = fields.len() == 4
+                && !fields[0].is_empty()
+                && fields[0].bytes().all(|b| b.is_ascii_digit() || b == b'-');
+            if grant { "<grant>" } else { part }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// `kordon footage get`: lists the range's segments (with their hashes), takes their media
@@ -468,4 +486,25 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod redact_tests {
+    /// Issue 9, finding 9: an error message never carries a usable media token.
+    #[test]
+    fn tokens_never_reach_a_message() {
+        let media = "http://127.0.0.1:8472/v1/hls/burgas/gate-1/1795773600000000.1795773660000000.1795774000.c2VjcmV0/17.mp4";
+        assert_eq!(
+            super::redact(media),
+            "http://127.0.0.1:8472/v1/hls/burgas/gate-1/<grant>/17.mp4"
+        );
+        let playlist = "http://h/v1/hls/burgas/gate-1.m3u8?from=1&to=2&exp=3&token=c2VjcmV0";
+        assert_eq!(
+            super::redact(playlist),
+            "http://h/v1/hls/burgas/gate-1.m3u8"
+        );
+        for u in [media, playlist] {
+            assert!(!super::redact(u).contains("c2VjcmV0"));
+        }
+    }
 }

@@ -92,6 +92,8 @@ fn main() -> ExitCode {
             eprintln!("kordon: error: {e:#}");
             if usage {
                 ExitCode::from(2)
+            } else if e.downcast_ref::<evidence::UnknownSigner>().is_some() {
+                ExitCode::from(3)
             } else {
                 ExitCode::FAILURE
             }

@@ -62,6 +62,11 @@ async fn start_storage(
     let mut storage_config = config.storage.clone();
     // The top-level `http_listen` (flag, env or file) is the playback listener.
     storage_config.http_listen = config.http_listen;
+    // With a certificate, playback is HTTPS too, and its default URLs say so.
+    if common.tls.is_some() && storage_config.public_base_url.is_none() {
+        storage_config.public_base_url =
+            Some(storage_config.base_url().replacen("http://", "https://", 1));
+    }
     let storage = kordon_storage::Storage::open(&storage_config, &common.data_dir)
         .await
         .map_err(|e| match e {
@@ -82,11 +87,28 @@ async fn start_storage(
     let http = {
         let storage = storage.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            kordon_storage::serve_http(storage, listener, shutdown.cancelled_owned())
-                .await
-                .context("playback HTTP server failed")
-        })
+        match &common.tls {
+            Some(tls) => {
+                let listener = kordon_runtime::tls::TlsListener::new(listener, tls)?;
+                tokio::spawn(async move {
+                    kordon_storage::serve_https(storage, listener, shutdown.cancelled_owned())
+                        .await
+                        .context("playback HTTPS server failed")
+                })
+            }
+            None => {
+                if !config.http_listen.ip().is_loopback() {
+                    tracing::warn!(listen = %config.http_listen,
+                                   "playback is plain HTTP off loopback: set tls.cert_file and \
+                                    tls.key_file to serve it over HTTPS");
+                }
+                tokio::spawn(async move {
+                    kordon_storage::serve_http(storage, listener, shutdown.cancelled_owned())
+                        .await
+                        .context("playback HTTP server failed")
+                })
+            }
+        }
     };
     Ok((storage, http))
 }

@@ -34,6 +34,20 @@ use crate::metrics::GrpcMetrics;
 /// Path prefixes answered without identity: probes and tools need them.
 const OPEN_PREFIXES: &[&str] = &["/grpc.health.v1.", "/grpc.reflection."];
 
+/// HTTP/2 streams one connection may have open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+/// Calls one connection may have in progress at once; more wait.
+pub const MAX_CALLS_PER_CONNECTION: usize = 64;
+/// Calls in progress across all connections; more wait for a slot.
+pub const MAX_CALLS: usize = 1024;
+/// Longest a call may take to answer (a server stream's messages may go on after it). A
+/// client's shorter `grpc-timeout` wins.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// HTTP/2 and TCP keepalive: a peer that stops answering is dropped after about
+/// interval + timeout, and its calls are cancelled.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Builds a gRPC server for one or more Kordon services.
 pub struct GrpcServer {
     name: String,
@@ -179,14 +193,26 @@ impl BoundGrpcServer {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        let mut builder = tonic::transport::Server::builder();
+        // Bounded work: a client cannot open unbounded streams or calls, a unary call cannot
+        // run for ever, and a peer that vanished is noticed (keepalive) so streaming work for
+        // it stops (see storage's VerifyChain and ExportEvidence).
+        let mut builder = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+            .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
+            .timeout(CALL_TIMEOUT)
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .tcp_keepalive(Some(KEEPALIVE_INTERVAL));
         if let Some(tls) = server.tls {
             builder = builder.tls_config(tls)?;
         }
         let gate = GateLayer {
             authenticator: server.authenticator,
         };
-        let router = builder.layer(gate).add_routes(routes.routes());
+        let router = builder
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_CALLS))
+            .layer(gate)
+            .add_routes(routes.routes());
 
         for name in &server.names {
             health

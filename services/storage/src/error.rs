@@ -34,6 +34,11 @@ pub enum StorageError {
     #[error("{0}")]
     Contention(String),
 
+    /// The caller went away (or the server is shutting down) before long work finished;
+    /// nothing half-done is kept.
+    #[error("{0}")]
+    Cancelled(String),
+
     /// A configuration value is wrong; `key` is the dotted key.
     #[error("invalid configuration: `{key}`: {message}")]
     Config { key: String, message: String },

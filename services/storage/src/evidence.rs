@@ -32,17 +32,19 @@ use std::io::Read;
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use kordon_objects::time::{MICROS, now_micros, rfc3339_micros};
 use kordon_objects::{ObjectPath, ObjectStoreExt};
 use object_store::WriteMultipart;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
+use tokio_util::sync::CancellationToken;
 
 use crate::StorageError;
 use crate::chain::{self, ChainRecord, RecordKind};
 use crate::index::{Index, SegmentRecord, dispatch, hash32, to_i64, to_u64};
+use crate::playback::Download;
 use crate::service::{Progress, Storage, check_camera};
 
 /// `format` of a manifest this version writes and reads.
@@ -62,12 +64,14 @@ pub const MAX_CAMERAS: usize = 64;
 pub const MAX_SPAN_US: i64 = 31 * 86_400 * MICROS;
 /// Records read per query while building.
 const BATCH: u64 = 5_000;
-/// Segments fetched ahead while writing the archive.
-const PREFETCH: usize = 4;
 /// Part size of the archive's multipart upload.
 const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Largest manifest or signature file accepted by [`verify_bundle`].
-const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+/// Largest manifest an export writes and [`verify_bundle`] reads (about 250,000 chain
+/// records: 17 days of one camera in 6 s segments). A verifier holds it in memory, so a
+/// bundle from outside (a partner's) cannot make it allocate more.
+pub const MAX_MANIFEST_BYTES: u64 = 128 * 1024 * 1024;
+/// Largest signature file [`verify_bundle`] reads (the real one is under 1 KiB).
+const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
 
 pub const STATE_BUILDING: i64 = 1;
 pub const STATE_READY: i64 = 2;
@@ -289,8 +293,11 @@ pub struct BundleReport {
     pub range_to: String,
     /// Hex public key the signature was checked against (from the bundle).
     pub signing_key: String,
-    /// Whether the caller pinned the key (and it matched, unless a problem says otherwise).
+    /// Whether the caller named trusted keys at all.
     pub key_pinned: bool,
+    /// The label of the trusted key that made a valid signature; `None`: the signer is not
+    /// known to be anyone in particular (no trusted keys were given, or none matched).
+    pub signer: Option<String>,
     pub signature_valid: bool,
     pub cameras: usize,
     pub segments_checked: u64,
@@ -302,9 +309,71 @@ pub struct BundleReport {
     pub notes: Vec<String>,
 }
 
+/// What a verification concluded, from the strongest to the weakest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Nothing altered, and signed by a trusted key.
+    Intact,
+    /// Nothing altered since signing, but by a key nobody vouched for: anyone can make such
+    /// a bundle, so it proves nothing about where the footage came from.
+    UnknownSigner,
+    /// Something is wrong; [`BundleReport::problems`] says what.
+    NotIntact,
+}
+
 impl BundleReport {
+    /// Intact only with no problem *and* a trusted signer (see [`Verdict`]).
     pub fn intact(&self) -> bool {
-        self.problems.is_empty()
+        self.verdict() == Verdict::Intact
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        if !self.problems.is_empty() {
+            Verdict::NotIntact
+        } else if self.signer.is_none() {
+            Verdict::UnknownSigner
+        } else {
+            Verdict::Intact
+        }
+    }
+}
+
+/// A public key whose signatures are believed, with whose key it is (`burgas`, `edirne`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey {
+    pub key: [u8; 32],
+    pub label: String,
+}
+
+impl TrustedKey {
+    /// Parses a trusted-keys file: one key a line, 64 hex digits then an optional label
+    /// (e.g. the site's name); blank lines and `#` comments are skipped. Errors name the line.
+    pub fn parse_file(text: &str) -> Result<Vec<TrustedKey>, String> {
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (hex_key, label) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+            let key = hex32(hex_key).ok_or_else(|| {
+                format!(
+                    "line {}: `{hex_key}` is not a 64-hex-digit Ed25519 key",
+                    i + 1
+                )
+            })?;
+            let label = label.trim();
+            out.push(TrustedKey {
+                key,
+                label: if label.is_empty() {
+                    hex_key.to_string()
+                } else {
+                    label.to_string()
+                },
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -321,11 +390,11 @@ struct SeenFile {
 /// report with problems.
 pub fn verify_bundle(
     archive: impl Read,
-    pinned: Option<[u8; 32]>,
+    trusted: &[TrustedKey],
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<BundleReport> {
     let mut report = BundleReport {
-        key_pinned: pinned.is_some(),
+        key_pinned: !trusted.is_empty(),
         ..Default::default()
     };
     let mut manifest_bytes: Option<Vec<u8>> = None;
@@ -369,8 +438,21 @@ pub fn verify_bundle(
             continue;
         }
         if path == MANIFEST_FILE || path == SIGNATURE_FILE {
+            let limit = if path == MANIFEST_FILE {
+                MAX_MANIFEST_BYTES
+            } else {
+                MAX_SIGNATURE_BYTES
+            };
+            let declared = entry.header().size().unwrap_or(u64::MAX);
+            if declared > limit {
+                report.problems.push(format!(
+                    "`{path}` is {declared} bytes, more than the {limit} this verifier reads: \
+                     not a bundle Kordon made"
+                ));
+                continue;
+            }
             let mut buf = Vec::new();
-            if let Err(e) = (&mut entry).take(MAX_MANIFEST_BYTES).read_to_end(&mut buf) {
+            if let Err(e) = (&mut entry).take(limit).read_to_end(&mut buf) {
                 report
                     .problems
                     .push(format!("`{path}` cannot be read: {e}"));
@@ -430,7 +512,7 @@ pub fn verify_bundle(
     check_signature(
         &manifest_bytes,
         signature_bytes.as_deref(),
-        pinned,
+        trusted,
         &mut report,
     );
     let manifest: Manifest = match serde_json::from_slice(&manifest_bytes) {
@@ -480,7 +562,7 @@ pub fn verify_bundle(
 fn check_signature(
     manifest: &[u8],
     signature: Option<&[u8]>,
-    pinned: Option<[u8; 32]>,
+    trusted: &[TrustedKey],
     report: &mut BundleReport,
 ) {
     let Some(sig_bytes) = signature else {
@@ -536,21 +618,32 @@ fn check_signature(
              after signing, or the signature is forged"
         )),
     }
-    match pinned {
-        Some(p) if p != key.to_bytes() => {
-            report.signature_valid = false;
-            report.problems.push(format!(
-                "signed by key {}, which is not the expected site key {}",
-                sig.public_key,
-                hex::encode(p)
-            ));
-        }
-        Some(_) => {}
-        None => report.notes.push(format!(
-            "signature checked against the key in the bundle ({}); pass the site's public key \
-             (--public-key) to prove who signed it",
+    if trusted.is_empty() {
+        report.notes.push(format!(
+            "UNKNOWN SIGNER: the signature was checked against the key the bundle itself names \
+             ({}), which anyone can make; pass the site's public key (--public-key) or a \
+             trusted-keys file to prove who signed it",
             sig.public_key
-        )),
+        ));
+    } else if let Some(t) = trusted.iter().find(|t| t.key == key.to_bytes()) {
+        if report.signature_valid {
+            report.signer = Some(t.label.clone());
+        }
+    } else {
+        report.signature_valid = false;
+        report.problems.push(format!(
+            "signed by key {}, which is not the expected site key {}",
+            sig.public_key,
+            trusted
+                .iter()
+                .map(|t| if t.label == hex::encode(t.key) {
+                    t.label.clone()
+                } else {
+                    format!("{} ({})", hex::encode(t.key), t.label)
+                })
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ));
     }
 }
 
@@ -782,6 +875,29 @@ pub struct Bundle {
     pub error: String,
 }
 
+impl Bundle {
+    /// Whether `req` asks for exactly this bundle: same principal, cameras, range, case,
+    /// reason, recipient and description (as stored: trimmed).
+    pub fn same_request(&self, req: &ExportRequest) -> bool {
+        self.exported_by == req.exported_by
+            && self.cameras == req.cameras
+            && self.from_us == req.from_us
+            && self.to_us == req.to_us
+            && self.case_id == req.case_id.trim()
+            && self.reason == req.reason.trim()
+            && self.recipient == req.recipient.trim()
+            && self.description == req.description.trim()
+    }
+}
+
+fn reused_request_id(request_id: &str) -> StorageError {
+    StorageError::AlreadyExists(format!(
+        "request_id `{request_id}` already names a different export (another principal, \
+         cameras, range, case, reason or recipient): a retry must repeat the request exactly; \
+         use a new request id for a new export"
+    ))
+}
+
 macro_rules! bundle_columns {
     () => {
         "id, site, request_id, state, cameras, start_us, end_us, case_id, reason, recipient, \
@@ -870,11 +986,16 @@ impl Index {
     }
 
     /// Creates a bundle in state building for `req`, or returns the bundle of the same
-    /// request id (`false`). A failed bundle of the same request id is started again.
+    /// request id (`false`). A failed bundle of the same request id is started again. A
+    /// request id names one export: a retry must be the same request by the same principal
+    /// (see [`Bundle::same_request`]), or it is refused without saying what the first was.
     pub async fn create_bundle(&self, req: &ExportRequest) -> Result<(Bundle, bool), StorageError> {
         if !req.request_id.is_empty()
             && let Some(existing) = self.bundle_by_request(&req.site, &req.request_id).await?
         {
+            if !existing.same_request(req) {
+                return Err(reused_request_id(&req.request_id));
+            }
             if existing.state != STATE_FAILED {
                 return Ok((existing, false));
             }
@@ -939,6 +1060,9 @@ impl Index {
                     .is_some_and(|d| d.is_unique_violation()) =>
             {
                 if let Some(b) = self.bundle_by_request(&req.site, &request_id).await? {
+                    if !b.same_request(req) {
+                        return Err(reused_request_id(&request_id));
+                    }
                     return Ok((b, false));
                 }
                 return Err(e.into());
@@ -1130,9 +1254,10 @@ impl Storage {
         exported_by_name: &str,
         access: (u64, [u8; 32]),
         progress: Progress<'_>,
+        cancel: &CancellationToken,
     ) -> Result<Bundle, StorageError> {
         match self
-            .build_bundle_inner(bundle, exported_by_name, access, progress)
+            .build_bundle_inner(bundle, exported_by_name, access, progress, cancel)
             .await
         {
             Ok(b) => Ok(b),
@@ -1159,6 +1284,7 @@ impl Storage {
         exported_by_name: &str,
         access: (u64, [u8; 32]),
         progress: Progress<'_>,
+        cancel: &CancellationToken,
     ) -> Result<Bundle, StorageError> {
         let site = &bundle.site;
         let idx = self.index();
@@ -1208,6 +1334,19 @@ impl Storage {
         };
         let manifest_bytes = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| StorageError::Internal(format!("encoding the manifest: {e}")))?;
+        if manifest_bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(StorageError::invalid(format!(
+                "range: the manifest would list {} chain records ({} MiB, more than the {} MiB \
+                 a verifier reads); export the range as several bundles",
+                manifest
+                    .cameras
+                    .iter()
+                    .map(|c| c.records.len())
+                    .sum::<usize>(),
+                manifest_bytes.len() >> 20,
+                MAX_MANIFEST_BYTES >> 20
+            )));
+        }
         let manifest_sha: [u8; 32] = Sha256::digest(&manifest_bytes).into();
         let signature = signing.sign(&manifest_bytes).to_bytes();
         let sig_file = SignatureFile {
@@ -1236,48 +1375,15 @@ impl Storage {
                 .await?;
             let mut done = 0u64;
             progress(0, total_bytes, "copying segments");
-            let objects = self.objects().clone();
-            let mut fetches = futures::stream::iter(to_copy)
-                .map(move |s: SegmentRecord| {
-                    let objects = objects.clone();
-                    async move {
-                        let key = crate::service::object_key(&s.object_key)?;
-                        let bytes = match objects.get(&key).await {
-                            Ok(got) => got.bytes().await?,
-                            Err(object_store::Error::NotFound { .. }) => {
-                                return Err(StorageError::FailedPrecondition(format!(
-                                    "{} of {}/{} is missing from the bucket (object `{}`); run \
-                                     VerifyChain on the range",
-                                    s.chain_record().describe(),
-                                    s.site,
-                                    s.camera,
-                                    s.object_key
-                                )));
-                            }
-                            Err(e) => return Err(e.into()),
-                        };
-                        Ok::<_, StorageError>((s, bytes))
-                    }
-                })
-                .buffered(PREFETCH);
-            while let Some((s, bytes)) = fetches.try_next().await? {
-                let sha: [u8; 32] = Sha256::digest(&bytes).into();
-                if sha != s.sha256 || bytes.len() as u64 != s.size_bytes {
-                    return Err(StorageError::FailedPrecondition(format!(
-                        "{} of {}/{} does not match its record: the object has {} bytes, \
-                         SHA-256 {}; the record says {} bytes, {}. Nothing was exported; run \
-                         VerifyChain on the range",
-                        s.chain_record().describe(),
-                        s.site,
-                        s.camera,
-                        bytes.len(),
-                        hex::encode(sha),
-                        s.size_bytes,
-                        hex::encode(s.sha256)
-                    )));
+            for s in to_copy {
+                if cancel.is_cancelled() {
+                    return Err(StorageError::Cancelled(
+                        "export cancelled: the client went away; export again with the same \
+                         request id to rebuild the bundle"
+                            .into(),
+                    ));
                 }
-                tar.file(&segment_file(&s.camera, s.sequence), &bytes, s.start_us)
-                    .await?;
+                self.copy_segment(&mut tar, &s).await?;
                 done += s.size_bytes;
                 progress(done, total_bytes, "copying segments");
             }
@@ -1307,6 +1413,71 @@ impl Storage {
         tracing::info!(bundle = %out.id, site = %site, segments = out.segment_count,
                        bytes = size, "evidence bundle ready");
         Ok(out)
+    }
+
+    /// Streams one segment's object into the archive, re-hashing it on the way: memory stays
+    /// bounded by the object store's chunks, whatever the segment's size. Bytes that differ
+    /// from the record (size or SHA-256) fail the export, which then aborts the upload, so
+    /// altered footage never ships.
+    async fn copy_segment(
+        &self,
+        tar: &mut TarUpload,
+        s: &SegmentRecord,
+    ) -> Result<(), StorageError> {
+        let key = crate::service::object_key(&s.object_key)?;
+        let mismatch = |size: u64, sha: Option<[u8; 32]>| {
+            StorageError::FailedPrecondition(format!(
+                "{} of {}/{} does not match its record: the object has {size}{} bytes{}; the \
+                 record says {} bytes, {}. Nothing was exported; run VerifyChain on the range",
+                s.chain_record().describe(),
+                s.site,
+                s.camera,
+                if sha.is_none() { " or more" } else { "" },
+                sha.map(|h| format!(", SHA-256 {}", hex::encode(h)))
+                    .unwrap_or_default(),
+                s.size_bytes,
+                hex::encode(s.sha256)
+            ))
+        };
+        let got = match self.objects().get(&key).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::FailedPrecondition(format!(
+                    "{} of {}/{} is missing from the bucket (object `{}`); run VerifyChain on \
+                     the range",
+                    s.chain_record().describe(),
+                    s.site,
+                    s.camera,
+                    s.object_key
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if got.meta.size != s.size_bytes {
+            return Err(mismatch(got.meta.size, None));
+        }
+        tar.begin_file(
+            &segment_file(&s.camera, s.sequence),
+            s.size_bytes,
+            s.start_us,
+        )
+        .await?;
+        let mut hash = Sha256::new();
+        let mut size = 0u64;
+        let mut chunks = got.into_stream();
+        while let Some(chunk) = chunks.try_next().await? {
+            size += chunk.len() as u64;
+            if size > s.size_bytes {
+                return Err(mismatch(size, None));
+            }
+            hash.update(&chunk);
+            tar.write(&chunk).await?;
+        }
+        let sha: [u8; 32] = hash.finalize().into();
+        if sha != s.sha256 || size != s.size_bytes {
+            return Err(mismatch(size, Some(sha)));
+        }
+        tar.end_file(size).await
     }
 
     /// One camera's manifest part and the live segments to copy.
@@ -1413,7 +1584,9 @@ impl Storage {
     /// The download URL of a ready bundle's archive, and its expiry (Unix seconds).
     pub fn bundle_download_url(&self, b: &Bundle, ttl: Duration) -> (String, i64) {
         let exp = crate::service::url_expiry(ttl);
-        let token = self.playback_signer().sign_object(&b.site, &b.id, exp);
+        let token = self
+            .playback_signer()
+            .sign_object(Download::Bundle, &b.site, &b.id, exp);
         (
             format!(
                 "{}/v1/evidence/{}/{}.tar?exp={exp}&token={token}",
@@ -1562,7 +1735,59 @@ mod tests {
     }
 
     fn verify(bytes: &[u8], pinned: Option<[u8; 32]>) -> BundleReport {
-        verify_bundle(bytes, pinned, &mut |_| {}).unwrap()
+        let trusted: Vec<TrustedKey> = pinned
+            .map(|key| TrustedKey {
+                key,
+                label: "burgas".into(),
+            })
+            .into_iter()
+            .collect();
+        verify_bundle(bytes, &trusted, &mut |_| {}).unwrap()
+    }
+
+    /// Issue 9, finding 4: a bundle signed by anyone, checked with no trusted key, is not
+    /// reported intact (it only shows it was not altered since *someone* signed it).
+    #[test]
+    fn an_unpinned_bundle_has_an_unknown_signer() {
+        let forger = key(9);
+        let r = verify(&bundle(&forger, |_, _| {}), None);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert!(r.signature_valid);
+        assert!(!r.intact());
+        assert_eq!(r.verdict(), Verdict::UnknownSigner);
+        assert_eq!(r.signer, None);
+        assert!(
+            r.notes.iter().any(|n| n.contains("UNKNOWN SIGNER")),
+            "{:?}",
+            r.notes
+        );
+        // With the site's key trusted, the genuine bundle is intact and names its signer.
+        let site = key(1);
+        let r = verify(
+            &bundle(&site, |_, _| {}),
+            Some(site.verifying_key().to_bytes()),
+        );
+        assert_eq!(
+            (r.verdict(), r.signer.as_deref()),
+            (Verdict::Intact, Some("burgas"))
+        );
+        // And a trusted-keys file of partner sites picks the right one.
+        let file = format!(
+            "# partner sites\n{} edirne\n\n{}   burgas  # ours\n",
+            hex::encode(key(5).verifying_key().to_bytes()),
+            hex::encode(site.verifying_key().to_bytes())
+        );
+        let trusted = TrustedKey::parse_file(&file).unwrap();
+        assert_eq!(trusted.len(), 2);
+        let r = verify_bundle(&bundle(&site, |_, _| {})[..], &trusted, &mut |_| {}).unwrap();
+        assert_eq!(r.signer.as_deref(), Some("burgas"));
+        let r = verify_bundle(&bundle(&forger, |_, _| {})[..], &trusted, &mut |_| {}).unwrap();
+        assert_eq!(r.verdict(), Verdict::NotIntact);
+        assert!(
+            TrustedKey::parse_file("abc burgas")
+                .unwrap_err()
+                .contains("line 1")
+        );
     }
 
     fn key(seed: u8) -> ed25519_dalek::SigningKey {
@@ -1678,6 +1903,34 @@ mod tests {
             "{:?}",
             r.problems
         );
+    }
+
+    /// Issue 9, finding 7: a hostile bundle that declares a huge manifest is refused from its
+    /// header, before anything is allocated for it.
+    #[test]
+    fn an_oversized_manifest_is_refused_unread() {
+        for (path, size) in [
+            (MANIFEST_FILE, MAX_MANIFEST_BYTES + 1),
+            (SIGNATURE_FILE, MAX_SIGNATURE_BYTES + 1),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(path).unwrap();
+            h.set_size(size);
+            h.set_mode(0o444);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            let mut archive = h.as_bytes().to_vec();
+            archive.extend_from_slice(&[0u8; 4096]);
+            let r = verify(&archive, None);
+            assert!(!r.intact());
+            assert!(
+                r.problems
+                    .iter()
+                    .any(|p| p.contains(&format!("`{path}` is {size} bytes, more than"))),
+                "{:?}",
+                r.problems
+            );
+        }
     }
 
     #[test]

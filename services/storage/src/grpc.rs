@@ -23,7 +23,7 @@ use kordon_objects::time::{MICROS, now_micros};
 use kordon_proto::common::v1 as common;
 use kordon_proto::storage::v1 as pb;
 use kordon_proto::storage::v1::storage_service_server::{StorageService, StorageServiceServer};
-use kordon_runtime::auth::{Permission, Principal, authorize_request};
+use kordon_runtime::auth::{Permission, Principal, PrincipalKind, authorize_request};
 use prost_types::Timestamp;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
@@ -79,6 +79,12 @@ pub(crate) fn classify(e: &StorageError) -> Public {
             "playback token is invalid or expired",
         ),
         E::Contention(m) => public(tonic::Code::Aborted, StatusCode::SERVICE_UNAVAILABLE, m),
+        // 499: the client closed the request (nginx's code; nobody is left to read it).
+        E::Cancelled(m) => public(
+            tonic::Code::Cancelled,
+            StatusCode::from_u16(499).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            m,
+        ),
         E::Objects(inner) if inner.is_not_found() => public(
             tonic::Code::NotFound,
             StatusCode::NOT_FOUND,
@@ -1001,9 +1007,15 @@ impl StorageService for StorageApi {
                     ))),
                 }));
             };
-            let result = storage
-                .verify_chain(&site, &camera, from_us, to_us, r.verify_objects, &progress)
-                .await;
+            // Verification reads every object in the range: stop as soon as nobody waits.
+            let result = tokio::select! {
+                r = storage.verify_chain(&site, &camera, from_us, to_us, r.verify_objects, &progress) => r,
+                () = tx.closed() => {
+                    tracing::info!(site = %site, camera = %camera,
+                                   "chain verification cancelled: the client went away");
+                    return;
+                }
+            };
             let msg = match result {
                 Ok(report) => {
                     tracing::info!(site = %site, camera = %camera, intact = report.intact(),
@@ -1067,22 +1079,6 @@ impl StorageService for StorageApi {
         };
         let (bundle, fresh) = self.storage.start_export(&export).await?;
         let id = bundle.id.clone();
-        if !fresh {
-            // A retry of an export already made (or being made): follow it.
-            let msg = match bundle.state {
-                evidence::STATE_READY => Ok(pb::ExportEvidenceResponse {
-                    bundle_id: id.clone(),
-                    event: Some(pb::export_evidence_response::Event::Bundle(bundle_pb(
-                        &bundle,
-                    ))),
-                }),
-                _ => Err(Status::failed_precondition(format!(
-                    "evidence bundle {id} for this request id is still being built; call \
-                     GetEvidenceBundle for its state"
-                ))),
-            };
-            return Ok(Response::new(Box::pin(tokio_stream::once(msg))));
-        }
         let objects: Vec<AccessObjectRec> = std::iter::once(AccessObjectRec {
             kind: pb::AccessObjectKind::EvidenceBundle as i32,
             site: site.clone(),
@@ -1098,6 +1094,32 @@ impl StorageService for StorageApi {
                 .map(|c| recording_object(&site, c, from_us, to_us)),
         )
         .collect();
+        if !fresh {
+            // A retry of the same export (same principal and request, see
+            // `Bundle::same_request`): hand out the bundle, logged like the first time.
+            if bundle.state != evidence::STATE_READY {
+                return Err(Status::failed_precondition(format!(
+                    "evidence bundle {id} for this request id is still being built; call \
+                     GetEvidenceBundle for its state"
+                )));
+            }
+            self.log(
+                &who,
+                &site,
+                pb::AccessAction::Export,
+                objects,
+                &audit,
+                "ExportEvidence (retry)",
+            )
+            .await?;
+            let msg = Ok(pb::ExportEvidenceResponse {
+                bundle_id: id.clone(),
+                event: Some(pb::export_evidence_response::Event::Bundle(bundle_pb(
+                    &bundle,
+                ))),
+            });
+            return Ok(Response::new(Box::pin(tokio_stream::once(msg))));
+        }
         let entry = match self
             .log(
                 &who,
@@ -1133,10 +1155,27 @@ impl StorageService for StorageApi {
                     ))),
                 }));
             };
-            // The build goes on if the client goes away: the bundle is fetched later.
+            // A client that goes away cancels the build: the upload is aborted and the bundle
+            // marked failed, so an export again with the same request id rebuilds it.
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let watch = {
+                let cancel = cancel.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    tx.closed().await;
+                    cancel.cancel();
+                })
+            };
             let result = storage
-                .build_bundle(&bundle, &name, (entry.sequence, entry.hash), &progress)
+                .build_bundle(
+                    &bundle,
+                    &name,
+                    (entry.sequence, entry.hash),
+                    &progress,
+                    &cancel,
+                )
                 .await;
+            watch.abort();
             let msg = match result {
                 Ok(b) => Ok(pb::ExportEvidenceResponse {
                     bundle_id: id,
@@ -1902,6 +1941,15 @@ impl StorageService for StorageApi {
         if r.principal.trim().is_empty() {
             return Err(invalid("principal: required"));
         }
+        // Only a service vouches for someone else, and the entry says which one did (kind and
+        // subject): storage did not authenticate that principal itself. A person (an admin
+        // holds WriteMedia too) records only their own access.
+        if caller.kind == PrincipalKind::Person && r.principal != caller.subject {
+            return Err(Status::permission_denied(format!(
+                "{caller} may record access only for itself: recording it for another \
+                 principal is for services"
+            )));
+        }
         match pb::AccessAction::try_from(r.action) {
             Ok(pb::AccessAction::Unspecified) | Err(_) => {
                 return Err(invalid("action: required"));
@@ -1915,7 +1963,7 @@ impl StorageService for StorageApi {
                 site,
                 principal: r.principal,
                 principal_name: r.principal_name,
-                via_service: caller.subject.clone(),
+                via_service: caller.to_string(),
                 action: r.action,
                 objects,
                 reason: audit.reason.trim().to_string(),

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::TryStreamExt;
 
-use crate::playback::{ByteRange, PlaybackQuery, parse_path_grant, parse_range};
+use crate::playback::{ByteRange, Download, PlaybackQuery, parse_path_grant, parse_range};
 use crate::service::Storage;
 use crate::{StorageError, grpc};
 
@@ -202,9 +202,10 @@ async fn bundle(
         return bad_query();
     };
     let now_s = kordon_objects::time::now_micros() / kordon_objects::time::MICROS;
-    if let Err(e) = storage
-        .playback_signer()
-        .check_object(&site, id, q.exp, &q.token, now_s)
+    if let Err(e) =
+        storage
+            .playback_signer()
+            .check_object(Download::Bundle, &site, id, q.exp, &q.token, now_s)
     {
         return error_response(e);
     }
@@ -252,10 +253,14 @@ async fn object(
     };
     let now_s = kordon_objects::time::now_micros() / kordon_objects::time::MICROS;
     // The token binds site and key: nothing else can be fetched with it.
-    if let Err(e) = storage
-        .playback_signer()
-        .check_object(&site, &key, q.exp, &q.token, now_s)
-    {
+    if let Err(e) = storage.playback_signer().check_object(
+        Download::Object,
+        &site,
+        &key,
+        q.exp,
+        &q.token,
+        now_s,
+    ) {
         return error_response(e);
     }
     let path = match crate::service::object_key(&key) {

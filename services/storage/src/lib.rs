@@ -82,3 +82,18 @@ pub async fn serve_http(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+/// [`serve_http`] over TLS (the process's certificate): how playback is served off loopback
+/// whenever the process has a certificate.
+pub async fn serve_https(
+    storage: Storage,
+    listener: kordon_runtime::tls::TlsListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = axum::serve::Listener::local_addr(&listener) {
+        tracing::info!(%addr, "storage playback HTTPS listening");
+    }
+    axum::serve(listener, http_router(storage))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -39,7 +39,24 @@ use sha2::Sha256;
 use crate::StorageError;
 
 const DOMAIN: &[u8] = b"kordon.playback.v1";
-const OBJECT_DOMAIN: &[u8] = b"kordon.download.v1";
+/// What a download token grants: one MAC domain each, so a token for one kind of thing can
+/// never be presented for another (a thumbnail's token as a bundle's, or the reverse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Download {
+    /// A rendition's or snapshot's object, by key.
+    Object,
+    /// An evidence bundle, by id.
+    Bundle,
+}
+
+impl Download {
+    fn domain(self) -> &'static [u8] {
+        match self {
+            Download::Object => b"kordon.download.object.v2",
+            Download::Bundle => b"kordon.download.bundle.v2",
+        }
+    }
+}
 
 /// `to` of a live grant (the playlist keeps growing).
 pub const LIVE: i64 = i64::MAX;
@@ -129,12 +146,12 @@ impl PlaybackSigner {
         format!("{}.{to}.{}.{}", g.from_us, g.expires_s, self.sign(g))
     }
 
-    fn object_mac(&self, site: &str, id: &str, expires_s: i64) -> Hmac<Sha256> {
+    fn object_mac(&self, kind: Download, site: &str, id: &str, expires_s: i64) -> Hmac<Sha256> {
         let mut m = match Hmac::<Sha256>::new_from_slice(&self.key) {
             Ok(m) => m,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         };
-        m.update(OBJECT_DOMAIN);
+        m.update(kind.domain());
         for s in [site, id] {
             m.update(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
             m.update(s.as_bytes());
@@ -143,15 +160,20 @@ impl PlaybackSigner {
         m
     }
 
-    /// The token of a download URL for object `id` of `site` (an evidence bundle), valid until
-    /// `expires_s` (Unix seconds).
-    pub fn sign_object(&self, site: &str, id: &str, expires_s: i64) -> String {
-        URL_SAFE_NO_PAD.encode(self.object_mac(site, id, expires_s).finalize().into_bytes())
+    /// The token of a download URL of `kind` for `id` (a bundle id or an object key) of
+    /// `site`, valid until `expires_s` (Unix seconds).
+    pub fn sign_object(&self, kind: Download, site: &str, id: &str, expires_s: i64) -> String {
+        URL_SAFE_NO_PAD.encode(
+            self.object_mac(kind, site, id, expires_s)
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Checks a download token made by [`PlaybackSigner::sign_object`] at `now_s`.
     pub fn check_object(
         &self,
+        kind: Download,
         site: &str,
         id: &str,
         expires_s: i64,
@@ -161,7 +183,7 @@ impl PlaybackSigner {
         let tag = URL_SAFE_NO_PAD
             .decode(token.as_bytes())
             .map_err(|_| StorageError::BadToken)?;
-        self.object_mac(site, id, expires_s)
+        self.object_mac(kind, site, id, expires_s)
             .verify_slice(&tag)
             .map_err(|_| StorageError::BadToken)?;
         if now_s > expires_s {
@@ -407,6 +429,34 @@ mod tests {
         }
         assert!(parse_path_grant("1.2.x.t").is_none());
         assert!(parse_path_grant("1.2").is_none());
+    }
+
+    /// Issue 9, finding 9: a download token of one kind is worthless for another.
+    #[test]
+    fn download_tokens_are_bound_to_their_kind() {
+        let s = PlaybackSigner::random();
+        let t = s.sign_object(Download::Object, "burgas", "x", 100);
+        assert!(
+            s.check_object(Download::Object, "burgas", "x", 100, &t, 0)
+                .is_ok()
+        );
+        assert!(
+            s.check_object(Download::Bundle, "burgas", "x", 100, &t, 0)
+                .is_err()
+        );
+        let b = s.sign_object(Download::Bundle, "burgas", "x", 100);
+        assert!(
+            s.check_object(Download::Object, "burgas", "x", 100, &b, 0)
+                .is_err()
+        );
+        assert!(
+            s.check_object(Download::Bundle, "edirne", "x", 100, &b, 0)
+                .is_err()
+        );
+        assert!(
+            s.check_object(Download::Bundle, "burgas", "x", 100, &b, 101)
+                .is_err()
+        );
     }
 
     #[test]

@@ -49,7 +49,11 @@ fn case() -> Option<AuditContext> {
 }
 
 fn verify(bytes: &[u8], key: [u8; 32]) -> BundleReport {
-    evidence::verify_bundle(bytes, Some(key), &mut |_| {}).unwrap()
+    let trusted = [evidence::TrustedKey {
+        key,
+        label: "burgas".into(),
+    }];
+    evidence::verify_bundle(bytes, &trusted, &mut |_| {}).unwrap()
 }
 
 /// (path, offset of the data, size) of each archive entry.
