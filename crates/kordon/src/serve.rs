@@ -138,7 +138,7 @@ fn start_ingest(
         &common.data_dir,
         kordon_ingest::Destinations {
             objects,
-            object_prefix: String::new(),
+            object_prefix: config.storage.object_prefix.clone(),
             storage: kordon_proto::storage::v1::storage_service_client::StorageServiceClient::new(
                 channel,
             ),

@@ -90,9 +90,15 @@ struct StorageServer {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn start_storage(dir: &Path, objects: &ObjectStoreConfig, addr: SocketAddr) -> StorageServer {
+async fn start_storage(
+    dir: &Path,
+    objects: &ObjectStoreConfig,
+    prefix: &str,
+    addr: SocketAddr,
+) -> StorageServer {
     let config = kordon_storage::StorageConfig {
         objects: Some(objects.clone()),
+        object_prefix: prefix.to_string(),
         http_listen: free_addr(),
         ..Default::default()
     };
@@ -320,7 +326,7 @@ async fn records_hashes_and_registers_gaps() {
     let (objects_cfg, prefix) = objects_config(dir.path());
     let objects = kordon_objects::build(&objects_cfg).unwrap();
     let sim = camsim(2).await;
-    let storage = start_storage(dir.path(), &objects_cfg, free_addr()).await;
+    let storage = start_storage(dir.path(), &objects_cfg, &prefix, free_addr()).await;
     let shutdown = CancellationToken::new();
     let ingest = start_ingest(
         dir.path(),
@@ -426,7 +432,7 @@ async fn footage_waits_in_the_spool_while_storage_is_down() {
         "status says why footage is not stored"
     );
 
-    let storage = start_storage(dir.path(), &objects_cfg, storage_addr).await;
+    let storage = start_storage(dir.path(), &objects_cfg, &prefix, storage_addr).await;
     wait_for("spool drained", Duration::from_secs(60), || async {
         ingest.spool().pending() <= 1
     })
@@ -461,7 +467,7 @@ async fn cameras_change_at_run_time_without_disturbing_the_others() {
     let (objects_cfg, prefix) = objects_config(dir.path());
     let objects = kordon_objects::build(&objects_cfg).unwrap();
     let sim = camsim(3).await;
-    let storage = start_storage(dir.path(), &objects_cfg, free_addr()).await;
+    let storage = start_storage(dir.path(), &objects_cfg, &prefix, free_addr()).await;
     let shutdown = CancellationToken::new();
     let ingest = start_ingest(
         dir.path(),
@@ -574,7 +580,7 @@ async fn h265_is_recorded_without_reencoding() {
     })
     .await
     .unwrap();
-    let storage = start_storage(dir.path(), &objects_cfg, free_addr()).await;
+    let storage = start_storage(dir.path(), &objects_cfg, &prefix, free_addr()).await;
     let shutdown = CancellationToken::new();
     let ingest = start_ingest(
         dir.path(),
