@@ -473,6 +473,8 @@ impl JwtVerifier {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // jsonwebtoken checks `nbf` only when asked; a token must not work before its time.
+        validation.validate_nbf = true;
         validation.leeway = self.leeway;
         let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
@@ -483,6 +485,7 @@ impl JwtVerifier {
                 K::InvalidAudience => bad("wrong audience"),
                 K::InvalidSignature => bad("bad signature"),
                 K::MissingRequiredClaim(c) => bad(&format!("missing claim `{c}`")),
+                K::InvalidClaimFormat(c) => bad(&format!("claim `{c}` is malformed")),
                 _ => bad("invalid token"),
             }
         })?;
@@ -695,6 +698,48 @@ mod tests {
             .authenticate(&http::HeaderMap::new(), None)
             .unwrap_err();
         assert!(e.to_string().contains("no credentials"), "{e}");
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_nbf_within_the_configured_leeway() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = keypair();
+        let path = dir.path().join("id.pub.pem");
+        std::fs::write(&path, public).unwrap();
+        let mut cfg = common(Some(path), false);
+        let claims = |nbf: u64| {
+            serde_json::json!({
+                "sub": "ivan.petrov", "iss": "https://id.example", "aud": "kordon",
+                "exp": now() + 7200, "nbf": nbf, "kordon_roles": {"burgas": ["viewer"]}
+            })
+        };
+        let strict = Authenticator::from_config(&cfg).unwrap();
+        // Issued for tomorrow's shift: not usable today.
+        let e = strict
+            .authenticate(&bearer(&sign(&private, &claims(now() + 3600))), None)
+            .unwrap_err();
+        assert!(e.to_string().contains("not valid yet"), "{e}");
+        assert!(
+            strict
+                .authenticate(&bearer(&sign(&private, &claims(now() - 5))), None)
+                .is_ok()
+        );
+
+        // The leeway forgives clock skew, and only that much.
+        if let Some(jwt) = cfg.auth.jwt.as_mut() {
+            jwt.leeway_seconds = 60;
+        }
+        let skewed = Authenticator::from_config(&cfg).unwrap();
+        assert!(
+            skewed
+                .authenticate(&bearer(&sign(&private, &claims(now() + 20))), None)
+                .is_ok()
+        );
+        assert!(
+            skewed
+                .authenticate(&bearer(&sign(&private, &claims(now() + 600))), None)
+                .is_err()
+        );
     }
 
     #[test]
