@@ -188,12 +188,16 @@ pub enum JwtAlgorithm {
     ES256,
 }
 
-/// Which sites a service certificate may act for.
+/// Which sites a service certificate may act for, beyond what its identity names.
+///
+/// A certificate that carries a Kordon identity (`spiffe://kordon.io/ns/<namespace>/site/<site>/
+/// <component>`, see [`crate::auth`]) acts for that site only. One that does not acts only
+/// through an entry here; with no entry it is refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MtlsConfig {
-    /// Certificate subject (first DNS SAN, else CN) → sites it acts for (`*` for all). Empty
-    /// means every certificate signed by the client CA acts for every site.
+    /// Certificate subject (first DNS SAN, else CN) → sites it acts for (`*` for all, said
+    /// explicitly). A certificate without a Kordon identity and without an entry acts for none.
     pub subjects: BTreeMap<String, Vec<String>>,
 }
 
