@@ -156,6 +156,26 @@ async fn development_identity_is_a_local_admin() {
 }
 
 #[tokio::test]
+async fn development_identity_refuses_a_listener_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.dev_identity = true;
+    let err = match GrpcServer::new("test", &cfg)
+        .unwrap()
+        .bind("0.0.0.0:0".parse().unwrap())
+        .await
+    {
+        Ok(_) => panic!("bound the development identity on 0.0.0.0"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, kordon_runtime::RuntimeError::Config { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`KORDON_DEV_IDENTITY`"), "{err}");
+}
+
+#[tokio::test]
 async fn people_authenticate_with_jwt() {
     let dir = tempfile::tempdir().unwrap();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
