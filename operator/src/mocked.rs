@@ -557,3 +557,73 @@ async fn current_certificates_are_kept_and_a_due_or_foreign_one_is_reissued() {
     assert!(Arc::ptr_eq(&tls, &again));
     api.silence().await;
 }
+
+#[tokio::test]
+async fn a_user_tls_secret_wins_and_its_certificate_acts_for_its_own_site_only() {
+    use std::time::SystemTime;
+    let mut s = finalized(site("edirne", 1));
+    s.spec.tls_secret = Some("edirne-mtls".into());
+    let (ctx, mut api) = context(std::slice::from_ref(&s), &[]);
+    // The user's PKI: a plain server/client certificate without a Kordon identity.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["kordon.edirne.svc".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .pem();
+    let b64 = |t: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(t)
+    };
+    let user_secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "edirne-mtls", "namespace": NS },
+        "type": "kubernetes.io/tls",
+        "data": { "tls.crt": b64(&cert), "tls.key": b64(&key.serialize_pem()), "ca.crt": b64(&cert) },
+    });
+    let path = format!("/api/v1/namespaces/{NS}/secrets/edirne-mtls");
+    let server = tokio::spawn(async move {
+        // Read, never written: no CA, no issued certificate.
+        api.expect(Method::GET, &path, |_| (200, user_secret)).await;
+        api.silence().await;
+        api
+    });
+    let tls = crate::certificates::ensure(&ctx, &s, NS, "edirne")
+        .await
+        .unwrap();
+    let _ = server.await.unwrap();
+    assert_eq!(
+        tls.source,
+        crate::certificates::TlsSource::SiteSecret {
+            secret: "edirne-mtls".into(),
+            problem: None
+        }
+    );
+    assert!(
+        tls.client.is_none(),
+        "the operator holds no CA for this site"
+    );
+    assert!(tls.mounts.secrets.values().all(|v| v == "edirne-mtls"));
+    assert_eq!(
+        tls.mounts.subjects.get("kordon.edirne.svc"),
+        Some(&vec!["edirne".to_string()])
+    );
+    assert_eq!(tls.renew_in(SystemTime::now()), None);
+
+    // A missing Secret is said in the status, not hidden.
+    let (ctx, mut api) = context(std::slice::from_ref(&s), &[]);
+    let path = format!("/api/v1/namespaces/{NS}/secrets/edirne-mtls");
+    let server = tokio::spawn(async move {
+        api.expect(Method::GET, &path, not_found).await;
+    });
+    let tls = crate::certificates::ensure(&ctx, &s, NS, "edirne")
+        .await
+        .unwrap();
+    server.await.unwrap();
+    match &tls.source {
+        crate::certificates::TlsSource::SiteSecret {
+            problem: Some(p), ..
+        } => assert!(p.contains("does not exist"), "{p}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -330,6 +330,27 @@ async fn services_authenticate_with_client_certificates() {
     let sites: Vec<&str> = p.roles.iter().map(|r| r.site.as_str()).collect();
     assert_eq!(sites, ["burgas"], "acts for its own site only");
 
+    // The same credentials held in memory (as the operator holds its own), through the
+    // runtime's client.
+    let in_memory = kordon_runtime::client::connect_lazy_pem(
+        &endpoint,
+        &kordon_runtime::client::TlsPem {
+            ca: pki.ca_pem.clone().into_bytes(),
+            cert: pki.client_cert_pem.clone().into_bytes(),
+            key: pki.client_key_pem.clone().into_bytes(),
+        },
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let p = IdentityServiceClient::new(in_memory)
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .principal
+        .unwrap();
+    assert_eq!(p.subject, "ingest.burgas");
+
     // Signed by the same CA, but naming no identity, with no auth.mtls.subjects entry: refused
     // (it used to act for every site).
     let plain = Channel::from_shared(endpoint.clone())
