@@ -407,12 +407,19 @@ fn cert_secret(
     }
 }
 
-/// Deletes the site's certificate Secrets (by name); returns how many existed.
-pub async fn delete(ctx: &Context, ns: &str, name: &str) -> Result<usize> {
+/// Deletes the Secrets the operator issues for a site (by name), never the user's
+/// `tls_secret` should it share a name; returns how many existed.
+pub async fn delete(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    tls_secret: Option<&str>,
+) -> Result<usize> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let mut deleted = 0;
     let names = std::iter::once(ca_secret_name(name))
-        .chain(COMPONENTS.iter().map(|c| cert_secret_name(name, c)));
+        .chain(COMPONENTS.iter().map(|c| cert_secret_name(name, c)))
+        .filter(|n| Some(n.as_str()) != tls_secret);
     for n in names {
         match api.delete(&n, &DeleteParams::background()).await {
             Ok(_) => deleted += 1,

@@ -525,10 +525,8 @@ async fn cleanup(site: &Site, ctx: &Context) -> Result<Action> {
     deleted += delete_labelled::<Deployment>(ctx, &ns, &selector).await?;
     deleted += delete_labelled::<Service>(ctx, &ns, &selector).await?;
     deleted += delete_labelled::<ConfigMap>(ctx, &ns, &selector).await?;
-    if site.spec.tls_secret.is_none() {
-        deleted += certificates::delete(ctx, &ns, &name).await?;
-    }
-    ctx.tls.remove(&ns, &name);
+    // Also after a switch to a tlsSecret: what the operator issued before is still its own.
+    deleted += certificates::delete(ctx, &ns, &name, site.spec.tls_secret.as_deref()).await?;
     ctx.observations.remove(&ns, &name);
     if let Ok(mut applied) = ctx.applied.lock() {
         applied.remove(&(ns.clone(), name.clone()));
