@@ -5,7 +5,7 @@
 //! image: kordon/kordon:0.1.0   # image of the site workloads
 //! admin_listen: 0.0.0.0:8471   # /live, /ready, /metrics
 //! leader_election: { enabled: true, lease_name: kordon-operator, lease_duration: 15s }
-//! ingest: { address: "http://{pod}.{service}.{namespace}.svc:8470", status_interval: 15s }
+//! ingest: { address: "https://{pod}.{service}.{namespace}.svc:8470", status_interval: 15s }
 //! log: { format: json, filter: info }
 //! ```
 //!
@@ -32,7 +32,9 @@ pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(5);
 /// Where ingest replicas answer gRPC. Placeholders: `{pod}` (e.g. `burgas-ingest-2`),
 /// `{service}` (the headless Service, `burgas-ingest`), `{namespace}`, `{site}`, `{ordinal}`.
-pub const DEFAULT_INGEST_ADDRESS: &str = "http://{pod}.{service}.{namespace}.svc:8470";
+/// Every site's services serve mTLS ([`crate::certificates`]); an `http://` template is for
+/// tests and development against plaintext servers.
+pub const DEFAULT_INGEST_ADDRESS: &str = "https://{pod}.{service}.{namespace}.svc:8470";
 /// How often camera status is read from ingest.
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(15);
 /// How long one status call to a replica may take.
@@ -137,9 +139,11 @@ pub struct IngestClientConfig {
     pub status_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// CA of the ingest servers' certificates (`https://` addresses).
+    /// CA of the ingest servers' certificates, for sites with a user-supplied `tlsSecret`
+    /// (for the others the operator holds the site CA and presents its own certificate).
     pub ca_file: Option<PathBuf>,
-    /// The operator's client certificate (mTLS, role service).
+    /// The operator's client certificate for sites with a user-supplied `tlsSecret`: signed by
+    /// their CA, naming `spiffe://kordon.io/ns/<namespace>/site/<site>/operator` per site.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
 }
@@ -428,7 +432,7 @@ mod tests {
         let c = IngestClientConfig::default();
         assert_eq!(
             c.address_of("kordon", "burgas", 2),
-            "http://burgas-ingest-2.burgas-ingest.kordon.svc:8470"
+            "https://burgas-ingest-2.burgas-ingest.kordon.svc:8470"
         );
     }
 }

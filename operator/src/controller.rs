@@ -43,6 +43,8 @@ pub struct Context {
     pub ingest: Arc<dyn IngestClient>,
     /// The last camera status read from each site's ingest replicas.
     pub observations: Observations,
+    /// Each site's certificates, as last checked.
+    pub tls: crate::certificates::TlsCache,
     /// Fingerprint and time of the last apply of each site's objects.
     pub applied: Mutex<HashMap<(String, String), (u64, Instant)>>,
     /// When this operator started reconciling (see [`Context::in_start_up`]).
@@ -71,6 +73,7 @@ impl Context {
             cameras,
             ingest,
             observations: Observations::default(),
+            tls: Default::default(),
             applied: Mutex::new(HashMap::new()),
             started: Instant::now(),
         }

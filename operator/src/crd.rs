@@ -110,7 +110,8 @@ pub struct SiteSpec {
     #[schemars(length(max = 32))]
     pub sharing: Vec<SharingAgreement>,
     /// A Secret of type kubernetes.io/tls (with `ca.crt`) the site's services use for mTLS
-    /// among themselves; unset means plaintext inside the cluster.
+    /// among themselves instead of certificates from the operator's own CA for the site; unset
+    /// means the operator issues each workload its own certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub tls_secret: Option<String>,

@@ -23,6 +23,10 @@ pub enum Error {
     #[error("invalid configuration `{key}`: {message}")]
     Config { key: String, message: String },
 
+    /// A site's CA or a certificate could not be made or read.
+    #[error("certificates: {0}")]
+    Certificate(String),
+
     /// Leader election could not proceed.
     #[error("leader election: {0}")]
     Lease(String),
@@ -53,6 +57,7 @@ impl Error {
             Error::MissingField(_) => "missing_field",
             Error::Render { .. } => "render",
             Error::Config { .. } => "config",
+            Error::Certificate(_) => "certificate",
             Error::Lease(_) => "lease",
         }
     }

@@ -82,7 +82,7 @@ use tower_test::mock::{self, Handle};
 
 use crate::config::OperatorConfig;
 use crate::controller::Context;
-use crate::ingest::IngestClient;
+use crate::ingest::{IngestClient, Replica};
 
 /// An ingest that cannot be reached, as before its pods exist.
 pub struct NoIngest;
@@ -90,15 +90,15 @@ pub struct NoIngest;
 impl IngestClient for NoIngest {
     fn list(
         &self,
-        _: String,
+        _: Replica,
         _: String,
     ) -> BoxFuture<'static, Result<Vec<pb::CameraStatus>, String>> {
         Box::pin(async { Err("Unavailable: dns error".to_string()) })
     }
-    fn apply(&self, _: String, _: Vec<pb::CameraSpec>) -> BoxFuture<'static, Result<(), String>> {
+    fn apply(&self, _: Replica, _: Vec<pb::CameraSpec>) -> BoxFuture<'static, Result<(), String>> {
         Box::pin(async { Err("Unavailable".to_string()) })
     }
-    fn remove(&self, _: String, _: common::CameraRef) -> BoxFuture<'static, Result<(), String>> {
+    fn remove(&self, _: Replica, _: common::CameraRef) -> BoxFuture<'static, Result<(), String>> {
         Box::pin(async { Err("Unavailable".to_string()) })
     }
 }
@@ -198,6 +198,17 @@ pub fn context(sites: &[Site], cameras: &[Camera]) -> (Arc<Context>, ApiServerVe
     // Past start-up, unless a test says otherwise.
     ctx.started = std::time::Instant::now() - std::time::Duration::from_secs(3600);
     (Arc::new(ctx), ApiServerVerifier(handle))
+}
+
+/// The apiserver's answer for an object that does not exist.
+pub fn not_found(_: &Seen) -> (u16, Value) {
+    (
+        404,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "message": "not found", "reason": "NotFound", "code": 404,
+        }),
+    )
 }
 
 /// The list the apiserver returns for `items`.

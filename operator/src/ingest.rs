@@ -10,6 +10,11 @@
 //! is told to record it first (`ApplyCameras`), and the old replica lets go (`RemoveCamera`)
 //! only once the new one reports it recording. A camera deleted from the cluster is removed at
 //! once.
+//!
+//! Every call names the TLS credentials for its site: the operator's own certificate for that
+//! site, minted from the site CA ([`crate::certificates`]), used for `https://` addresses. A
+//! site whose certificates come from the user (`tlsSecret`) gets `None`, and the operator then
+//! presents `ingest.cert_file`/`key_file` from its configuration, if any.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -19,40 +24,53 @@ use futures::future::BoxFuture;
 use kordon_proto::common::v1 as common;
 use kordon_proto::ingest::v1 as pb;
 use kordon_proto::ingest::v1::ingest_service_client::IngestServiceClient;
-use kordon_runtime::client::{AuthedChannel, ClientOptions};
+use kordon_runtime::client::{AuthedChannel, ClientOptions, TlsPem};
 use kube::ResourceExt;
 
 use crate::config::IngestClientConfig;
 use crate::crd::{Camera, RecordingMode, RtspTransport};
 
-/// The calls the operator makes to an ingest replica at `address`. A trait so that reconciler
-/// tests can stand in for ingest.
+/// Where one ingest replica answers, and the credentials the operator presents there.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// `http://` or `https://` URL of its gRPC endpoint.
+    pub address: String,
+    /// The operator's certificate for the replica's site; `None` means the configured files.
+    pub tls: Option<Arc<TlsPem>>,
+}
+
+/// The calls the operator makes to an ingest replica. A trait so that reconciler tests can
+/// stand in for ingest.
 pub trait IngestClient: Send + Sync + 'static {
     /// Every camera status of `site` on the replica.
     fn list(
         &self,
-        address: String,
+        replica: Replica,
         site: String,
     ) -> BoxFuture<'static, Result<Vec<pb::CameraStatus>, String>>;
     /// Adds or updates cameras on the replica (never removes).
     fn apply(
         &self,
-        address: String,
+        replica: Replica,
         cameras: Vec<pb::CameraSpec>,
     ) -> BoxFuture<'static, Result<(), String>>;
     /// Stops a camera on the replica once its last segment is safe.
     fn remove(
         &self,
-        address: String,
+        replica: Replica,
         camera: common::CameraRef,
     ) -> BoxFuture<'static, Result<(), String>>;
 }
 
-/// The real client: one lazily connected channel per replica address.
+/// The real client: one lazily connected channel per replica address and credentials (a
+/// renewed certificate replaces the channel).
 pub struct GrpcIngest {
     config: IngestClientConfig,
-    channels: Mutex<HashMap<String, AuthedChannel>>,
+    channels: Mutex<HashMap<String, HeldChannel>>,
 }
+
+/// A channel and the credentials it was made with.
+type HeldChannel = (Option<Arc<TlsPem>>, AuthedChannel);
 
 impl GrpcIngest {
     pub fn new(config: IngestClientConfig) -> Self {
@@ -62,24 +80,37 @@ impl GrpcIngest {
         }
     }
 
-    fn client(&self, address: &str) -> Result<IngestServiceClient<AuthedChannel>, String> {
+    fn client(&self, replica: &Replica) -> Result<IngestServiceClient<AuthedChannel>, String> {
+        let address = replica.address.as_str();
+        // Plaintext addresses (tests, development) present nothing.
+        let tls = replica
+            .tls
+            .clone()
+            .filter(|_| address.starts_with("https://"));
         let mut channels = self
             .channels
             .lock()
             .map_err(|_| "channel cache poisoned".to_string())?;
-        if let Some(c) = channels.get(address) {
+        if let Some((held, c)) = channels.get(address)
+            && *held == tls
+        {
             return Ok(IngestServiceClient::new(c.clone()));
         }
-        let channel = kordon_runtime::client::connect_lazy(&ClientOptions {
-            server: address.to_string(),
-            token: None,
-            ca_file: self.config.ca_file.clone(),
-            cert_file: self.config.cert_file.clone(),
-            key_file: self.config.key_file.clone(),
-            connect_timeout: Some(self.config.timeout),
-        })
+        let channel = match &tls {
+            Some(pem) => {
+                kordon_runtime::client::connect_lazy_pem(address, pem, self.config.timeout)
+            }
+            None => kordon_runtime::client::connect_lazy(&ClientOptions {
+                server: address.to_string(),
+                token: None,
+                ca_file: self.config.ca_file.clone(),
+                cert_file: self.config.cert_file.clone(),
+                key_file: self.config.key_file.clone(),
+                connect_timeout: Some(self.config.timeout),
+            }),
+        }
         .map_err(|e| e.to_string())?;
-        channels.insert(address.to_string(), channel.clone());
+        channels.insert(address.to_string(), (tls, channel.clone()));
         Ok(IngestServiceClient::new(channel))
     }
 }
@@ -99,10 +130,10 @@ fn describe(status: tonic::Status) -> String {
 impl IngestClient for GrpcIngest {
     fn list(
         &self,
-        address: String,
+        replica: Replica,
         site: String,
     ) -> BoxFuture<'static, Result<Vec<pb::CameraStatus>, String>> {
-        let client = self.client(&address);
+        let client = self.client(&replica);
         let timeout = self.config.timeout;
         Box::pin(async move {
             let mut client = client?;
@@ -137,10 +168,10 @@ impl IngestClient for GrpcIngest {
 
     fn apply(
         &self,
-        address: String,
+        replica: Replica,
         cameras: Vec<pb::CameraSpec>,
     ) -> BoxFuture<'static, Result<(), String>> {
-        let client = self.client(&address);
+        let client = self.client(&replica);
         let timeout = self.config.timeout;
         Box::pin(async move {
             let mut client = client?;
@@ -158,10 +189,10 @@ impl IngestClient for GrpcIngest {
 
     fn remove(
         &self,
-        address: String,
+        replica: Replica,
         camera: common::CameraRef,
     ) -> BoxFuture<'static, Result<(), String>> {
-        let client = self.client(&address);
+        let client = self.client(&replica);
         // RemoveCamera waits for the last segment's upload: allow it a segment's worth more.
         let timeout = self.config.timeout + Duration::from_secs(60);
         Box::pin(async move {
@@ -272,17 +303,21 @@ impl Observations {
     }
 }
 
-/// Asks every replica of a site for its cameras' status, concurrently.
+/// Asks every replica of a site for its cameras' status, concurrently, presenting `tls`.
 pub async fn collect(
     client: &dyn IngestClient,
     config: &IngestClientConfig,
+    tls: Option<Arc<TlsPem>>,
     namespace: &str,
     site: &str,
     replicas: u32,
 ) -> SiteObservation {
     let calls = (0..replicas).map(|ordinal| {
-        let address = config.address_of(namespace, site, ordinal);
-        let fut = client.list(address, site.to_string());
+        let replica = Replica {
+            address: config.address_of(namespace, site, ordinal),
+            tls: tls.clone(),
+        };
+        let fut = client.list(replica, site.to_string());
         async move {
             let name = crate::placement::replica_name(site, ordinal);
             match fut.await {

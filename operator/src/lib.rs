@@ -4,6 +4,8 @@
 //!   `kordon crdgen` prints and `crds/` holds.
 //! - [`placement`]: rendezvous hashing of cameras onto ingest replicas.
 //! - [`render`]: what a Site becomes (StatefulSet, Deployments, Services, ConfigMaps).
+//! - [`pki`], [`certificates`]: each site's own CA and the certificate of every workload (mTLS
+//!   with no `tlsSecret` needed), kept in Secrets and renewed before they expire.
 //! - [`site`], [`camera`]: the reconcilers; [`controller`] wires them with their shared
 //!   [`controller::Context`].
 //! - [`ingest`]: camera status from ingest over gRPC, and camera handover between replicas.
@@ -13,6 +15,7 @@
 //! [`run`] is `kordon operator`.
 
 pub mod camera;
+pub mod certificates;
 pub mod conditions;
 pub mod config;
 pub mod controller;
@@ -21,6 +24,7 @@ pub mod error;
 pub mod ingest;
 pub mod leader;
 pub mod metrics;
+pub mod pki;
 pub mod placement;
 pub mod render;
 pub mod site;

@@ -19,6 +19,11 @@
 //!
 //! Secrets never enter a ConfigMap: object-store keys and the database URL reach the pods as
 //! environment variables from their Secrets.
+//!
+//! Every workload serves gRPC over mTLS and calls its peers with its own certificate: the
+//! Secret named in [`TlsMounts`] ([`crate::certificates`] issues them, or the Site's
+//! `tlsSecret`) is mounted at `/etc/kordon-tls`, and its `ca.crt` is the only client CA the
+//! services trust. No pod runs with the development identity.
 
 use std::collections::BTreeMap;
 
@@ -98,6 +103,60 @@ pub fn ingest_pod_selector(site: &str) -> String {
     format!("{SITE_LABEL}={site},{COMPONENT_LABEL}=ingest")
 }
 
+/// Which Secret each workload mounts for mTLS, and what the services are told about it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsMounts {
+    /// Component → Secret (`tls.crt`, `tls.key`, `ca.crt`) mounted at `/etc/kordon-tls`.
+    pub secrets: BTreeMap<String, String>,
+    /// Component → fingerprint of its certificate, a pod template annotation: a new
+    /// certificate rolls the pods.
+    pub revisions: BTreeMap<String, String>,
+    /// Rendered as `auth.mtls.subjects` (a user certificate without a Kordon identity).
+    pub subjects: BTreeMap<String, Vec<String>>,
+}
+
+impl TlsMounts {
+    /// Each workload its own operator-issued Secret.
+    pub fn operator(site: &str) -> Self {
+        let secrets = crate::certificates::COMPONENTS
+            .iter()
+            .map(|c| {
+                (
+                    c.to_string(),
+                    crate::certificates::cert_secret_name(site, c),
+                )
+            })
+            .collect();
+        TlsMounts {
+            secrets,
+            ..TlsMounts::default()
+        }
+    }
+
+    /// Every workload the same user-supplied Secret.
+    pub fn from_secret(secret: &str) -> Self {
+        let secrets = crate::certificates::COMPONENTS
+            .iter()
+            .map(|c| (c.to_string(), secret.to_string()))
+            .collect();
+        TlsMounts {
+            secrets,
+            ..TlsMounts::default()
+        }
+    }
+
+    /// What a Site mounts before anything is known of its certificates.
+    pub fn for_site(site: &Site) -> Self {
+        match &site.spec.tls_secret {
+            Some(secret) => Self::from_secret(secret),
+            None => Self::operator(site.metadata.name.as_deref().unwrap_or_default()),
+        }
+    }
+}
+
+/// Pod template annotation: the fingerprint of the workload's certificate.
+pub const CERT_ANNOTATION: &str = "kordon.io/certificate-sha256";
+
 /// Everything applied for one site.
 #[derive(Debug, Clone)]
 pub struct SiteObjects {
@@ -108,8 +167,14 @@ pub struct SiteObjects {
     pub storage_claim: PersistentVolumeClaim,
 }
 
-/// The cameras of `site` in placement order, for the rendered configs.
-pub fn render(site: &Site, cameras: &[&Camera], config: &OperatorConfig) -> Result<SiteObjects> {
+/// The cameras of `site` in placement order, for the rendered configs; `tls` says what each
+/// workload mounts for mTLS.
+pub fn render(
+    site: &Site,
+    cameras: &[&Camera],
+    config: &OperatorConfig,
+    tls: &TlsMounts,
+) -> Result<SiteObjects> {
     let name = site
         .metadata
         .name
@@ -123,7 +188,7 @@ pub fn render(site: &Site, cameras: &[&Camera], config: &OperatorConfig) -> Resu
     let owner = owner_reference(site)?;
     let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
 
-    let base = base_config(site, name, ns);
+    let base = base_config(site, name, ns, tls);
     let site_yaml = to_yaml(&base, "site.yaml")?;
 
     let by_name: BTreeMap<&str, &Camera> = cameras
@@ -205,7 +270,7 @@ pub fn render(site: &Site, cameras: &[&Camera], config: &OperatorConfig) -> Resu
                 // Replicas are independent shards: start and stop them together.
                 "podManagementPolicy": "Parallel",
                 "selector": { "matchLabels": selector(name, "ingest") },
-                "template": pod_template(site, name, "ingest", config, true),
+                "template": pod_template(site, name, "ingest", config, tls, true),
                 "volumeClaimTemplates": [{
                     "metadata": { "name": "spool" },
                     "spec": {
@@ -239,7 +304,7 @@ pub fn render(site: &Site, cameras: &[&Camera], config: &OperatorConfig) -> Resu
                     "replicas": replicas,
                     "strategy": strategy,
                     "selector": { "matchLabels": selector(name, component) },
-                    "template": pod_template(site, name, component, config, false),
+                    "template": pod_template(site, name, component, config, tls, false),
                 },
             }),
             "Deployment",
@@ -301,7 +366,7 @@ fn ports(http: bool) -> Value {
 }
 
 /// The `kordon` configuration every service of the site shares.
-fn base_config(site: &Site, name: &str, ns: &str) -> Value {
+fn base_config(site: &Site, name: &str, ns: &str, tls: &TlsMounts) -> Value {
     let st = &site.spec.storage;
     let mut objects = json!({
         "kind": "s3",
@@ -321,10 +386,11 @@ fn base_config(site: &Site, name: &str, ns: &str) -> Value {
     if let Some(days) = st.retention_days {
         storage["default_retention"] = json!(format!("{days}days"));
     }
-    let tls = site.spec.tls_secret.is_some();
-    let scheme = if tls { "https" } else { "http" };
-    let mut storage_client = json!({
-        "url": format!("{scheme}://{}.{ns}.svc:{GRPC_PORT}", component_name(name, "storage")),
+    let storage_client = json!({
+        "url": format!("https://{}.{ns}.svc:{GRPC_PORT}", component_name(name, "storage")),
+        "ca_file": format!("{TLS_DIR}/ca.crt"),
+        "cert_file": format!("{TLS_DIR}/tls.crt"),
+        "key_file": format!("{TLS_DIR}/tls.key"),
     });
     let mut cfg = json!({
         "grpc_listen": format!("0.0.0.0:{GRPC_PORT}"),
@@ -334,16 +400,14 @@ fn base_config(site: &Site, name: &str, ns: &str) -> Value {
         "log": { "format": "json", "filter": "info" },
         "storage": storage,
         "ingest": {},
-    });
-    if tls {
-        cfg["tls"] = json!({
+        "tls": {
             "cert_file": format!("{TLS_DIR}/tls.crt"),
             "key_file": format!("{TLS_DIR}/tls.key"),
             "client_ca_file": format!("{TLS_DIR}/ca.crt"),
-        });
-        storage_client["ca_file"] = json!(format!("{TLS_DIR}/ca.crt"));
-        storage_client["cert_file"] = json!(format!("{TLS_DIR}/tls.crt"));
-        storage_client["key_file"] = json!(format!("{TLS_DIR}/tls.key"));
+        },
+    });
+    if !tls.subjects.is_empty() {
+        cfg["auth"] = json!({ "mtls": { "subjects": tls.subjects } });
     }
     cfg["ingest"]["storage"] = storage_client;
     cfg
@@ -377,9 +441,9 @@ fn pod_template(
     name: &str,
     component: &str,
     config: &OperatorConfig,
+    tls: &TlsMounts,
     ingest: bool,
 ) -> Value {
-    let tls = site.spec.tls_secret.as_ref();
     let config_file = if ingest {
         format!("{CONFIG_DIR}/$(POD_NAME).yaml")
     } else {
@@ -388,11 +452,6 @@ fn pod_template(
     let mut env = vec![
         json!({ "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }),
     ];
-    if tls.is_none() {
-        // Without certificates the services cannot authenticate one another: they accept
-        // calls as the development identity (the Site's Ready condition says so).
-        env.push(json!({ "name": "KORDON_DEV_IDENTITY", "value": "1" }));
-    }
     if let Some(secret) = &site.spec.storage.credentials_secret {
         for (var, key) in [
             ("AWS_ACCESS_KEY_ID", "accessKeyId"),
@@ -432,7 +491,7 @@ fn pod_template(
             volumes.push(json!({ "name": "data", "emptyDir": {} }));
         }
     }
-    if let Some(secret) = tls {
+    if let Some(secret) = tls.secrets.get(component) {
         mounts.push(json!({ "name": "tls", "mountPath": TLS_DIR, "readOnly": true }));
         volumes.push(json!({ "name": "tls", "secret": { "secretName": secret } }));
     }
@@ -466,8 +525,12 @@ fn pod_template(
     if let Some(p) = &config.image_pull_policy {
         container["imagePullPolicy"] = json!(p);
     }
+    let mut metadata = json!({ "labels": labels(name, component) });
+    if let Some(fp) = tls.revisions.get(component) {
+        metadata["annotations"] = json!({ CERT_ANNOTATION: fp });
+    }
     json!({
-        "metadata": { "labels": labels(name, component) },
+        "metadata": metadata,
         "spec": {
             // Ingest finishes and uploads its open segment on SIGTERM.
             "terminationGracePeriodSeconds": if ingest { 60 } else { 30 },
@@ -509,7 +572,13 @@ mod tests {
             .map(|i| camera(&format!("cam-{i}"), "burgas"))
             .collect();
         let refs: Vec<&Camera> = cams.iter().collect();
-        let objs = render(&s, &refs, &OperatorConfig::default()).unwrap();
+        let objs = render(
+            &s,
+            &refs,
+            &OperatorConfig::default(),
+            &TlsMounts::for_site(&s),
+        )
+        .unwrap();
         let ingest_cm = &objs.config_maps[1];
         let data = ingest_cm.data.as_ref().unwrap();
         assert_eq!(data.len(), 3);
@@ -544,7 +613,13 @@ mod tests {
         s.spec.storage.retention_days = Some(30);
         s.spec.storage.object_lock = true;
         let c = camera("gate-1", "edirne");
-        let objs = render(&s, &[&c], &OperatorConfig::default()).unwrap();
+        let objs = render(
+            &s,
+            &[&c],
+            &OperatorConfig::default(),
+            &TlsMounts::for_site(&s),
+        )
+        .unwrap();
         let cfg = yaml_of(&objs.config_maps[1], "edirne-ingest-0.yaml");
         assert_eq!(cfg["storage"]["objects"]["kind"].as_str(), Some("s3"));
         assert_eq!(
@@ -558,7 +633,7 @@ mod tests {
         assert_eq!(cfg["storage"]["default_retention"].as_str(), Some("30days"));
         assert_eq!(
             cfg["ingest"]["storage"]["url"].as_str(),
-            Some("http://edirne-storage.kordon.svc:8470")
+            Some("https://edirne-storage.kordon.svc:8470")
         );
         assert_eq!(
             cfg["sites"][0]["cameras"][0]["record"].as_str(),
@@ -578,7 +653,13 @@ mod tests {
             secret_name: "yambol-db".into(),
             key: "url".into(),
         });
-        let objs = render(&s, &[], &OperatorConfig::default()).unwrap();
+        let objs = render(
+            &s,
+            &[],
+            &OperatorConfig::default(),
+            &TlsMounts::for_site(&s),
+        )
+        .unwrap();
         let sts = &objs.statefulset;
         let spec = &sts.spec;
         assert_eq!(spec.replicas, Some(4));
@@ -605,5 +686,80 @@ mod tests {
             args,
             json!(["ingest", "--config", "/etc/kordon/$(POD_NAME).yaml"])
         );
+    }
+
+    fn pod_spec(template: &impl serde::Serialize) -> Value {
+        serde_json::to_value(template).unwrap()
+    }
+
+    #[test]
+    fn without_a_tls_secret_each_workload_mounts_its_own_certificate_and_no_dev_identity() {
+        let s = site("burgas", 2);
+        let mut tls = TlsMounts::for_site(&s);
+        tls.revisions.insert("storage".into(), "ab12".into());
+        let objs = render(&s, &[], &OperatorConfig::default(), &tls).unwrap();
+        let mut templates = vec![(
+            "ingest".to_string(),
+            pod_spec(&objs.statefulset.spec.template),
+        )];
+        for d in &objs.deployments {
+            templates.push((
+                d.metadata.labels.as_ref().unwrap()[COMPONENT_LABEL].clone(),
+                pod_spec(&d.spec.template),
+            ));
+        }
+        assert_eq!(templates.len(), 5);
+        for (component, t) in &templates {
+            let text = t.to_string();
+            assert!(!text.contains("KORDON_DEV_IDENTITY"), "{component}: {text}");
+            let volumes = t["spec"]["volumes"].as_array().unwrap();
+            let secret = volumes
+                .iter()
+                .find(|v| v["name"] == "tls")
+                .and_then(|v| v["secret"]["secretName"].as_str())
+                .unwrap_or_else(|| panic!("{component} mounts no certificate"));
+            assert_eq!(secret, format!("burgas-{component}-tls"));
+            let mounted = t["spec"]["containers"][0]["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["name"] == "tls" && m["mountPath"] == TLS_DIR);
+            assert!(mounted, "{component}");
+        }
+        let storage = &templates.iter().find(|(c, _)| c == "storage").unwrap().1;
+        assert_eq!(
+            storage["metadata"]["annotations"][CERT_ANNOTATION],
+            json!("ab12")
+        );
+
+        let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
+        assert_eq!(
+            cfg["tls"]["client_ca_file"].as_str(),
+            Some("/etc/kordon-tls/ca.crt")
+        );
+        assert_eq!(
+            cfg["ingest"]["storage"]["cert_file"].as_str(),
+            Some("/etc/kordon-tls/tls.crt")
+        );
+        assert!(
+            cfg.get("auth").is_none(),
+            "identities come from the certificates"
+        );
+    }
+
+    #[test]
+    fn a_user_certificate_is_mapped_to_its_own_site_only() {
+        let mut s = site("edirne", 1);
+        s.spec.tls_secret = Some("edirne-mtls".into());
+        let mut tls = TlsMounts::for_site(&s);
+        tls.subjects
+            .insert("kordon.edirne.svc".into(), vec!["edirne".into()]);
+        let objs = render(&s, &[], &OperatorConfig::default(), &tls).unwrap();
+        let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
+        let sites = &cfg["auth"]["mtls"]["subjects"]["kordon.edirne.svc"];
+        assert_eq!(sites.as_sequence().unwrap().len(), 1);
+        assert_eq!(sites[0].as_str(), Some("edirne"));
+        let sts = pod_spec(&objs.statefulset.spec.template);
+        assert!(sts.to_string().contains("\"secretName\":\"edirne-mtls\""));
     }
 }

@@ -1,19 +1,23 @@
 //! The Site reconciler: a site's workloads, its cameras' placement, and its health.
 //!
 //! Under the finalizer `kordon.io/site-cleanup`:
-//! - **apply**: renders the site's objects ([`crate::render`]) and server-side applies them with
+//! - **apply**: makes sure the site's certificates exist and are current
+//!   ([`crate::certificates`]: the operator's per-site CA unless the Site names a `tlsSecret`),
+//!   renders the site's objects ([`crate::render`]) and server-side applies them with
 //!   field manager `kordon-operator` (skipped when nothing changed since the last apply a short
 //!   while ago); reads camera status from every ingest replica and hands moved cameras over
 //!   ([`crate::ingest`]); writes the Site's status — conditions Ready, Progressing and Degraded
-//!   with `observedGeneration`, camera counts, and the scale subresource's replicas and selector;
-//!   publishes events when ingest is scaled.
+//!   with `observedGeneration`, TLS (which CA the site's services trust), camera counts, and
+//!   the scale subresource's replicas and selector; publishes events when ingest is scaled.
+//!   It comes back after `ingest.status_interval`, or sooner when a certificate falls due.
 //! - **cleanup**: deletes every object it made for the site (found by label), explicitly, so
-//!   nothing is left even where no garbage collector runs; the storage data claim is retained.
+//!   nothing is left even where no garbage collector runs (its certificate Secrets by name);
+//!   the storage data claim is retained.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
@@ -27,6 +31,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::certificates::{self, TlsSource};
 use crate::conditions::{FALSE, TRUE, bool_status, condition};
 use crate::config::FIELD_MANAGER;
 use crate::controller::Context;
@@ -98,23 +103,31 @@ async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
     let name = site.name_any();
     let cameras = cameras_of(ctx, &ns, &name);
     let refs: Vec<&Camera> = cameras.iter().map(Arc::as_ref).collect();
-    let objects = render::render(site, &refs, &ctx.config)?;
+    let tls = certificates::ensure(ctx, site, &ns, &name).await?;
+    let objects = render::render(site, &refs, &ctx.config, &tls.mounts)?;
     apply_objects(ctx, &ns, &name, &objects).await?;
 
     let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
     let observation = ingest::collect(
         ctx.ingest.as_ref(),
         &ctx.config.ingest,
+        tls.client.clone(),
         &ns,
         &name,
         replicas,
     )
     .await;
-    hand_over(ctx, site, &cameras, &observation).await;
+    hand_over(ctx, site, &cameras, &observation, tls.client.clone()).await;
     ctx.observations.set(&ns, &name, observation.clone());
 
     let previous = site.status.clone().unwrap_or_default();
-    let status = desired_status(site, &cameras, &observation, &crate::conditions::now());
+    let status = desired_status(
+        site,
+        &cameras,
+        &observation,
+        &tls.source,
+        &crate::conditions::now(),
+    );
     if previous.ingest.replicas != status.ingest.replicas && site.status.is_some() {
         let moved = moved_fraction(
             &name,
@@ -147,7 +160,12 @@ async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
         api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &patch)
             .await?;
     }
-    Ok(Action::requeue(ctx.config.ingest.status_interval))
+    // Back for the next status read, or to renew a certificate if one falls due first.
+    let mut next = ctx.config.ingest.status_interval;
+    if let Some(renew) = tls.renew_in(SystemTime::now()) {
+        next = next.min(renew.max(Duration::from_secs(1)));
+    }
+    Ok(Action::requeue(next))
 }
 
 /// Applies the rendered objects unless the same ones were applied recently.
@@ -215,7 +233,13 @@ where
 /// Tells reachable replicas to record the cameras placed on them, and to let go of moved
 /// cameras once their new replica records them. Failures are logged and retried on the next
 /// reconcile; they never block the status.
-async fn hand_over(ctx: &Context, site: &Site, cameras: &[Arc<Camera>], obs: &SiteObservation) {
+async fn hand_over(
+    ctx: &Context,
+    site: &Site,
+    cameras: &[Arc<Camera>],
+    obs: &SiteObservation,
+    tls: Option<Arc<kordon_runtime::client::TlsPem>>,
+) {
     let Some(ns) = site.namespace() else { return };
     let name = site.name_any();
     let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
@@ -228,7 +252,10 @@ async fn hand_over(ctx: &Context, site: &Site, cameras: &[Arc<Camera>], obs: &Si
         }
     }
     for (ordinal, plan) in ingest::plan_handover(obs, &wanted) {
-        let address = ctx.config.ingest.address_of(&ns, &name, ordinal);
+        let replica = ingest::Replica {
+            address: ctx.config.ingest.address_of(&ns, &name, ordinal),
+            tls: tls.clone(),
+        };
         let specs: Vec<_> = plan
             .apply
             .iter()
@@ -237,7 +264,7 @@ async fn hand_over(ctx: &Context, site: &Site, cameras: &[Arc<Camera>], obs: &Si
             .collect();
         if !specs.is_empty() {
             let count = specs.len();
-            match ctx.ingest.apply(address.clone(), specs).await {
+            match ctx.ingest.apply(replica.clone(), specs).await {
                 Ok(()) => tracing::info!(ordinal, cameras = count, "cameras applied to ingest"),
                 Err(error) => tracing::warn!(ordinal, %error, "ApplyCameras failed"),
             }
@@ -247,7 +274,7 @@ async fn hand_over(ctx: &Context, site: &Site, cameras: &[Arc<Camera>], obs: &Si
                 site: name.clone(),
                 camera: cam.clone(),
             };
-            match ctx.ingest.remove(address.clone(), camera).await {
+            match ctx.ingest.remove(replica.clone(), camera).await {
                 Ok(()) => {
                     tracing::info!(ordinal, camera = %cam, "camera released by its old replica")
                 }
@@ -262,6 +289,7 @@ pub fn desired_status(
     site: &Site,
     cameras: &[Arc<Camera>],
     obs: &SiteObservation,
+    tls: &TlsSource,
     now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 ) -> SiteStatus {
     let previous_status = site.status.clone().unwrap_or_default();
@@ -357,12 +385,7 @@ pub fn desired_status(
             format!("{} cameras recording", counts.total),
         )
     };
-    let mut ready_message = ready_message;
-    if site.spec.tls_secret.is_none() {
-        ready_message.push_str(
-            "; no tlsSecret: the site's services accept unauthenticated calls (development only)",
-        );
-    }
+    let (tls_ok, tls_reason, tls_message) = tls_condition(tls);
     let conditions = vec![
         condition(
             previous,
@@ -398,6 +421,15 @@ pub fn desired_status(
             generation,
             now,
         ),
+        condition(
+            previous,
+            "TLS",
+            bool_status(tls_ok),
+            tls_reason,
+            tls_message,
+            generation,
+            now,
+        ),
     ];
     SiteStatus {
         conditions,
@@ -408,6 +440,41 @@ pub fn desired_status(
             selector: render::ingest_pod_selector(&name),
         },
         cameras: counts,
+    }
+}
+
+/// The TLS condition: which CA the site's services trust, in words.
+fn tls_condition(tls: &TlsSource) -> (bool, &'static str, String) {
+    match tls {
+        TlsSource::OperatorCa {
+            secret,
+            fingerprint,
+            renew_at,
+        } => {
+            let short = fingerprint.get(..16).unwrap_or(fingerprint);
+            let renew = k8s_openapi::jiff::Timestamp::try_from(*renew_at)
+                .map(|t| format!("; next renewal {}", t.strftime("%Y-%m-%dT%H:%M:%SZ")))
+                .unwrap_or_default();
+            (
+                true,
+                "OperatorCA",
+                format!(
+                    "mTLS with the operator's CA for this site (Secret {secret}, SHA-256 \
+                     {short}…); each workload has its own certificate{renew}"
+                ),
+            )
+        }
+        TlsSource::SiteSecret {
+            secret,
+            problem: None,
+        } => (
+            true,
+            "TLSSecret",
+            format!("mTLS with the certificates of Secret {secret} (spec.tlsSecret)"),
+        ),
+        TlsSource::SiteSecret {
+            problem: Some(p), ..
+        } => (false, "TLSSecretUnusable", p.clone()),
     }
 }
 
@@ -458,6 +525,8 @@ async fn cleanup(site: &Site, ctx: &Context) -> Result<Action> {
     deleted += delete_labelled::<Deployment>(ctx, &ns, &selector).await?;
     deleted += delete_labelled::<Service>(ctx, &ns, &selector).await?;
     deleted += delete_labelled::<ConfigMap>(ctx, &ns, &selector).await?;
+    // Also after a switch to a tlsSecret: what the operator issued before is still its own.
+    deleted += certificates::delete(ctx, &ns, &name, site.spec.tls_secret.as_deref()).await?;
     ctx.observations.remove(&ns, &name);
     if let Ok(mut applied) = ctx.applied.lock() {
         applied.remove(&(ns.clone(), name.clone()));
@@ -532,7 +601,11 @@ mod tests {
                 })
                 .collect(),
         };
-        let st = desired_status(&s, &cams, &obs, &now());
+        let tls = TlsSource::SiteSecret {
+            secret: "burgas-mtls".into(),
+            problem: None,
+        };
+        let st = desired_status(&s, &cams, &obs, &tls, &now());
         assert_eq!(st.cameras.total, 10);
         assert_eq!(st.cameras.unknown, 10);
         assert_eq!(st.cameras.recording, 0);

@@ -227,7 +227,8 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         // identity that call would need a client certificate, which standalone does not mint.
         anyhow::bail!(
             "standalone needs the development identity for its internal calls: keep every \
-             listener on loopback, or set KORDON_DEV_IDENTITY=1 knowingly; for production run \
+             listener on loopback (or, knowingly, set KORDON_DEV_IDENTITY=1 and \
+             KORDON_DEV_IDENTITY_ALLOW_REMOTE=i-understand-this-is-insecure); for production run \
              the services separately"
         );
     }

@@ -4,9 +4,31 @@
 //! any service code runs:
 //! - a person presents `authorization: Bearer <JWT>`, verified against the configured public
 //!   keys, issuer and audience; the token's roles claim gives their roles per site;
-//! - a service presents an mTLS client certificate signed by the configured client CA;
+//! - a service presents an mTLS client certificate signed by the configured client CA; the
+//!   certificate acts only for the sites its identity names (below);
 //! - with the local development identity enabled, a call with no credentials acts as a local
 //!   admin on every site. Credentials that are present are always verified.
+//!
+//! # Service identity in certificates
+//!
+//! A service certificate names who it is in a URI subject alternative name:
+//!
+//! ```text
+//! spiffe://kordon.io/ns/<namespace>/site/<site>/<component>
+//! ```
+//!
+//! ([`ServiceIdentity`]; namespace, site and component are DNS labels). The operator issues
+//! such a certificate to every workload of a site from that site's own CA. It gives the
+//! [`Role::Service`] on `<site>` and nowhere else, as the subject `<component>.<site>`; the
+//! component `operator` (the operator's own client, which places cameras on ingest) also
+//! holds [`Role::Admin`] on that site. A certificate may carry several such names (one per
+//! site it acts for); URIs outside `spiffe://kordon.io/` are ignored, and a malformed one
+//! under it is refused. The namespace is informational: which sites' certificates a server
+//! trusts is decided by its client CA (one per site when the operator issues them).
+//!
+//! A certificate without a Kordon identity acts only through an explicit
+//! `auth.mtls.subjects` entry (its first DNS SAN, else its CN → the sites it acts for). A
+//! certificate with neither is refused: being signed by the client CA alone grants nothing.
 //!
 //! A call that fails authentication is answered `UNAUTHENTICATED` and never reaches a service.
 //! Health checks and reflection need no identity. Services then ask [`authorize`] — the one
@@ -360,21 +382,145 @@ impl Authenticator {
     }
 }
 
-/// The identity in a client certificate that the TLS layer already verified against the CA.
+/// The scheme and trust domain of Kordon service identities.
+pub const IDENTITY_PREFIX: &str = "spiffe://kordon.io/";
+
+/// The component name of the operator's own client certificates.
+pub const OPERATOR_COMPONENT: &str = "operator";
+
+/// A Kordon service identity: `spiffe://kordon.io/ns/<namespace>/site/<site>/<component>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceIdentity {
+    pub namespace: String,
+    pub site: String,
+    pub component: String,
+}
+
+impl ServiceIdentity {
+    /// An identity whose parts are DNS labels, or why not.
+    pub fn new(namespace: &str, site: &str, component: &str) -> Result<Self, String> {
+        for (what, v) in [
+            ("namespace", namespace),
+            ("site", site),
+            ("component", component),
+        ] {
+            if !is_dns_label(v) {
+                return Err(format!("{what} `{v}` is not a DNS label"));
+            }
+        }
+        Ok(ServiceIdentity {
+            namespace: namespace.to_string(),
+            site: site.to_string(),
+            component: component.to_string(),
+        })
+    }
+
+    /// The URI SAN that carries it.
+    pub fn uri(&self) -> String {
+        format!(
+            "{IDENTITY_PREFIX}ns/{}/site/{}/{}",
+            self.namespace, self.site, self.component
+        )
+    }
+
+    /// `Ok(None)` for a URI outside Kordon's trust domain; an error for a malformed one in it.
+    pub fn parse(uri: &str) -> Result<Option<Self>, String> {
+        let Some(path) = uri.strip_prefix(IDENTITY_PREFIX) else {
+            return Ok(None);
+        };
+        let parts: Vec<&str> = path.split('/').collect();
+        match parts.as_slice() {
+            ["ns", namespace, "site", site, component] => {
+                Self::new(namespace, site, component).map(Some)
+            }
+            _ => Err(format!(
+                "`{uri}` is not {IDENTITY_PREFIX}ns/<namespace>/site/<site>/<component>"
+            )),
+        }
+    }
+
+    /// The principal's subject: `<component>.<site>`.
+    pub fn subject(&self) -> String {
+        format!("{}.{}", self.component, self.site)
+    }
+
+    /// The roles the identity holds on its site.
+    pub fn roles(&self) -> BTreeSet<Role> {
+        if self.component == OPERATOR_COMPONENT {
+            BTreeSet::from([Role::Service, Role::Admin])
+        } else {
+            BTreeSet::from([Role::Service])
+        }
+    }
+}
+
+impl fmt::Display for ServiceIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.uri())
+    }
+}
+
+/// A DNS-1123 label: how namespaces, sites and components are named.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// The identity in a client certificate that the TLS layer already verified against the CA:
+/// its Kordon identities, else an explicit `auth.mtls.subjects` entry, else nothing.
 fn service_principal(der: &[u8], policy: &MtlsConfig) -> Result<Principal, AuthError> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|_| AuthError::Unauthenticated("client certificate cannot be parsed".into()))?;
-    let dns_san = cert
+    let names: Vec<GeneralName> = cert
         .subject_alternative_name()
         .ok()
         .flatten()
-        .and_then(|san| {
-            san.value.general_names.iter().find_map(|n| match n {
-                GeneralName::DNSName(d) => Some(d.to_string()),
-                _ => None,
-            })
+        .map(|san| san.value.general_names.clone())
+        .unwrap_or_default();
+
+    let mut identities = Vec::new();
+    for name in &names {
+        if let GeneralName::URI(uri) = name {
+            match ServiceIdentity::parse(uri) {
+                Ok(Some(id)) => identities.push(id),
+                Ok(None) => {}
+                Err(why) => {
+                    return Err(AuthError::Unauthenticated(format!(
+                        "client certificate has a malformed Kordon identity: {why}"
+                    )));
+                }
+            }
+        }
+    }
+    if !identities.is_empty() {
+        identities.sort();
+        identities.dedup();
+        let mut roles: BTreeMap<String, BTreeSet<Role>> = BTreeMap::new();
+        for id in &identities {
+            roles.entry(id.site.clone()).or_default().extend(id.roles());
+        }
+        let subject = identities
+            .iter()
+            .map(ServiceIdentity::subject)
+            .collect::<Vec<_>>()
+            .join("+");
+        return Ok(Principal {
+            kind: PrincipalKind::Service,
+            subject,
+            display_name: None,
+            roles,
         });
+    }
+
+    let dns_san = names.iter().find_map(|n| match n {
+        GeneralName::DNSName(d) => Some(d.to_string()),
+        _ => None,
+    });
     let cn = cert
         .subject()
         .iter_common_name()
@@ -382,24 +528,25 @@ fn service_principal(der: &[u8], policy: &MtlsConfig) -> Result<Principal, AuthE
         .and_then(|cn| cn.as_str().ok())
         .map(str::to_string);
     let subject = dns_san.or(cn).ok_or_else(|| {
-        AuthError::Unauthenticated("client certificate names no DNS SAN or CN".into())
+        AuthError::Unauthenticated(format!(
+            "client certificate names no Kordon identity ({IDENTITY_PREFIX}ns/<namespace>/site/\
+             <site>/<component>), DNS SAN or CN"
+        ))
     })?;
-    let sites: Vec<String> = if policy.subjects.is_empty() {
-        vec![ALL_SITES.to_string()]
-    } else {
-        policy.subjects.get(&subject).cloned().ok_or_else(|| {
-            AuthError::Unauthenticated(format!(
-                "client certificate `{subject}` is not listed in auth.mtls.subjects"
-            ))
-        })?
-    };
+    let sites = policy.subjects.get(&subject).ok_or_else(|| {
+        AuthError::Unauthenticated(format!(
+            "client certificate `{subject}` carries no Kordon identity ({IDENTITY_PREFIX}ns/\
+             <namespace>/site/<site>/<component>) and is not listed in auth.mtls.subjects: it \
+             may act for no site"
+        ))
+    })?;
     Ok(Principal {
         kind: PrincipalKind::Service,
         subject,
         display_name: None,
         roles: sites
-            .into_iter()
-            .map(|s| (s, BTreeSet::from([Role::Service])))
+            .iter()
+            .map(|s| (s.clone(), BTreeSet::from([Role::Service])))
             .collect(),
     })
 }
@@ -473,6 +620,8 @@ impl JwtVerifier {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // jsonwebtoken checks `nbf` only when asked; a token must not work before its time.
+        validation.validate_nbf = true;
         validation.leeway = self.leeway;
         let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
@@ -483,6 +632,7 @@ impl JwtVerifier {
                 K::InvalidAudience => bad("wrong audience"),
                 K::InvalidSignature => bad("bad signature"),
                 K::MissingRequiredClaim(c) => bad(&format!("missing claim `{c}`")),
+                K::InvalidClaimFormat(c) => bad(&format!("claim `{c}` is malformed")),
                 _ => bad("invalid token"),
             }
         })?;
@@ -698,6 +848,48 @@ mod tests {
     }
 
     #[test]
+    fn a_token_is_refused_before_its_nbf_within_the_configured_leeway() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = keypair();
+        let path = dir.path().join("id.pub.pem");
+        std::fs::write(&path, public).unwrap();
+        let mut cfg = common(Some(path), false);
+        let claims = |nbf: u64| {
+            serde_json::json!({
+                "sub": "ivan.petrov", "iss": "https://id.example", "aud": "kordon",
+                "exp": now() + 7200, "nbf": nbf, "kordon_roles": {"burgas": ["viewer"]}
+            })
+        };
+        let strict = Authenticator::from_config(&cfg).unwrap();
+        // Issued for tomorrow's shift: not usable today.
+        let e = strict
+            .authenticate(&bearer(&sign(&private, &claims(now() + 3600))), None)
+            .unwrap_err();
+        assert!(e.to_string().contains("not valid yet"), "{e}");
+        assert!(
+            strict
+                .authenticate(&bearer(&sign(&private, &claims(now() - 5))), None)
+                .is_ok()
+        );
+
+        // The leeway forgives clock skew, and only that much.
+        if let Some(jwt) = cfg.auth.jwt.as_mut() {
+            jwt.leeway_seconds = 60;
+        }
+        let skewed = Authenticator::from_config(&cfg).unwrap();
+        assert!(
+            skewed
+                .authenticate(&bearer(&sign(&private, &claims(now() + 20))), None)
+                .is_ok()
+        );
+        assert!(
+            skewed
+                .authenticate(&bearer(&sign(&private, &claims(now() + 600))), None)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn dev_identity_only_when_enabled_and_never_over_bad_credentials() {
         let off = Authenticator::from_config(&common(None, false)).unwrap();
         assert!(off.authenticate(&http::HeaderMap::new(), None).is_err());
@@ -712,32 +904,101 @@ mod tests {
         assert!(e.to_string().contains("accepts no bearer tokens"), "{e}");
     }
 
-    #[test]
-    fn certificate_subject_and_site_policy() {
+    /// A client certificate from a CA, with these URI and DNS SANs.
+    fn client_cert(uris: &[&str], dns: &[&str]) -> Vec<u8> {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let mut params =
-            rcgen::CertificateParams::new(vec!["ingest.burgas.kordon".into()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "ingest");
+            rcgen::CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for u in uris {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::URI((*u).try_into().unwrap()));
+        }
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let der = cert.der().to_vec();
+        params.signed_by(&key, &issuer).unwrap().der().to_vec()
+    }
 
-        let open = MtlsConfig::default();
-        let p = service_principal(&der, &open).unwrap();
-        assert_eq!(p.subject, "ingest.burgas.kordon");
-        assert!(authorize(&p, "edirne", Permission::WriteMedia).is_ok());
+    #[test]
+    fn a_kordon_identity_acts_for_its_own_site_only() {
+        let der = client_cert(&["spiffe://kordon.io/ns/kordon/site/burgas/ingest"], &[]);
+        let p = service_principal(&der, &MtlsConfig::default()).unwrap();
+        assert_eq!(p.kind, PrincipalKind::Service);
+        assert_eq!(p.subject, "ingest.burgas");
+        assert!(authorize(&p, "burgas", Permission::WriteMedia).is_ok());
+        // The attack: burgas's ingest writing into edirne's footage.
+        assert!(authorize(&p, "edirne", Permission::WriteMedia).is_err());
+        assert!(authorize(&p, "burgas", Permission::Administer).is_err());
+        assert_eq!(
+            p.scope(Permission::ReadFootage),
+            SiteScope::Sites(BTreeSet::from(["burgas".to_string()]))
+        );
 
+        let op = client_cert(&["spiffe://kordon.io/ns/kordon/site/burgas/operator"], &[]);
+        let p = service_principal(&op, &MtlsConfig::default()).unwrap();
+        assert!(authorize(&p, "burgas", Permission::Administer).is_ok());
+        assert!(authorize(&p, "edirne", Permission::Administer).is_err());
+
+        // A subjects entry does not widen a certificate that names its identity.
+        let mut wide = MtlsConfig::default();
+        wide.subjects
+            .insert("ingest.burgas".into(), vec![ALL_SITES.into()]);
+        let p = service_principal(&der, &wide).unwrap();
+        assert!(authorize(&p, "edirne", Permission::WriteMedia).is_err());
+    }
+
+    #[test]
+    fn a_ca_signed_certificate_without_identity_is_refused() {
+        // Signed by the client CA, names a service, but no Kordon identity and no policy:
+        // before, it acted for every site.
+        let der = client_cert(&[], &["ingest.burgas.kordon"]);
+        let e = service_principal(&der, &MtlsConfig::default()).unwrap_err();
+        assert!(matches!(e, AuthError::Unauthenticated(_)), "{e}");
+        assert!(e.to_string().contains("auth.mtls.subjects"), "{e}");
+        assert!(e.to_string().contains("`ingest.burgas.kordon`"), "{e}");
+        assert_eq!(tonic::Status::from(e).code(), tonic::Code::Unauthenticated);
+
+        let foreign = client_cert(&["https://example.org/ingest"], &[]);
+        assert!(service_principal(&foreign, &MtlsConfig::default()).is_err());
+        for bad in [
+            "spiffe://kordon.io/ns/kordon/site/burgas",
+            "spiffe://kordon.io/ns/kordon/site/*/ingest",
+            "spiffe://kordon.io/ns/kordon/site/burgas/ingest/extra",
+        ] {
+            let der = client_cert(&[bad], &["ingest.burgas.kordon"]);
+            let e = service_principal(&der, &MtlsConfig::default()).unwrap_err();
+            assert!(e.to_string().contains("malformed"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_subjects_entry_maps_a_plain_certificate_to_its_sites() {
+        let der = client_cert(&[], &["ingest.burgas.kordon"]);
         let mut restricted = MtlsConfig::default();
         restricted
             .subjects
             .insert("ingest.burgas.kordon".into(), vec!["burgas".into()]);
         let p = service_principal(&der, &restricted).unwrap();
+        assert_eq!(p.subject, "ingest.burgas.kordon");
         assert!(authorize(&p, "burgas", Permission::WriteMedia).is_ok());
         assert!(authorize(&p, "edirne", Permission::WriteMedia).is_err());
 
         let mut other = MtlsConfig::default();
         other.subjects.insert("transcode".into(), vec!["*".into()]);
         assert!(service_principal(&der, &other).is_err());
+    }
+
+    #[test]
+    fn identities_round_trip_and_only_dns_labels_make_one() {
+        let id = ServiceIdentity::new("kordon", "edirne", "storage").unwrap();
+        assert_eq!(id.uri(), "spiffe://kordon.io/ns/kordon/site/edirne/storage");
+        assert_eq!(ServiceIdentity::parse(&id.uri()), Ok(Some(id)));
+        assert_eq!(ServiceIdentity::parse("spiffe://example.org/x"), Ok(None));
+        assert!(ServiceIdentity::new("kordon", "Edirne", "storage").is_err());
+        assert!(ServiceIdentity::new("kordon", "", "storage").is_err());
     }
 }

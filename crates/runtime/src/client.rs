@@ -45,6 +45,51 @@ impl Interceptor for CallCredentials {
     }
 }
 
+/// TLS credentials held in memory rather than in files (the operator mints its own per site):
+/// the CA that signed the server, and the client certificate and key to present.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsPem {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("TlsPem").finish_non_exhaustive()
+    }
+}
+
+/// A lazily connected channel (see [`connect_lazy`]) to an `https://` server, verified with
+/// `tls.ca` and presenting `tls.cert` (mTLS).
+pub fn connect_lazy_pem(
+    server: &str,
+    tls: &TlsPem,
+    connect_timeout: Duration,
+) -> Result<AuthedChannel, RuntimeError> {
+    crate::install_crypto_provider();
+    if !server.starts_with("https://") {
+        return Err(RuntimeError::config(
+            "--server",
+            format!("`{server}`: client certificates need an https:// server"),
+        ));
+    }
+    let config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&tls.ca))
+        .identity(Identity::from_pem(&tls.cert, &tls.key));
+    let endpoint = Endpoint::from_shared(server.to_string())
+        .map_err(|e| RuntimeError::config("--server", format!("`{server}` is not a URL: {e}")))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .tls_config(config)
+        .map_err(|e| RuntimeError::config("--ca-file", e.to_string()))?;
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        endpoint.connect_lazy(),
+        CallCredentials { bearer: None },
+    ))
+}
+
 fn read(path: &PathBuf, key: &str) -> Result<Vec<u8>, RuntimeError> {
     std::fs::read(path).map_err(|e| RuntimeError::config(key, format!("{}: {e}", path.display())))
 }

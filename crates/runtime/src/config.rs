@@ -29,6 +29,13 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8472";
 pub const DEFAULT_DATA_DIR: &str = "kordon-data";
 /// Environment variables with this prefix are configuration.
 pub const ENV_PREFIX: &str = "KORDON_";
+/// Turns the development identity on (`1`) or off (`0`).
+pub const DEV_IDENTITY_ENV: &str = "KORDON_DEV_IDENTITY";
+/// Lets the development identity serve a listener that is not on loopback, when set to exactly
+/// [`DEV_IDENTITY_ALLOW_REMOTE_VALUE`]. Anyone who can reach such a listener is an admin of
+/// every site.
+pub const DEV_IDENTITY_ALLOW_REMOTE_ENV: &str = "KORDON_DEV_IDENTITY_ALLOW_REMOTE";
+pub const DEV_IDENTITY_ALLOW_REMOTE_VALUE: &str = "i-understand-this-is-insecure";
 
 /// Loads `T` from defaults, the optional YAML `file`, `KORDON_*` variables and `overrides`
 /// (typically the command-line flags, serialised with `None`s skipped).
@@ -188,12 +195,16 @@ pub enum JwtAlgorithm {
     ES256,
 }
 
-/// Which sites a service certificate may act for.
+/// Which sites a service certificate may act for, beyond what its identity names.
+///
+/// A certificate that carries a Kordon identity (`spiffe://kordon.io/ns/<namespace>/site/<site>/
+/// <component>`, see [`crate::auth`]) acts for that site only. One that does not acts only
+/// through an entry here; with no entry it is refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MtlsConfig {
-    /// Certificate subject (first DNS SAN, else CN) → sites it acts for (`*` for all). Empty
-    /// means every certificate signed by the client CA acts for every site.
+    /// Certificate subject (first DNS SAN, else CN) → sites it acts for (`*` for all, said
+    /// explicitly). A certificate without a Kordon identity and without an entry acts for none.
     pub subjects: BTreeMap<String, Vec<String>>,
 }
 
@@ -211,8 +222,12 @@ pub struct CommonConfig {
 }
 
 impl CommonConfig {
-    /// Checks what can be checked without starting anything: files exist, listeners differ.
+    /// Checks what can be checked without starting anything: files exist, listeners differ,
+    /// the development identity stays on loopback (see [`check_dev_identity_listener`]).
     pub fn validate(&self) -> Result<(), RuntimeError> {
+        if self.dev_identity {
+            check_dev_identity_listener(self.grpc_listen, dev_identity_remote_allowed_from_env()?)?;
+        }
         if self.grpc_listen == self.admin_listen {
             return Err(RuntimeError::config(
                 "admin_listen",
@@ -285,15 +300,57 @@ fn require_file(key: &str, path: &Path) -> Result<(), RuntimeError> {
     }
 }
 
+/// Refuses the development identity on a gRPC listener that is not on loopback unless
+/// `allow_remote` (from [`DEV_IDENTITY_ALLOW_REMOTE_ENV`]): there, every pod or host that can
+/// reach the port would act as an admin of every site.
+pub fn check_dev_identity_listener(
+    listen: SocketAddr,
+    allow_remote: bool,
+) -> Result<(), RuntimeError> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if allow_remote {
+        tracing::warn!(
+            %listen,
+            "{DEV_IDENTITY_ALLOW_REMOTE_ENV} is set: the development identity serves a \
+             non-loopback listener; anyone who reaches it is an admin of every site"
+        );
+        return Ok(());
+    }
+    Err(RuntimeError::config(
+        DEV_IDENTITY_ENV,
+        format!(
+            "the development identity (calls without credentials act as admin of every site) \
+             may only serve a loopback listener, and the gRPC listener is {listen}. Configure \
+             tls.client_ca_file or auth.jwt instead; to accept the risk anyway set \
+             {DEV_IDENTITY_ALLOW_REMOTE_ENV}={DEV_IDENTITY_ALLOW_REMOTE_VALUE}"
+        ),
+    ))
+}
+
+/// Whether [`DEV_IDENTITY_ALLOW_REMOTE_ENV`] is set to exactly
+/// [`DEV_IDENTITY_ALLOW_REMOTE_VALUE`]; any other value is an error, so a guess never works.
+pub fn dev_identity_remote_allowed_from_env() -> Result<bool, RuntimeError> {
+    match std::env::var(DEV_IDENTITY_ALLOW_REMOTE_ENV) {
+        Err(_) => Ok(false),
+        Ok(v) if v == DEV_IDENTITY_ALLOW_REMOTE_VALUE => Ok(true),
+        Ok(_) => Err(RuntimeError::config(
+            DEV_IDENTITY_ALLOW_REMOTE_ENV,
+            format!("must be exactly `{DEV_IDENTITY_ALLOW_REMOTE_VALUE}` to take effect"),
+        )),
+    }
+}
+
 /// Whether `KORDON_DEV_IDENTITY` asks for the development identity (`1`, `true`, `yes`).
 pub fn dev_identity_from_env() -> Result<Option<bool>, RuntimeError> {
-    match std::env::var("KORDON_DEV_IDENTITY") {
+    match std::env::var(DEV_IDENTITY_ENV) {
         Err(_) => Ok(None),
         Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(Some(true)),
             "0" | "false" | "no" | "off" | "" => Ok(Some(false)),
             other => Err(RuntimeError::config(
-                "KORDON_DEV_IDENTITY",
+                DEV_IDENTITY_ENV,
                 format!("`{other}` is not a boolean (use 1 or 0)"),
             )),
         },
@@ -432,5 +489,35 @@ mod tests {
                 .contains("`auth.mtls.subjects`")
         );
         assert!(common().validate().is_ok());
+    }
+
+    #[test]
+    fn the_development_identity_stays_on_loopback_unless_the_risk_is_named() {
+        // The attack: a pod rendered with KORDON_DEV_IDENTITY=1 on 0.0.0.0, where any other
+        // pod in the cluster becomes admin of every site.
+        let everywhere: SocketAddr = "0.0.0.0:8470".parse().unwrap();
+        let e = check_dev_identity_listener(everywhere, false).unwrap_err();
+        assert!(matches!(e, RuntimeError::Config { .. }));
+        let text = e.to_string();
+        assert!(text.contains("`KORDON_DEV_IDENTITY`"), "{text}");
+        assert!(text.contains("KORDON_DEV_IDENTITY_ALLOW_REMOTE="), "{text}");
+        assert!(check_dev_identity_listener("10.1.2.3:8470".parse().unwrap(), false).is_err());
+        assert!(check_dev_identity_listener("[::]:8470".parse().unwrap(), false).is_err());
+        assert!(check_dev_identity_listener(everywhere, true).is_ok());
+        assert!(check_dev_identity_listener("127.0.0.1:8470".parse().unwrap(), false).is_ok());
+        assert!(check_dev_identity_listener("[::1]:8470".parse().unwrap(), false).is_ok());
+
+        // validate() applies it (the variable is not set in tests).
+        let mut c = common();
+        c.dev_identity = true;
+        assert!(c.validate().is_ok());
+        c.grpc_listen = everywhere;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("`KORDON_DEV_IDENTITY`"), "{e}");
+        c.dev_identity = false;
+        assert!(
+            c.validate().is_ok(),
+            "credentials-only servers may listen anywhere"
+        );
     }
 }

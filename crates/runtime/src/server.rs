@@ -126,7 +126,15 @@ impl GrpcServer {
     }
 
     /// Binds the listener (so a busy port fails start-up) and returns the server, ready to run.
+    /// The development identity is refused on a non-loopback `addr` (see
+    /// [`crate::config::check_dev_identity_listener`]).
     pub async fn bind(self, addr: SocketAddr) -> Result<BoundGrpcServer, RuntimeError> {
+        if self.authenticator.dev_identity() {
+            crate::config::check_dev_identity_listener(
+                addr,
+                crate::config::dev_identity_remote_allowed_from_env()?,
+            )?;
+        }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RuntimeError::Bind { addr, source })?;

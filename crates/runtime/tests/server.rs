@@ -156,6 +156,26 @@ async fn development_identity_is_a_local_admin() {
 }
 
 #[tokio::test]
+async fn development_identity_refuses_a_listener_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.dev_identity = true;
+    let err = match GrpcServer::new("test", &cfg)
+        .unwrap()
+        .bind("0.0.0.0:0".parse().unwrap())
+        .await
+    {
+        Ok(_) => panic!("bound the development identity on 0.0.0.0"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, kordon_runtime::RuntimeError::Config { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`KORDON_DEV_IDENTITY`"), "{err}");
+}
+
+#[tokio::test]
 async fn people_authenticate_with_jwt() {
     let dir = tempfile::tempdir().unwrap();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
@@ -219,6 +239,9 @@ struct Pki {
     ca_file: PathBuf,
     client_cert_pem: String,
     client_key_pem: String,
+    /// Signed by the same CA but naming no Kordon identity.
+    plain_cert_pem: String,
+    plain_key_pem: String,
 }
 
 fn pki(dir: &Path) -> Pki {
@@ -236,8 +259,18 @@ fn pki(dir: &Path) -> Pki {
     let server = server_params.signed_by(&server_key, &issuer).unwrap();
 
     let client_key = rcgen::KeyPair::generate().unwrap();
-    let client_params = rcgen::CertificateParams::new(vec!["ingest.burgas.kordon".into()]).unwrap();
+    let mut client_params =
+        rcgen::CertificateParams::new(vec!["ingest.burgas.kordon".into()]).unwrap();
+    client_params.subject_alt_names.push(rcgen::SanType::URI(
+        "spiffe://kordon.io/ns/kordon/site/burgas/ingest"
+            .try_into()
+            .unwrap(),
+    ));
     let client = client_params.signed_by(&client_key, &issuer).unwrap();
+
+    let plain_key = rcgen::KeyPair::generate().unwrap();
+    let plain_params = rcgen::CertificateParams::new(vec!["ingest.burgas.kordon".into()]).unwrap();
+    let plain = plain_params.signed_by(&plain_key, &issuer).unwrap();
 
     let write = |name: &str, body: String| {
         let p = dir.join(name);
@@ -251,6 +284,8 @@ fn pki(dir: &Path) -> Pki {
         server_key: write("server.key", server_key.serialize_pem()),
         client_cert_pem: client.pem(),
         client_key_pem: client_key.serialize_pem(),
+        plain_cert_pem: plain.pem(),
+        plain_key_pem: plain_key.serialize_pem(),
     }
 }
 
@@ -291,7 +326,51 @@ async fn services_authenticate_with_client_certificates() {
         .principal
         .unwrap();
     assert_eq!(p.kind, PrincipalKind::Service as i32);
-    assert_eq!(p.subject, "ingest.burgas.kordon");
+    assert_eq!(p.subject, "ingest.burgas");
+    let sites: Vec<&str> = p.roles.iter().map(|r| r.site.as_str()).collect();
+    assert_eq!(sites, ["burgas"], "acts for its own site only");
+
+    // The same credentials held in memory (as the operator holds its own), through the
+    // runtime's client.
+    let in_memory = kordon_runtime::client::connect_lazy_pem(
+        &endpoint,
+        &kordon_runtime::client::TlsPem {
+            ca: pki.ca_pem.clone().into_bytes(),
+            cert: pki.client_cert_pem.clone().into_bytes(),
+            key: pki.client_key_pem.clone().into_bytes(),
+        },
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let p = IdentityServiceClient::new(in_memory)
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .principal
+        .unwrap();
+    assert_eq!(p.subject, "ingest.burgas");
+
+    // Signed by the same CA, but naming no identity, with no auth.mtls.subjects entry: refused
+    // (it used to act for every site).
+    let plain = Channel::from_shared(endpoint.clone())
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+                .identity(Identity::from_pem(&pki.plain_cert_pem, &pki.plain_key_pem))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let err = IdentityServiceClient::new(plain)
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("auth.mtls.subjects"), "{err:?}");
 
     // TLS without a client certificate: the connection is allowed (people use JWTs) but the
     // call has no identity.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kordon_operator::ingest::Replica;
 use kordon_proto::common::v1 as common;
 use kordon_proto::ingest::v1 as pb;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -126,9 +127,10 @@ pub struct FakeIngest {
 impl kordon_operator::ingest::IngestClient for FakeIngest {
     fn list(
         &self,
-        address: String,
+        replica: Replica,
         site: String,
     ) -> BoxFuture<'static, Result<Vec<pb::CameraStatus>, String>> {
+        let address = replica.address;
         let held = self
             .replicas
             .lock()
@@ -172,9 +174,10 @@ impl kordon_operator::ingest::IngestClient for FakeIngest {
 
     fn apply(
         &self,
-        address: String,
+        replica: Replica,
         cameras: Vec<pb::CameraSpec>,
     ) -> BoxFuture<'static, Result<(), String>> {
+        let address = replica.address;
         let mut r = self.replicas.lock().unwrap();
         let shard = r.entry(address).or_default();
         for c in cameras {
@@ -186,9 +189,10 @@ impl kordon_operator::ingest::IngestClient for FakeIngest {
 
     fn remove(
         &self,
-        address: String,
+        replica: Replica,
         camera: common::CameraRef,
     ) -> BoxFuture<'static, Result<(), String>> {
+        let address = replica.address;
         if let Some(shard) = self.replicas.lock().unwrap().get_mut(&address) {
             shard.remove(&camera.camera);
         }
