@@ -63,7 +63,10 @@ pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action>
             return Ok(Action::requeue(std::time::Duration::from_secs(1)));
         }
         let now = crate::conditions::now();
-        let status = desired_status(&camera, site.as_deref(), observation, &now);
+        let mut status = desired_status(&camera, site.as_deref(), observation, &now);
+        if let Some(problem) = ctx.credential_problems.get(&ns, &camera.name_any()) {
+            credentials_unavailable(&camera, &mut status, problem, &now);
+        }
         if let Some(r) = &status.replica {
             tracing::Span::current().record("replica", r.as_str());
         }
@@ -215,6 +218,50 @@ pub fn desired_status(
     };
     status.conditions = vec![ready, recording];
     status
+}
+
+/// A camera that is not recording because its credentials Secret cannot be used says so,
+/// rather than "not taken up yet".
+pub fn credentials_unavailable(
+    camera: &Camera,
+    status: &mut CameraStatus,
+    problem: String,
+    now: &Time,
+) {
+    let recording = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Recording" && c.status == TRUE);
+    if recording {
+        return;
+    }
+    let previous = camera
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or(&[]);
+    let generation = camera.metadata.generation;
+    let reason = "CredentialsUnavailable";
+    status.conditions = vec![
+        condition(
+            previous,
+            "Ready",
+            FALSE,
+            reason,
+            problem.clone(),
+            generation,
+            now,
+        ),
+        condition(
+            previous,
+            "Recording",
+            FALSE,
+            reason,
+            problem,
+            generation,
+            now,
+        ),
+    ];
 }
 
 fn fill_from_ingest(status: &mut CameraStatus, s: &pb::CameraStatus) {

@@ -49,6 +49,8 @@ pub struct Context {
     pub applied: Mutex<HashMap<(String, String), (u64, Instant)>>,
     /// When this operator started reconciling (see [`Context::in_start_up`]).
     pub started: Instant,
+    /// Cameras whose credentials Secret could not be used (see [`crate::credentials`]).
+    pub credential_problems: crate::credentials::Problems,
 }
 
 impl Context {
@@ -76,6 +78,7 @@ impl Context {
             tls: Default::default(),
             applied: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            credential_problems: Default::default(),
         }
     }
 

@@ -363,6 +363,7 @@ pub fn camera_spec(
     site: &str,
     camera: &Camera,
     site_segment_seconds: Option<i32>,
+    credentials: Option<pb::RtspCredentials>,
 ) -> pb::CameraSpec {
     let spec = &camera.spec;
     let secs = |s: i32| prost_types::Duration {
@@ -397,6 +398,7 @@ pub fn camera_spec(
         pre_roll: spec.recording.pre_roll_seconds.map(secs),
         post_roll: spec.recording.post_roll_seconds.map(secs),
         generation: camera.metadata.generation.unwrap_or(0),
+        resolved_credentials: credentials,
     }
 }
 

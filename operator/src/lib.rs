@@ -20,6 +20,7 @@ pub mod conditions;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod credentials;
 pub mod error;
 pub mod ingest;
 pub mod leader;

@@ -256,12 +256,31 @@ async fn hand_over(
             address: ctx.config.ingest.address_of(&ns, &name, ordinal),
             tls: tls.clone(),
         };
-        let specs: Vec<_> = plan
-            .apply
-            .iter()
-            .filter_map(|c| by_name.get(c))
-            .map(|c| ingest::camera_spec(&name, c, site.spec.ingest.segment_seconds))
-            .collect();
+        let mut specs = Vec::with_capacity(plan.apply.len());
+        for camera in plan.apply.iter().filter_map(|c| by_name.get(c)) {
+            // Credentials are read from the camera's Secret now and travel only in this call;
+            // a camera whose Secret cannot be used waits, and its status says why.
+            let credentials = match &camera.spec.credentials {
+                None => None,
+                Some(r) => match crate::credentials::resolve(&ctx.client, &ns, r).await {
+                    Ok(c) => Some(c),
+                    Err(problem) => {
+                        tracing::warn!(camera = %camera.name_any(), %problem,
+                                       "camera not applied: its credentials are unavailable");
+                        ctx.credential_problems
+                            .set(&ns, &camera.name_any(), Some(problem));
+                        continue;
+                    }
+                },
+            };
+            ctx.credential_problems.set(&ns, &camera.name_any(), None);
+            specs.push(ingest::camera_spec(
+                &name,
+                camera,
+                site.spec.ingest.segment_seconds,
+                credentials,
+            ));
+        }
         if !specs.is_empty() {
             let count = specs.len();
             match ctx.ingest.apply(replica.clone(), specs).await {

@@ -471,3 +471,124 @@ async fn only_one_replica_leads_and_a_release_hands_over_at_once() {
     );
     common::drop_namespace(&client, &ns).await;
 }
+
+/// Issue 10: a Camera's `spec.credentials` Secret reaches ingest (over ApplyCameras, never
+/// through a ConfigMap); a camera whose Secret is missing waits with a status that names the
+/// Secret, and records once the Secret appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_credentials_come_from_their_secret() {
+    use k8s_openapi::api::core::v1::Secret;
+    let Some(client) = common::client().await else {
+        return;
+    };
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "kordon-creds").await;
+    let ingest = Arc::new(FakeIngest::default());
+    let (stop, operator) =
+        common::start_operator(&client, &ns, ingest.clone(), Duration::from_secs(1));
+    let pp = PostParams::default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret = |name: &str, user: &str, pass: &str| -> Secret {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": name },
+            "stringData": { "user": user, "password": pass },
+        }))
+        .unwrap()
+    };
+    secrets
+        .create(&pp, &secret("gate-rtsp", "operator-7", "Kapikule!2026"))
+        .await
+        .unwrap();
+    let sites: Api<Site> = Api::namespaced(client.clone(), &ns);
+    sites
+        .create(
+            &pp,
+            &serde_json::from_value(site_json("burgas", 1)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);
+    for (cam, secret_name) in [("cam-a", "gate-rtsp"), ("cam-b", "later-rtsp")] {
+        let mut c = camera_json(cam, "burgas");
+        c["spec"]["credentials"] = json!({ "secretName": secret_name, "usernameKey": "user" });
+        cameras
+            .create(&pp, &serde_json::from_value(c).unwrap())
+            .await
+            .unwrap();
+    }
+
+    let held = |cam: &'static str| {
+        let ingest = ingest.clone();
+        move || {
+            let ingest = ingest.clone();
+            async move {
+                ingest
+                    .replicas
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .find_map(|shard| shard.get(cam).cloned())
+            }
+        }
+    };
+    let spec = eventually(WAIT, held("cam-a"))
+        .await
+        .expect("cam-a applied to ingest");
+    let creds = spec.resolved_credentials.expect("credentials sent");
+    assert_eq!(
+        (creds.username.as_str(), creds.password.as_str()),
+        ("operator-7", "Kapikule!2026")
+    );
+    assert_eq!(spec.credentials.unwrap().secret_name, "gate-rtsp");
+
+    // cam-b's Secret does not exist yet: not applied, and its status says which Secret.
+    let waiting = eventually(WAIT, || async {
+        let c = cameras.get("cam-b").await.ok()?;
+        let ready = condition(&c.status?.conditions, "Ready")?.clone();
+        (ready.reason == "CredentialsUnavailable").then_some(ready)
+    })
+    .await
+    .expect("cam-b reports its missing Secret");
+    assert!(
+        waiting.message.contains("`later-rtsp` does not exist"),
+        "{}",
+        waiting.message
+    );
+    assert!(
+        held("cam-b")().await.is_none(),
+        "applied without credentials"
+    );
+
+    // The password never lands in a ConfigMap.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    for cm in config_maps.list(&ListParams::default()).await.unwrap() {
+        let text = serde_json::to_string(&cm.data).unwrap();
+        assert!(
+            !text.contains("Kapikule"),
+            "password in ConfigMap {}",
+            cm.name_any()
+        );
+    }
+
+    // The Secret appears: cam-b is applied on the next pass and its status recovers.
+    secrets
+        .create(&pp, &secret("later-rtsp", "operator-9", "x"))
+        .await
+        .unwrap();
+    let spec = eventually(WAIT, held("cam-b"))
+        .await
+        .expect("cam-b applied once its Secret exists");
+    assert_eq!(spec.resolved_credentials.unwrap().username, "operator-9");
+    eventually(WAIT, || async {
+        let c = cameras.get("cam-b").await.ok()?;
+        let ready = condition(&c.status?.conditions, "Ready")?.clone();
+        (ready.status == "True").then_some(())
+    })
+    .await
+    .expect("cam-b ready");
+
+    stop.cancel();
+    operator.await.unwrap();
+    common::drop_namespace(&client, &ns).await;
+}

@@ -14,6 +14,16 @@ pub mod common {
 pub mod ingest {
     pub mod v1 {
         tonic::include_proto!("kordon.ingest.v1");
+
+        /// Never prints the secrets (the generated Debug is skipped in `build.rs`).
+        impl std::fmt::Debug for RtspCredentials {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("RtspCredentials")
+                    .field("username", &"<redacted>")
+                    .field("password", &"<redacted>")
+                    .finish()
+            }
+        }
     }
 }
 

@@ -42,8 +42,9 @@ pub enum Transport {
     Udp,
 }
 
-/// One camera of this shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One camera of this shard. Its `Debug` output leaves out the password and any credentials
+/// in the URLs, so no log line can carry them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// Site (a partner district), e.g. `edirne`.
@@ -65,6 +66,21 @@ pub struct CameraConfig {
     /// Overrides the ingest-wide segment length.
     #[serde(default, with = "humantime_serde")]
     pub segment_duration: Option<Duration>,
+}
+
+impl std::fmt::Debug for CameraConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraConfig")
+            .field("site", &self.site)
+            .field("name", &self.name)
+            .field("record", &redact_url(&self.record))
+            .field("detect", &self.detect.as_deref().map(redact_url))
+            .field("transport", &self.transport)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("segment_duration", &self.segment_duration)
+            .finish()
+    }
 }
 
 impl CameraConfig {

@@ -82,12 +82,24 @@ fn camera_ref(c: Option<&common::CameraRef>) -> Result<(&str, &str), Status> {
 
 fn spec_from_proto(s: &pb::CameraSpec) -> Result<CameraConfig, Status> {
     let (site, name) = camera_ref(s.camera.as_ref())?;
-    if s.credentials.is_some() {
-        return Err(Status::invalid_argument(
-            "credential references are resolved by the operator, which this ingest does not \
-             have yet: put credentials in the ingest config instead",
-        ));
-    }
+    // The operator resolves the Secret a camera names and sends what it holds; a reference
+    // alone cannot be used here (ingest reads no Secrets).
+    let (username, password) = match (&s.credentials, &s.resolved_credentials) {
+        (_, Some(c)) if c.username.is_empty() => {
+            return Err(Status::invalid_argument(format!(
+                "{site}/{name}: resolved_credentials has an empty user name"
+            )));
+        }
+        (_, Some(c)) => (Some(c.username.clone()), Some(c.password.clone())),
+        (Some(r), None) => {
+            return Err(Status::invalid_argument(format!(
+                "{site}/{name}: credentials name Secret `{}` but resolved_credentials is unset: \
+                 the operator resolves it",
+                r.secret_name
+            )));
+        }
+        (None, None) => (None, None),
+    };
     let segment_duration = match &s.segment_duration {
         None => None,
         Some(d) if d.seconds >= 0 && d.nanos >= 0 => {
@@ -108,8 +120,8 @@ fn spec_from_proto(s: &pb::CameraSpec) -> Result<CameraConfig, Status> {
             Ok(pb::RtspTransport::Udp) => Transport::Udp,
             _ => Transport::Tcp,
         },
-        username: None,
-        password: None,
+        username,
+        password,
         segment_duration,
     })
 }
@@ -130,7 +142,8 @@ fn spec_to_proto(c: &CameraConfig) -> pb::CameraSpec {
             Transport::Tcp => pb::RtspTransport::Tcp,
             Transport::Udp => pb::RtspTransport::Udp,
         } as i32,
-        credentials: None,
+        // Never the secrets; GetShard says only whether the camera has credentials.
+        credentials: c.username.as_ref().map(|_| pb::CredentialsRef::default()),
         segment_duration: c.segment_duration.map(|d| prost_types::Duration {
             seconds: d.as_secs() as i64,
             nanos: d.subsec_nanos() as i32,
@@ -139,6 +152,7 @@ fn spec_to_proto(c: &CameraConfig) -> pb::CameraSpec {
         pre_roll: None,
         post_roll: None,
         generation: 0,
+        resolved_credentials: None,
     }
 }
 
@@ -371,4 +385,55 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(f(tx));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> pb::CameraSpec {
+        pb::CameraSpec {
+            camera: Some(common::CameraRef {
+                site: "edirne".into(),
+                camera: "gate-1".into(),
+            }),
+            record_url: "rtsp://10.1.0.1/main".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Issue 10: credentials resolved by the operator are recorded with; a bare reference is
+    /// refused with a message that names the Secret; nothing echoes the password.
+    #[test]
+    fn resolved_credentials_are_used_and_never_echoed() {
+        let mut s = spec();
+        s.credentials = Some(pb::CredentialsRef {
+            secret_name: "gate-1-rtsp".into(),
+            ..Default::default()
+        });
+        let e = spec_from_proto(&s).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("gate-1-rtsp"), "{}", e.message());
+
+        s.resolved_credentials = Some(pb::RtspCredentials {
+            username: "operator-7".into(),
+            password: "Kapikule!2026".into(),
+        });
+        let c = spec_from_proto(&s).unwrap();
+        assert_eq!(c.username.as_deref(), Some("operator-7"));
+        assert_eq!(c.password.as_deref(), Some("Kapikule!2026"));
+        for shown in [
+            format!("{c:?}"),
+            format!("{s:?}"),
+            format!("{:?}", spec_to_proto(&c)),
+        ] {
+            assert!(!shown.contains("Kapikule"), "{shown}");
+        }
+        let back = spec_to_proto(&c);
+        assert!(back.resolved_credentials.is_none());
+        assert!(
+            back.credentials.is_some(),
+            "GetShard says the camera has credentials"
+        );
+    }
 }
