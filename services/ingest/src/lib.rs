@@ -25,6 +25,7 @@ pub mod h264;
 pub mod metrics;
 pub mod recorder;
 pub mod rtsp;
+pub mod segment;
 pub mod service;
 pub mod spool;
 pub mod status;
