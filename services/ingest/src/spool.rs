@@ -328,13 +328,13 @@ impl Spool {
         );
         let note_path = dir.join(format!("{stem}.reason.txt"));
         std::fs::write(&note_path, note).map_err(|e| IngestError::spool(&note_path, e))?;
-        if let Some(m) = media_path {
-            if let Some(name) = m.file_name() {
-                match std::fs::rename(m, dir.join(name)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(IngestError::spool(m, e)),
-                }
+        if let Some(m) = media_path
+            && let Some(name) = m.file_name()
+        {
+            match std::fs::rename(m, dir.join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(IngestError::spool(m, e)),
             }
         }
         if let Some(name) = meta_path.file_name() {
