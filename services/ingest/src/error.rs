@@ -137,3 +137,43 @@ impl From<IngestError> for tonic::Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    #[test]
+    fn storage_answers_are_permanent_only_when_a_retry_cannot_help() {
+        let permanent = [
+            (
+                Status::invalid_argument("detail: at most 1024 bytes"),
+                Refusal::InvalidArgument,
+            ),
+            (Status::already_exists("different end"), Refusal::Conflict),
+            (Status::permission_denied("no"), Refusal::PermissionDenied),
+            (
+                Status::failed_precondition("object `k` has 3 bytes, the request says 4"),
+                Refusal::FailedPrecondition,
+            ),
+        ];
+        for (s, class) in permanent {
+            match IngestError::from_storage_status(&s) {
+                IngestError::Refused { class: c, .. } => assert_eq!(c, class, "{s:?}"),
+                other => panic!("{s:?} gave {other:?}"),
+            }
+        }
+        let transient = [
+            Status::unavailable("down"),
+            Status::deadline_exceeded("slow"),
+            Status::aborted("contention"),
+            Status::resource_exhausted("busy"),
+            Status::new(Code::Unknown, "transport error"),
+            Status::failed_precondition("object `k` is not in the bucket: write it first"),
+        ];
+        for s in transient {
+            let e = IngestError::from_storage_status(&s);
+            assert!(!e.is_permanent(), "{s:?} gave {e:?}");
+        }
+    }
+}

@@ -424,6 +424,17 @@ impl Spool {
                     };
                     let (media_path, bytes) = match &record {
                         Record::Segment(m) => {
+                            let dl = self.dead_letter_root().join(&site_name).join(&cam_name);
+                            let moved = media.file_name().map(|n| dl.join(n));
+                            if !media.is_file() && moved.as_ref().is_some_and(|p| p.is_file()) {
+                                // A dead-letter move interrupted after the media: finish it,
+                                // keeping the reason already written.
+                                if let Some(name) = path.file_name() {
+                                    std::fs::rename(path, dl.join(name))
+                                        .map_err(|e| IngestError::spool(path, e))?;
+                                }
+                                continue;
+                            }
                             if !media.is_file() {
                                 let why = "the segment's media file is missing from the spool";
                                 self.dead_letter_files(
@@ -783,6 +794,35 @@ mod tests {
         let spool = Spool::open(dir.path(), 1 << 30).unwrap();
         assert_eq!(spool.pending(), 0);
         assert!(dl.join("00000000000000001000-00000000.mp4").is_file());
+    }
+
+    #[test]
+    fn an_interrupted_dead_letter_move_is_finished_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stem, media) = {
+            let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+            assert!(write_segment(&spool, 1_000, 10));
+            let head = spool.heads().pop().unwrap();
+            let stem = head.meta_path.file_stem().unwrap().to_owned();
+            (stem, head.media_path.unwrap())
+        };
+        // The reason and the media were moved, then the process died.
+        let dl = dir
+            .path()
+            .join(DEAD_LETTER_DIR)
+            .join("burgas")
+            .join("pier-2");
+        std::fs::create_dir_all(&dl).unwrap();
+        let note = dl.join(format!("{}.reason.txt", stem.to_str().unwrap()));
+        std::fs::write(&note, "class: conflict\n").unwrap();
+        std::fs::rename(&media, dl.join(media.file_name().unwrap())).unwrap();
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(spool.pending(), 0);
+        assert!(
+            dl.join(format!("{}.json", stem.to_str().unwrap()))
+                .is_file()
+        );
+        assert_eq!(std::fs::read_to_string(&note).unwrap(), "class: conflict\n");
     }
 
     #[test]
