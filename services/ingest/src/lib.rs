@@ -9,7 +9,10 @@
 //! camera. A broken or stalled stream is reconnected with capped exponential backoff, and the
 //! hole is registered as a gap with its reason — never hidden. While object storage or the
 //! storage service is unreachable, segments wait in the bounded spool and drain when it returns;
-//! a full spool refuses new footage loudly (metric and log) and keeps what it holds. Shutdown
+//! a full spool refuses new footage loudly (metric and log) and keeps what it holds. A record
+//! storage refuses for good is moved, media and all, to the spool's dead-letter folder with its
+//! reason, and its camera's queue goes on. A segment's facts keep one form, [`segment`]'s
+//! `SegmentMeta`, from the recorder to the registration. Shutdown
 //! closes every open segment and drains the spool for a grace period; what is left is picked up
 //! at the next start.
 //!
@@ -25,6 +28,7 @@ pub mod h264;
 pub mod metrics;
 pub mod recorder;
 pub mod rtsp;
+pub mod segment;
 pub mod service;
 pub mod spool;
 pub mod status;

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub spool_refused: IntCounterVec,
     pub uploads_failed: IntCounterVec,
     pub segments_stored: IntCounterVec,
+    pub dead_letter: IntCounterVec,
     pub cameras: IntGaugeVec,
     pub spool_bytes: IntGauge,
     pub spool_entries: IntGauge,
@@ -55,6 +56,17 @@ pub fn get() -> &'static Metrics {
             "kordon_ingest_segments_stored_total",
             "Segments stored in object storage and registered",
         ),
+        dead_letter: register(
+            IntCounterVec::new(
+                Opts::new(
+                    "kordon_ingest_dead_letter_total",
+                    "Spool entries storage refused for good (or unreadable), moved to the \
+                     dead-letter folder, by reason class",
+                ),
+                &["site", "reason"],
+            )
+            .expect("static metric definition"),
+        ),
         cameras: register(
             IntGaugeVec::new(
                 Opts::new("kordon_ingest_cameras", "Cameras by site and state"),
@@ -74,6 +86,14 @@ pub fn get() -> &'static Metrics {
             .expect("static metric definition"),
         ),
     })
+}
+
+/// Counts one entry moved to the dead-letter folder.
+pub fn dead_lettered(site: &str, class: crate::error::Refusal) {
+    get()
+        .dead_letter
+        .with_label_values(&[site, class.as_str()])
+        .inc();
 }
 
 /// Recomputes the per-site state gauges.

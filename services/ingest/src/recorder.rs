@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::IngestError;
 use crate::fmp4::{Codec, Sample, SegmentWriter, TrackConfig};
 use crate::metrics;
-use crate::spool::{EntryKind, EntryMeta, Spool, SpoolFile};
+use crate::segment::{GapMeta, ResumeMeta, SegmentMeta, UnixMicros};
+use crate::spool::{Spool, SpoolFile};
 use crate::status::{CameraState, StatusBoard};
 
 /// Timescale of the segments' video track.
@@ -28,25 +29,7 @@ pub const TIMESCALE: u32 = 90_000;
 /// writer holds little in memory and a crash loses little.
 const FRAGMENT_TS: u64 = TIMESCALE as u64;
 
-/// Why a stretch of time has no recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GapReason {
-    StreamLost,
-    StreamError,
-    IngestRestart,
-    SpoolOverflow,
-}
-
-impl GapReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GapReason::StreamLost => "stream_lost",
-            GapReason::StreamError => "stream_error",
-            GapReason::IngestRestart => "ingest_restart",
-            GapReason::SpoolOverflow => "spool_overflow",
-        }
-    }
-}
+pub use crate::segment::GapReason;
 
 /// The stream's format, from the appsink caps.
 #[derive(Debug, Clone, PartialEq)]
@@ -279,10 +262,22 @@ impl Recorder {
         let Some(track) = &self.track else {
             return Ok(false);
         };
+        // Where this camera's recording stopped before is not known here (an earlier run,
+        // another replica): the uploader registers the hole up to here once storage answers.
+        // Queued before the segment; from here on, holes are this recorder's to record.
+        if self.last_end_us.is_none() {
+            self.spool.push_resume(ResumeMeta {
+                site: self.site.clone(),
+                camera: self.camera.clone(),
+                replica: self.replica.clone(),
+                at: UnixMicros(start_us),
+            })?;
+            self.last_end_us = Some(start_us);
+        }
         let file = match self.spool.begin_segment(
             &self.site,
             &self.camera,
-            start_us,
+            UnixMicros(start_us),
             self.estimate_bytes,
         )? {
             Some(f) => f,
@@ -370,16 +365,14 @@ impl Recorder {
             site = %self.site, camera = %self.camera, reason = reason.as_str(),
             seconds = (end_us - start_us) as f64 / 1e6, "recording gap"
         );
-        self.spool.push_gap(EntryMeta {
+        self.spool.push_gap(GapMeta {
             site: self.site.clone(),
             camera: self.camera.clone(),
-            start_us,
-            end_us,
             replica: self.replica.clone(),
-            kind: EntryKind::Gap {
-                reason: reason.as_str().to_string(),
-                detail,
-            },
+            start: UnixMicros(start_us),
+            end: UnixMicros(end_us),
+            reason,
+            detail,
         })?;
         metrics::get().gaps.with_label_values(&[&self.site]).inc();
         self.board
@@ -452,21 +445,19 @@ impl Recorder {
                 return Err(IngestError::Objects(e.to_string()));
             }
         };
-        let meta = EntryMeta {
+        let meta = SegmentMeta {
             site: self.site.clone(),
             camera: self.camera.clone(),
-            start_us: open.start_us,
-            end_us,
             replica: self.replica.clone(),
-            kind: EntryKind::Segment {
-                size: summary.size,
-                sha256: hex::encode(summary.sha256),
-                init_size: summary.init_size,
-                codec: track.codec_name.to_string(),
-                width: track.track.width,
-                height: track.track.height,
-                object_key: object_key.to_string(),
-            },
+            start: UnixMicros(open.start_us),
+            end: UnixMicros(end_us),
+            size: summary.size,
+            init_size: summary.init_size,
+            sha256: summary.sha256,
+            codec: track.track.codec,
+            width: track.track.width,
+            height: track.track.height,
+            object_key: object_key.to_string(),
         };
         self.spool.commit_segment(open.file, meta)?;
         self.last_end_us = Some(end_us);

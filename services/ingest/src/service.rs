@@ -5,8 +5,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kordon_proto::common::v1 as common;
-use kordon_proto::storage::v1 as spb;
 use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
 use kordon_runtime::client::AuthedChannel;
 use object_store::ObjectStore;
@@ -17,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::IngestError;
 use crate::camera::{CameraContext, realtime_clock, supervise};
 use crate::config::{CameraConfig, IngestConfig};
-use crate::recorder::{GapReason, Recorder};
+use crate::recorder::Recorder;
 use crate::spool::Spool;
 use crate::status::StatusBoard;
 use crate::uploader::Uploader;
@@ -54,7 +52,6 @@ pub struct Ingest {
     board: Arc<StatusBoard>,
     ctx: Arc<CameraContext>,
     object_prefix: String,
-    storage: StorageServiceClient<AuthedChannel>,
     cameras: Mutex<BTreeMap<(String, String), CameraHandle>>,
     camera_tasks: TaskTracker,
     uploader_done: CancellationToken,
@@ -89,7 +86,7 @@ impl Ingest {
         let uploader = Uploader {
             spool: spool.clone(),
             objects: dest.objects.clone(),
-            storage: dest.storage.clone(),
+            storage: dest.storage,
             board: board.clone(),
             concurrency: config.upload_concurrency,
         };
@@ -107,7 +104,6 @@ impl Ingest {
             board,
             ctx,
             object_prefix: dest.object_prefix,
-            storage: dest.storage,
             cameras: Mutex::new(BTreeMap::new()),
             camera_tasks: TaskTracker::new(),
             uploader_done,
@@ -284,36 +280,17 @@ impl Ingest {
         let duration = spec
             .segment_duration
             .unwrap_or(self.config.segment_duration);
-        let mut storage = self.storage.clone();
         let stop_task = stop.clone();
         tracing::info!(camera = %spec.id(), url = %spec.redacted_record_url(), "camera added");
         board.update(&spec.site, &spec.name, |_| {});
         let span = tracing::info_span!("camera", site = %spec.site, camera = %spec.name);
         self.camera_tasks.spawn(tracing::Instrument::instrument(
             async move {
-                // Where this camera's recording stopped before (an earlier run, or another replica
-                // before the camera moved here): the hole until now is a gap, not silence.
-                let resume = tokio::time::timeout(
-                    Duration::from_secs(3),
-                    storage.get_chain_head(spb::GetChainHeadRequest {
-                        camera: Some(common::CameraRef {
-                            site: spec.site.clone(),
-                            camera: spec.name.clone(),
-                        }),
-                    }),
-                )
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .and_then(|r| r.into_inner().recorded_until)
-                .and_then(|t| kordon_proto::time::micros_from_timestamp(&t))
-                .map(|us| {
-                    (
-                        us,
-                        GapReason::IngestRestart,
-                        "ingest restarted or the camera moved between replicas".to_string(),
-                    )
-                });
+                // Where this camera's recording stopped before (an earlier run, another
+                // replica) is asked of storage by the uploader, after the recorder's resume
+                // point: known also when storage is unreachable now, and after this run's
+                // earlier records of the camera are registered.
+                let resume = None;
                 let recorder = Arc::new(Mutex::new(Recorder::new(
                     &spec.site, &spec.name, &replica, &prefix, duration, spool, board, resume,
                 )));

@@ -4,14 +4,21 @@
 //! Guarantees:
 //! - An entry is visible to the uploader only once complete: the media file is written as
 //!   `<name>.mp4.part`, renamed to `<name>.mp4`, then the metadata `<name>.json` is written
-//!   atomically (temp file + rename). A crash leaves at most a `.part` file, which is moved to
-//!   `orphaned/` at the next start, never uploaded as if it were whole.
-//! - Per camera, entries drain in the order they were recorded (segments and gaps alike), so the
-//!   per-camera hash chain in storage follows time.
+//!   atomically (temp file + rename). A crash leaves at most a `.part` file (or a media file
+//!   without metadata), which is moved to `orphaned/` at the next start, never uploaded as if it
+//!   were whole.
+//! - Per camera, entries drain in the order they were recorded (segments, gaps and resume points
+//!   alike), so the per-camera hash chain in storage follows time.
 //! - The spool never grows beyond its ceiling: a new segment that does not fit is refused (the
 //!   caller records a spool-overflow gap), and footage already spooled is kept until it has been
 //!   stored — oldest unsent footage is never dropped to make room.
-//! - Entries survive restarts: [`Spool::open`] re-queues everything it finds.
+//! - Nothing spooled is deleted unless it was registered ([`Spool::complete`]); what can never
+//!   be registered is moved with its media to `dead-letter/<site>/<camera>/`, with the reason in
+//!   a `<name>.reason.txt` beside it ([`Spool::dead_letter`]).
+//! - Entries survive restarts: [`Spool::open`] re-queues everything it finds. Metadata files are
+//!   versioned (`{"format": 2, "record": ...}`, a [`Record`]); files of the first format (no
+//!   `format` field) are read and drained; a file it cannot read, or of a format newer than it
+//!   knows, is moved to `dead-letter/` with the reason, never deleted unread.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -21,52 +28,47 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::IngestError;
+use crate::error::Refusal;
+use crate::segment::{GapMeta, Record, ResumeMeta, SegmentMeta, UnixMicros};
 
-/// What a spool entry records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum EntryKind {
-    Segment {
-        size: u64,
-        /// Lower-case hex SHA-256 of the media file.
-        sha256: String,
-        init_size: u64,
-        codec: String,
-        width: u32,
-        height: u32,
-        /// Object key the media is stored under.
-        object_key: String,
-    },
-    Gap {
-        /// `stream_lost`, `stream_error`, `ingest_restart`, `spool_overflow`.
-        reason: String,
-        detail: String,
-    },
+/// The metadata file format this version writes.
+pub const FORMAT: u32 = 2;
+
+/// Folder (under the spool root) of entries that can never be registered.
+pub const DEAD_LETTER_DIR: &str = "dead-letter";
+/// Folder (under the spool root) of incomplete files from a crash.
+pub const ORPHANED_DIR: &str = "orphaned";
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    format: u32,
+    record: &'a Record,
 }
 
-/// Metadata of one spooled segment or gap.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntryMeta {
-    pub site: String,
-    pub camera: String,
-    /// Wall-clock start and end, microseconds since the Unix epoch.
-    pub start_us: i64,
-    pub end_us: i64,
-    pub replica: String,
-    #[serde(flatten)]
-    pub kind: EntryKind,
+#[derive(Deserialize)]
+struct FileIn {
+    record: Record,
 }
 
 /// One queued entry.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub meta: EntryMeta,
+    pub record: Record,
     /// The `.json` file.
     pub meta_path: PathBuf,
     /// The `.mp4` file, for segments.
     pub media_path: Option<PathBuf>,
     /// Bytes the entry holds on disk.
     pub bytes: u64,
+}
+
+impl Entry {
+    fn key(&self) -> CameraKey {
+        (
+            self.record.site().to_string(),
+            self.record.camera().to_string(),
+        )
+    }
 }
 
 type CameraKey = (String, String);
@@ -108,6 +110,11 @@ impl Spool {
         &self.root
     }
 
+    /// Where entries that can never be registered are kept.
+    pub fn dead_letter_root(&self) -> PathBuf {
+        self.root.join(DEAD_LETTER_DIR)
+    }
+
     pub fn used_bytes(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }
@@ -140,10 +147,10 @@ impl Spool {
         self.root.join(site).join(camera)
     }
 
-    fn next_name(&self, start_us: i64) -> String {
+    fn next_name(&self, start: UnixMicros) -> String {
         // Zero-padded so lexical order is time order; the counter breaks ties.
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{start_us:020}-{n:08}")
+        format!("{:020}-{n:08}", start.0)
     }
 
     /// Reserves room for a segment of about `estimate` bytes and creates its file. `None` means
@@ -152,7 +159,7 @@ impl Spool {
         &self,
         site: &str,
         camera: &str,
-        start_us: i64,
+        start: UnixMicros,
         estimate: u64,
     ) -> Result<Option<SpoolFile>, IngestError> {
         let reserved = estimate.max(1);
@@ -176,7 +183,7 @@ impl Spool {
             self.used.fetch_sub(reserved, Ordering::AcqRel);
             return Err(IngestError::spool(&dir, e));
         }
-        let name = self.next_name(start_us);
+        let name = self.next_name(start);
         Ok(Some(SpoolFile {
             path: dir.join(format!("{name}.mp4.part")),
             final_path: dir.join(format!("{name}.mp4")),
@@ -193,12 +200,9 @@ impl Spool {
     }
 
     /// Completes a segment: the file is renamed into place, its metadata written, and the entry
-    /// queued. `meta.kind` must be a segment whose `size` is the file's size.
-    pub fn commit_segment(&self, file: SpoolFile, meta: EntryMeta) -> Result<(), IngestError> {
-        let size = match &meta.kind {
-            EntryKind::Segment { size, .. } => *size,
-            EntryKind::Gap { .. } => 0,
-        };
+    /// queued. `meta.size` must be the file's size.
+    pub fn commit_segment(&self, file: SpoolFile, meta: SegmentMeta) -> Result<(), IngestError> {
+        let size = meta.size;
         // Correct the reservation to the real size (may exceed the ceiling slightly: the
         // footage is already on disk and is kept).
         if size >= file.reserved {
@@ -210,9 +214,10 @@ impl Spool {
             self.used.fetch_sub(size, Ordering::AcqRel);
             return Err(IngestError::spool(&file.final_path, e));
         }
-        write_json_atomic(&file.meta_path, &meta)?;
+        let record = Record::Segment(meta);
+        write_json_atomic(&file.meta_path, &record)?;
         self.enqueue(Entry {
-            meta,
+            record,
             meta_path: file.meta_path,
             media_path: Some(file.final_path),
             bytes: size,
@@ -221,13 +226,22 @@ impl Spool {
     }
 
     /// Queues a gap (no media). Gaps are tiny and always accepted, even when the spool is full.
-    pub fn push_gap(&self, meta: EntryMeta) -> Result<(), IngestError> {
-        let dir = self.camera_dir(&meta.site, &meta.camera);
+    pub fn push_gap(&self, meta: GapMeta) -> Result<(), IngestError> {
+        self.push_record(Record::Gap(meta))
+    }
+
+    /// Queues a resume point (see [`ResumeMeta`]); tiny and always accepted.
+    pub fn push_resume(&self, meta: ResumeMeta) -> Result<(), IngestError> {
+        self.push_record(Record::Resume(meta))
+    }
+
+    fn push_record(&self, record: Record) -> Result<(), IngestError> {
+        let dir = self.camera_dir(record.site(), record.camera());
         std::fs::create_dir_all(&dir).map_err(|e| IngestError::spool(&dir, e))?;
-        let meta_path = dir.join(format!("{}.json", self.next_name(meta.start_us)));
-        write_json_atomic(&meta_path, &meta)?;
+        let meta_path = dir.join(format!("{}.json", self.next_name(record.start())));
+        write_json_atomic(&meta_path, &record)?;
         self.enqueue(Entry {
-            meta,
+            record,
             meta_path,
             media_path: None,
             bytes: 0,
@@ -237,9 +251,7 @@ impl Spool {
 
     fn enqueue(&self, entry: Entry) {
         if let Ok(mut q) = self.queues.lock() {
-            q.entry((entry.meta.site.clone(), entry.meta.camera.clone()))
-                .or_default()
-                .push_back(entry);
+            q.entry(entry.key()).or_default().push_back(entry);
         }
         self.notify.notify_waiters();
     }
@@ -266,8 +278,77 @@ impl Spool {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(IngestError::spool(&entry.meta_path, e)),
         }
+        self.dequeue(entry);
+        Ok(())
+    }
+
+    /// Moves an entry that can never be registered (it must be its camera's head), media and
+    /// metadata, to `dead-letter/<site>/<camera>/` with `<name>.reason.txt` beside them, and
+    /// frees its space in the spool. Returns the folder it went to. On error the entry stays
+    /// queued where it was (or partly moved; [`Spool::open`] finishes the move).
+    pub fn dead_letter(
+        &self,
+        entry: &Entry,
+        class: Refusal,
+        reason: &str,
+    ) -> Result<PathBuf, IngestError> {
+        let dest = self.dead_letter_files(
+            entry.record.site(),
+            entry.record.camera(),
+            &entry.meta_path,
+            entry.media_path.as_deref(),
+            class,
+            reason,
+        )?;
+        self.dequeue(entry);
+        Ok(dest)
+    }
+
+    /// Writes the reason, then moves the media, then the metadata (whose presence in the
+    /// spool is what queues an entry).
+    fn dead_letter_files(
+        &self,
+        site: &str,
+        camera: &str,
+        meta_path: &Path,
+        media_path: Option<&Path>,
+        class: Refusal,
+        reason: &str,
+    ) -> Result<PathBuf, IngestError> {
+        let dir = self.dead_letter_root().join(site).join(camera);
+        std::fs::create_dir_all(&dir).map_err(|e| IngestError::spool(&dir, e))?;
+        let stem = meta_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let note = format!(
+            "class: {}\ntime: {}\nreason: {reason}\n",
+            class.as_str(),
+            UnixMicros::now()
+        );
+        let note_path = dir.join(format!("{stem}.reason.txt"));
+        std::fs::write(&note_path, note).map_err(|e| IngestError::spool(&note_path, e))?;
+        if let Some(m) = media_path
+            && let Some(name) = m.file_name()
+        {
+            match std::fs::rename(m, dir.join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(IngestError::spool(m, e)),
+            }
+        }
+        if let Some(name) = meta_path.file_name() {
+            std::fs::rename(meta_path, dir.join(name))
+                .map_err(|e| IngestError::spool(meta_path, e))?;
+        }
+        tracing::error!(site, camera, class = class.as_str(), reason, kept_in = %dir.display(),
+            "spool entry can never be registered: moved to the dead-letter folder");
+        Ok(dir)
+    }
+
+    fn dequeue(&self, entry: &Entry) {
         if let Ok(mut q) = self.queues.lock() {
-            let key = (entry.meta.site.clone(), entry.meta.camera.clone());
+            let key = entry.key();
             if let Some(d) = q.get_mut(&key) {
                 if d.front().is_some_and(|h| h.meta_path == entry.meta_path) {
                     d.pop_front();
@@ -278,7 +359,6 @@ impl Spool {
             }
         }
         self.used.fetch_sub(entry.bytes, Ordering::AcqRel);
-        Ok(())
     }
 
     /// Waits until something is queued (or a timeout elapses, so callers re-check backoffs).
@@ -287,12 +367,15 @@ impl Spool {
     }
 
     /// Scans the spool left by an earlier run: complete entries are queued in order, partial
-    /// files moved to `orphaned/`.
+    /// files moved to `orphaned/`, unreadable entries to `dead-letter/`.
     fn recover(&self) -> Result<(), IngestError> {
         let mut found: Vec<Entry> = Vec::new();
-        let orphaned = self.root.join("orphaned");
+        let orphaned = self.root.join(ORPHANED_DIR);
         for site in read_dirs(&self.root)? {
-            if site.file_name().is_some_and(|n| n == "orphaned") {
+            if site
+                .file_name()
+                .is_some_and(|n| n == ORPHANED_DIR || n == DEAD_LETTER_DIR)
+            {
                 continue;
             }
             for cam in read_dirs(&site)? {
@@ -301,45 +384,77 @@ impl Spool {
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .collect();
                 files.sort();
-                for path in files {
+                let (site_name, cam_name) = (dir_name(&site), dir_name(&cam));
+                for path in &files {
+                    if !path.exists() {
+                        // A media file already moved along with its metadata.
+                        continue;
+                    }
                     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    if name.ends_with(".part") || name.ends_with(".tmp") {
+                    let lone_media =
+                        name.ends_with(".mp4") && !path.with_extension("json").exists();
+                    if name.ends_with(".part") || name.ends_with(".tmp") || lone_media {
                         std::fs::create_dir_all(&orphaned)
                             .map_err(|e| IngestError::spool(&orphaned, e))?;
-                        let dest =
-                            orphaned.join(format!("{}-{}-{name}", dir_name(&site), dir_name(&cam)));
+                        let dest = orphaned.join(format!("{site_name}-{cam_name}-{name}"));
                         tracing::warn!(file = %path.display(), moved_to = %dest.display(),
                             "incomplete segment from an earlier run kept aside, not uploaded");
-                        std::fs::rename(&path, &dest).map_err(|e| IngestError::spool(&path, e))?;
+                        std::fs::rename(path, &dest).map_err(|e| IngestError::spool(path, e))?;
                         continue;
                     }
                     if !name.ends_with(".json") {
                         continue;
                     }
-                    let meta: EntryMeta = match std::fs::read(&path)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok())
-                    {
-                        Some(m) => m,
-                        None => {
-                            tracing::error!(file = %path.display(), "unreadable spool metadata kept in place");
+                    let media = path.with_extension("mp4");
+                    let record = match read_record(path) {
+                        Ok(r) => r,
+                        Err(why) => {
+                            let media = media.is_file().then_some(media.as_path());
+                            self.dead_letter_files(
+                                &site_name,
+                                &cam_name,
+                                path,
+                                media,
+                                Refusal::CorruptSpool,
+                                &why,
+                            )?;
+                            crate::metrics::dead_lettered(&site_name, Refusal::CorruptSpool);
                             continue;
                         }
                     };
-                    let media = path.with_extension("mp4");
-                    let (media_path, bytes) = match &meta.kind {
-                        EntryKind::Segment { size, .. } => {
-                            if !media.is_file() {
-                                tracing::error!(file = %media.display(), "spooled segment missing its media file; skipped");
+                    let (media_path, bytes) = match &record {
+                        Record::Segment(m) => {
+                            let dl = self.dead_letter_root().join(&site_name).join(&cam_name);
+                            let moved = media.file_name().map(|n| dl.join(n));
+                            if !media.is_file() && moved.as_ref().is_some_and(|p| p.is_file()) {
+                                // A dead-letter move interrupted after the media: finish it,
+                                // keeping the reason already written.
+                                if let Some(name) = path.file_name() {
+                                    std::fs::rename(path, dl.join(name))
+                                        .map_err(|e| IngestError::spool(path, e))?;
+                                }
                                 continue;
                             }
-                            (Some(media), *size)
+                            if !media.is_file() {
+                                let why = "the segment's media file is missing from the spool";
+                                self.dead_letter_files(
+                                    &site_name,
+                                    &cam_name,
+                                    path,
+                                    None,
+                                    Refusal::CorruptSpool,
+                                    why,
+                                )?;
+                                crate::metrics::dead_lettered(&site_name, Refusal::CorruptSpool);
+                                continue;
+                            }
+                            (Some(media), m.size)
                         }
-                        EntryKind::Gap { .. } => (None, 0),
+                        Record::Gap(_) | Record::Resume(_) => (None, 0),
                     };
                     found.push(Entry {
-                        meta,
-                        meta_path: path,
+                        record,
+                        meta_path: path.clone(),
                         media_path,
                         bytes,
                     });
@@ -362,6 +477,117 @@ impl Spool {
     }
 }
 
+/// Reads a metadata file of any format this version knows; the error says why not.
+fn read_record(path: &Path) -> Result<Record, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("unreadable spool metadata: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("spool metadata is not JSON: {e}"))?;
+    match value.get("format").map(serde_json::Value::as_u64) {
+        None => v1::read(value),
+        Some(Some(f)) if f == u64::from(FORMAT) => serde_json::from_value::<FileIn>(value)
+            .map(|f| f.record)
+            .map_err(|e| format!("spool metadata of format {FORMAT} does not parse: {e}")),
+        Some(f) => Err(format!(
+            "spool metadata of format {f:?}, which this version of ingest does not know (it \
+             reads formats 1 and {FORMAT}); a newer ingest can drain it"
+        )),
+    }
+}
+
+/// The first spool format (no `format` field): strings for enums, hex for the hash. Read only,
+/// so that a spool left by an older ingest still drains.
+mod v1 {
+    use serde::Deserialize;
+
+    use crate::segment::{Codec, GapMeta, GapReason, Record, SegmentMeta, UnixMicros};
+
+    #[derive(Deserialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    enum Kind {
+        Segment {
+            size: u64,
+            sha256: String,
+            init_size: u64,
+            codec: String,
+            width: u32,
+            height: u32,
+            object_key: String,
+        },
+        Gap {
+            reason: String,
+            detail: String,
+        },
+    }
+
+    #[derive(Deserialize)]
+    struct Meta {
+        site: String,
+        camera: String,
+        start_us: i64,
+        end_us: i64,
+        replica: String,
+        #[serde(flatten)]
+        kind: Kind,
+    }
+
+    pub(super) fn read(value: serde_json::Value) -> Result<Record, String> {
+        let m: Meta = serde_json::from_value(value)
+            .map_err(|e| format!("spool metadata of format 1 does not parse: {e}"))?;
+        Ok(match m.kind {
+            Kind::Segment {
+                size,
+                sha256,
+                init_size,
+                codec,
+                width,
+                height,
+                object_key,
+            } => {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(&sha256, &mut digest)
+                    .map_err(|_| format!("format 1: `sha256` is not 64 hex digits: {sha256:?}"))?;
+                let codec = match codec.as_str() {
+                    "h264" => Codec::H264,
+                    "h265" => Codec::H265,
+                    other => return Err(format!("format 1: unknown codec {other:?}")),
+                };
+                Record::Segment(SegmentMeta {
+                    site: m.site,
+                    camera: m.camera,
+                    replica: m.replica,
+                    start: UnixMicros(m.start_us),
+                    end: UnixMicros(m.end_us),
+                    size,
+                    init_size,
+                    sha256: digest,
+                    codec,
+                    width,
+                    height,
+                    object_key,
+                })
+            }
+            Kind::Gap { reason, detail } => {
+                let reason = match reason.as_str() {
+                    "stream_lost" => GapReason::StreamLost,
+                    "stream_error" => GapReason::StreamError,
+                    "ingest_restart" => GapReason::IngestRestart,
+                    "spool_overflow" => GapReason::SpoolOverflow,
+                    other => return Err(format!("format 1: unknown gap reason {other:?}")),
+                };
+                Record::Gap(GapMeta {
+                    site: m.site,
+                    camera: m.camera,
+                    replica: m.replica,
+                    start: UnixMicros(m.start_us),
+                    end: UnixMicros(m.end_us),
+                    reason,
+                    detail,
+                })
+            }
+        })
+    }
+}
+
 fn dir_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -378,9 +604,13 @@ fn read_dirs(p: &Path) -> Result<Vec<PathBuf>, IngestError> {
     Ok(out)
 }
 
-fn write_json_atomic(path: &Path, meta: &EntryMeta) -> Result<(), IngestError> {
+fn write_json_atomic(path: &Path, record: &Record) -> Result<(), IngestError> {
     let tmp = path.with_extension("json.tmp");
-    let body = serde_json::to_vec_pretty(meta).map_err(|e| IngestError::Internal(e.to_string()))?;
+    let body = serde_json::to_vec_pretty(&FileOut {
+        format: FORMAT,
+        record,
+    })
+    .map_err(|e| IngestError::Internal(e.to_string()))?;
     std::fs::write(&tmp, body).map_err(|e| IngestError::spool(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| IngestError::spool(path, e))
 }
@@ -388,29 +618,40 @@ fn write_json_atomic(path: &Path, meta: &EntryMeta) -> Result<(), IngestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segment::{Codec, GapReason};
 
-    fn seg_meta(start: i64, size: u64) -> EntryMeta {
-        EntryMeta {
+    fn seg_meta(start: i64, size: u64) -> SegmentMeta {
+        SegmentMeta {
             site: "burgas".into(),
             camera: "pier-2".into(),
-            start_us: start,
-            end_us: start + 6_000_000,
             replica: "ingest-0".into(),
-            kind: EntryKind::Segment {
-                size,
-                sha256: "00".repeat(32),
-                init_size: 100,
-                codec: "h264".into(),
-                width: 1920,
-                height: 1080,
-                object_key: format!("k/{start}"),
-            },
+            start: UnixMicros(start),
+            end: UnixMicros(start + 6_000_000),
+            size,
+            init_size: 1,
+            sha256: [0; 32],
+            codec: Codec::H264,
+            width: 1920,
+            height: 1080,
+            object_key: format!("k/{start}"),
+        }
+    }
+
+    fn gap_meta(start: i64) -> GapMeta {
+        GapMeta {
+            site: "burgas".into(),
+            camera: "pier-2".into(),
+            replica: "ingest-0".into(),
+            start: UnixMicros(start),
+            end: UnixMicros(start + 1),
+            reason: GapReason::StreamLost,
+            detail: "x".into(),
         }
     }
 
     fn write_segment(spool: &Spool, start: i64, size: u64) -> bool {
         match spool
-            .begin_segment("burgas", "pier-2", start, size)
+            .begin_segment("burgas", "pier-2", UnixMicros(start), size)
             .unwrap()
         {
             None => false,
@@ -422,25 +663,26 @@ mod tests {
         }
     }
 
+    fn drain_starts(spool: &Spool) -> Vec<i64> {
+        let mut order = Vec::new();
+        while let Some(h) = spool.heads().into_iter().next() {
+            order.push(h.record.start().0);
+            spool.complete(&h).unwrap();
+        }
+        order
+    }
+
     #[test]
     fn entries_drain_in_order_and_survive_restart() {
         let dir = tempfile::tempdir().unwrap();
         {
             let spool = Spool::open(dir.path(), 1 << 30).unwrap();
             assert!(write_segment(&spool, 1_000, 10));
-            spool
-                .push_gap(EntryMeta {
-                    kind: EntryKind::Gap {
-                        reason: "stream_lost".into(),
-                        detail: "x".into(),
-                    },
-                    ..seg_meta(2_000, 0)
-                })
-                .unwrap();
+            spool.push_gap(gap_meta(2_000)).unwrap();
             assert!(write_segment(&spool, 3_000, 10));
             // A crash mid-write leaves a .part file.
             let f = spool
-                .begin_segment("burgas", "pier-2", 4_000, 10)
+                .begin_segment("burgas", "pier-2", UnixMicros(4_000), 10)
                 .unwrap()
                 .unwrap();
             std::fs::write(&f.path, b"partial").unwrap();
@@ -449,12 +691,13 @@ mod tests {
         let spool = Spool::open(dir.path(), 1 << 30).unwrap();
         assert_eq!(spool.pending(), 3);
         assert_eq!(spool.used_bytes(), 20);
-        let mut order = Vec::new();
-        while let Some(h) = spool.heads().into_iter().next() {
-            order.push(h.meta.start_us);
-            spool.complete(&h).unwrap();
-        }
-        assert_eq!(order, vec![1_000, 2_000, 3_000]);
+        let head = spool.heads().pop().unwrap();
+        assert_eq!(
+            head.record,
+            Record::Segment(seg_meta(1_000, 10)),
+            "read back unchanged"
+        );
+        assert_eq!(drain_starts(&spool), vec![1_000, 2_000, 3_000]);
         assert_eq!(spool.used_bytes(), 0);
         assert!(dir.path().join("orphaned").read_dir().unwrap().count() == 1);
     }
@@ -468,8 +711,146 @@ mod tests {
         assert!(!write_segment(&spool, 3, 10), "third does not fit");
         assert_eq!(spool.pending(), 2);
         let head = spool.heads().pop().unwrap();
-        assert_eq!(head.meta.start_us, 1, "oldest kept");
+        assert_eq!(head.record.start().0, 1, "oldest kept");
         spool.complete(&head).unwrap();
         assert!(write_segment(&spool, 4, 10), "room again after draining");
+    }
+
+    #[test]
+    fn a_first_format_spool_still_drains_with_the_same_facts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cam = dir.path().join("burgas").join("pier-2");
+        std::fs::create_dir_all(&cam).unwrap();
+        // Written by the first format: strings for enums, hex for the hash, no `format`.
+        let hash = std::array::from_fn::<u8, 32, _>(|i| i as u8);
+        std::fs::write(
+            cam.join("00000000000000001000-00000000.json"),
+            serde_json::json!({
+                "site": "burgas", "camera": "pier-2", "start_us": 1000, "end_us": 6001000,
+                "replica": "ingest-0", "kind": "segment", "size": 10,
+                "sha256": hex::encode(hash), "init_size": 1, "codec": "h265",
+                "width": 1920, "height": 1080, "object_key": "k/1000"
+            })
+            .to_string(),
+        )
+        .unwrap();
+        std::fs::write(cam.join("00000000000000001000-00000000.mp4"), [7u8; 10]).unwrap();
+        std::fs::write(
+            cam.join("00000000000000002000-00000001.json"),
+            serde_json::json!({
+                "site": "burgas", "camera": "pier-2", "start_us": 2000, "end_us": 2001,
+                "replica": "ingest-0", "kind": "gap", "reason": "spool_overflow", "detail": "x"
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(spool.pending(), 2);
+        assert_eq!(spool.used_bytes(), 10);
+        let heads = spool.heads();
+        let Record::Segment(m) = &heads[0].record else {
+            panic!("{:?}", heads[0].record)
+        };
+        assert_eq!(m.sha256, hash);
+        assert_eq!(m.codec, Codec::H265);
+        assert_eq!((m.start, m.end), (UnixMicros(1000), UnixMicros(6_001_000)));
+        spool.complete(&heads[0]).unwrap();
+        let Record::Gap(g) = &spool.heads()[0].record else {
+            panic!()
+        };
+        assert_eq!(g.reason, GapReason::SpoolOverflow);
+    }
+
+    #[test]
+    fn unreadable_or_newer_files_are_kept_in_dead_letter_never_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cam = dir.path().join("burgas").join("pier-2");
+        std::fs::create_dir_all(&cam).unwrap();
+        let newer = r#"{"format": 9, "record": {"kind": "hologram"}}"#;
+        std::fs::write(cam.join("00000000000000001000-00000000.json"), newer).unwrap();
+        std::fs::write(cam.join("00000000000000001000-00000000.mp4"), [7u8; 10]).unwrap();
+        std::fs::write(cam.join("00000000000000002000-00000001.json"), "{not json").unwrap();
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(spool.pending(), 0);
+        assert_eq!(spool.used_bytes(), 0);
+        let dl = spool.dead_letter_root().join("burgas").join("pier-2");
+        assert_eq!(
+            std::fs::read_to_string(dl.join("00000000000000001000-00000000.json")).unwrap(),
+            newer
+        );
+        assert_eq!(
+            std::fs::read(dl.join("00000000000000001000-00000000.mp4")).unwrap(),
+            [7u8; 10]
+        );
+        let why =
+            std::fs::read_to_string(dl.join("00000000000000001000-00000000.reason.txt")).unwrap();
+        assert!(
+            why.contains("corrupt_spool") && why.contains("format"),
+            "{why}"
+        );
+        assert!(dl.join("00000000000000002000-00000001.json").is_file());
+        // A second start leaves them there.
+        drop(spool);
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(spool.pending(), 0);
+        assert!(dl.join("00000000000000001000-00000000.mp4").is_file());
+    }
+
+    #[test]
+    fn an_interrupted_dead_letter_move_is_finished_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stem, media) = {
+            let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+            assert!(write_segment(&spool, 1_000, 10));
+            let head = spool.heads().pop().unwrap();
+            let stem = head.meta_path.file_stem().unwrap().to_owned();
+            (stem, head.media_path.unwrap())
+        };
+        // The reason and the media were moved, then the process died.
+        let dl = dir
+            .path()
+            .join(DEAD_LETTER_DIR)
+            .join("burgas")
+            .join("pier-2");
+        std::fs::create_dir_all(&dl).unwrap();
+        let note = dl.join(format!("{}.reason.txt", stem.to_str().unwrap()));
+        std::fs::write(&note, "class: conflict\n").unwrap();
+        std::fs::rename(&media, dl.join(media.file_name().unwrap())).unwrap();
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(spool.pending(), 0);
+        assert!(
+            dl.join(format!("{}.json", stem.to_str().unwrap()))
+                .is_file()
+        );
+        assert_eq!(std::fs::read_to_string(&note).unwrap(), "class: conflict\n");
+    }
+
+    #[test]
+    fn a_dead_lettered_entry_keeps_its_media_and_the_queue_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert!(write_segment(&spool, 1_000, 10));
+        assert!(write_segment(&spool, 2_000, 10));
+        let head = spool.heads().pop().unwrap();
+        let dl = spool
+            .dead_letter(&head, Refusal::InvalidArgument, "range: end before start")
+            .unwrap();
+        assert_eq!(spool.pending(), 1);
+        assert_eq!(spool.used_bytes(), 10);
+        assert_eq!(spool.heads()[0].record.start().0, 2_000);
+        let stem = head.meta_path.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(
+            std::fs::read(dl.join(format!("{stem}.mp4"))).unwrap(),
+            [7u8; 10]
+        );
+        assert!(
+            std::fs::read_to_string(dl.join(format!("{stem}.reason.txt")))
+                .unwrap()
+                .contains("invalid_argument")
+        );
+        // Not re-queued at the next start.
+        drop(spool);
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(drain_starts(&spool), vec![2_000]);
     }
 }

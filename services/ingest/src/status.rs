@@ -56,6 +56,11 @@ pub struct CameraStatus {
     pub last_error: Option<String>,
     pub last_error_time: Option<SystemTime>,
     pub generation: i64,
+    /// Records of this camera that storage refused for good, moved to the spool's dead-letter
+    /// folder (footage kept, not in storage): a condition that needs a person.
+    pub dead_letters: u64,
+    /// The class and time of the latest.
+    pub last_dead_letter: Option<(crate::error::Refusal, SystemTime)>,
 }
 
 impl CameraStatus {
@@ -77,6 +82,8 @@ impl CameraStatus {
             last_error: None,
             last_error_time: None,
             generation: 0,
+            dead_letters: 0,
+            last_dead_letter: None,
         }
     }
 

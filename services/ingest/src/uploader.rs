@@ -1,18 +1,29 @@
-//! Drains the spool: stores each segment in object storage, then registers it (or a gap) with
-//! the storage service, strictly in order per camera.
+//! Drains the spool: stores each segment in object storage, then registers it (or a gap, or the
+//! gap before a resume point) with the storage service, strictly in order per camera.
 //!
-//! Both steps are idempotent (the object is written create-only and compared by hash when it
-//! exists; storage registration is keyed by camera and hash), so an entry whose registration
-//! failed after a successful upload is simply tried again. A failing camera backs off without
-//! holding up the others. On shutdown the uploader keeps draining for a grace period; whatever is
-//! left stays in the spool for the next start.
+//! Guarantees:
+//! - Both steps are idempotent (the object is written create-only and compared by hash when it
+//!   exists; storage registration is keyed by camera and hash, gaps by camera and start), so an
+//!   entry whose registration failed after a successful upload is simply tried again.
+//! - Failures are typed ([`IngestError::is_permanent`]). A transient one (storage unreachable,
+//!   overloaded, busy) keeps the entry at the head of its camera's queue and backs that camera
+//!   off (capped exponential), without holding up the others. A permanent one (storage refuses
+//!   the record as it is, or the spool entry is unusable) moves the entry with its media to the
+//!   dead-letter folder ([`Spool::dead_letter`]), counts `kordon_ingest_dead_letter_total`, marks
+//!   the camera's status, and the camera's queue goes on: one bad record never blocks a camera.
+//! - An entry leaves the spool only once registered or dead-lettered.
+//! - A resume point ([`ResumeMeta`]) reaches the head only after every earlier record of its
+//!   camera was registered; the uploader then asks storage for the camera's chain head and
+//!   registers the hole from there to the resume point as an `ingest_restart` gap — however
+//!   long storage took to answer, even across restarts (the resume point is in the spool).
+//!
+//! On shutdown the uploader keeps draining for a grace period; whatever is left stays in the
+//! spool for the next start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use kordon_proto::common::v1 as common;
-use kordon_proto::storage::v1 as spb;
 use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
 use kordon_runtime::client::AuthedChannel;
 use object_store::ObjectStore;
@@ -20,8 +31,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::IngestError;
+use crate::error::Refusal;
 use crate::metrics;
-use crate::spool::{Entry, EntryKind, Spool};
+use crate::segment::{GapMeta, GapReason, Record, ResumeMeta, SegmentMeta, UnixMicros};
+use crate::spool::{Entry, Spool};
 use crate::status::StatusBoard;
 
 /// One finished attempt to store a camera's head entry.
@@ -36,26 +49,6 @@ pub struct Uploader {
     pub storage: StorageServiceClient<AuthedChannel>,
     pub board: Arc<StatusBoard>,
     pub concurrency: usize,
-}
-
-use kordon_proto::time::timestamp_from_micros as timestamp;
-
-fn codec(name: &str) -> common::VideoCodec {
-    match name {
-        "h264" => common::VideoCodec::H264,
-        "h265" => common::VideoCodec::H265,
-        _ => common::VideoCodec::Unspecified,
-    }
-}
-
-fn gap_reason(name: &str) -> spb::GapReason {
-    match name {
-        "stream_lost" => spb::GapReason::StreamLost,
-        "stream_error" => spb::GapReason::StreamError,
-        "ingest_restart" => spb::GapReason::IngestRestart,
-        "spool_overflow" => spb::GapReason::SpoolOverflow,
-        _ => spb::GapReason::StreamError,
-    }
 }
 
 impl Uploader {
@@ -94,14 +87,18 @@ impl Uploader {
                 if tasks.len() >= this.concurrency {
                     break;
                 }
-                let key = (head.meta.site.clone(), head.meta.camera.clone());
+                let key = (
+                    head.record.site().to_string(),
+                    head.record.camera().to_string(),
+                );
                 if in_flight.contains(&key) || retry_at.get(&key).is_some_and(|(t, _)| *t > now) {
                     continue;
                 }
                 in_flight.insert(key.clone());
                 let me = this.clone();
+                let retrying = retry_at.contains_key(&key);
                 tasks.spawn(async move {
-                    let r = me.store(&head).await;
+                    let r = me.store(&head, retrying).await;
                     (key, r, head)
                 });
             }
@@ -120,6 +117,10 @@ impl Uploader {
                                 tracing::error!(error = %e, "stored, but could not remove from the spool (will re-register idempotently)");
                             }
                         }
+                        Err(IngestError::Refused { class, message }) => {
+                            retry_at.remove(&key);
+                            this.refused(&key, &entry, class, &message);
+                        }
                         Err(e) => {
                             m.uploads_failed.with_label_values(&[&key.0]).inc();
                             let next = retry_at.get(&key).map(|(_, d)| (*d * 2).min(RETRY_MAX)).unwrap_or(RETRY_INITIAL);
@@ -136,85 +137,139 @@ impl Uploader {
         }
     }
 
-    async fn store(&self, entry: &Entry) -> Result<(), IngestError> {
-        let m = &entry.meta;
-        let camera = Some(common::CameraRef {
-            site: m.site.clone(),
-            camera: m.camera.clone(),
-        });
-        let range = Some(common::TimeRange {
-            start: Some(timestamp(m.start_us)),
-            end: Some(timestamp(m.end_us)),
-        });
-        let mut storage = self.storage.clone();
-        match &m.kind {
-            EntryKind::Segment {
-                size,
-                sha256,
-                init_size,
-                codec: c,
-                width,
-                height,
-                object_key,
-            } => {
-                let path = entry
-                    .media_path
-                    .as_ref()
-                    .ok_or_else(|| IngestError::Internal("segment entry without media".into()))?;
-                let bytes = tokio::fs::read(path)
-                    .await
-                    .map_err(|e| IngestError::spool(path, e))?;
-                let mut digest = [0u8; 32];
-                hex::decode_to_slice(sha256, &mut digest)
-                    .map_err(|_| IngestError::Internal("bad hash in spool metadata".into()))?;
-                if bytes.len() as u64 != *size {
-                    return Err(IngestError::Internal(format!(
-                        "spooled file {} has {} bytes, metadata says {size}",
-                        path.display(),
-                        bytes.len()
-                    )));
-                }
-                let key = object_store::path::Path::from(object_key.as_str());
-                kordon_objects::put_immutable(&*self.objects, &key, bytes.into(), &digest)
-                    .await
-                    .map_err(|e| IngestError::Objects(e.to_string()))?;
-                storage
-                    .register_segment(spb::RegisterSegmentRequest {
-                        camera,
-                        range,
-                        size_bytes: *size,
-                        sha256: digest.to_vec(),
-                        codec: codec(c) as i32,
-                        width: *width,
-                        height: *height,
-                        object_key: object_key.clone(),
-                        ingest_replica: m.replica.clone(),
-                        init_size: *init_size,
-                    })
-                    .await
-                    .map_err(|s| {
-                        IngestError::Storage(format!("{:?}: {}", s.code(), s.message()))
-                    })?;
-                metrics::get()
-                    .segments_stored
-                    .with_label_values(&[&m.site])
-                    .inc();
+    /// A permanent refusal: the entry goes to the dead-letter folder and the queue goes on.
+    fn refused(&self, key: &(String, String), entry: &Entry, class: Refusal, message: &str) {
+        match self.spool.dead_letter(entry, class, message) {
+            Ok(_) => {
+                metrics::dead_lettered(&key.0, class);
+                self.board.update(&key.0, &key.1, |s| {
+                    s.dead_letters += 1;
+                    s.last_dead_letter = Some((class, SystemTime::now()));
+                    s.set_error(format!(
+                        "storage refused a record for good ({}); it is kept in the spool's \
+                         dead-letter folder",
+                        class.as_str()
+                    ));
+                });
             }
-            EntryKind::Gap { reason, detail } => {
-                storage
-                    .register_gap(spb::RegisterGapRequest {
-                        camera,
-                        range,
-                        reason: gap_reason(reason) as i32,
-                        detail: detail.clone(),
-                        ingest_replica: m.replica.clone(),
-                    })
-                    .await
-                    .map_err(|s| {
-                        IngestError::Storage(format!("{:?}: {}", s.code(), s.message()))
-                    })?;
-            }
+            // Left at the head: retried (and refused again) after the next pass.
+            Err(e) => tracing::error!(site = %key.0, camera = %key.1, error = %e,
+                "could not move a refused entry to the dead-letter folder; it stays queued"),
         }
+    }
+
+    /// Stores one entry. `retrying`: earlier attempts for this camera's head failed.
+    async fn store(&self, entry: &Entry, retrying: bool) -> Result<(), IngestError> {
+        match &entry.record {
+            Record::Segment(m) => self.store_segment(entry, m).await,
+            Record::Gap(g) => self.register_gap(g).await,
+            Record::Resume(r) => self.resume(r, retrying).await,
+        }
+    }
+
+    async fn store_segment(&self, entry: &Entry, m: &SegmentMeta) -> Result<(), IngestError> {
+        let path = entry.media_path.as_ref().ok_or_else(|| {
+            IngestError::refused(Refusal::CorruptSpool, "segment entry without media")
+        })?;
+        let bytes = match tokio::fs::read(path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(IngestError::refused(
+                    Refusal::CorruptSpool,
+                    "the segment's media file is missing from the spool",
+                ));
+            }
+            Err(e) => return Err(IngestError::spool(path, e)),
+        };
+        if bytes.len() as u64 != m.size {
+            return Err(IngestError::refused(
+                Refusal::CorruptSpool,
+                format!(
+                    "spooled file has {} bytes, its metadata says {}",
+                    bytes.len(),
+                    m.size
+                ),
+            ));
+        }
+        let key = object_store::path::Path::from(m.object_key.as_str());
+        kordon_objects::put_immutable(&*self.objects, &key, bytes.into(), &m.sha256)
+            .await
+            .map_err(|e| match e {
+                // The spooled bytes are not what was hashed while recording.
+                kordon_objects::ObjectsError::PayloadMismatch { .. } => {
+                    IngestError::refused(Refusal::CorruptSpool, e.to_string())
+                }
+                kordon_objects::ObjectsError::ConflictingObject { .. } => {
+                    IngestError::refused(Refusal::Conflict, e.to_string())
+                }
+                kordon_objects::ObjectsError::Config { .. } => {
+                    IngestError::refused(Refusal::InvalidArgument, e.to_string())
+                }
+                _ => IngestError::Objects(e.to_string()),
+            })?;
+        self.storage
+            .clone()
+            .register_segment(m.register_request())
+            .await
+            .map_err(|s| IngestError::from_storage_status(&s))?;
+        metrics::get()
+            .segments_stored
+            .with_label_values(&[&m.site])
+            .inc();
+        Ok(())
+    }
+
+    async fn register_gap(&self, g: &GapMeta) -> Result<(), IngestError> {
+        self.storage
+            .clone()
+            .register_gap(g.register_request())
+            .await
+            .map_err(|s| IngestError::from_storage_status(&s))?;
+        Ok(())
+    }
+
+    /// Registers the hole between what storage holds of the camera and the resume point.
+    async fn resume(&self, r: &ResumeMeta, retrying: bool) -> Result<(), IngestError> {
+        let head = self
+            .storage
+            .clone()
+            .get_chain_head(r.chain_head_request())
+            .await
+            .map_err(|s| IngestError::from_storage_status(&s))?
+            .into_inner();
+        let Some(until) = head
+            .recorded_until
+            .as_ref()
+            .and_then(UnixMicros::from_timestamp)
+        else {
+            // Nothing recorded before: a new camera has no hole.
+            return Ok(());
+        };
+        if until >= r.at {
+            return Ok(());
+        }
+        let mut detail = format!(
+            "recording resumed at {} after an ingest restart or the camera moving between \
+             replicas; nothing was recorded since {}",
+            r.at, until
+        );
+        if retrying {
+            detail.push_str("; storage was unreachable when recording resumed");
+        }
+        tracing::warn!(site = %r.site, camera = %r.camera, from = %until, to = %r.at,
+            seconds = (r.at.0 - until.0) as f64 / 1e6, "recording gap before this run");
+        self.register_gap(&GapMeta {
+            site: r.site.clone(),
+            camera: r.camera.clone(),
+            replica: r.replica.clone(),
+            start: until,
+            end: r.at,
+            reason: GapReason::IngestRestart,
+            detail,
+        })
+        .await?;
+        metrics::get().gaps.with_label_values(&[&r.site]).inc();
+        self.board.update(&r.site, &r.camera, |s| s.gaps_total += 1);
         Ok(())
     }
 }

@@ -422,8 +422,9 @@ async fn footage_waits_in_the_spool_while_storage_is_down() {
     );
     ingest.apply(vec![camera(&sim, 1, "gate-1")], true).unwrap();
 
+    // The recorder's resume point, then 3 segments.
     wait_for("3 spooled segments", Duration::from_secs(40), || async {
-        ingest.spool().pending() >= 3
+        ingest.spool().pending() >= 4
     })
     .await;
     let status = ingest.board().get("edirne", "gate-1").unwrap();
@@ -456,6 +457,100 @@ async fn footage_waits_in_the_spool_while_storage_is_down() {
     sorted.sort();
     assert_eq!(seqs, sorted, "registered in recording order");
     check_objects(&objects, &segs, dir.path()).await;
+    storage.stop.cancel();
+    storage.task.await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_a_pause_is_a_gap_also_when_storage_comes_up_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects_cfg, prefix) = objects_config(dir.path());
+    let objects = kordon_objects::build(&objects_cfg).unwrap();
+    let sim = camsim(1).await;
+    let storage = start_storage(dir.path(), &objects_cfg, &prefix, free_addr()).await;
+    let addr = storage.addr;
+
+    // First run, with storage.
+    let shutdown = CancellationToken::new();
+    let ingest = start_ingest(dir.path(), objects.clone(), &prefix, addr, shutdown.clone());
+    ingest.apply(vec![camera(&sim, 1, "gate-1")], true).unwrap();
+    wait_for(
+        "2 segments of the first run",
+        Duration::from_secs(40),
+        || async { segments(addr, "gate-1").await.len() >= 2 },
+    )
+    .await;
+    shutdown.cancel();
+    ingest.stopped().await;
+    let first_run = segments(addr, "gate-1").await;
+    let first_end = us(first_run
+        .last()
+        .unwrap()
+        .range
+        .as_ref()
+        .unwrap()
+        .end
+        .as_ref()
+        .unwrap());
+    storage.stop.cancel();
+    storage.task.await.unwrap();
+
+    // A pause, then ingest starts again while storage is still down.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shutdown = CancellationToken::new();
+    let ingest = start_ingest(dir.path(), objects.clone(), &prefix, addr, shutdown.clone());
+    ingest.apply(vec![camera(&sim, 1, "gate-1")], true).unwrap();
+    wait_for("a spooled segment", Duration::from_secs(40), || async {
+        ingest.spool().pending() >= 2
+    })
+    .await;
+    let storage = start_storage(dir.path(), &objects_cfg, &prefix, addr).await;
+    wait_for("the second run stored", Duration::from_secs(60), || async {
+        segments(addr, "gate-1").await.len() >= first_run.len() + 2
+    })
+    .await;
+    shutdown.cancel();
+    ingest.stopped().await;
+
+    let all = segments(addr, "gate-1").await;
+    let second_start = all
+        .iter()
+        .map(|s| us(s.range.as_ref().unwrap().start.as_ref().unwrap()))
+        .find(|&t| t > first_end)
+        .unwrap();
+    assert!(second_start - first_end >= 3_000_000, "the pause is a hole");
+    // Between the runs: registered gaps (shutdown, then restart) that tile the hole exactly,
+    // nothing unexplained.
+    let between: Vec<spb::RecordingRange> = recordings(addr, "gate-1")
+        .await
+        .into_iter()
+        .filter(|r| {
+            let start = us(r.range.as_ref().unwrap().start.as_ref().unwrap());
+            start >= first_end && start < second_start
+        })
+        .collect();
+    assert!(!between.is_empty());
+    let mut at = first_end;
+    for r in &between {
+        let range = r.range.as_ref().unwrap();
+        assert_eq!(r.kind, spb::RecordingRangeKind::Gap as i32, "{between:?}");
+        assert_eq!(
+            r.gap_reason,
+            spb::GapReason::IngestRestart as i32,
+            "{between:?}"
+        );
+        assert_eq!(us(range.start.as_ref().unwrap()), at, "{between:?}");
+        at = us(range.end.as_ref().unwrap());
+    }
+    assert_eq!(
+        at, second_start,
+        "the gaps reach the second run: {between:?}"
+    );
+    assert!(
+        between.last().unwrap().gap_detail.contains("unreachable"),
+        "{between:?}"
+    );
     storage.stop.cancel();
     storage.task.await.unwrap();
     sim.shutdown().await;
