@@ -47,6 +47,10 @@ pub struct CameraStatus {
     pub width: u32,
     pub height: u32,
     pub fps: f64,
+    /// Which client records the camera (`retina` or `gstreamer`), once connected.
+    pub source: Option<&'static str>,
+    /// How its RTP packets travel (`tcp` or `udp`), once connected.
+    pub transport: Option<&'static str>,
     /// Measured over the last closed segment.
     pub bitrate_bps: u64,
     pub last_segment_end: Option<SystemTime>,
@@ -69,6 +73,8 @@ impl CameraStatus {
             width: 0,
             height: 0,
             fps: 0.0,
+            source: None,
+            transport: None,
             bitrate_bps: 0,
             last_segment_end: None,
             segments_total: 0,
