@@ -197,8 +197,8 @@ async fn run_session(
         }
     };
     ctx.board.update(&spec.site, &spec.name, |s| {
-        s.source = Some(src.kind().as_str());
-        s.transport = Some(src.transport().as_str());
+        s.source = Some(src.kind());
+        s.transport = Some(src.transport());
     });
     let mut got_frame = false;
     let end = loop {

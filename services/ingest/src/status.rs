@@ -6,6 +6,9 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
+use crate::config::Transport;
+use crate::source::SourceKind;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CameraState {
     Starting,
@@ -47,10 +50,10 @@ pub struct CameraStatus {
     pub width: u32,
     pub height: u32,
     pub fps: f64,
-    /// Which client records the camera (`retina` or `gstreamer`), once connected.
-    pub source: Option<&'static str>,
-    /// How its RTP packets travel (`tcp` or `udp`), once connected.
-    pub transport: Option<&'static str>,
+    /// Which client records the camera, once connected.
+    pub source: Option<SourceKind>,
+    /// How its RTP packets travel, once connected (UDP when the camera refused TCP).
+    pub transport: Option<Transport>,
     /// Measured over the last closed segment.
     pub bitrate_bps: u64,
     pub last_segment_end: Option<SystemTime>,

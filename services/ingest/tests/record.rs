@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kordon_camsim::{Camsim, CamsimConfig, CamsimHandle, ClipSource, Codec, Source, StreamKind};
 use kordon_ingest::config::{CameraConfig, IngestConfig, Transport};
+use kordon_ingest::source::SourceKind;
 use kordon_ingest::{Destinations, Ingest};
 use kordon_objects::{ObjectPath, ObjectStore, ObjectStoreConfig};
 use kordon_proto::common::v1 as common;
@@ -701,8 +702,8 @@ fn sim_config(codec: Codec, bframes: u32, refuse_tcp: bool) -> CamsimConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn b_frames_are_recorded_in_decode_order_and_shown_in_presentation_order() {
     let rec = record_camera(sim_config(Codec::H264, 2, false), Transport::Tcp, 3).await;
-    assert_eq!(rec.status.source, Some("retina"));
-    assert_eq!(rec.status.transport, Some("tcp"));
+    assert_eq!(rec.status.source, Some(SourceKind::Retina));
+    assert_eq!(rec.status.transport, Some(Transport::Tcp));
     check_objects(&rec.objects, &rec.segments, rec.dir.path()).await;
     let mut b_frames = 0;
     for (i, s) in rec.segments.iter().enumerate() {
@@ -758,7 +759,7 @@ async fn b_frames_are_recorded_in_decode_order_and_shown_in_presentation_order()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_that_refuses_tcp_is_recorded_over_udp() {
     let rec = record_camera(sim_config(Codec::H264, 0, true), Transport::Tcp, 2).await;
-    assert_eq!(rec.status.source, Some("retina"));
-    assert_eq!(rec.status.transport, Some("udp"));
+    assert_eq!(rec.status.source, Some(SourceKind::Retina));
+    assert_eq!(rec.status.transport, Some(Transport::Udp));
     check_objects(&rec.objects, &rec.segments, rec.dir.path()).await;
 }
