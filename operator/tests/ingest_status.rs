@@ -139,6 +139,8 @@ async fn camsim(cameras: usize) -> CamsimHandle {
         source: Source::Clip,
         clip: ClipSource::Embedded,
         cache_dir: kordon_camsim::default_cache_dir(),
+        bframes: 0,
+        refuse_tcp: false,
     })
     .await
     .expect("camsim starts")

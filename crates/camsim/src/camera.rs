@@ -222,6 +222,7 @@ mod tests {
             caps: "video/x-h264, width=(int)640, height=(int)360".into(),
             frames: vec![RawFrame {
                 keyframe: true,
+                pts_offset: 0,
                 data: vec![0, 0, 0, 1, 0x65],
             }],
         };

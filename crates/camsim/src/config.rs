@@ -27,6 +27,8 @@ pub(crate) const FPS: u32 = 25;
 pub(crate) const FRAME_NS: u64 = 1_000_000_000 / FPS as u64;
 /// Frames between keyframes (2 s).
 pub(crate) const GOP_FRAMES: u32 = 50;
+/// Most B-frames between reference frames camsim encodes.
+pub const MAX_BFRAMES: u32 = 3;
 /// Length of the test-pattern loop in frames (10 s, like the vendored clip).
 pub(crate) const PATTERN_FRAMES: u32 = 250;
 /// Shared pipelines per stream kind for the clip source, each at another point of the loop;
@@ -143,6 +145,16 @@ pub struct CamsimArgs {
     /// ~/.cache/kordon/camsim].
     #[arg(long, env = "KORDON_CAMSIM_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// B-frames between reference frames (0 to MAX_BFRAMES), like many real cameras' "main"
+    /// or "high" profile; decode order then differs from presentation order.
+    #[arg(long, env = "KORDON_CAMSIM_BFRAMES", default_value_t = 0)]
+    pub bframes: u32,
+
+    /// Refuse RTP over TCP (SETUP answers 461 Unsupported Transport), like cameras that only
+    /// stream over UDP.
+    #[arg(long, env = "KORDON_CAMSIM_REFUSE_TCP")]
+    pub refuse_tcp: bool,
 }
 
 /// Where the clip comes from.
@@ -168,6 +180,10 @@ pub struct CamsimConfig {
     pub clip: ClipSource,
     /// Encode-once cache directory; created when missing.
     pub cache_dir: PathBuf,
+    /// B-frames between reference frames, `0..=MAX_BFRAMES`.
+    pub bframes: u32,
+    /// Answer a SETUP for RTP over TCP with 461 Unsupported Transport.
+    pub refuse_tcp: bool,
 }
 
 impl Default for CamsimConfig {
@@ -180,6 +196,8 @@ impl Default for CamsimConfig {
             source: Source::Clip,
             clip: ClipSource::Embedded,
             cache_dir: default_cache_dir(),
+            bframes: 0,
+            refuse_tcp: false,
         }
     }
 }
@@ -200,6 +218,12 @@ impl CamsimConfig {
             return Err(CamsimError::InvalidConfig {
                 key: "--clip",
                 message: format!("{} is not a readable file", path.display()),
+            });
+        }
+        if self.bframes > MAX_BFRAMES {
+            return Err(CamsimError::InvalidConfig {
+                key: "--bframes",
+                message: format!("{} is not between 0 and {MAX_BFRAMES}", self.bframes),
             });
         }
         if self.cache_dir.as_os_str().is_empty() {
@@ -224,6 +248,8 @@ impl TryFrom<CamsimArgs> for CamsimConfig {
             source: args.source,
             clip: args.clip.map_or(ClipSource::Embedded, ClipSource::File),
             cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
+            bframes: args.bframes,
+            refuse_tcp: args.refuse_tcp,
         };
         config.validate()?;
         Ok(config)

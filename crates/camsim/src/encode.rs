@@ -54,6 +54,8 @@ pub(crate) struct Variant {
     pub picture: Picture,
     pub codec: Codec,
     pub kind: StreamKind,
+    /// B-frames between reference frames (0: decode order is presentation order).
+    pub bframes: u32,
 }
 
 impl Variant {
@@ -66,8 +68,13 @@ impl Variant {
             }
             Picture::Pattern { camera } => format!("pattern-{}", sanitize(camera)),
         };
+        // Without B-frames the name is what it was before they existed: old caches stay valid.
+        let bframes = match self.bframes {
+            0 => String::new(),
+            n => format!("-b{n}"),
+        };
         format!(
-            "{source}-{codec}-{width}x{height}-{kbps}k-{FPS}fps-g{GOP_FRAMES}-r{ENCODER_REVISION}.kcs",
+            "{source}-{codec}-{width}x{height}-{kbps}k-{FPS}fps-g{GOP_FRAMES}{bframes}-r{ENCODER_REVISION}.kcs",
             codec = self.codec,
             kbps = self.kind.bitrate_kbps(),
         )
@@ -78,7 +85,10 @@ impl Variant {
             Picture::Clip { name, .. } => format!("clip {name}"),
             Picture::Pattern { camera } => format!("pattern {camera}"),
         };
-        format!("{source} {} {}", self.kind, self.codec)
+        match self.bframes {
+            0 => format!("{source} {} {}", self.kind, self.codec),
+            n => format!("{source} {} {} {n} B-frames", self.kind, self.codec),
+        }
     }
 }
 
@@ -226,19 +236,22 @@ fn pipeline_description(variant: &Variant) -> String {
         ),
     };
     let kbps = variant.kind.bitrate_kbps();
-    // Closed GOPs of exactly GOP_FRAMES, no B-frames (decode order = display order), parameter
-    // sets in front of every keyframe so that a client can join at any keyframe. No access unit
-    // delimiters or HRD SEI: a P-frame is a single NAL unit, which the payloader sends as one
-    // buffer list, so the server handles (and writes to each client) once per frame.
+    // Closed GOPs of exactly GOP_FRAMES, by default no B-frames (decode order = display order),
+    // parameter sets in front of every keyframe so that a client can join at any keyframe. No
+    // access unit delimiters or HRD SEI: a P-frame is a single NAL unit, which the payloader
+    // sends as one buffer list, so the server handles (and writes to each client) once per
+    // frame. B-frames, when asked for, come in a fixed pattern (no adaptive placement).
+    let bframes = variant.bframes;
     let encoder = match variant.codec {
         Codec::H264 => format!(
-            "x264enc bitrate={kbps} pass=cbr vbv-buf-capacity=1000 speed-preset=veryfast bframes=0 \
-             aud=false key-int-max={GOP_FRAMES} option-string=\"scenecut=0:min-keyint={GOP_FRAMES}\" \
+            "x264enc bitrate={kbps} pass=cbr vbv-buf-capacity=1000 speed-preset=veryfast \
+             bframes={bframes} b-adapt=false \
+             aud=false key-int-max={GOP_FRAMES} option-string=\"scenecut=0:min-keyint={GOP_FRAMES}:open-gop=0\" \
              ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au"
         ),
         Codec::H265 => format!(
             "x265enc bitrate={kbps} speed-preset=ultrafast key-int-max={GOP_FRAMES} \
-             option-string=\"bframes=0:scenecut=0:min-keyint={GOP_FRAMES}:open-gop=0:\
+             option-string=\"bframes={bframes}:b-adapt=0:scenecut=0:min-keyint={GOP_FRAMES}:open-gop=0:\
              vbv-maxrate={kbps}:vbv-bufsize={kbps}:strict-cbr=1:repeat-headers=1\" \
              ! h265parse config-interval=-1 ! video/x-h265,stream-format=byte-stream,alignment=au"
         ),
@@ -321,6 +334,7 @@ fn encode(variant: &Variant) -> Result<RawStream, CamsimError> {
             .map_err(|_| fail("cannot start the pipeline".into()))?;
         let mut caps: Option<String> = None;
         let mut frames = Vec::new();
+        let mut pts_ns: Vec<u64> = Vec::new();
         let mut last_progress = Instant::now();
         let mut last_data = Instant::now();
         let mut expected: Option<u64> = None;
@@ -346,8 +360,15 @@ fn encode(variant: &Variant) -> Result<RawStream, CamsimError> {
                     let map = buffer
                         .map_readable()
                         .map_err(|_| fail("unreadable buffer".into()))?;
+                    pts_ns.push(
+                        buffer
+                            .pts()
+                            .map(gst::ClockTime::nseconds)
+                            .ok_or_else(|| fail("encoder output without PTS".into()))?,
+                    );
                     frames.push(RawFrame {
                         keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                        pts_offset: 0,
                         data: map.as_slice().to_vec(),
                     });
                     if expected.is_none() {
@@ -373,6 +394,13 @@ fn encode(variant: &Variant) -> Result<RawStream, CamsimError> {
             }
         }
         let caps = caps.ok_or_else(|| fail("no output".into()))?;
+        // Presentation index from the PTS, relative to the first (smallest) one.
+        let first = pts_ns.iter().copied().min().unwrap_or(0);
+        for (i, (frame, pts)) in frames.iter_mut().zip(&pts_ns).enumerate() {
+            let shown = ((pts - first) + FRAME_NS / 2) / FRAME_NS;
+            frame.pts_offset = i32::try_from(shown as i64 - i as i64)
+                .map_err(|_| fail("presentation order out of range".into()))?;
+        }
         let raw = RawStream { caps, frames };
         raw.check().map_err(|e| fail(e.to_string()))?;
         Ok(raw)
@@ -433,6 +461,7 @@ mod tests {
             },
             codec: Codec::H264,
             kind: StreamKind::Main,
+            bframes: 0,
         };
         let base = clip(1);
         assert_eq!(
@@ -446,6 +475,9 @@ mod tests {
         let mut h265 = base.clone();
         h265.codec = Codec::H265;
         names.push(h265.cache_name());
+        let mut bframes = base.clone();
+        bframes.bframes = 2;
+        names.push(bframes.cache_name());
         for camera in ["cam1", "cam2", "../../etc/passwd"] {
             names.push(
                 Variant {
@@ -454,6 +486,7 @@ mod tests {
                     },
                     codec: Codec::H264,
                     kind: StreamKind::Main,
+                    bframes: 0,
                 }
                 .cache_name(),
             );

@@ -124,16 +124,19 @@ impl Feeder {
         {
             state.discont = true;
         }
-        let (index, pts) = state.cursor.advance();
+        let (index, dts) = state.cursor.advance();
         let Some(template) = self.stream.frames.get(index) else {
             let _ = appsrc.end_of_stream();
             return;
         };
+        // With B-frames a frame is shown some frames after it is decoded; RTP carries the PTS.
+        let shown_after = self.stream.shown_after.get(index).copied().unwrap_or(0);
+        let pts = dts + u64::from(shown_after) * FRAME_NS;
         let mut buffer = template.copy();
         {
             let buffer = buffer.make_mut();
             buffer.set_pts(gst::ClockTime::from_nseconds(pts));
-            buffer.set_dts(gst::ClockTime::from_nseconds(pts));
+            buffer.set_dts(gst::ClockTime::from_nseconds(dts));
             if state.discont {
                 buffer.set_flags(gst::BufferFlags::DISCONT);
                 state.discont = false;

@@ -14,8 +14,9 @@
 //!   cameras share `CLIP_PHASES` (5) channels per stream kind, each at another point of the loop
 //!   (camera `i` on phase `(i - 1) % 5`); each pattern camera has its own. This is what lets one
 //!   core serve hundreds of 1080p cameras (`bench/cpu.sh`).
-//! - **Seamless loop.** Every variant is a closed-GOP stream (a keyframe every 2 s, no B-frames)
-//!   whose first frame is a keyframe. At the loop point the timestamps simply continue
+//! - **Seamless loop.** Every variant is a closed-GOP stream (a keyframe every 2 s; no B-frames
+//!   unless `--bframes N` asks for them, in a fixed pattern, decode order then differing from
+//!   presentation order as with many real cameras) whose first frame is a keyframe. At the loop point the timestamps simply continue
 //!   (loop `n` adds `n` times the loop duration): no EOS, no timestamp jump, no discontinuity.
 //! - **Live-like.** A channel starts at the keyframe at or before its current position; a client
 //!   joining a running channel gets the packets from then on and, like with a real camera,
@@ -26,6 +27,8 @@
 //!   flows; clients joining during the stall wait too). Faults act on the camera's client
 //!   transports, so other cameras on the same channel are unaffected. After a stall the media
 //!   goes on where the camera is by then: RTP timestamps and sequence numbers jump forward.
+//! - **Transport.** RTP over TCP or UDP, as the client asks; `--refuse-tcp` answers a SETUP for
+//!   TCP with `461 Unsupported Transport`, like cameras that stream over UDP only.
 
 //! # Sources
 //! - `clip`: the vendored street clip (`assets/footage/bikes.mp4`, 640x272, 10 s, embedded in the

@@ -1,8 +1,9 @@
 //! Encoded streams in memory and their on-disk cache format.
 //!
-//! A cache file holds one variant: its caps and its access units in decode order (which is also
-//! presentation order: the encoders run without B-frames). Timestamps are not stored; frame `i`
-//! of a loop is at `i * FRAME_NS`. Files are written to a temporary name and renamed, so a
+//! A cache file holds one variant: its caps and its access units in decode order. Timestamps are
+//! not stored: frame `i` of a loop is decoded at `i * FRAME_NS`; with B-frames each frame also
+//! stores how many frames later or earlier it is shown (format 2; format 1, without B-frames,
+//! is still read). Files are written to a temporary name and renamed, so a
 //! concurrent reader (another process, another test) sees either nothing or a whole file.
 
 use std::{
@@ -16,11 +17,15 @@ use gstreamer as gst;
 use crate::config::{Codec, FPS, FRAME_NS};
 
 const MAGIC: &[u8; 8] = b"KCAMSIM\x01";
+/// Format 2: every frame also has its presentation offset (`i32`, frames).
+const MAGIC_REORDERED: &[u8; 8] = b"KCAMSIM\x02";
 
 /// One access unit as encoded, before it is put into a `gst::Buffer`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RawFrame {
     pub keyframe: bool,
+    /// Presentation index minus decode index (0 without B-frames).
+    pub pts_offset: i32,
     pub data: Vec<u8>,
 }
 
@@ -33,13 +38,17 @@ pub(crate) struct RawStream {
 
 impl RawStream {
     pub fn write_to(&self, mut out: impl Write) -> io::Result<()> {
-        out.write_all(MAGIC)?;
+        let reordered = self.frames.iter().any(|f| f.pts_offset != 0);
+        out.write_all(if reordered { MAGIC_REORDERED } else { MAGIC })?;
         let caps = self.caps.as_bytes();
         out.write_all(&len_u32(caps.len())?.to_le_bytes())?;
         out.write_all(caps)?;
         out.write_all(&len_u32(self.frames.len())?.to_le_bytes())?;
         for frame in &self.frames {
             out.write_all(&[u8::from(frame.keyframe)])?;
+            if reordered {
+                out.write_all(&frame.pts_offset.to_le_bytes())?;
+            }
             out.write_all(&len_u32(frame.data.len())?.to_le_bytes())?;
             out.write_all(&frame.data)?;
         }
@@ -49,9 +58,11 @@ impl RawStream {
     /// Parses a cache file; any inconsistency is `InvalidData` (the caller re-encodes).
     pub fn parse(bytes: &[u8]) -> io::Result<RawStream> {
         let mut reader = Reader { bytes, pos: 0 };
-        if reader.take(MAGIC.len())? != MAGIC {
-            return Err(invalid("not a camsim cache file or an older format"));
-        }
+        let reordered = match reader.take(MAGIC.len())? {
+            m if m == MAGIC => false,
+            m if m == MAGIC_REORDERED => true,
+            _ => return Err(invalid("not a camsim cache file or an older format")),
+        };
         let caps_len = reader.u32()? as usize;
         let caps = std::str::from_utf8(reader.take(caps_len)?)
             .map_err(|_| invalid("caps are not UTF-8"))?
@@ -64,9 +75,11 @@ impl RawStream {
                 1 => true,
                 _ => return Err(invalid("bad frame flags")),
             };
+            let pts_offset = if reordered { reader.u32()? as i32 } else { 0 };
             let len = reader.u32()? as usize;
             frames.push(RawFrame {
                 keyframe,
+                pts_offset,
                 data: reader.take(len)?.to_vec(),
             });
         }
@@ -78,14 +91,29 @@ impl RawStream {
         Ok(stream)
     }
 
-    /// The invariants playback relies on: at least one frame, and the first is a keyframe
-    /// (so the loop point is a clean entry point).
+    /// The invariants playback relies on: at least one frame, the first is a keyframe (so the
+    /// loop point is a clean entry point), and the presentation indices are exactly the decode
+    /// indices reordered (so the loop's timestamps continue seamlessly).
     pub fn check(&self) -> io::Result<()> {
         match self.frames.first() {
-            None => Err(invalid("no frames")),
-            Some(first) if !first.keyframe => Err(invalid("first frame is not a keyframe")),
-            Some(_) => Ok(()),
+            None => return Err(invalid("no frames")),
+            Some(first) if !first.keyframe => return Err(invalid("first frame is not a keyframe")),
+            Some(_) => {}
         }
+        let n = self.frames.len();
+        let mut shown = vec![false; n];
+        for (i, f) in self.frames.iter().enumerate() {
+            let at = i64::try_from(i).unwrap_or(i64::MAX) + i64::from(f.pts_offset);
+            match usize::try_from(at).ok().and_then(|at| shown.get_mut(at)) {
+                Some(seen) if !*seen => *seen = true,
+                _ => {
+                    return Err(invalid(
+                        "presentation order is not a permutation of the frames",
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -161,6 +189,9 @@ pub(crate) struct EncodedStream {
     pub caps: gst::Caps,
     /// Access units without timestamps; keyframes lack `DELTA_UNIT`.
     pub frames: Vec<gst::Buffer>,
+    /// Per frame: when it is shown after its decode time, in frames (`reorder + pts_offset`,
+    /// never negative).
+    pub shown_after: Vec<u32>,
     /// Indices of the keyframes, ascending, starting with 0.
     pub keyframes: Vec<usize>,
     pub info: StreamInfo,
@@ -179,6 +210,20 @@ impl EncodedStream {
         let count = raw.frames.len();
         let mut keyframes = Vec::new();
         let mut frames = Vec::with_capacity(count);
+        // Every frame is shown at or after its decode time: shift presentation by the deepest
+        // reordering.
+        let reorder = raw
+            .frames
+            .iter()
+            .map(|f| -i64::from(f.pts_offset))
+            .max()
+            .unwrap_or(0)
+            .max(0);
+        let shown_after = raw
+            .frames
+            .iter()
+            .map(|f| u32::try_from(reorder + i64::from(f.pts_offset)).unwrap_or(0))
+            .collect();
         for (index, frame) in raw.frames.into_iter().enumerate() {
             let mut buffer = gst::Buffer::from_mut_slice(frame.data);
             let buffer_mut = buffer.make_mut();
@@ -194,6 +239,7 @@ impl EncodedStream {
         Ok(EncodedStream {
             caps,
             frames,
+            shown_after,
             keyframes,
             info: StreamInfo {
                 codec,
@@ -218,14 +264,17 @@ mod tests {
             frames: vec![
                 RawFrame {
                     keyframe: true,
+                    pts_offset: 0,
                     data: vec![0, 0, 0, 1, 0x65, 1, 2, 3],
                 },
                 RawFrame {
                     keyframe: false,
+                    pts_offset: 0,
                     data: vec![0, 0, 0, 1, 0x41, 9],
                 },
                 RawFrame {
                     keyframe: true,
+                    pts_offset: 0,
                     data: vec![0, 0, 0, 1, 0x65],
                 },
             ],
@@ -238,6 +287,24 @@ mod tests {
         let mut bytes = Vec::new();
         stream.write_to(&mut bytes).expect("write to memory");
         assert_eq!(RawStream::parse(&bytes).expect("parse"), stream);
+    }
+
+    #[test]
+    fn reordered_streams_round_trip_and_are_checked() {
+        // I P B: the P-frame is shown after the B-frame.
+        let mut stream = sample();
+        stream.frames[1].pts_offset = 1;
+        stream.frames[2].pts_offset = -1;
+        stream.frames[2].keyframe = false;
+        let mut bytes = Vec::new();
+        stream.write_to(&mut bytes).expect("write to memory");
+        assert_eq!(RawStream::parse(&bytes).expect("parse"), stream);
+        gst::init().expect("gstreamer initialises");
+        let encoded = EncodedStream::from_raw(stream.clone(), Codec::H264).expect("valid");
+        assert_eq!(encoded.shown_after, vec![1, 2, 0]);
+
+        stream.frames[2].pts_offset = 0; // two frames shown at index 2
+        assert!(stream.check().is_err());
     }
 
     #[test]

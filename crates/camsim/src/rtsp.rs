@@ -18,7 +18,7 @@ use std::{
 
 use gstreamer::{self as gst, glib, prelude::*};
 use gstreamer_app as gst_app;
-use gstreamer_rtsp_server::{self as rtsp_server, prelude::*};
+use gstreamer_rtsp_server::{self as rtsp_server, gst_rtsp, prelude::*};
 
 use crate::{
     CamsimError,
@@ -92,8 +92,17 @@ pub(crate) fn payloader(codec: Codec) -> &'static str {
     }
 }
 
-fn channel_factory(spec: &ChannelSpec, codec: Codec, epoch: Instant) -> ChannelFactory {
+fn channel_factory(
+    spec: &ChannelSpec,
+    codec: Codec,
+    refuse_tcp: bool,
+    epoch: Instant,
+) -> ChannelFactory {
     let factory = ChannelFactory::new();
+    if refuse_tcp {
+        // A SETUP asking for RTP over TCP is answered 461 Unsupported Transport.
+        factory.set_protocols(gst_rtsp::RTSPLowerTrans::UDP);
+    }
     // Parameter sets are in-band before every keyframe, so the payloader needs no
     // config-interval.
     factory.set_launch(&format!(
@@ -140,6 +149,7 @@ impl RtspServer {
     pub fn start(
         listen: SocketAddr,
         codec: Codec,
+        refuse_tcp: bool,
         channels: &[ChannelSpec],
         cameras: Arc<[Arc<Camera>]>,
     ) -> Result<RtspServer, CamsimError> {
@@ -152,7 +162,7 @@ impl RtspServer {
         let epoch = Instant::now();
         let factories = channels
             .iter()
-            .map(|spec| channel_factory(spec, codec, epoch))
+            .map(|spec| channel_factory(spec, codec, refuse_tcp, epoch))
             .collect();
 
         // A client that starts playing a stalled camera is switched off like the others.

@@ -36,7 +36,13 @@ impl Camsim {
                 message: e.to_string(),
             })??;
         let cameras: Arc<[Arc<Camera>]> = cameras.into();
-        let rtsp = RtspServer::start(config.listen, config.codec, &channels, cameras.clone())?;
+        let rtsp = RtspServer::start(
+            config.listen,
+            config.codec,
+            config.refuse_tcp,
+            &channels,
+            cameras.clone(),
+        )?;
         let shared = Arc::new(Shared { cameras, rtsp });
 
         let control = match config.control_listen {
@@ -64,6 +70,7 @@ fn plan(config: &CamsimConfig) -> Result<(Vec<ChannelSpec>, Vec<Arc<Camera>>), C
                 picture: picture.clone(),
                 codec: config.codec,
                 kind,
+                bframes: config.bframes,
             };
             streams.push(encode::obtain(&variant, &config.cache_dir)?);
         }

@@ -32,6 +32,8 @@ fn config(cameras: usize, codec: Codec, source: Source) -> CamsimConfig {
         source,
         clip: ClipSource::Embedded,
         cache_dir: cache_dir(),
+        bframes: 0,
+        refuse_tcp: false,
     }
 }
 

@@ -247,6 +247,8 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
             source: kordon_camsim::Source::Clip,
             clip: kordon_camsim::ClipSource::Embedded,
             cache_dir: kordon_camsim::default_cache_dir(),
+            bframes: 0,
+            refuse_tcp: false,
         })
         .await
         .context("simulated cameras could not start")?;

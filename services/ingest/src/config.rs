@@ -26,10 +26,11 @@ pub const DEFAULT_RTSP_LATENCY: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RtspClient {
-    /// Kordon's own client for H.264 over TCP (`rtsp://`), the cheapest per stream; cameras it
-    /// cannot handle (H.265, UDP, `rtsps://`) go through GStreamer automatically.
+    /// The `retina` crate for `rtsp://` (TCP, UDP when the camera refuses TCP; H.264, H.265);
+    /// GStreamer only for what retina cannot do (`rtsps://`).
     #[default]
-    Native,
+    #[serde(alias = "native", alias = "retina")]
+    Auto,
     /// GStreamer's `rtspsrc` for every camera.
     Gstreamer,
 }
@@ -186,7 +187,7 @@ pub struct IngestConfig {
     pub stall_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub rtsp_latency: Duration,
-    /// `native` (default) or `gstreamer`; see [`RtspClient`].
+    /// `auto` (default) or `gstreamer`; see [`RtspClient`].
     pub rtsp_client: RtspClient,
     /// How to reach the storage service that indexes segments.
     pub storage: StorageClientConfig,
@@ -205,7 +206,7 @@ impl Default for IngestConfig {
             reconnect_max: DEFAULT_RECONNECT_MAX,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             rtsp_latency: DEFAULT_RTSP_LATENCY,
-            rtsp_client: RtspClient::Native,
+            rtsp_client: RtspClient::Auto,
             storage: StorageClientConfig::default(),
             upload_concurrency: 8,
         }

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{CameraConfig, Transport};
 use crate::service::{ApplyOutcome, Ingest};
+use crate::source::SourceKind;
 use crate::status::{CameraState, CameraStatus};
 
 /// The gRPC implementation of `kordon.ingest.v1.IngestService`.
@@ -68,6 +69,16 @@ fn to_proto(ingest: &Ingest, s: &CameraStatus) -> pb::CameraStatus {
         replica: ingest.config().replica.clone(),
         shard_index: 0,
         spec_generation: s.generation,
+        source: match s.source {
+            None => pb::RtspSource::Unspecified,
+            Some(SourceKind::Retina) => pb::RtspSource::Retina,
+            Some(SourceKind::Gstreamer) => pb::RtspSource::Gstreamer,
+        } as i32,
+        transport: match s.transport {
+            None => pb::RtspTransport::Unspecified,
+            Some(Transport::Tcp) => pb::RtspTransport::Tcp,
+            Some(Transport::Udp) => pb::RtspTransport::Udp,
+        } as i32,
     }
 }
 

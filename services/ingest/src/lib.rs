@@ -1,9 +1,9 @@
 //! Kordon ingest: records camera streams into object storage.
 //!
-//! Per camera, the RTSP record stream (H.264 or H.265, TCP or UDP) is pulled without decoding:
-//! H.264 over TCP by Kordon's own lean client ([`rtsp`], [`h264`]), everything else by a
-//! GStreamer pipeline ([`camera`]); the [`recorder`] cuts it at keyframes into self-contained fragmented-MP4
-//! segments (default 6 s), hashing every byte as it is written, into the local [`spool`]; the
+//! Per camera, one tokio task ([`camera`]) pulls the RTSP record stream (H.264 or H.265, TCP or
+//! UDP, B-frames) without decoding through one [`source::Source`]: the `retina` crate, or
+//! GStreamer's `rtspsrc` for what retina cannot do (`rtsps://`); the [`recorder`] cuts it at
+//! keyframes into self-contained fragmented-MP4 segments (default 6 s), hashing every byte as it is written, into the local [`spool`]; the
 //! [`uploader`] stores each segment in object storage under the documented key layout
 //! (`kordon_objects::segment_key`) and registers it with the storage service, in order per
 //! camera. A broken or stalled stream is reconnected with capped exponential backoff, and the
@@ -24,12 +24,11 @@ pub mod config;
 pub mod error;
 pub mod fmp4;
 pub mod grpc;
-pub mod h264;
 pub mod metrics;
 pub mod recorder;
-pub mod rtsp;
 pub mod segment;
 pub mod service;
+pub mod source;
 pub mod spool;
 pub mod status;
 pub mod uploader;

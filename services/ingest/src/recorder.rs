@@ -1,15 +1,15 @@
-//! Turns a camera's access units into spooled segments and gaps.
+//! Turns a camera's frames into spooled segments and gaps.
 //!
-//! Runs on the GStreamer streaming thread of the camera's pipeline (called from the appsink), so
-//! it does only cheap work: write bytes to the spool file (hashing them), and at keyframes close
-//! the segment when it is long enough.
+//! Runs on the camera's task, called with each [`Frame`] its source yields, so it does only
+//! cheap work: write bytes to the spool file (hashing them), and at keyframes close the segment
+//! when it is long enough.
 //!
-//! Time: sample timestamps are pipeline running time on a realtime clock, so `base_time +
-//! running_time` is the wall-clock time the sample was received (less the jitter-buffer
-//! latency). The first segment of a session starts there; every later segment starts exactly
-//! where the previous one ended (durations come from the stream's own timestamps), so segments
-//! of one session are contiguous by construction. Between sessions the hole is recorded as a
-//! gap with the reason the session ended.
+//! Time: frames carry 90 kHz decode and presentation times on the session's timeline and the
+//! wall-clock time of their presentation. The first segment of a session starts at the
+//! wall-clock time of its first frame's decode time; every later segment starts exactly where
+//! the previous one ended (durations come from the stream's own timestamps), so segments of one
+//! session are contiguous by construction. Between sessions the hole is recorded as a gap with
+//! the reason the session ended.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -20,6 +20,7 @@ use crate::IngestError;
 use crate::fmp4::{Codec, Sample, SegmentWriter, TrackConfig};
 use crate::metrics;
 use crate::segment::{GapMeta, ResumeMeta, SegmentMeta, UnixMicros};
+use crate::source::Frame;
 use crate::spool::{Spool, SpoolFile};
 use crate::status::{CameraState, StatusBoard};
 
@@ -117,6 +118,8 @@ pub struct Recorder {
     refusing: bool,
     /// Waiting for a keyframe to start the next segment.
     waiting_for_keyframe: bool,
+    /// The current session's first decode time (source ticks), its timeline's zero.
+    session_origin: Option<i64>,
     estimate_bytes: u64,
 }
 
@@ -166,25 +169,26 @@ impl Recorder {
             frame_interval: (TIMESCALE / 25) as u64,
             refusing: false,
             waiting_for_keyframe: true,
+            session_origin: None,
             // ~4 Mbit/s for the segment length, until a real size is known.
             estimate_bytes: (segment_duration.as_secs_f64() * 4_000_000.0 / 8.0) as u64,
         }
     }
 
-    /// Handles one access unit. `wall_ns` is the wall-clock time of its PTS.
-    pub fn on_sample(
-        &mut self,
-        info: &Arc<TrackInfo>,
-        dts_ns: u64,
-        pts_ns: u64,
-        keyframe: bool,
-        data: bytes::Bytes,
-        wall_ns: u64,
-    ) -> Result<(), IngestError> {
+    /// Handles one frame of the session (see [`crate::source`] for what a frame guarantees).
+    pub fn on_frame(&mut self, frame: Frame) -> Result<(), IngestError> {
+        let Frame {
+            dts,
+            pts,
+            keyframe,
+            data,
+            wall_clock,
+            track: info,
+        } = frame;
         let same = self
             .track
             .as_ref()
-            .is_some_and(|t| Arc::ptr_eq(t, info) || **t == **info);
+            .is_some_and(|t| Arc::ptr_eq(t, &info) || **t == *info);
         if !same {
             if self.open.is_some() {
                 // Codec or resolution changed mid-stream: the segment ends here; the next one
@@ -192,7 +196,7 @@ impl Recorder {
                 self.close_segment(None)?;
                 self.waiting_for_keyframe = true;
             }
-            self.track = Some(Arc::clone(info));
+            self.track = Some(Arc::clone(&info));
             self.board.update(&self.site, &self.camera, |s| {
                 s.codec = Some(info.codec_name);
                 s.width = info.track.width;
@@ -203,12 +207,25 @@ impl Recorder {
                 self.frame_interval = (TIMESCALE as f64 / info.fps).round() as u64;
             }
         }
-        let dts = dts_ns.saturating_mul(9) / 100_000;
-        let pts = pts_ns.saturating_mul(9) / 100_000;
+        // The session's timeline starts at its first frame, so that ticks are never negative.
+        let origin = *self.session_origin.get_or_insert(dts);
+        let Ok(dts) = u64::try_from(dts - origin) else {
+            tracing::debug!(camera = %self.camera, "frame before the session's first, dropped");
+            return Ok(());
+        };
+        // `pts < dts` only when a camera reorders deeper than it declares; the writer's signed
+        // composition offsets keep such a frame as it is.
+        let pts = u64::try_from(pts - origin).unwrap_or(0);
+        let wall_ns = wall_clock
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            // The wall-clock time of the decode time, where the segment's timeline starts.
+            .saturating_sub(ts_to_us(pts.saturating_sub(dts)).max(0) as u64 * 1_000);
 
         if let Some(open) = &self.open {
             if dts <= open.last_dts {
-                tracing::debug!(camera = %self.camera, "non-increasing DTS, sample dropped");
+                tracing::warn!(camera = %self.camera, "non-increasing DTS, sample dropped");
                 return Ok(());
             }
             if keyframe && dts - open.first_dts >= self.target_ts {
@@ -236,7 +253,7 @@ impl Recorder {
         };
         let sample = Sample {
             dts,
-            pts: pts.max(dts),
+            pts,
             keyframe,
             data,
         };
@@ -486,6 +503,7 @@ impl Recorder {
     pub fn end_session(&mut self, reason: GapReason, detail: &str) -> Result<(), IngestError> {
         let r = self.close_segment(None);
         self.waiting_for_keyframe = true;
+        self.session_origin = None;
         self.gap_reason = Some((reason, detail.to_string()));
         r
     }

@@ -6,6 +6,9 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
+use crate::config::Transport;
+use crate::source::SourceKind;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CameraState {
     Starting,
@@ -47,6 +50,10 @@ pub struct CameraStatus {
     pub width: u32,
     pub height: u32,
     pub fps: f64,
+    /// Which client records the camera, once connected.
+    pub source: Option<SourceKind>,
+    /// How its RTP packets travel, once connected (UDP when the camera refused TCP).
+    pub transport: Option<Transport>,
     /// Measured over the last closed segment.
     pub bitrate_bps: u64,
     pub last_segment_end: Option<SystemTime>,
@@ -74,6 +81,8 @@ impl CameraStatus {
             width: 0,
             height: 0,
             fps: 0.0,
+            source: None,
+            transport: None,
             bitrate_bps: 0,
             last_segment_end: None,
             segments_total: 0,

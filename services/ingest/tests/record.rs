@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kordon_camsim::{Camsim, CamsimConfig, CamsimHandle, ClipSource, Codec, Source, StreamKind};
 use kordon_ingest::config::{CameraConfig, IngestConfig, Transport};
+use kordon_ingest::source::SourceKind;
 use kordon_ingest::{Destinations, Ingest};
 use kordon_objects::{ObjectPath, ObjectStore, ObjectStoreConfig};
 use kordon_proto::common::v1 as common;
@@ -38,6 +39,8 @@ async fn camsim(cameras: usize) -> CamsimHandle {
         source: Source::Clip,
         clip: ClipSource::Embedded,
         cache_dir: kordon_camsim::default_cache_dir(),
+        bframes: 0,
+        refuse_tcp: false,
     })
     .await
     .expect("camsim starts")
@@ -672,6 +675,8 @@ async fn h265_is_recorded_without_reencoding() {
         source: Source::Clip,
         clip: ClipSource::Embedded,
         cache_dir: kordon_camsim::default_cache_dir(),
+        bframes: 0,
+        refuse_tcp: false,
     })
     .await
     .unwrap();
@@ -726,4 +731,130 @@ async fn h265_is_recorded_without_reencoding() {
     storage.stop.cancel();
     storage.task.await.unwrap();
     sim.shutdown().await;
+}
+
+/// What one camera recorded, and its status just before ingest stopped.
+struct Recorded {
+    dir: tempfile::TempDir,
+    objects: Arc<dyn ObjectStore>,
+    segments: Vec<spb::Segment>,
+    status: kordon_ingest::status::CameraStatus,
+}
+
+/// Records camera 1 of a simulator started with `config` until `count` segments are registered.
+async fn record_camera(config: CamsimConfig, transport: Transport, count: usize) -> Recorded {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects_cfg, prefix) = objects_config(dir.path());
+    let objects = kordon_objects::build(&objects_cfg).unwrap();
+    let sim = Camsim::start(config).await.unwrap();
+    let storage = start_storage(dir.path(), &objects_cfg, &prefix, free_addr()).await;
+    let shutdown = CancellationToken::new();
+    let ingest = start_ingest(
+        dir.path(),
+        objects.clone(),
+        &prefix,
+        storage.addr,
+        shutdown.clone(),
+    );
+    let mut cam = camera(&sim, 1, "cam");
+    cam.transport = transport;
+    ingest.apply(vec![cam], true).unwrap();
+    wait_for("segments", Duration::from_secs(90), || async {
+        segments(storage.addr, "cam").await.len() >= count
+    })
+    .await;
+    let status = ingest.board().get("edirne", "cam").unwrap();
+    shutdown.cancel();
+    ingest.stopped().await;
+    let segments = segments(storage.addr, "cam").await;
+    storage.stop.cancel();
+    storage.task.await.unwrap();
+    sim.shutdown().await;
+    Recorded {
+        dir,
+        objects,
+        segments,
+        status,
+    }
+}
+
+fn sim_config(codec: Codec, bframes: u32, refuse_tcp: bool) -> CamsimConfig {
+    CamsimConfig {
+        cameras: 1,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        control_listen: None,
+        codec,
+        source: Source::Clip,
+        clip: ClipSource::Embedded,
+        cache_dir: kordon_camsim::default_cache_dir(),
+        bframes,
+        refuse_tcp,
+    }
+}
+
+/// A camera with B-frames: every frame of every segment decodes, as many as the segment's
+/// registered duration holds, and is shown in presentation order one frame interval apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_frames_are_recorded_in_decode_order_and_shown_in_presentation_order() {
+    let rec = record_camera(sim_config(Codec::H264, 2, false), Transport::Tcp, 3).await;
+    assert_eq!(rec.status.source, Some(SourceKind::Retina));
+    assert_eq!(rec.status.transport, Some(Transport::Tcp));
+    check_objects(&rec.objects, &rec.segments, rec.dir.path()).await;
+    let mut b_frames = 0;
+    for (i, s) in rec.segments.iter().enumerate() {
+        let file = rec.dir.path().join(format!("probe-{i}.mp4"));
+        let out = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "frame=pts,pict_type",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&file)
+            .output()
+            .expect("ffprobe runs");
+        assert!(out.status.success(), "ffprobe failed on segment {i}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let frames: Vec<(i64, String)> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let (pts, kind) = l.split_once(',').unwrap();
+                (pts.parse().unwrap(), kind.trim().to_string())
+            })
+            .collect();
+        let r = s.range.as_ref().unwrap();
+        let dur_us = us(r.end.as_ref().unwrap()) - us(r.start.as_ref().unwrap());
+        assert_eq!(
+            frames.len() as i64,
+            (dur_us as f64 / 40_000.0).round() as i64,
+            "segment {i}: every frame decodes"
+        );
+        // The last segment was closed by the shutdown, mid-GOP: the B-frames shown before its
+        // last anchor come after it in decode order and were never received.
+        if i + 1 < rec.segments.len() {
+            for w in frames.windows(2) {
+                assert_eq!(
+                    w[1].0 - w[0].0,
+                    3600,
+                    "segment {i}: frames shown in order, none missing: {frames:?}"
+                );
+            }
+        }
+        b_frames += frames.iter().filter(|f| f.1 == "B").count();
+    }
+    assert!(b_frames > 0, "the stream really has B-frames");
+}
+
+/// A camera that refuses RTP over TCP (461) is recorded over UDP, and says so in its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_that_refuses_tcp_is_recorded_over_udp() {
+    let rec = record_camera(sim_config(Codec::H264, 0, true), Transport::Tcp, 2).await;
+    assert_eq!(rec.status.source, Some(SourceKind::Retina));
+    assert_eq!(rec.status.transport, Some(Transport::Udp));
+    check_objects(&rec.objects, &rec.segments, rec.dir.path()).await;
 }
