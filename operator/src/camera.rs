@@ -155,6 +155,7 @@ pub fn desired_status(
     }
     let replica = status.replica.clone().unwrap_or_default();
 
+    let mut stored = None;
     let (recording, ready) = match observation.unwrap_or(CameraObservation::NotCollected) {
         CameraObservation::NotCollected => (
             cond(
@@ -210,6 +211,26 @@ pub fn desired_status(
                 ),
                 pb::CameraState::Unspecified => (UNKNOWN, "UnknownState", String::new()),
             };
+            stored = Some(if s.dead_letters == 0 {
+                cond("Stored", TRUE, "Stored", String::new())
+            } else {
+                cond(
+                    "Stored",
+                    FALSE,
+                    "DeadLettered",
+                    format!(
+                        "storage refused {} spool entries for good (last: {}); {replica} kept \
+                         them with their media and the reason in its dead-letter folder, and \
+                         recording goes on",
+                        s.dead_letters,
+                        if s.last_dead_letter.is_empty() {
+                            "unknown"
+                        } else {
+                            &s.last_dead_letter
+                        },
+                    ),
+                )
+            });
             (
                 cond("Recording", st, reason, msg.clone()),
                 cond("Ready", if st == TRUE { TRUE } else { FALSE }, reason, msg),
@@ -217,6 +238,7 @@ pub fn desired_status(
         }
     };
     status.conditions = vec![ready, recording];
+    status.conditions.extend(stored);
     status
 }
 
@@ -290,6 +312,18 @@ fn fill_from_ingest(status: &mut CameraStatus, s: &pb::CameraStatus) {
         // Rounded to kbit/s for the same reason.
         status.bitrate_bps = i64::try_from(s.bitrate_bps / 1000 * 1000).ok();
     }
+    status.source = match pb::RtspSource::try_from(s.source) {
+        Ok(pb::RtspSource::Retina) => Some("retina".into()),
+        Ok(pb::RtspSource::Gstreamer) => Some("gstreamer".into()),
+        _ => None,
+    };
+    status.transport = match pb::RtspTransport::try_from(s.transport) {
+        Ok(pb::RtspTransport::Tcp) => Some("TCP".into()),
+        Ok(pb::RtspTransport::Udp) => Some("UDP".into()),
+        _ => None,
+    };
+    status.dead_letters =
+        (s.dead_letters > 0).then(|| i64::try_from(s.dead_letters).unwrap_or(i64::MAX));
     status.last_segment = s.last_segment_end.as_ref().and_then(time);
     if !s.last_error.is_empty() {
         status.last_error = Some(s.last_error.clone());
@@ -403,6 +437,48 @@ mod tests {
         assert_eq!(s.fps, Some(25.0));
         assert_eq!(s.bitrate_bps, Some(4_012_000));
         assert!(s.last_segment.is_some());
+        assert_eq!(cond(&s, "Stored").status, TRUE);
+        assert_eq!(s.dead_letters, None);
+    }
+
+    /// Issue 10: footage storage refused for good (dead-lettered by ingest) shows on the
+    /// Camera, with the source and transport in use.
+    #[test]
+    fn dead_lettered_footage_and_the_transport_show_on_the_camera() {
+        let site = site("burgas", 1);
+        let c = camera("gate-1", "burgas");
+        let refused = pb::CameraStatus {
+            state: pb::CameraState::Recording as i32,
+            source: pb::RtspSource::Retina as i32,
+            transport: pb::RtspTransport::Udp as i32,
+            dead_letters: 2,
+            last_dead_letter: "invalid_argument".into(),
+            ..Default::default()
+        };
+        let s = desired_status(
+            &c,
+            Some(&site),
+            Some(CameraObservation::Status(Box::new(refused))),
+            &now(),
+        );
+        assert_eq!(cond(&s, "Ready").status, TRUE, "recording goes on");
+        let stored = cond(&s, "Stored");
+        assert_eq!(
+            (stored.status.as_str(), stored.reason.as_str()),
+            (FALSE, "DeadLettered")
+        );
+        assert!(
+            stored.message.contains("refused 2 spool entries")
+                && stored.message.contains("invalid_argument")
+                && stored.message.contains("burgas-ingest-0"),
+            "{}",
+            stored.message
+        );
+        assert_eq!(s.dead_letters, Some(2));
+        assert_eq!(
+            (s.source.as_deref(), s.transport.as_deref()),
+            (Some("retina"), Some("UDP"))
+        );
     }
 
     #[test]

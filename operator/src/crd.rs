@@ -386,6 +386,12 @@ pub struct CameraCounts {
     ),
     printcolumn(name = "Last segment", type_ = "date", json_path = ".status.lastSegment"),
     printcolumn(
+        name = "Transport",
+        type_ = "string",
+        json_path = ".status.transport",
+        priority = 1
+    ),
+    printcolumn(
         name = "Error",
         type_ = "string",
         json_path = ".status.lastError",
@@ -576,7 +582,8 @@ pub struct Location {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CameraStatus {
-    /// Ready, Recording.
+    /// Ready, Recording, and Stored once the replica reported (False when storage refused
+    /// footage for good and the replica kept it in its dead-letter folder).
     #[serde(default)]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -608,4 +615,14 @@ pub struct CameraStatus {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error_time: Option<Time>,
+    /// The RTSP client recording it: `retina`, or `gstreamer` (for `rtsps://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The RTP transport in use, TCP or UDP (UDP also when the camera refused TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// Segments or gaps storage refused for good, kept in the replica's dead-letter folder
+    /// (see the `Stored` condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<i64>,
 }

@@ -79,6 +79,12 @@ fn to_proto(ingest: &Ingest, s: &CameraStatus) -> pb::CameraStatus {
             Some(Transport::Tcp) => pb::RtspTransport::Tcp,
             Some(Transport::Udp) => pb::RtspTransport::Udp,
         } as i32,
+        dead_letters: s.dead_letters,
+        last_dead_letter: s
+            .last_dead_letter
+            .map(|(class, _)| class.as_str().to_string())
+            .unwrap_or_default(),
+        last_dead_letter_time: s.last_dead_letter.map(|(_, t)| ts(t)),
     }
 }
 
