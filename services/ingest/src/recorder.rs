@@ -7,8 +7,9 @@
 //! Time: frames carry 90 kHz decode and presentation times on the session's timeline and the
 //! wall-clock time of their presentation. The first segment of a session starts at the
 //! wall-clock time of its first frame's decode time; every later segment starts exactly where
-//! the previous one ended (durations come from the stream's own timestamps), so segments of one
-//! session are contiguous by construction. Between sessions the hole is recorded as a gap with
+//! the previous one ended (durations come from the stream's own timestamps, slewed by at most
+//! [`MAX_SLEW_PPM`] towards the wall clock so a drifting camera clock cannot move evidence in
+//! time over days), so segments of one session are contiguous by construction. Between sessions the hole is recorded as a gap with
 //! the reason the session ended.
 
 use std::fs::File;
@@ -93,7 +94,18 @@ struct OpenSegment {
     last_dts: u64,
     fragment_start_dts: u64,
     samples: u64,
+    /// How far the wall clock (the camera's RTCP sender reports) ran ahead of `start_us` at
+    /// the segment's first frame: what [`MAX_SLEW_PPM`] lets the segment's end make up.
+    wall_error_us: i64,
 }
+
+/// Most a segment's registered duration may differ from its media duration (parts per
+/// million) to follow the wall clock. Segments of a session are contiguous and take their
+/// length from the stream's timestamps; a camera's clock drifts (typically under 100 ppm) and
+/// over days that would move evidence in time. Slewing each segment by at most 0.1% — 6 ms of
+/// a 6 s segment, far below a frame — keeps registered times on the wall clock while staying
+/// contiguous, as NTP slews rather than steps.
+pub const MAX_SLEW_PPM: i64 = 1_000;
 
 /// Records one camera. One instance per camera, living across sessions (reconnects).
 pub struct Recorder {
@@ -247,6 +259,9 @@ impl Recorder {
             if !self.open_segment(start_us, base_ts, dts)? {
                 return Ok(());
             }
+            if let Some(open) = self.open.as_mut() {
+                open.wall_error_us = (wall_ns / 1_000) as i64 - start_us;
+            }
         }
         let Some(open) = self.open.as_mut() else {
             return Ok(());
@@ -367,6 +382,7 @@ impl Recorder {
             last_dts: dts,
             fragment_start_dts: dts,
             samples: 0,
+            wall_error_us: 0,
         });
         Ok(true)
     }
@@ -448,7 +464,9 @@ impl Recorder {
             self.spool.abandon(open.file);
             return self.fail_segment(err);
         }
-        let end_us = open.start_us + ts_to_us(summary.duration);
+        let media_us = ts_to_us(summary.duration);
+        let max_slew = media_us * MAX_SLEW_PPM / 1_000_000;
+        let end_us = open.start_us + media_us + open.wall_error_us.clamp(-max_slew, max_slew);
         let object_key = match kordon_objects::segment_key(
             &self.object_prefix,
             &self.site,
@@ -528,5 +546,113 @@ impl Recorder {
 
     pub fn is_recording(&self) -> bool {
         self.open.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fmp4::{Codec, TrackConfig};
+    use crate::segment::Record;
+
+    fn track() -> Arc<TrackInfo> {
+        let sps: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0xd9];
+        let pps: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+        let mut avcc = vec![1, 0x42, 0xc0, 0x1e, 0xff, 0xe1];
+        avcc.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        avcc.extend_from_slice(sps);
+        avcc.push(1);
+        avcc.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+        avcc.extend_from_slice(pps);
+        Arc::new(TrackInfo {
+            track: TrackConfig {
+                codec: Codec::H264,
+                codec_data: avcc,
+                width: 320,
+                height: 240,
+                timescale: TIMESCALE,
+            },
+            codec_name: "h264",
+            fps: 25.0,
+        })
+    }
+
+    /// Records `seconds` of 25 fps frames whose wall clock runs `ppm` faster than their
+    /// timestamps; returns the segments' (start, end, media duration) in µs and the wall clock
+    /// after the last frame.
+    fn record(ppm: i64, seconds: i64) -> (Vec<(i64, i64)>, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), 1 << 30).unwrap());
+        let mut r = Recorder::new(
+            "edirne",
+            "gate-1",
+            "ingest-0",
+            "",
+            Duration::from_secs(2),
+            spool.clone(),
+            StatusBoard::new(),
+            None,
+        );
+        let t0: i64 = 1_795_773_600_000_000;
+        let info = track();
+        let frames = seconds * 25;
+        for n in 0..frames {
+            let ticks = n * 3600;
+            let wall = t0 + (n * 40_000) * (1_000_000 + ppm) / 1_000_000;
+            let key = n % 25 == 0;
+            r.on_frame(Frame {
+                dts: ticks,
+                pts: ticks,
+                keyframe: key,
+                data: bytes::Bytes::from_static(if key {
+                    &[0, 0, 0, 2, 0x65, 0x88]
+                } else {
+                    &[0, 0, 0, 2, 0x41, 0x9a]
+                }),
+                wall_clock: us_to_system_time(wall),
+                track: info.clone(),
+            })
+            .unwrap();
+        }
+        r.end_session(GapReason::IngestRestart, "test").unwrap();
+        let mut out = Vec::new();
+        loop {
+            let heads = spool.heads();
+            let Some(e) = heads.first() else { break };
+            if let Record::Segment(m) = &e.record {
+                out.push((m.start.0, m.end.0));
+            }
+            spool.complete(e).unwrap();
+        }
+        (out, t0 + frames * 40_000 * (1_000_000 + ppm) / 1_000_000)
+    }
+
+    /// Issue 10: over a long session a camera clock that drifts from the wall clock (its
+    /// RTCP sender reports) does not move the registered times with it: segments stay
+    /// contiguous, each differs from its media duration by at most MAX_SLEW_PPM, and the end
+    /// follows the wall clock (without slewing it would lag by `ppm` × the session).
+    #[test]
+    fn segment_times_follow_the_wall_clock_not_the_camera_clock() {
+        for ppm in [500, -500, 0] {
+            let (segs, wall_end) = record(ppm, 240);
+            assert!(segs.len() >= 100, "{} segments", segs.len());
+            for w in segs.windows(2) {
+                assert_eq!(w[0].1, w[1].0, "segments not contiguous");
+            }
+            for (start, end) in &segs {
+                let media = 2_000_000;
+                assert!(
+                    ((end - start) - media).abs() <= media * MAX_SLEW_PPM / 1_000_000,
+                    "slewed by more than {MAX_SLEW_PPM} ppm: {}",
+                    end - start
+                );
+            }
+            let lag = wall_end - segs.last().unwrap().1;
+            // Without slewing the lag would be ppm × 240 s (120 ms at 500 ppm).
+            assert!(
+                lag.abs() <= 5_000,
+                "{ppm} ppm: registered end off the wall clock by {lag} µs"
+            );
+        }
     }
 }
