@@ -55,3 +55,29 @@ install_python_tools() {
       'grpcio==1.*' 'grpcio-health-checking==1.*' 'grpcio-reflection==1.*' 'protobuf>=5'
   fi
 }
+
+# RTSP servers that are not Kordon's, for e2e/external_rtsp.py: both take a stream published by
+# ffmpeg (ANNOUNCE/RECORD) and serve it to readers over RTP/UDP only.
+#  - Debian's Perl RTSP::Server (librtsp-server-perl; the rtsp-server-perl package only adds an
+#    init script that would start a system daemon on port 554, so the e2e script runs the library).
+#  - npm's rtsp-streaming-server (Node), installed once under $KORDON_CACHE.
+KORDON_NODE_RTSP_VERSION=2.1.0
+KORDON_NODE_RTSP_DIR="$KORDON_CACHE/rtsp-streaming-server-$KORDON_NODE_RTSP_VERSION"
+install_external_rtsp_servers() {
+  local missing=()
+  dpkg-query -W -f='${Status}' librtsp-server-perl 2>/dev/null | grep -q "install ok installed" ||
+    missing+=(librtsp-server-perl)
+  command -v npm >/dev/null || missing+=(npm)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if [ ! -f "$KORDON_NODE_RTSP_DIR/node_modules/rtsp-streaming-server/package.json" ]; then
+    log "installing rtsp-streaming-server@$KORDON_NODE_RTSP_VERSION (npm) into $KORDON_NODE_RTSP_DIR"
+    mkdir -p "$KORDON_NODE_RTSP_DIR"
+    npm install --prefix "$KORDON_NODE_RTSP_DIR" --no-audit --no-fund --silent \
+      "rtsp-streaming-server@$KORDON_NODE_RTSP_VERSION"
+  fi
+  export KORDON_NODE_RTSP_MODULES="$KORDON_NODE_RTSP_DIR/node_modules"
+}

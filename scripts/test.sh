@@ -8,6 +8,7 @@ source scripts/lib.sh
 install_apt_packages
 install_rust_components
 install_python_tools
+install_external_rtsp_servers
 
 log "starting the real test services: Ceph RGW and PostgreSQL on 127.0.0.1"
 bash scripts/services.sh start
@@ -34,6 +35,9 @@ log "end-to-end: every service answers health and reflection to Python grpcio"
 
 log "end-to-end: footage get, evidence export/verify and audit through the CLI"
 "$KORDON_VENV/bin/python" e2e/evidence_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
+log "end-to-end: recording from RTSP servers that are not Kordon's (Perl, Node; UDP only, B-frames)"
+"$KORDON_VENV/bin/python" e2e/external_rtsp.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
