@@ -18,7 +18,7 @@ Checks: each server is UDP-only and plays in ffprobe by itself; ingest reports t
 over UDP for every camera; `kordon footage get --dir` (which checks each segment's SHA-256)
 returns at least 3 segments per camera; every segment decodes in ffprobe (h264, 640x272) with
 frames = duration x 25 (±1 for the last, cut at shutdown); segments are contiguous and no gap is
-registered but the shutdown's own after the last segment (under 0.5 s); the B-frame
+registered but the shutdown's own after the last segment (under 2 s); the B-frame
 camera's segments hold B-frames and the other cameras' hold none. Prints
 `e2e: N passed, M failed` and exits non-zero on any failure.
 
@@ -290,8 +290,10 @@ def main():
             # camera's recorded timeline ends ~0.1 s before SIGTERM, cause not yet found).
             tail = [(rfc3339(g["to"]) - rfc3339(g["from"])) for g in gaps
                     if g["gap_reason"] == "ingest restart" and abs(rfc3339(g["from"]) - rfc3339(segs[-1]["to"])) < 0.001] if segs else []
-            check(f"{name}: no gap registered but the shutdown's own (< 0.5 s)",
-                  ranges is not None and len(gaps) == len(tail) and all(t < 0.5 for t in tail),
+            # 2 s: the frames held back for B-frame reordering (~0.1-0.2 s here) plus a loaded
+            # machine's delay between SIGTERM and the last frame read.
+            check(f"{name}: no gap registered but the shutdown's own (< 2 s)",
+                  ranges is not None and len(gaps) == len(tail) and all(t < 2.0 for t in tail),
                   str(gaps or p.stderr[-300:]))
             if tail:
                 print(f"    {name}: shutdown gap {tail[0]:.3f}s after the last segment")
