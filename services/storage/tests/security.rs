@@ -409,3 +409,72 @@ mod grpc {
         db.cleanup().await;
     }
 }
+
+/// Finding 7: an export whose client went away stops, marks the bundle failed with the
+/// reason, leaves no half-written archive, and an export again with the same request id
+/// rebuilds it.
+#[tokio::test]
+async fn an_export_whose_client_left_stops_and_leaves_nothing() {
+    use kordon_storage::evidence::{ExportRequest, STATE_FAILED, STATE_READY};
+    let db = sqlite().await;
+    let storage = storage(db.index.clone(), "http://127.0.0.1:1");
+    let objects = storage.objects().clone();
+    for i in 0..3 {
+        let s = put_segment(
+            objects.as_ref(),
+            CAMERA,
+            T0 + i * 6 * SEC,
+            T0 + (i + 1) * 6 * SEC,
+            fake_bytes(20 + i as u64, 800),
+            100,
+        )
+        .await;
+        storage.register_segment(&s).await.unwrap();
+    }
+    let req = ExportRequest {
+        site: SITE.into(),
+        cameras: vec![CAMERA.into()],
+        from_us: T0,
+        to_us: T0 + 18 * SEC,
+        case_id: "BG-7".into(),
+        reason: "court order".into(),
+        recipient: String::new(),
+        description: String::new(),
+        request_id: "exp-cancel".into(),
+        exported_by: "maria".into(),
+        exported_by_name: String::new(),
+    };
+    let (bundle, fresh) = storage.start_export(&req).await.unwrap();
+    assert!(fresh);
+    let gone = tokio_util::sync::CancellationToken::new();
+    gone.cancel();
+    let e = storage
+        .build_bundle(&bundle, "maria", (1, [0; 32]), &|_, _, _| {}, &gone)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Cancelled(_)), "{e:?}");
+    let failed = storage.index().bundle(&bundle.id).await.unwrap().unwrap();
+    assert_eq!(failed.state, STATE_FAILED);
+    assert!(failed.error.contains("cancelled"), "{}", failed.error);
+    assert!(
+        !exists(objects.as_ref(), &failed.object_key).await,
+        "a half-written archive was left in the bucket"
+    );
+
+    let (again, fresh) = storage.start_export(&req).await.unwrap();
+    assert!(fresh, "a failed bundle is started again");
+    assert_eq!(again.id, bundle.id);
+    let ready = storage
+        .build_bundle(
+            &again,
+            "maria",
+            (1, [0; 32]),
+            &|_, _, _| {},
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ready.state, STATE_READY);
+    assert_eq!(ready.segment_count, 3);
+    db.cleanup().await;
+}
