@@ -21,6 +21,36 @@ async fn put(objects: &dyn ObjectStore, key: &str, bytes: bytes::Bytes) {
         .unwrap();
 }
 
+/// Edirne's segment object, written as its ingest would: its bytes, their SHA-256, its key.
+async fn victim_object(
+    objects: &dyn ObjectStore,
+    seed: u64,
+    len: usize,
+) -> (bytes::Bytes, [u8; 32], kordon_objects::ObjectPath) {
+    let bytes = fake_bytes(seed, len);
+    let sha = kordon_objects::sha256(&bytes);
+    let key = kordon_objects::segment_key("", OTHER_SITE, "gate-1", T0, &sha).unwrap();
+    put(objects, key.as_ref(), bytes.clone()).await;
+    (bytes, sha, key)
+}
+
+/// Records `count` consecutive 6 s segments of burgas/gate-3 from T0 (objects written, then
+/// registered), their bytes from `seed` on.
+async fn record_segments(storage: &kordon_storage::Storage, count: i64, seed: u64, len: usize) {
+    for i in 0..count {
+        let s = put_segment(
+            storage.objects().as_ref(),
+            CAMERA,
+            T0 + i * 6 * SEC,
+            T0 + (i + 1) * 6 * SEC,
+            fake_bytes(seed + i as u64, len),
+            100,
+        )
+        .await;
+        storage.register_segment(&s).await.unwrap();
+    }
+}
+
 async fn exists(objects: &dyn ObjectStore, key: &str) -> bool {
     objects
         .head(&kordon_objects::ObjectPath::parse(key).unwrap())
@@ -39,10 +69,7 @@ async fn a_record_cannot_name_another_sites_or_cameras_object() {
     let objects = storage.objects().clone();
 
     // Edirne's real segment, and what the attacker registers on burgas to reach it.
-    let bytes = fake_bytes(1, 4000);
-    let sha = kordon_objects::sha256(&bytes);
-    let victim = kordon_objects::segment_key("", OTHER_SITE, "gate-1", T0, &sha).unwrap();
-    put(objects.as_ref(), victim.as_ref(), bytes.clone()).await;
+    let (bytes, sha, victim) = victim_object(objects.as_ref(), 1, 4000).await;
     let mut attack = new_segment(CAMERA, 1, T0, T0 + 6 * SEC);
     attack.sha256 = sha;
     attack.size_bytes = bytes.len() as u64;
@@ -174,10 +201,7 @@ async fn retention_deletes_only_objects_of_the_records_own_camera() {
     let db = sqlite().await;
     let storage = storage(db.index.clone(), "http://127.0.0.1:1");
     let objects = storage.objects().clone();
-    let bytes = fake_bytes(3, 2500);
-    let sha = kordon_objects::sha256(&bytes);
-    let victim = kordon_objects::segment_key("", OTHER_SITE, "gate-1", T0, &sha).unwrap();
-    put(objects.as_ref(), victim.as_ref(), bytes.clone()).await;
+    let (bytes, _, victim) = victim_object(objects.as_ref(), 3, 2500).await;
     // Straight into the index, as an old record would be.
     let mut forged = new_segment(CAMERA, 3, T0, T0 + 6 * SEC);
     forged.object_key = victim.to_string();
@@ -281,18 +305,7 @@ mod grpc {
             &common_config(dir.path(), auth, false),
         )
         .await;
-        for i in 0..3 {
-            let s = put_segment(
-                objects.as_ref(),
-                CAMERA,
-                T0 + i * 6 * SEC,
-                T0 + (i + 1) * 6 * SEC,
-                fake_bytes(10 + i as u64, 600),
-                100,
-            )
-            .await;
-            running.storage.register_segment(&s).await.unwrap();
-        }
+        record_segments(&running.storage, 3, 10, 600).await;
         let mut client = running.client().await;
         let maria = person_token(
             &private,
@@ -419,18 +432,7 @@ async fn an_export_whose_client_left_stops_and_leaves_nothing() {
     let db = sqlite().await;
     let storage = storage(db.index.clone(), "http://127.0.0.1:1");
     let objects = storage.objects().clone();
-    for i in 0..3 {
-        let s = put_segment(
-            objects.as_ref(),
-            CAMERA,
-            T0 + i * 6 * SEC,
-            T0 + (i + 1) * 6 * SEC,
-            fake_bytes(20 + i as u64, 800),
-            100,
-        )
-        .await;
-        storage.register_segment(&s).await.unwrap();
-    }
+    record_segments(&storage, 3, 20, 800).await;
     let req = ExportRequest {
         site: SITE.into(),
         cameras: vec![CAMERA.into()],
