@@ -6,6 +6,8 @@
 //! leaves a registered gap and recording resumes after it, and footage recorded while storage
 //! was unreachable waits in the spool and arrives, in order, once it is back.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,16 +21,9 @@ use kordon_objects::{ObjectPath, ObjectStore, ObjectStoreConfig};
 use kordon_proto::common::v1 as common;
 use kordon_proto::storage::v1 as spb;
 use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
-use kordon_runtime::admin::Readiness;
 use kordon_runtime::client::{self, ClientOptions};
-use kordon_runtime::config::{AuthConfig, CommonConfig, LogConfig};
-use kordon_runtime::server::GrpcServer;
+use support::{free_addr, start_storage};
 use tokio_util::sync::CancellationToken;
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
 
 async fn camsim(cameras: usize) -> CamsimHandle {
     Camsim::start(CamsimConfig {
@@ -85,48 +80,6 @@ fn objects_config(dir: &Path) -> (ObjectStoreConfig, String) {
             )
         }
     }
-}
-
-struct StorageServer {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_storage(
-    dir: &Path,
-    objects: &ObjectStoreConfig,
-    prefix: &str,
-    addr: SocketAddr,
-) -> StorageServer {
-    let config = kordon_storage::StorageConfig {
-        objects: Some(objects.clone()),
-        object_prefix: prefix.to_string(),
-        http_listen: free_addr(),
-        ..Default::default()
-    };
-    let storage = kordon_storage::Storage::open(&config, dir).await.unwrap();
-    let common = CommonConfig {
-        grpc_listen: addr,
-        admin_listen: free_addr(),
-        data_dir: dir.to_path_buf(),
-        log: LogConfig::default(),
-        tls: None,
-        auth: AuthConfig::default(),
-        dev_identity: true,
-    };
-    let server = GrpcServer::new("storage", &common)
-        .unwrap()
-        .add_service(kordon_storage::grpc_service(storage))
-        .bind(addr)
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let task = tokio::spawn(async move {
-        server.serve(Readiness::new(), s).await.unwrap();
-    });
-    StorageServer { addr, stop, task }
 }
 
 fn storage_client(addr: SocketAddr) -> StorageServiceClient<client::AuthedChannel> {
@@ -402,8 +355,7 @@ async fn records_hashes_and_registers_gaps() {
         "resumed {resumed_after} µs after return"
     );
 
-    storage.stop.cancel();
-    storage.task.await.unwrap();
+    storage.stop().await;
     sim.shutdown().await;
 }
 
@@ -460,8 +412,7 @@ async fn footage_waits_in_the_spool_while_storage_is_down() {
     sorted.sort();
     assert_eq!(seqs, sorted, "registered in recording order");
     check_objects(&objects, &segs, dir.path()).await;
-    storage.stop.cancel();
-    storage.task.await.unwrap();
+    storage.stop().await;
     sim.shutdown().await;
 }
 
@@ -496,8 +447,7 @@ async fn a_restart_after_a_pause_is_a_gap_also_when_storage_comes_up_later() {
         .end
         .as_ref()
         .unwrap());
-    storage.stop.cancel();
-    storage.task.await.unwrap();
+    storage.stop().await;
 
     // A pause, then ingest starts again while storage is still down.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -554,8 +504,7 @@ async fn a_restart_after_a_pause_is_a_gap_also_when_storage_comes_up_later() {
         between.last().unwrap().gap_detail.contains("unreachable"),
         "{between:?}"
     );
-    storage.stop.cancel();
-    storage.task.await.unwrap();
+    storage.stop().await;
     sim.shutdown().await;
 }
 
@@ -657,8 +606,7 @@ async fn cameras_change_at_run_time_without_disturbing_the_others() {
     // The sub stream of camera 3 was recorded at its own size.
     let added_segs = segments(storage.addr, "added").await;
     assert!(added_segs.iter().all(|s| s.width == 640 && s.height == 360));
-    storage.stop.cancel();
-    storage.task.await.unwrap();
+    storage.stop().await;
     sim.shutdown().await;
 }
 
@@ -728,8 +676,7 @@ async fn h265_is_recorded_without_reencoding() {
             "hevc,1920,1080"
         );
     }
-    storage.stop.cancel();
-    storage.task.await.unwrap();
+    storage.stop().await;
     sim.shutdown().await;
 }
 
@@ -767,8 +714,7 @@ async fn record_camera(config: CamsimConfig, transport: Transport, count: usize)
     shutdown.cancel();
     ingest.stopped().await;
     let segments = segments(storage.addr, "cam").await;
-    storage.stop.cancel();
-    storage.task.await.unwrap();
+    storage.stop().await;
     sim.shutdown().await;
     Recorded {
         dir,

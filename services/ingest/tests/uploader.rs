@@ -3,6 +3,8 @@
 //! folder and the camera's queue goes on; the hole before a resume point becomes a gap once
 //! storage answers, also when storage was unreachable when ingest started.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,11 +20,9 @@ use kordon_objects::ObjectStoreConfig;
 use kordon_proto::common::v1 as common;
 use kordon_proto::storage::v1 as spb;
 use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
-use kordon_runtime::admin::Readiness;
 use kordon_runtime::client::{self, ClientOptions};
-use kordon_runtime::config::{AuthConfig, CommonConfig, LogConfig};
-use kordon_runtime::server::GrpcServer;
 use sha2::{Digest, Sha256};
+use support::{StorageServer, free_addr};
 use tokio_util::sync::CancellationToken;
 
 const SITE: &str = "haskovo";
@@ -31,23 +31,6 @@ const CAMERA: &str = "checkpoint-3";
 const T0: i64 = 1_735_689_600_000_000;
 const SECOND: i64 = 1_000_000;
 
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-struct StorageServer {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl StorageServer {
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap();
-    }
-}
-
 fn objects_config(dir: &Path) -> ObjectStoreConfig {
     ObjectStoreConfig::Local {
         root: dir.join("media"),
@@ -55,33 +38,7 @@ fn objects_config(dir: &Path) -> ObjectStoreConfig {
 }
 
 async fn start_storage(dir: &Path, addr: SocketAddr) -> StorageServer {
-    let config = kordon_storage::StorageConfig {
-        objects: Some(objects_config(dir)),
-        http_listen: free_addr(),
-        ..Default::default()
-    };
-    let storage = kordon_storage::Storage::open(&config, dir).await.unwrap();
-    let common = CommonConfig {
-        grpc_listen: addr,
-        admin_listen: free_addr(),
-        data_dir: dir.to_path_buf(),
-        log: LogConfig::default(),
-        tls: None,
-        auth: AuthConfig::default(),
-        dev_identity: true,
-    };
-    let server = GrpcServer::new("storage", &common)
-        .unwrap()
-        .add_service(kordon_storage::grpc_service(storage))
-        .bind(addr)
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let task = tokio::spawn(async move {
-        server.serve(Readiness::new(), s).await.unwrap();
-    });
-    StorageServer { stop, task }
+    support::start_storage(dir, &objects_config(dir), "", addr).await
 }
 
 fn storage_client(addr: SocketAddr) -> StorageServiceClient<client::AuthedChannel> {
