@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kordon_proto::common::v1::VideoCodec;
 use kordon_proto::ingest::v1 as pb;
 use kube::api::{Api, Patch, PatchParams};
@@ -98,6 +98,15 @@ pub fn error_policy(camera: Arc<Camera>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(std::time::Duration::from_secs(5))
 }
 
+/// The conditions the Camera shows now, which new ones keep their transition times from.
+fn previous_conditions(camera: &Camera) -> &[Condition] {
+    camera
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or(&[])
+}
+
 /// The status a Camera should show, from its Site and what its replica reported.
 pub fn desired_status(
     camera: &Camera,
@@ -105,11 +114,7 @@ pub fn desired_status(
     observation: Option<CameraObservation>,
     now: &Time,
 ) -> CameraStatus {
-    let previous = camera
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or(&[]);
+    let previous = previous_conditions(camera);
     let generation = camera.metadata.generation;
     let cond =
         |t: &str, s: &str, r: &str, m: String| condition(previous, t, s, r, m, generation, now);
@@ -257,11 +262,7 @@ pub fn credentials_unavailable(
     if recording {
         return;
     }
-    let previous = camera
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or(&[]);
+    let previous = previous_conditions(camera);
     let generation = camera.metadata.generation;
     let reason = "CredentialsUnavailable";
     status.conditions = vec![
