@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU of the camera simulator while N clients pull 1080p main streams (one client per camera).
 #
-#   crates/camsim/bench/cpu.sh [clients=50] [seconds=20] [protocol=tcp|udp] [codec=h264|h265]
+#   tools/camsim/bench/cpu.sh [clients=50] [seconds=20] [protocol=tcp|udp] [codec=h264|h265]
 #
 # Builds and starts the `camsim` example (release), starts one
 # `gst-launch-1.0 rtspsrc ! fakesink` process per camera, lets them settle, then reads the
