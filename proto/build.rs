@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("kordon_descriptor.bin"))
         .generate_default_stubs(true)
         // Secrets: Debug is written by hand (redacted), so no log line can print them.
-        .skip_debug(["kordon.ingest.v1.RtspCredentials"])
+        .skip_debug(["kordon.common.v1.RtspCredentials"])
         .compile_protos(&protos, &[PathBuf::from(".")])?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::Secret;
-use kordon_proto::ingest::v1 as pb;
+use kordon_proto::common::v1 as common;
 use kube::{Api, Client};
 
 use crate::crd::CredentialsRef;
@@ -26,7 +26,7 @@ pub const DEFAULT_PASSWORD_KEY: &str = "password";
 
 /// The credentials `r` names, from `secret` (already read). The error says what is wrong in
 /// words fit for a Camera's status: the Secret and key names, never a value.
-pub fn from_secret(secret: &Secret, r: &CredentialsRef) -> Result<pb::RtspCredentials, String> {
+pub fn from_secret(secret: &Secret, r: &CredentialsRef) -> Result<common::RtspCredentials, String> {
     let field = |key: &str| -> Result<String, String> {
         let bytes = secret
             .data
@@ -52,7 +52,7 @@ pub fn from_secret(secret: &Secret, r: &CredentialsRef) -> Result<pb::RtspCreden
             r.secret_name
         ));
     }
-    Ok(pb::RtspCredentials { username, password })
+    Ok(common::RtspCredentials { username, password })
 }
 
 /// Reads the Secret `r` names in `namespace` and takes the credentials from it.
@@ -60,7 +60,7 @@ pub async fn resolve(
     client: &Client,
     namespace: &str,
     r: &CredentialsRef,
-) -> Result<pb::RtspCredentials, String> {
+) -> Result<common::RtspCredentials, String> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(&r.secret_name).await {
         Ok(Some(secret)) => from_secret(&secret, r),

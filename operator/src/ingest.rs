@@ -363,7 +363,7 @@ pub fn camera_spec(
     site: &str,
     camera: &Camera,
     site_segment_seconds: Option<i32>,
-    credentials: Option<pb::RtspCredentials>,
+    credentials: Option<common::RtspCredentials>,
 ) -> pb::CameraSpec {
     let spec = &camera.spec;
     let secs = |s: i32| prost_types::Duration {

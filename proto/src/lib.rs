@@ -8,12 +8,6 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("kord
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("kordon.common.v1");
-    }
-}
-
-pub mod ingest {
-    pub mod v1 {
-        tonic::include_proto!("kordon.ingest.v1");
 
         /// Never prints the secrets (the generated Debug is skipped in `build.rs`).
         impl std::fmt::Debug for RtspCredentials {
@@ -24,6 +18,12 @@ pub mod ingest {
                     .finish()
             }
         }
+    }
+}
+
+pub mod ingest {
+    pub mod v1 {
+        tonic::include_proto!("kordon.ingest.v1");
     }
 }
 

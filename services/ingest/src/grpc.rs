@@ -432,7 +432,7 @@ mod tests {
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(e.message().contains("gate-1-rtsp"), "{}", e.message());
 
-        s.resolved_credentials = Some(pb::RtspCredentials {
+        s.resolved_credentials = Some(common::RtspCredentials {
             username: "operator-7".into(),
             password: "Kapikule!2026".into(),
         });
