@@ -10,6 +10,35 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::RuntimeError;
 
+/// How a service reaches another Kordon service, as written in its configuration
+/// (e.g. `detection.storage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceClientConfig {
+    /// gRPC URL, e.g. `https://storage.burgas.svc:8470`; standalone uses its own listener.
+    pub url: Option<String>,
+    /// CA that signed the server's certificate (https).
+    pub ca_file: Option<PathBuf>,
+    /// This service's client certificate and key (mTLS).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl ServiceClientConfig {
+    /// Client options for `server` (the configured URL, or another one such as standalone's
+    /// own listener) with this config's certificates.
+    pub fn options(&self, server: &str) -> ClientOptions {
+        ClientOptions {
+            server: server.to_string(),
+            token: None,
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            connect_timeout: None,
+        }
+    }
+}
+
 /// How to reach and authenticate to a server.
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {

@@ -1,8 +1,15 @@
-//! Kordon detection: motion and object detection on the detect stream.
+//! Kordon detection: people and vehicles on every camera.
 //!
-//! The service's gRPC surface is `kordon.detection.v1.DetectionService` (see `proto/kordon/detection/v1/`).
-//! Until the service itself lands (its own issue), every RPC answers `UNIMPLEMENTED`; health,
-//! reflection and the identity service already work wherever it runs.
+//! The service's gRPC surface is `kordon.detection.v1.DetectionService` (see
+//! `proto/kordon/detection/v1/`).
+
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod store;
+
+pub use error::DetectionError;
 
 use kordon_proto::detection::v1::detection_service_server::{
     DetectionService, DetectionServiceServer,

@@ -77,6 +77,16 @@ impl StorageError {
     }
 }
 
+impl From<kordon_db::DbError> for StorageError {
+    fn from(e: kordon_db::DbError) -> Self {
+        match e {
+            kordon_db::DbError::Url(m) => StorageError::config("database_url", m),
+            kordon_db::DbError::Sqlx(e) => StorageError::Database(e),
+            kordon_db::DbError::Migrate(e) => StorageError::Migrate(e),
+        }
+    }
+}
+
 impl From<object_store::Error> for StorageError {
     fn from(e: object_store::Error) -> Self {
         Self::Objects(e.into())

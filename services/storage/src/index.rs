@@ -18,16 +18,13 @@
 //!   [`MAX_SEGMENT_US`] long, which keeps "segments overlapping [from, to)" a bounded range scan
 //!   of the `(site, camera, start_us)` index however many rows there are.
 
-use std::str::FromStr;
 use std::time::Duration;
 
+use kordon_db::Migration;
 use kordon_objects::time::{MICROS, now_micros};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Row, SqlSafeStr};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
 use crate::StorageError;
 use crate::chain::{ChainRecord, RecordKind, ZERO_HASH};
@@ -38,38 +35,38 @@ pub const MAX_SEGMENT_US: i64 = 600 * MICROS;
 /// Attempts of one registration before giving up under contention.
 const MAX_ATTEMPTS: u32 = 20;
 
-/// (version, description, SQLite, PostgreSQL), applied in order.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
-    (
-        1,
-        "index",
-        include_str!("../migrations/sqlite/0001_index.sql"),
-        include_str!("../migrations/postgres/0001_index.sql"),
-    ),
-    (
-        2,
-        "retention",
-        include_str!("../migrations/sqlite/0002_retention.sql"),
-        include_str!("../migrations/postgres/0002_retention.sql"),
-    ),
-    (
-        3,
-        "evidence",
-        include_str!("../migrations/sqlite/0003_evidence.sql"),
-        include_str!("../migrations/postgres/0003_evidence.sql"),
-    ),
-    (
-        4,
-        "media",
-        include_str!("../migrations/sqlite/0004_media.sql"),
-        include_str!("../migrations/postgres/0004_media.sql"),
-    ),
-    (
-        5,
-        "object owners",
-        include_str!("../migrations/sqlite/0005_object_owners.sql"),
-        include_str!("../migrations/postgres/0005_object_owners.sql"),
-    ),
+/// The index schema, applied in order.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "index",
+        sqlite: include_str!("../migrations/sqlite/0001_index.sql"),
+        postgres: include_str!("../migrations/postgres/0001_index.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "retention",
+        sqlite: include_str!("../migrations/sqlite/0002_retention.sql"),
+        postgres: include_str!("../migrations/postgres/0002_retention.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "evidence",
+        sqlite: include_str!("../migrations/sqlite/0003_evidence.sql"),
+        postgres: include_str!("../migrations/postgres/0003_evidence.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "media",
+        sqlite: include_str!("../migrations/sqlite/0004_media.sql"),
+        postgres: include_str!("../migrations/postgres/0004_media.sql"),
+    },
+    Migration {
+        version: 5,
+        description: "object owners",
+        sqlite: include_str!("../migrations/sqlite/0005_object_owners.sql"),
+        postgres: include_str!("../migrations/postgres/0005_object_owners.sql"),
+    },
 ];
 
 /// A record that names an object key (see [`Index::object_users`]).
@@ -433,7 +430,7 @@ impl Index {
     /// Connects to `url` (`sqlite://PATH` — the file is created if missing — or
     /// `postgres://...`).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Index, StorageError> {
-        let max_connections = max_connections.max(1);
+        let db = |e: kordon_db::DbError| StorageError::config("database_url", e.to_string());
         if url.starts_with("sqlite:") {
             // Every connection to `:memory:` would be a database of its own.
             let max_connections = if url.contains(":memory:") {
@@ -441,18 +438,9 @@ impl Index {
             } else {
                 max_connections
             };
-            let opts = SqliteConnectOptions::from_str(url)
-                .map_err(|e| StorageError::config("database_url", e.to_string()))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // Evidence: a committed registration survives a power loss.
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(30));
-            Self::connect_sqlite(opts, max_connections).await
+            Self::connect_sqlite(kordon_db::sqlite_options(url).map_err(db)?, max_connections).await
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url)
-                .map_err(|e| StorageError::config("database_url", e.to_string()))?
-                .application_name("kordon-storage");
+            let opts = kordon_db::postgres_options(url, "kordon-storage").map_err(db)?;
             Self::connect_postgres(opts, max_connections).await
         } else {
             Err(StorageError::config(
@@ -466,23 +454,18 @@ impl Index {
         opts: SqliteConnectOptions,
         max_connections: u32,
     ) -> Result<Index, StorageError> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .connect_with(opts)
-            .await?;
-        Ok(Index::Sqlite(pool))
+        Ok(Index::Sqlite(
+            kordon_db::connect_sqlite(opts, max_connections).await?,
+        ))
     }
 
     pub async fn connect_postgres(
         opts: PgConnectOptions,
         max_connections: u32,
     ) -> Result<Index, StorageError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
-            .await?;
-        Ok(Index::Postgres(pool))
+        Ok(Index::Postgres(
+            kordon_db::connect_postgres(opts, max_connections).await?,
+        ))
     }
 
     /// `sqlite` or `postgres`.
@@ -495,25 +478,9 @@ impl Index {
 
     /// Brings the schema up to date (embedded migrations; safe to run on every start).
     pub async fn migrate(&self) -> Result<(), StorageError> {
-        let migrator = |postgres: bool| {
-            Migrator::with_migrations(
-                MIGRATIONS
-                    .iter()
-                    .map(|&(version, name, sqlite, pg)| {
-                        Migration::new(
-                            version,
-                            name.into(),
-                            MigrationType::Simple,
-                            if postgres { pg } else { sqlite }.into_sql_str(),
-                            false,
-                        )
-                    })
-                    .collect(),
-            )
-        };
         match self {
-            Index::Sqlite(p) => migrator(false).run(p).await?,
-            Index::Postgres(p) => migrator(true).run(p).await?,
+            Index::Sqlite(p) => kordon_db::migrator(MIGRATIONS, false).run(p).await?,
+            Index::Postgres(p) => kordon_db::migrator(MIGRATIONS, true).run(p).await?,
         }
         Ok(())
     }
