@@ -180,8 +180,10 @@ mod tests {
         c.model.provider = "tpu".into();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("detection.model.provider"), "{e}");
-        let mut c = DetectionServiceConfig::default();
-        c.database_url = Some("mysql://x".into());
+        let c = DetectionServiceConfig {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("detection.database_url"), "{e}");
     }
