@@ -5,6 +5,7 @@
 mod audit;
 mod client;
 mod config;
+mod detections;
 mod evidence;
 mod footage;
 mod operator;
@@ -63,6 +64,9 @@ enum Command {
     /// Read and verify a site's access log (auditors).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// What the cameras saw: stored detections, a live watch, snapshots.
+    #[command(subcommand)]
+    Detections(detections::DetectionsCommand),
 }
 
 fn main() -> ExitCode {
@@ -125,5 +129,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Footage(cmd) => footage::run(cmd).await,
         Command::Evidence(cmd) => evidence::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
+        Command::Detections(cmd) => detections::run(cmd).await,
     }
 }

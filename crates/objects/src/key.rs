@@ -114,10 +114,64 @@ pub fn segment_key(
     Path::parse(&full).map_err(|e| ObjectsError::Store(e.into()))
 }
 
+/// The key of a still image (a detection snapshot, a timeline thumbnail) of a camera:
+/// `[<prefix>/]<site>/<camera>/<kind>/<YYYY>/<MM>/<DD>/<HH>/<captured_ms>-<sha256 first 16
+/// hex>.<extension>`, in the camera's folder like its segments, so retention and ownership
+/// checks treat it the same way; the same bytes always get the same key.
+pub fn still_key(
+    prefix: &str,
+    site: &str,
+    camera: &str,
+    kind: &'static str,
+    captured_unix_micros: i64,
+    sha256: &[u8; 32],
+    extension: &'static str,
+) -> Result<Path, ObjectsError> {
+    validate_prefix(prefix)?;
+    validate_name("site", site)?;
+    validate_name("camera", camera)?;
+    validate_name("kind", kind)?;
+    let c =
+        civil(captured_unix_micros).ok_or(ObjectsError::TimeOutOfRange(captured_unix_micros))?;
+    let millis = captured_unix_micros.div_euclid(1000);
+    let short = hex::encode(&sha256[..8]);
+    let tail = format!(
+        "{site}/{camera}/{kind}/{:04}/{:02}/{:02}/{:02}/{millis}-{short}.{extension}",
+        c.year, c.month, c.day, c.hour
+    );
+    let full = if prefix.is_empty() {
+        tail
+    } else {
+        format!("{prefix}/{tail}")
+    };
+    Path::parse(&full).map_err(|e| ObjectsError::Store(e.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_still_lives_in_its_camera_folder() {
+        let k = still_key(
+            "p",
+            "burgas",
+            "gate-1",
+            "snapshots",
+            1_795_774_446_123_456,
+            &[0xab; 32],
+            "jpg",
+        )
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            k,
+            "p/burgas/gate-1/snapshots/2026/11/27/10/1795774446123-abababababababab.jpg"
+        );
+        assert!(in_camera_folder("p", "burgas", "gate-1", &k));
+        assert!(still_key("", "../x", "gate-1", "snapshots", 0, &[0; 32], "jpg").is_err());
+    }
 
     const T: i64 = 1_795_774_446_123_456; // 2026-11-27T10:14:06.123456Z
 

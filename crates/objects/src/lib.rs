@@ -31,7 +31,9 @@ pub mod time;
 pub use config::{ObjectLockConfig, ObjectLockMode, ObjectStoreConfig, build};
 pub use error::ObjectsError;
 pub use immutable::{PutOutcome, put_immutable, sha256};
-pub use key::{camera_folder, in_camera_folder, segment_key, validate_name, validate_prefix};
+pub use key::{
+    camera_folder, in_camera_folder, segment_key, still_key, validate_name, validate_prefix,
+};
 
 /// Re-exported so users need not depend on `object_store` directly for the common types.
 pub use object_store::{self, ObjectStore, ObjectStoreExt, path::Path as ObjectPath};

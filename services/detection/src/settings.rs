@@ -1,0 +1,340 @@
+//! One camera's detection settings: a `DetectionCamera` from ApplyCameras (or the standalone
+//! config) checked and turned into what the pipeline runs — the stream to open, how to decode
+//! it, and the scene (classes, filters, zones, lines, masks, motion gate).
+//!
+//! Every error names the camera and the field, e.g. `burgas/gate-1: config.zones[0].area: a
+//! polygon needs at least 3 points, got 2`, and nothing is applied when one camera of a request
+//! is invalid.
+
+use std::time::Duration;
+
+use kordon_media::StreamConfig;
+use kordon_media::decode::{DecodeConfig, DEFAULT_FPS, MAX_FPS};
+use kordon_proto::common::v1 as common;
+use kordon_proto::detection::v1 as pb;
+use kordon_vision::{LineConfig, LineDirection, MotionConfig, Point, SceneConfig, ZoneConfig};
+
+use crate::DetectionError;
+
+/// The classes reported when a camera names none: people and the vehicles of a road.
+pub const DEFAULT_CLASSES: [&str; 6] = ["person", "bicycle", "car", "motorcycle", "bus", "truck"];
+/// Detections below this confidence are dropped when a camera sets none.
+pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.5;
+/// Motion threshold (fraction of the unmasked frame) when a camera sets none.
+pub const DEFAULT_MOTION_THRESHOLD: f32 = 0.002;
+/// Detector keeps running this long after motion stops, when a camera sets none.
+pub const DEFAULT_MOTION_HOLD: Duration = Duration::from_secs(2);
+
+/// A camera as the pipeline runs it.
+#[derive(Debug, Clone)]
+pub struct CameraSettings {
+    pub site: String,
+    pub name: String,
+    pub disabled: bool,
+    pub stream: StreamConfig,
+    pub decode: DecodeConfig,
+    pub scene: SceneConfig,
+    pub generation: i64,
+}
+
+impl CameraSettings {
+    /// `site/name`, for logs and errors.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.site, self.name)
+    }
+}
+
+fn point(p: &common::Point) -> Point {
+    Point::new(p.x, p.y)
+}
+
+fn polygon(p: &Option<common::Polygon>) -> Vec<Point> {
+    p.as_ref()
+        .map(|p| p.points.iter().map(point).collect())
+        .unwrap_or_default()
+}
+
+/// Checks one camera against the model's labels and builds its settings.
+pub fn from_proto(
+    c: &pb::DetectionCamera,
+    labels: &[&str],
+) -> Result<CameraSettings, DetectionError> {
+    let (site, name) = match &c.camera {
+        Some(r) if !r.site.is_empty() && !r.camera.is_empty() => (r.site.clone(), r.camera.clone()),
+        _ => {
+            return Err(DetectionError::Invalid(
+                "camera.site and camera.camera are required".into(),
+            ));
+        }
+    };
+    let bad = |field: &str, message: String| {
+        DetectionError::Invalid(format!("{site}/{name}: {field}: {message}"))
+    };
+    kordon_objects::key::validate_name("site", &site)
+        .map_err(|e| bad("camera.site", e.to_string()))?;
+    kordon_objects::key::validate_name("camera", &name)
+        .map_err(|e| bad("camera.camera", e.to_string()))?;
+    let url = c.detect_url.trim();
+    if !(url.starts_with("rtsp://") || url.starts_with("rtsps://")) {
+        return Err(bad("detect_url", "must be an rtsp:// or rtsps:// URL".into()));
+    }
+    if let Ok(u) = url::Url::parse(url)
+        && (!u.username().is_empty() || u.password().is_some())
+    {
+        return Err(bad(
+            "detect_url",
+            "must not carry credentials: name a Secret in credentials".into(),
+        ));
+    }
+    let (username, password) = match (&c.credentials, &c.resolved_credentials) {
+        (_, Some(r)) if r.username.is_empty() => {
+            return Err(bad("resolved_credentials", "empty user name".into()));
+        }
+        (_, Some(r)) => (Some(r.username.clone()), Some(r.password.clone())),
+        (Some(r), None) => {
+            return Err(bad(
+                "resolved_credentials",
+                format!(
+                    "credentials name Secret `{}` but nothing was resolved: the operator \
+                     resolves it",
+                    r.secret_name
+                ),
+            ));
+        }
+        (None, None) => (None, None),
+    };
+    let transport = match pb::RtspTransport::try_from(c.transport) {
+        Ok(pb::RtspTransport::Udp) => kordon_media::Transport::Udp,
+        Ok(_) => kordon_media::Transport::Tcp,
+        Err(_) => return Err(bad("transport", format!("unknown value {}", c.transport))),
+    };
+    let cfg = c.config.clone().unwrap_or_default();
+    let fps = if cfg.analysis_fps == 0.0 {
+        DEFAULT_FPS
+    } else {
+        cfg.analysis_fps
+    };
+    if !(fps > 0.0 && fps <= MAX_FPS) {
+        return Err(bad(
+            "config.analysis_fps",
+            format!("must be in (0, {MAX_FPS}], got {}", cfg.analysis_fps),
+        ));
+    }
+    let classes: Vec<String> = if cfg.classes.is_empty() {
+        DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect()
+    } else {
+        cfg.classes.clone()
+    };
+    for (i, class) in classes.iter().enumerate() {
+        if !labels.contains(&class.as_str()) {
+            return Err(bad(
+                &format!("config.classes[{i}]"),
+                format!("`{class}` is not a label of the model (see GetDetectorStatus)"),
+            ));
+        }
+    }
+    let min_score = if cfg.min_confidence == 0.0 {
+        DEFAULT_MIN_CONFIDENCE
+    } else {
+        cfg.min_confidence
+    };
+    if !(0.0..=1.0).contains(&min_score) {
+        return Err(bad(
+            "config.min_confidence",
+            format!("must be within 0..1, got {min_score}"),
+        ));
+    }
+    let gate = cfg.motion.unwrap_or_default();
+    let hold = match &gate.hold {
+        None => DEFAULT_MOTION_HOLD,
+        Some(d) if d.seconds < 0 || d.nanos < 0 => {
+            return Err(bad("config.motion.hold", "must not be negative".into()));
+        }
+        Some(d) => Duration::new(d.seconds as u64, d.nanos as u32),
+    };
+    let motion = MotionConfig {
+        disabled: gate.disabled,
+        threshold: if gate.threshold == 0.0 {
+            DEFAULT_MOTION_THRESHOLD
+        } else {
+            gate.threshold
+        },
+        hold,
+        ..MotionConfig::default()
+    };
+    let scene = SceneConfig {
+        classes,
+        min_score,
+        zones: cfg
+            .zones
+            .iter()
+            .map(|z| ZoneConfig {
+                name: z.name.clone(),
+                area: polygon(&z.area),
+                inertia: 0,
+            })
+            .collect(),
+        lines: cfg
+            .lines
+            .iter()
+            .map(|l| LineConfig {
+                name: l.name.clone(),
+                a: l.a.as_ref().map(point).unwrap_or(Point::new(f32::NAN, f32::NAN)),
+                b: l.b.as_ref().map(point).unwrap_or(Point::new(f32::NAN, f32::NAN)),
+                direction: match pb::LineDirection::try_from(l.direction) {
+                    Ok(pb::LineDirection::LeftToRight) => LineDirection::LeftToRight,
+                    Ok(pb::LineDirection::RightToLeft) => LineDirection::RightToLeft,
+                    _ => LineDirection::Both,
+                },
+            })
+            .collect(),
+        masks: cfg.masks.iter().map(|m| m.points.iter().map(point).collect()).collect(),
+        motion,
+        ..SceneConfig::default()
+    };
+    // The scene checks polygons, ranges and duplicate names; its field names are relative to
+    // the scene, ours to the request.
+    kordon_vision::Scene::new(scene.clone()).map_err(|e| bad("config", e.to_string()))?;
+    Ok(CameraSettings {
+        site,
+        name: name.clone(),
+        disabled: cfg.disabled,
+        stream: StreamConfig {
+            name: format!("{}-{}", c.camera.as_ref().map(|r| r.site.as_str()).unwrap_or(""), name),
+            url: url.to_string(),
+            transport,
+            username,
+            password,
+        },
+        decode: DecodeConfig {
+            fps,
+            ..DecodeConfig::default()
+        },
+        scene,
+        generation: c.generation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LABELS: &[&str] = &["person", "bicycle", "car", "motorcycle", "bus", "truck", "dog"];
+
+    fn camera() -> pb::DetectionCamera {
+        pb::DetectionCamera {
+            camera: Some(common::CameraRef {
+                site: "burgas".into(),
+                camera: "gate-1".into(),
+            }),
+            detect_url: "rtsp://10.0.0.1/sub".into(),
+            generation: 3,
+            ..Default::default()
+        }
+    }
+
+    fn pt(x: f32, y: f32) -> common::Point {
+        common::Point { x, y }
+    }
+
+    #[test]
+    fn defaults_fill_in_what_a_camera_leaves_unset() {
+        let s = from_proto(&camera(), LABELS).unwrap();
+        assert_eq!(s.scene.classes, DEFAULT_CLASSES);
+        assert_eq!(s.scene.min_score, DEFAULT_MIN_CONFIDENCE);
+        assert_eq!(s.decode.fps, DEFAULT_FPS);
+        assert_eq!(s.scene.motion.threshold, DEFAULT_MOTION_THRESHOLD);
+        assert_eq!(s.scene.motion.hold, DEFAULT_MOTION_HOLD);
+        assert_eq!(s.generation, 3);
+        assert_eq!(s.key(), "burgas/gate-1");
+    }
+
+    #[test]
+    fn zones_lines_and_masks_are_mapped() {
+        let mut c = camera();
+        c.config = Some(pb::DetectionConfig {
+            classes: vec!["dog".into()],
+            min_confidence: 0.4,
+            zones: vec![pb::Zone {
+                name: "bank".into(),
+                area: Some(common::Polygon {
+                    points: vec![pt(0.0, 0.5), pt(1.0, 0.5), pt(1.0, 1.0)],
+                }),
+            }],
+            lines: vec![pb::Line {
+                name: "road".into(),
+                a: Some(pt(0.5, 0.0)),
+                b: Some(pt(0.5, 1.0)),
+                direction: pb::LineDirection::RightToLeft as i32,
+            }],
+            masks: vec![common::Polygon {
+                points: vec![pt(0.0, 0.0), pt(0.1, 0.0), pt(0.0, 0.1)],
+            }],
+            ..Default::default()
+        });
+        let s = from_proto(&c, LABELS).unwrap();
+        assert_eq!(s.scene.classes, ["dog"]);
+        assert_eq!(s.scene.zones[0].area.len(), 3);
+        assert_eq!(s.scene.lines[0].direction, LineDirection::RightToLeft);
+        assert_eq!(s.scene.masks.len(), 1);
+    }
+
+    #[test]
+    fn invalid_input_names_camera_and_field() {
+        let cases: Vec<(Box<dyn Fn(&mut pb::DetectionCamera)>, &str)> = vec![
+            (Box::new(|c| c.detect_url = "http://x".into()), "detect_url"),
+            (
+                Box::new(|c| c.detect_url = "rtsp://u:p@10.0.0.1/sub".into()),
+                "must not carry credentials",
+            ),
+            (
+                Box::new(|c| {
+                    c.config = Some(pb::DetectionConfig {
+                        classes: vec!["unicorn".into()],
+                        ..Default::default()
+                    })
+                }),
+                "config.classes[0]",
+            ),
+            (
+                Box::new(|c| {
+                    c.config = Some(pb::DetectionConfig {
+                        zones: vec![pb::Zone {
+                            name: "z".into(),
+                            area: Some(common::Polygon {
+                                points: vec![pt(0.0, 0.0), pt(1.0, 1.0)],
+                            }),
+                        }],
+                        ..Default::default()
+                    })
+                }),
+                "at least 3 points",
+            ),
+            (
+                Box::new(|c| {
+                    c.config = Some(pb::DetectionConfig {
+                        analysis_fps: 60.0,
+                        ..Default::default()
+                    })
+                }),
+                "config.analysis_fps",
+            ),
+            (
+                Box::new(|c| {
+                    c.credentials = Some(pb::CredentialsRef {
+                        secret_name: "cam".into(),
+                        ..Default::default()
+                    })
+                }),
+                "resolved_credentials",
+            ),
+        ];
+        for (change, expect) in cases {
+            let mut c = camera();
+            change(&mut c);
+            let e = from_proto(&c, LABELS).unwrap_err().to_string();
+            assert!(e.starts_with("burgas/gate-1: "), "{e}");
+            assert!(e.contains(expect), "{e} should contain {expect}");
+        }
+    }
+}
