@@ -132,7 +132,8 @@ mod tests {
     fn defaults_validate_and_bad_values_name_their_key() {
         let ok = EngineConfig::new("m.onnx");
         assert!(ok.validate().is_ok());
-        let cases: [(fn(&mut EngineConfig), &str); 6] = [
+        type Spoil = fn(&mut EngineConfig);
+        let cases: [(Spoil, &str); 6] = [
             (|c| c.threads = 0, "threads"),
             (|c| c.max_batch = 0, "max_batch"),
             (|c| c.queue = 0, "queue"),
