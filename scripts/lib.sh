@@ -42,8 +42,12 @@ install_rust_components() {
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 }
 
-# A Python venv with gRPC tooling for the end-to-end checks (a client that is not Kordon's own).
+# A Python venv with gRPC tooling for the end-to-end checks (a client that is not Kordon's own),
+# and ONNX Runtime: its CPU wheel carries the libonnxruntime.so that the detector (crates/infer,
+# `ort` with load-dynamic) loads at run time, and is the Python reference the detector is checked
+# and benchmarked against. `onnx` is for scripts/nanodet_batch.py.
 KORDON_VENV="$KORDON_CACHE/venv"
+KORDON_ONNXRUNTIME_VERSION='1.32.*'
 install_python_tools() {
   if [ ! -x "$KORDON_VENV/bin/python" ]; then
     log "creating $KORDON_VENV"
@@ -54,7 +58,23 @@ install_python_tools() {
     "$KORDON_VENV/bin/pip" install -q --disable-pip-version-check \
       'grpcio==1.*' 'grpcio-health-checking==1.*' 'grpcio-reflection==1.*' 'protobuf>=5'
   fi
+  if ! "$KORDON_VENV/bin/python" -c 'import onnx, onnxruntime, numpy' 2>/dev/null; then
+    log "installing onnxruntime $KORDON_ONNXRUNTIME_VERSION (CPU) into $KORDON_VENV"
+    "$KORDON_VENV/bin/pip" install -q --disable-pip-version-check \
+      "onnxruntime==$KORDON_ONNXRUNTIME_VERSION" 'onnx==1.*' 'numpy>=1.26'
+  fi
+  export_ort_dylib_path
 }
+
+# Points ORT_DYLIB_PATH at the ONNX Runtime library inside the venv's wheel, unless it is set.
+export_ort_dylib_path() {
+  [ -n "${ORT_DYLIB_PATH:-}" ] && return 0
+  local lib
+  lib=$(ls "$KORDON_VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1)
+  [ -n "$lib" ] && export ORT_DYLIB_PATH="$lib"
+  return 0
+}
+export_ort_dylib_path
 
 # RTSP servers that are not Kordon's, for e2e/external_rtsp.py: both take a stream published by
 # ffmpeg (ANNOUNCE/RECORD) and serve it to readers over RTP/UDP only.
