@@ -546,3 +546,516 @@ impl Scene {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zones::LineDirection;
+
+    const PERSON: u16 = 0;
+    const CAR: u16 = 2;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// A person-sized box whose reference point is (x, y).
+    fn at(x: f32, y: f32) -> BBox {
+        [x - 0.025, y - 0.2, x + 0.025, y]
+    }
+
+    fn person(score: f32, bbox: BBox) -> RawDetection<'static> {
+        RawDetection {
+            class_id: PERSON,
+            label: "person",
+            score,
+            bbox,
+        }
+    }
+
+    fn square(name: &str, x0: f32, y0: f32, x1: f32, y1: f32) -> ZoneConfig {
+        ZoneConfig {
+            name: name.into(),
+            area: vec![
+                Point::new(x0, y0),
+                Point::new(x1, y0),
+                Point::new(x1, y1),
+                Point::new(x0, y1),
+            ],
+            inertia: 0,
+        }
+    }
+
+    fn road_line(direction: LineDirection) -> LineConfig {
+        LineConfig {
+            name: "road".into(),
+            a: Point::new(0.1, 0.5),
+            b: Point::new(0.9, 0.5),
+            direction,
+        }
+    }
+
+    /// Runs `frames` frames 200 ms apart; `dets(f)` gives frame f's
+    /// detections. Returns every event.
+    fn play(
+        scene: &mut Scene,
+        frames: u64,
+        dets: impl Fn(u64) -> Vec<RawDetection<'static>>,
+    ) -> Vec<TrackEvent> {
+        (0..frames)
+            .flat_map(|f| scene.update(ms(200 * f), &dets(f)))
+            .collect()
+    }
+
+    #[test]
+    fn two_people_crossing_a_line_in_opposite_directions() {
+        let mut scene = Scene::new(SceneConfig {
+            lines: vec![road_line(LineDirection::Both)],
+            ..SceneConfig::default()
+        })
+        .unwrap();
+        // A walks down the image at x 0.3, B walks up at x 0.7.
+        let events = play(&mut scene, 21, |f| {
+            let d = 0.02 * f as f32;
+            vec![person(0.8, at(0.3, 0.3 + d)), person(0.8, at(0.7, 0.7 - d))]
+        });
+        let crossings: Vec<(u64, Duration, &LineCrossing)> = events
+            .iter()
+            .flat_map(|e| e.crossings.iter().map(move |c| (e.track_id, e.time, c)))
+            .collect();
+        assert_eq!(crossings.len(), 2, "{crossings:?}");
+        let by_track = |id| crossings.iter().find(|c| c.0 == id).unwrap();
+        // Standing on a (left) facing b (right), left is up in the image:
+        // walking down is left to right.
+        assert_eq!(by_track(1).2.direction, Direction::LeftToRight);
+        assert_eq!(by_track(2).2.direction, Direction::RightToLeft);
+        // Both cross between frame 10 (y = 0.5, on the line) and frame 11.
+        assert_eq!(by_track(1).1, ms(2200));
+        assert_eq!(by_track(2).1, ms(2200));
+        let e = events
+            .iter()
+            .find(|e| e.track_id == 1 && e.time == ms(2200))
+            .unwrap();
+        assert_eq!((e.phase, e.reason), (Phase::Updated, Reason::LineCrossing));
+    }
+
+    #[test]
+    fn line_direction_filter_keeps_only_one_way() {
+        let mut scene = Scene::new(SceneConfig {
+            lines: vec![road_line(LineDirection::RightToLeft)],
+            ..SceneConfig::default()
+        })
+        .unwrap();
+        let events = play(&mut scene, 21, |f| {
+            let d = 0.02 * f as f32;
+            vec![person(0.8, at(0.3, 0.3 + d)), person(0.8, at(0.7, 0.7 - d))]
+        });
+        let crossings: Vec<(u64, Direction)> = events
+            .iter()
+            .flat_map(|e| e.crossings.iter().map(move |c| (e.track_id, c.direction)))
+            .collect();
+        assert_eq!(crossings, vec![(2, Direction::RightToLeft)]);
+    }
+
+    #[test]
+    fn crossing_while_tentative_is_carried_by_the_start() {
+        let mut scene = Scene::new(SceneConfig {
+            lines: vec![road_line(LineDirection::Both)],
+            tracker: TrackerConfig {
+                min_initialized: 3,
+                ..TrackerConfig::default()
+            },
+            ..SceneConfig::default()
+        })
+        .unwrap();
+        let events = play(&mut scene, 3, |f| {
+            vec![person(0.8, at(0.3, 0.46 + 0.04 * f as f32))]
+        });
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].phase, Phase::Started);
+        assert_eq!(events[0].crossings.len(), 1);
+        assert_eq!(events[0].started_at, ms(0));
+        assert_eq!(events[0].time, ms(400));
+    }
+
+    #[test]
+    fn an_object_sitting_still_is_announced_stationary_once() {
+        let mut scene = Scene::new(SceneConfig::default()).unwrap();
+        // Three minutes still, with a pixel of detector jitter.
+        let events = play(&mut scene, 900, |f| {
+            vec![person(0.8, at(0.5 + 0.001 * (f % 3) as f32, 0.7))]
+        });
+        let stationary: Vec<&TrackEvent> = events
+            .iter()
+            .filter(|e| e.reason == Reason::StationaryChange)
+            .collect();
+        assert_eq!(stationary.len(), 1, "{stationary:?}");
+        assert!(stationary[0].stationary);
+        // Still enough at 10 s, announced on the next frame allowed by the
+        // one-per-second rule (the last position event was at 9.2 s).
+        let since = stationary[0].time;
+        assert_eq!(since, ms(10_200));
+        // Afterwards only the periodic reminder, every 60 s.
+        let after: Vec<(Duration, Reason)> = events
+            .iter()
+            .filter(|e| e.time > since)
+            .map(|e| (e.time, e.reason))
+            .collect();
+        assert_eq!(
+            after,
+            vec![
+                (ms(70_200), Reason::Periodic),
+                (ms(130_200), Reason::Periodic)
+            ]
+        );
+        assert!(events.iter().all(|e| e.track_id == 1));
+    }
+
+    #[test]
+    fn a_single_frame_false_positive_never_yields_an_event() {
+        let mut scene = Scene::new(SceneConfig::default()).unwrap();
+        let events = play(&mut scene, 20, |f| {
+            if f == 3 {
+                vec![person(0.95, at(0.5, 0.5))]
+            } else {
+                vec![]
+            }
+        });
+        assert!(events.is_empty(), "{events:?}");
+        assert!(scene.active_tracks().is_empty());
+    }
+
+    #[test]
+    fn a_track_keeps_its_id_through_two_missed_frames() {
+        let mut scene = Scene::new(SceneConfig::default()).unwrap();
+        let events = play(&mut scene, 15, |f| {
+            if f == 6 || f == 7 {
+                vec![]
+            } else {
+                vec![person(0.8, at(0.2 + 0.01 * f as f32, 0.6))]
+            }
+        });
+        assert!(events.iter().all(|e| e.track_id == 1), "{events:?}");
+        assert!(events.iter().all(|e| e.phase != Phase::Ended));
+        assert_eq!(scene.active_tracks().len(), 1);
+    }
+
+    #[test]
+    fn start_updates_at_most_once_a_second_and_end() {
+        let mut scene = Scene::new(SceneConfig::default()).unwrap();
+        // Walks for 10 s, then disappears.
+        let events = play(&mut scene, 70, |f| {
+            if f < 50 {
+                vec![person(0.8, at(0.1 + 0.01 * f as f32, 0.6))]
+            } else {
+                vec![]
+            }
+        });
+        assert_eq!(
+            events.first().map(|e| (e.phase, e.time)),
+            Some((Phase::Started, ms(200)))
+        );
+        assert!(events[0].best);
+        let last = events.last().unwrap();
+        assert_eq!((last.phase, last.reason), (Phase::Ended, Reason::End));
+        // The last frame's box and time.
+        assert_eq!(last.time, ms(49 * 200));
+        assert_eq!(last.bbox, at(0.1 + 0.01 * 49.0, 0.6));
+        let updates: Vec<Duration> = events
+            .iter()
+            .filter(|e| e.phase == Phase::Updated)
+            .map(|e| e.time)
+            .collect();
+        assert!(
+            updates
+                .windows(2)
+                .all(|w| w[1] - w[0] >= Duration::from_secs(1))
+        );
+        assert_eq!(updates.len(), 9, "{updates:?}");
+        assert!(
+            events
+                .iter()
+                .filter(|e| e.phase == Phase::Updated)
+                .all(|e| e.reason == Reason::Position)
+        );
+    }
+
+    #[test]
+    fn better_score_is_flagged_as_snapshot_candidate() {
+        let mut scene = Scene::new(SceneConfig::default()).unwrap();
+        let events = play(&mut scene, 20, |f| {
+            // Frame 16 is a second after the last position event (2.2 s).
+            let score = if f == 16 { 0.95 } else { 0.7 };
+            vec![person(score, at(0.1 + 0.01 * f as f32, 0.6))]
+        });
+        let best: Vec<(Duration, Reason)> = events
+            .iter()
+            .filter(|e| e.best)
+            .map(|e| (e.time, e.reason))
+            .collect();
+        assert_eq!(
+            best,
+            vec![(ms(200), Reason::Start), (ms(3200), Reason::BetterScore)]
+        );
+    }
+
+    #[test]
+    fn zone_entry_and_exit_with_dwell_start() {
+        let mut scene = Scene::new(SceneConfig {
+            zones: vec![square("yard", 0.505, 0.0, 1.0, 1.0)],
+            ..SceneConfig::default()
+        })
+        .unwrap();
+        // Walks right from 0.3 to 0.69 and back.
+        let x = |f: u64| {
+            if f < 40 {
+                0.3 + 0.01 * f as f32
+            } else {
+                0.69 - 0.01 * (f - 40) as f32
+            }
+        };
+        let events = play(&mut scene, 70, |f| vec![person(0.8, at(x(f), 0.6))]);
+        assert!(events.iter().all(|e| e.track_id == 1));
+        let changes: Vec<(Duration, Vec<ZonePresence>)> = events
+            .iter()
+            .filter(|e| e.reason == Reason::ZoneChange)
+            .map(|e| (e.time, e.zones.clone()))
+            .collect();
+        // Inside from frame 21 (x = 0.51); entered after 3 frames inside.
+        let enter = ZonePresence {
+            zone: "yard".into(),
+            entered_at: ms(4200),
+        };
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(changes[0], (ms(4600), vec![enter.clone()]));
+        // Outside from frame 59 (x = 0.5); left after 3 frames outside.
+        assert_eq!(changes[1], (ms(12_200), vec![]));
+        let between = events
+            .iter()
+            .filter(|e| e.time > changes[0].0 && e.time < changes[1].0);
+        assert!(between.into_iter().all(|e| e.zones == vec![enter.clone()]));
+        let after = events.iter().filter(|e| e.time > changes[1].0);
+        assert!(after.into_iter().all(|e| e.zones.is_empty()));
+    }
+
+    #[test]
+    fn masks_hide_objects_standing_in_them() {
+        let mut scene = Scene::new(SceneConfig {
+            masks: vec![square("", 0.0, 0.8, 1.0, 1.0).area],
+            ..SceneConfig::default()
+        })
+        .unwrap();
+        let events = play(&mut scene, 10, |f| {
+            vec![
+                // On the masked road.
+                person(0.9, at(0.2 + 0.01 * f as f32, 0.9)),
+                // Above it.
+                person(0.9, at(0.6, 0.7)),
+            ]
+        });
+        assert!(!events.is_empty());
+        assert!(events.iter().all(|e| e.bbox[3] == 0.7), "{events:?}");
+    }
+
+    #[test]
+    fn low_median_score_is_never_reported() {
+        let mut filters = BTreeMap::new();
+        filters.insert(
+            "person".to_owned(),
+            ClassFilter {
+                threshold: 0.75,
+                ..ClassFilter::with_min_score(0.5)
+            },
+        );
+        let mut scene = Scene::new(SceneConfig {
+            filters,
+            ..SceneConfig::default()
+        })
+        .unwrap();
+        let walk = |f: u64, s: f32| vec![person(s, at(0.1 + 0.01 * f as f32, 0.6))];
+        let events = play(&mut scene, 16, |f| walk(f, if f < 10 { 0.6 } else { 0.8 }));
+        // Confirmed from frame 1 but not reported while the median is 0.6;
+        // reported once 6 of the last 10 scores are 0.8 (frame 15).
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            (events[0].phase, events[0].time),
+            (Phase::Started, ms(3000))
+        );
+        assert_eq!(events[0].started_at, ms(0));
+    }
+
+    #[test]
+    fn classes_and_min_score_filter_detections() {
+        let mut scene = Scene::new(SceneConfig {
+            classes: vec!["car".into()],
+            ..SceneConfig::default()
+        })
+        .unwrap();
+        let events = play(&mut scene, 5, |f| {
+            let b = at(0.3 + 0.01 * f as f32, 0.6);
+            vec![
+                person(0.9, b),
+                RawDetection {
+                    class_id: CAR,
+                    label: "car",
+                    score: 0.9,
+                    bbox: at(0.7, 0.6),
+                },
+                // Below min_score: never starts a track.
+                RawDetection {
+                    class_id: CAR,
+                    label: "car",
+                    score: 0.3,
+                    bbox: at(0.2, 0.9),
+                },
+            ]
+        });
+        assert!(
+            events
+                .iter()
+                .all(|e| e.label == "car" && e.bbox == at(0.7, 0.6))
+        );
+        assert_eq!(scene.active_tracks().len(), 1);
+    }
+
+    #[test]
+    fn end_all_ends_reported_tracks_and_ids_go_on() {
+        let mut scene = Scene::new(SceneConfig::default()).unwrap();
+        play(&mut scene, 3, |_| vec![person(0.8, at(0.3, 0.6))]);
+        let ended = scene.end_all();
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].phase, ended[0].time), (Phase::Ended, ms(400)));
+        assert!(scene.active_tracks().is_empty());
+        let events = play(&mut scene, 3, |_| vec![person(0.8, at(0.3, 0.6))]);
+        assert_eq!(events[0].track_id, 2);
+    }
+
+    #[test]
+    fn reconfigure_keeps_tracks_and_applies_next_frame() {
+        let mut scene = Scene::new(SceneConfig::default()).unwrap();
+        play(&mut scene, 5, |_| vec![person(0.8, at(0.7, 0.6))]);
+        scene
+            .reconfigure(SceneConfig {
+                zones: vec![square("yard", 0.5, 0.0, 1.0, 1.0)],
+                ..SceneConfig::default()
+            })
+            .unwrap();
+        let events: Vec<TrackEvent> = (5..10)
+            .flat_map(|f| scene.update(ms(200 * f), &[person(0.8, at(0.7, 0.6))]))
+            .collect();
+        let entry = events
+            .iter()
+            .find(|e| e.reason == Reason::ZoneChange)
+            .unwrap();
+        assert_eq!(entry.track_id, 1);
+        assert_eq!(entry.zones[0].entered_at, ms(1000));
+        // A bad config changes nothing.
+        let bad = SceneConfig {
+            zones: vec![
+                square("a", 0.0, 0.0, 0.5, 0.5),
+                square("a", 0.5, 0.5, 1.0, 1.0),
+            ],
+            ..SceneConfig::default()
+        };
+        assert_eq!(
+            scene.reconfigure(bad).unwrap_err(),
+            Error::DuplicateName {
+                field: "zones[1].name".into(),
+                name: "a".into()
+            }
+        );
+        assert_eq!(scene.config().zones.len(), 1);
+    }
+
+    #[test]
+    fn invalid_configs_name_the_field() {
+        let field = |cfg: SceneConfig| Scene::new(cfg).unwrap_err().field().map(str::to_owned);
+        let mut z = square("yard", 0.0, 0.0, 0.5, 0.5);
+        z.area.truncate(2);
+        assert_eq!(
+            field(SceneConfig {
+                zones: vec![square("ok", 0.0, 0.0, 0.1, 0.1), z],
+                ..SceneConfig::default()
+            }),
+            Some("zones[1].area".into())
+        );
+        let mut l = road_line(LineDirection::Both);
+        l.a.y = -0.1;
+        assert_eq!(
+            field(SceneConfig {
+                lines: vec![l],
+                ..SceneConfig::default()
+            }),
+            Some("lines[0].a.y".into())
+        );
+        assert_eq!(
+            field(SceneConfig {
+                lines: vec![
+                    road_line(LineDirection::Both),
+                    road_line(LineDirection::Both)
+                ],
+                ..SceneConfig::default()
+            }),
+            Some("lines[1].name".into())
+        );
+        assert_eq!(
+            field(SceneConfig {
+                masks: vec![vec![
+                    Point::new(0.0, 0.0),
+                    Point::new(2.0, 0.0),
+                    Point::new(0.0, 1.0)
+                ]],
+                ..SceneConfig::default()
+            }),
+            Some("masks[0][1].x".into())
+        );
+        assert_eq!(
+            field(SceneConfig {
+                min_score: 1.2,
+                ..SceneConfig::default()
+            }),
+            Some("min_score".into())
+        );
+    }
+
+    #[test]
+    fn detector_keeps_running_while_tracks_live() {
+        let mut scene = Scene::new(SceneConfig::default()).unwrap();
+        let idle = MotionResult {
+            changed: 0.0,
+            boxes: vec![],
+            motion: false,
+            calibrating: false,
+            active: false,
+        };
+        assert!(!scene.run_detector(&idle));
+        scene.update(ms(0), &[person(0.8, at(0.3, 0.6))]);
+        assert!(scene.run_detector(&idle));
+        scene.update(ms(200), &[]);
+        assert!(!scene.run_detector(&idle));
+    }
+
+    #[test]
+    fn motion_goes_through_the_scene_masks() {
+        let mut scene = Scene::new(SceneConfig {
+            masks: vec![square("", 0.0, 0.0, 1.0, 1.0).area],
+            ..SceneConfig::default()
+        })
+        .unwrap();
+        let (w, h) = (64u32, 36u32);
+        let still = vec![10u8; (w * h * 3) as usize];
+        let busy = vec![200u8; (w * h * 3) as usize];
+        let mut t = 0;
+        for data in [&still, &still, &still, &still, &still, &still, &busy] {
+            let f = Frame {
+                width: w,
+                height: h,
+                stride: (w * 3) as usize,
+                data,
+            };
+            let r = scene.motion(ms(t), &f).unwrap();
+            assert!(!r.motion);
+            t += 200;
+        }
+    }
+}
