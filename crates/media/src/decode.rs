@@ -332,7 +332,8 @@ impl Decoder {
                 };
                 shared.counters.decoded.fetch_add(1, Ordering::Relaxed);
                 let Some(pts) = buffer.pts() else {
-                    return gst::PadProbeReturn::Drop;
+                    drop(info.take_buffer());
+                    return gst::PadProbeReturn::Handled;
                 };
                 let ticks = ns_to_ticks(pts.nseconds());
                 let picked = shared
@@ -343,7 +344,9 @@ impl Decoder {
                 if picked {
                     gst::PadProbeReturn::Ok
                 } else {
-                    gst::PadProbeReturn::Drop
+                    // Consumed here: the buffer goes no further.
+                    drop(info.take_buffer());
+                    gst::PadProbeReturn::Handled
                 }
             });
         }
