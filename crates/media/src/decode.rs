@@ -456,7 +456,7 @@ impl Decoder {
     pub fn pull(&mut self) -> Option<DecodedFrame> {
         loop {
             let sample = self.appsink.try_pull_sample(gst::ClockTime::ZERO)?;
-            match self.to_decoded(&sample) {
+            match self.picture(&sample) {
                 Some(frame) => {
                     self.shared
                         .counters
@@ -490,7 +490,7 @@ impl Decoder {
                 .try_pull_sample(gst::ClockTime::from_nseconds(left.as_nanos() as u64))
             {
                 Some(sample) => {
-                    if let Some(f) = self.to_decoded(&sample) {
+                    if let Some(f) = self.picture(&sample) {
                         self.shared
                             .counters
                             .analysed
@@ -503,7 +503,7 @@ impl Decoder {
         }
     }
 
-    fn to_decoded(&mut self, sample: &gst::Sample) -> Option<DecodedFrame> {
+    fn picture(&mut self, sample: &gst::Sample) -> Option<DecodedFrame> {
         let buffer = sample.buffer()?;
         let s = sample.caps()?.structure(0)?;
         let width = u32::try_from(s.get::<i32>("width").ok()?).ok()?;

@@ -223,6 +223,11 @@ async fn h265_decodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_with_b_frames_decodes() {
+    decodes(Codec::H265, 2, StreamKind::Sub, (640, 360)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_camera_reconnects_and_runs_again() {
     let sim = camsim(Codec::H264, 0).await;
     let mut run = start(stream(&sim, StreamKind::Sub), DecodeConfig::default());
