@@ -1,15 +1,15 @@
 //! One camera: the supervisor that keeps it recording, one tokio task per camera.
 //!
-//! Each session opens the camera's [`Source`](crate::source::Source) (retina, or GStreamer for
-//! what retina cannot do) and hands every frame to the camera's [`Recorder`]. The supervisor
-//! ends a session when the stream errors, ends, or stalls (no frame for `stall_timeout`; the
-//! first frame may take 5 s longer, for connection set-up and the first keyframe), and opens a
-//! new one after a capped exponential backoff; a configuration change restarts it at once. On
+//! Each session opens the camera's [`Source`] (the acquisition layer, `kordon-media`: retina, or
+//! GStreamer for what retina cannot do) and hands every frame to the camera's [`Recorder`]. The
+//! supervisor ends a session when the stream errors, ends, or stalls (no frame for
+//! `stall_timeout`; the first frame may take [`FIRST_FRAME_GRACE`](kordon_media::config::FIRST_FRAME_GRACE) longer, for connection set-up
+//! and the first keyframe), and opens a new one after the acquisition layer's capped exponential
+//! [`Backoff`]; a configuration change restarts it at once. On
 //! stop it closes the source (TEARDOWN) and the open segment into the spool. Which source and
 //! transport a camera uses is in its status.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -17,35 +17,20 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{CameraConfig, IngestConfig};
 use crate::metrics;
 use crate::recorder::{GapReason, Recorder};
-use crate::source::{self, OpenContext, Source};
 use crate::status::{CameraState, StatusBoard};
+use kordon_media::Backoff;
+use kordon_media::config::OFFLINE_AFTER_FAILURES;
+use kordon_media::source::{self, OpenContext, Source, SourceError};
 
-pub use crate::source::gst::realtime_clock;
+pub use kordon_media::source::gst::realtime_clock;
 
-/// Capped exponential backoff.
-struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            next: initial,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    fn reset(&mut self) {
-        self.next = self.initial;
+/// The hole a failed session leaves: a camera that answered with something unusable is a
+/// stream error; one unreachable, gone quiet or ended is a lost stream.
+fn gap_reason(e: &SourceError) -> GapReason {
+    if e.is_refusal() {
+        GapReason::StreamError
+    } else {
+        GapReason::StreamLost
     }
 }
 
@@ -128,7 +113,7 @@ pub async fn supervise(
                 ctx.board.update(&site, &name, |s| {
                     s.reconnects += 1;
                     s.set_error(detail.clone());
-                    s.set_state(if attempt >= 3 {
+                    s.set_state(if attempt >= OFFLINE_AFTER_FAILURES {
                         CameraState::Offline
                     } else {
                         CameraState::Reconnecting
@@ -166,14 +151,15 @@ async fn run_session(
     stop: &CancellationToken,
 ) -> SessionEnd {
     let open_ctx = OpenContext {
-        config: ctx.config.clone(),
+        config: Arc::new(ctx.config.source_config()),
         clock: ctx.clock.clone(),
     };
+    let stream = spec.record_stream();
     // Before the first frame, allow for connection set-up and the first keyframe.
-    let first_frame_timeout = ctx.config.stall_timeout + Duration::from_secs(5);
+    let first_frame_timeout = open_ctx.config.first_frame_timeout();
     tracing::debug!(
         url = %spec.redacted_record_url(),
-        source = source::choose(spec, &ctx.config).as_str(),
+        source = source::choose(&stream, &open_ctx.config).as_str(),
         "connecting"
     );
     let opened = tokio::select! {
@@ -181,11 +167,11 @@ async fn run_session(
         changed = spec_rx.changed() => {
             return if changed.is_err() { SessionEnd::Shutdown } else { SessionEnd::Reconfigured };
         }
-        opened = tokio::time::timeout(first_frame_timeout, source::open(spec, &open_ctx)) => opened,
+        opened = tokio::time::timeout(first_frame_timeout, source::open(&stream, &open_ctx)) => opened,
     };
     let mut src: Box<dyn Source> = match opened {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return SessionEnd::Failed(e.gap_reason(), e.to_string()),
+        Ok(Err(e)) => return SessionEnd::Failed(gap_reason(&e), e.to_string()),
         Err(_) => {
             return SessionEnd::Failed(
                 GapReason::StreamLost,
@@ -217,7 +203,7 @@ async fn run_session(
         };
         let frame = match next {
             Ok(Ok(frame)) => frame,
-            Ok(Err(e)) => break SessionEnd::Failed(e.gap_reason(), e.to_string()),
+            Ok(Err(e)) => break SessionEnd::Failed(gap_reason(&e), e.to_string()),
             Err(_) if got_frame => {
                 break SessionEnd::Failed(
                     GapReason::StreamLost,

@@ -12,36 +12,13 @@ use crate::IngestError;
 pub const DEFAULT_SEGMENT_DURATION: Duration = Duration::from_secs(6);
 /// Default ceiling of the local spool.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
-/// First reconnect delay after a camera fails.
-pub const DEFAULT_RECONNECT_INITIAL: Duration = Duration::from_millis(250);
-/// Reconnect delays double up to this cap, so a camera that returns is recorded again within
-/// about this long (plus connection set-up and the wait for its next keyframe).
-pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(1);
-/// A camera that delivers no media for this long is treated as broken and reconnected.
-pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// RTSP jitter-buffer latency.
-pub const DEFAULT_RTSP_LATENCY: Duration = Duration::from_millis(200);
-
-/// Which RTSP client records a camera.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum RtspClient {
-    /// The `retina` crate for `rtsp://` (TCP, UDP when the camera refuses TCP; H.264, H.265);
-    /// GStreamer only for what retina cannot do (`rtsps://`).
-    #[default]
-    #[serde(alias = "native", alias = "retina")]
-    Auto,
-    /// GStreamer's `rtspsrc` for every camera.
-    Gstreamer,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    #[default]
-    Tcp,
-    Udp,
-}
+// How streams are opened and reconnected is the acquisition layer's (`kordon-media`); ingest
+// maps its configuration into it ([`IngestConfig::source_config`],
+// [`CameraConfig::record_stream`]).
+pub use kordon_media::config::{
+    DEFAULT_RECONNECT_INITIAL, DEFAULT_RECONNECT_MAX, DEFAULT_RTSP_LATENCY, DEFAULT_STALL_TIMEOUT,
+};
+pub use kordon_media::{RtspClient, Transport, redact_url};
 
 /// One camera of this shard. Its `Debug` output leaves out the password and any credentials
 /// in the URLs, so no log line can carry them.
@@ -95,6 +72,17 @@ impl CameraConfig {
         redact_url(&self.record)
     }
 
+    /// The record stream as the acquisition layer opens it.
+    pub fn record_stream(&self) -> kordon_media::StreamConfig {
+        kordon_media::StreamConfig {
+            name: format!("{}-{}", self.site, self.name),
+            url: self.record.clone(),
+            transport: self.transport,
+            username: self.username.clone(),
+            password: self.password.clone(),
+        }
+    }
+
     pub fn validate(&self, key: &str) -> Result<(), IngestError> {
         validate_name(&format!("{key}.site"), &self.site)?;
         validate_name(&format!("{key}.name"), &self.name)?;
@@ -139,19 +127,6 @@ pub fn validate_name(key: &str, name: &str) -> Result<(), IngestError> {
                  with '-'"
             ),
         })
-    }
-}
-
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if !u.username().is_empty() || u.password().is_some() {
-                let _ = u.set_username("");
-                let _ = u.set_password(None);
-            }
-            u.to_string()
-        }
-        Err(_) => "(invalid URL)".to_string(),
     }
 }
 
@@ -214,6 +189,17 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
+    /// How the acquisition layer opens and reconnects this shard's cameras.
+    pub fn source_config(&self) -> kordon_media::SourceConfig {
+        kordon_media::SourceConfig {
+            rtsp_client: self.rtsp_client,
+            rtsp_latency: self.rtsp_latency,
+            stall_timeout: self.stall_timeout,
+            reconnect_initial: self.reconnect_initial,
+            reconnect_max: self.reconnect_max,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), IngestError> {
         let bad = |key: &str, message: &str| {
             Err(IngestError::Config {

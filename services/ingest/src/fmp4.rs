@@ -57,44 +57,23 @@ const TRUN_FLAGS: u32 = 0x00_0001 | 0x00_0100 | 0x00_0200 | 0x00_0400 | 0x00_080
 /// The unity matrix of `mvhd`/`tkhd`.
 const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
-/// Video codec of the track.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Codec {
-    /// H.264/AVC: `avc1` sample entry with an `avcC` box.
-    H264,
-    /// H.265/HEVC: `hvc1` sample entry with an `hvcC` box.
-    H265,
-}
+/// The track's codec and format are the acquisition layer's own types, carried unchanged.
+pub use kordon_media::{Codec, TrackConfig};
 
-impl Codec {
-    fn sample_entry(self) -> &'static [u8; 4] {
-        match self {
-            Codec::H264 => b"avc1",
-            Codec::H265 => b"hvc1",
-        }
-    }
-
-    fn config_box(self) -> &'static [u8; 4] {
-        match self {
-            Codec::H264 => b"avcC",
-            Codec::H265 => b"hvcC",
-        }
+/// The sample entry of a codec's track.
+fn sample_entry(codec: Codec) -> &'static [u8; 4] {
+    match codec {
+        Codec::H264 => b"avc1",
+        Codec::H265 => b"hvc1",
     }
 }
 
-/// The one video track of a segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackConfig {
-    pub codec: Codec,
-    /// The `avcC` or `hvcC` record exactly as in GStreamer's `codec_data` caps field.
-    pub codec_data: Vec<u8>,
-    /// Picture width in pixels (1..=65535).
-    pub width: u32,
-    /// Picture height in pixels (1..=65535).
-    pub height: u32,
-    /// Ticks per second of every timestamp and duration, e.g. 90 000.
-    pub timescale: u32,
+/// The box holding a codec's decoder configuration record.
+fn config_box(codec: Codec) -> &'static [u8; 4] {
+    match codec {
+        Codec::H264 => b"avcC",
+        Codec::H265 => b"hvcC",
+    }
 }
 
 /// One access unit.
@@ -667,7 +646,7 @@ fn write_init(buf: &mut Vec<u8>, track: &TrackConfig) -> Result<(), Fmp4Error> {
     let ftyp = begin(buf, b"ftyp");
     buf.extend_from_slice(b"iso6");
     put_u32(buf, 0); // minor_version
-    for brand in [b"iso6", b"cmfc", track.codec.sample_entry(), b"mp41"] {
+    for brand in [b"iso6", b"cmfc", sample_entry(track.codec), b"mp41"] {
         buf.extend_from_slice(brand);
     }
     end(buf, ftyp)?;
@@ -737,7 +716,7 @@ fn write_init(buf: &mut Vec<u8>, track: &TrackConfig) -> Result<(), Fmp4Error> {
     let stbl = begin(buf, b"stbl");
     let stsd = begin_full(buf, b"stsd", 0, 0);
     put_u32(buf, 1); // entry_count
-    let entry = begin(buf, track.codec.sample_entry());
+    let entry = begin(buf, sample_entry(track.codec));
     put_zeros(buf, 6); // reserved
     put_u16(buf, 1); // data_reference_index
     put_zeros(buf, 2 + 2 + 12); // pre_defined, reserved, pre_defined
@@ -750,7 +729,7 @@ fn write_init(buf: &mut Vec<u8>, track: &TrackConfig) -> Result<(), Fmp4Error> {
     put_zeros(buf, 32); // compressorname
     put_u16(buf, 0x0018); // depth
     put_u16(buf, 0xffff); // pre_defined = -1
-    let config = begin(buf, track.codec.config_box());
+    let config = begin(buf, config_box(track.codec));
     buf.extend_from_slice(&track.codec_data);
     end(buf, config)?;
     end(buf, entry)?;

@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{CameraConfig, Transport};
 use crate::service::{ApplyOutcome, Ingest};
-use crate::source::SourceKind;
 use crate::status::{CameraState, CameraStatus};
+use kordon_media::SourceKind;
 
 /// The gRPC implementation of `kordon.ingest.v1.IngestService`.
 #[derive(Clone)]

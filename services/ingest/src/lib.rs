@@ -1,8 +1,9 @@
 //! Kordon ingest: records camera streams into object storage.
 //!
 //! Per camera, one tokio task ([`camera`]) pulls the RTSP record stream (H.264 or H.265, TCP or
-//! UDP, B-frames) without decoding through one [`source::Source`]: the `retina` crate, or
-//! GStreamer's `rtspsrc` for what retina cannot do (`rtsps://`); the [`recorder`] cuts it at
+//! UDP, B-frames) without decoding through one [`kordon_media::Source`] (the acquisition layer
+//! detection shares): the `retina` crate, or GStreamer's `rtspsrc` for what retina cannot do
+//! (`rtsps://`); the [`recorder`] cuts it at
 //! keyframes into self-contained fragmented-MP4 segments (default 6 s), hashing every byte as it is written, into the local [`spool`]; the
 //! [`uploader`] stores each segment in object storage under the documented key layout
 //! (`kordon_objects::segment_key`) and registers it with the storage service, in order per
@@ -28,7 +29,6 @@ pub mod metrics;
 pub mod recorder;
 pub mod segment;
 pub mod service;
-pub mod source;
 pub mod spool;
 pub mod status;
 pub mod uploader;

@@ -18,72 +18,22 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::IngestError;
-use crate::fmp4::{Codec, Sample, SegmentWriter, TrackConfig};
+use crate::fmp4::{Sample, SegmentWriter};
 use crate::metrics;
 use crate::segment::{GapMeta, ResumeMeta, SegmentMeta, UnixMicros};
-use crate::source::Frame;
 use crate::spool::{Spool, SpoolFile};
 use crate::status::{CameraState, StatusBoard};
+use kordon_media::Frame;
 
-/// Timescale of the segments' video track.
-pub const TIMESCALE: u32 = 90_000;
+/// Timescale of the segments' video track: the sources' own (90 kHz), so no time changes form.
+pub use kordon_media::TIMESCALE;
 /// Fragments inside a segment are flushed at least this often (timescale units: 1 s), so the
 /// writer holds little in memory and a crash loses little.
 const FRAGMENT_TS: u64 = TIMESCALE as u64;
 
 pub use crate::segment::GapReason;
-
-/// The stream's format, from the appsink caps.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrackInfo {
-    pub track: TrackConfig,
-    pub codec_name: &'static str,
-    pub fps: f64,
-}
-
-impl TrackInfo {
-    /// Reads codec, codec data, size and frame rate from parsed H.264/H.265 caps.
-    pub fn from_caps(caps: &gstreamer::CapsRef) -> Result<TrackInfo, IngestError> {
-        let s = caps
-            .structure(0)
-            .ok_or_else(|| IngestError::Gstreamer("caps without structure".into()))?;
-        let (codec, codec_name) = match s.name().as_str() {
-            "video/x-h264" => (Codec::H264, "h264"),
-            "video/x-h265" => (Codec::H265, "h265"),
-            other => {
-                return Err(IngestError::Gstreamer(format!(
-                    "unsupported stream format {other}"
-                )));
-            }
-        };
-        let codec_data = s
-            .get::<gstreamer::Buffer>("codec_data")
-            .map_err(|_| IngestError::Gstreamer("stream has no codec data (SPS/PPS) yet".into()))?;
-        let codec_data = codec_data
-            .map_readable()
-            .map_err(|_| IngestError::Gstreamer("codec data not readable".into()))?
-            .to_vec();
-        let width = s.get::<i32>("width").unwrap_or(0).max(0) as u32;
-        let height = s.get::<i32>("height").unwrap_or(0).max(0) as u32;
-        let fps = s
-            .get::<gstreamer::Fraction>("framerate")
-            .ok()
-            .filter(|f| f.denom() > 0 && f.numer() > 0)
-            .map(|f| f.numer() as f64 / f.denom() as f64)
-            .unwrap_or(0.0);
-        Ok(TrackInfo {
-            track: TrackConfig {
-                codec,
-                codec_data,
-                width,
-                height,
-                timescale: TIMESCALE,
-            },
-            codec_name,
-            fps,
-        })
-    }
-}
+/// The stream's format, as the source reports it.
+pub use kordon_media::TrackInfo;
 
 struct OpenSegment {
     writer: SegmentWriter<BufWriter<File>>,

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 use crate::config::Transport;
-use crate::source::SourceKind;
+use kordon_media::SourceKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CameraState {

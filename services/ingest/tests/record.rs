@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kordon_camsim::{Camsim, CamsimConfig, CamsimHandle, ClipSource, Codec, Source, StreamKind};
 use kordon_ingest::config::{CameraConfig, IngestConfig, Transport};
-use kordon_ingest::source::SourceKind;
 use kordon_ingest::{Destinations, Ingest};
+use kordon_media::SourceKind;
 use kordon_objects::{ObjectPath, ObjectStore, ObjectStoreConfig};
 use kordon_proto::common::v1 as common;
 use kordon_proto::storage::v1 as spb;

@@ -7,7 +7,7 @@
 //! - [`retina`](self::retina) — the `retina` crate, RTSP over TCP or UDP, H.264 and H.265, on the
 //!   camera's own tokio task. The default for `rtsp://`.
 //! - [`gst`] — GStreamer's `rtspsrc`, only for what retina cannot do (`rtsps://`), or for every
-//!   camera when `ingest.rtsp_client` is `gstreamer`.
+//!   camera when [`SourceConfig::rtsp_client`] is `gstreamer`.
 //!
 //! # What every source guarantees
 //! - Frames come in decode order, one access unit each, as 4-byte length-prefixed NAL units
@@ -31,8 +31,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::config::{CameraConfig, IngestConfig, RtspClient, Transport};
-use crate::recorder::{GapReason, TIMESCALE, TrackInfo};
+use crate::config::{RtspClient, SourceConfig, StreamConfig, Transport};
+use crate::track::{TIMESCALE, TrackInfo};
 
 /// One access unit.
 #[derive(Debug, Clone)]
@@ -66,15 +66,6 @@ impl SourceKind {
     }
 }
 
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        }
-    }
-}
-
 /// Why a source failed, and so whether to expect a retry to help.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -91,11 +82,10 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    pub fn gap_reason(&self) -> GapReason {
-        match self {
-            SourceError::Lost(_) | SourceError::Ended => GapReason::StreamLost,
-            SourceError::Refused(_) => GapReason::StreamError,
-        }
+    /// Whether the camera answered with something unusable (rather than being unreachable or
+    /// ending the stream): ingest records such a hole as a stream error, not a lost stream.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, SourceError::Refused(_))
     }
 }
 
@@ -113,30 +103,42 @@ pub trait Source: Send {
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
-/// What opening a source needs besides the camera's own configuration.
+/// What opening a source needs besides the stream's own configuration.
 #[derive(Clone)]
 pub struct OpenContext {
-    pub config: Arc<IngestConfig>,
-    /// The pipeline clock for GStreamer sources (a realtime clock).
+    pub config: Arc<SourceConfig>,
+    /// The pipeline clock for GStreamer sources (a realtime clock: [`gst::realtime_clock`]).
     pub clock: ::gstreamer::Clock,
 }
 
-/// Which client records `spec`: GStreamer only for what retina cannot do.
-pub fn choose(spec: &CameraConfig, config: &IngestConfig) -> SourceKind {
-    if config.rtsp_client == RtspClient::Gstreamer || !spec.record.starts_with("rtsp://") {
+impl OpenContext {
+    /// A context on a fresh realtime clock.
+    pub fn new(config: SourceConfig) -> Self {
+        OpenContext {
+            config: Arc::new(config),
+            clock: gst::realtime_clock(),
+        }
+    }
+}
+
+/// Which client opens `stream`: GStreamer only for what retina cannot do.
+pub fn choose(stream: &StreamConfig, config: &SourceConfig) -> SourceKind {
+    if config.rtsp_client == RtspClient::Gstreamer || !stream.url.starts_with("rtsp://") {
         SourceKind::Gstreamer
     } else {
         SourceKind::Retina
     }
 }
 
-/// Connects to the camera and starts its stream.
-pub async fn open(spec: &CameraConfig, ctx: &OpenContext) -> Result<Box<dyn Source>, SourceError> {
-    match choose(spec, &ctx.config) {
-        SourceKind::Retina => Ok(Box::new(
-            retina::RetinaSource::open(spec, &ctx.config).await?,
-        )),
-        SourceKind::Gstreamer => Ok(Box::new(gst::GstSource::open(spec, ctx)?)),
+/// Connects to the camera and starts its stream. Needs GStreamer initialised
+/// ([`crate::init`]) when the GStreamer client may be chosen.
+pub async fn open(
+    stream: &StreamConfig,
+    ctx: &OpenContext,
+) -> Result<Box<dyn Source>, SourceError> {
+    match choose(stream, &ctx.config) {
+        SourceKind::Retina => Ok(Box::new(retina::RetinaSource::open(stream).await?)),
+        SourceKind::Gstreamer => Ok(Box::new(gst::GstSource::open(stream, ctx)?)),
     }
 }
 

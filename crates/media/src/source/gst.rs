@@ -1,5 +1,5 @@
 //! The GStreamer source, for what retina cannot do (`rtsps://`), or for every camera when
-//! `ingest.rtsp_client` is `gstreamer`.
+//! [`SourceConfig::rtsp_client`] is `gstreamer`.
 //!
 //! Pipeline: `rtspsrc` (the camera's configured transport; only the first video stream) →
 //! `rtph264depay`/`rtph265depay` → `h264parse`/`h265parse` → `appsink` with
@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 
 use super::retina::DEFAULT_REORDER;
 use super::{DecodeTimes, Frame, LossGate, OpenContext, Source, SourceError, SourceKind};
-use crate::IngestError;
-use crate::config::{CameraConfig, IngestConfig, Transport};
-use crate::recorder::TrackInfo;
+use crate::MediaError;
+use crate::config::{SourceConfig, StreamConfig, Transport};
+use crate::track::TrackInfo;
 
 /// Access units buffered between the streaming thread and the camera's task (~10 s at 25 fps).
 const CHANNEL_FRAMES: usize = 256;
@@ -73,7 +73,7 @@ pub fn realtime_clock() -> gst::Clock {
 }
 
 impl GstSource {
-    pub fn open(spec: &CameraConfig, ctx: &OpenContext) -> Result<Self, SourceError> {
+    pub fn open(spec: &StreamConfig, ctx: &OpenContext) -> Result<Self, SourceError> {
         let (tx, rx) = mpsc::channel(CHANNEL_FRAMES);
         let pipeline = build_pipeline(spec, &ctx.config, tx, &ctx.clock)
             .map_err(|e| SourceError::Refused(e.to_string()))?;
@@ -213,25 +213,25 @@ impl Drop for GstSource {
     }
 }
 
-fn make(factory: &str) -> Result<gst::Element, IngestError> {
+fn make(factory: &str) -> Result<gst::Element, MediaError> {
     gst::ElementFactory::make(factory)
         .build()
-        .map_err(|_| IngestError::Gstreamer(format!("GStreamer element `{factory}` is missing")))
+        .map_err(|_| MediaError::Gstreamer(format!("GStreamer element `{factory}` is missing")))
 }
 
 type Tx = mpsc::Sender<Result<Raw, SourceError>>;
 
 /// Builds the camera's pipeline; elements after `rtspsrc` are added when its video pad appears.
 fn build_pipeline(
-    spec: &CameraConfig,
-    cfg: &IngestConfig,
+    spec: &StreamConfig,
+    cfg: &SourceConfig,
     tx: Tx,
     clock: &gst::Clock,
-) -> Result<gst::Pipeline, IngestError> {
-    let pipeline = gst::Pipeline::with_name(&format!("{}-{}", spec.site, spec.name));
+) -> Result<gst::Pipeline, MediaError> {
+    let pipeline = gst::Pipeline::with_name(&spec.name);
     pipeline.use_clock(Some(clock));
     let src = make("rtspsrc")?;
-    src.set_property("location", &spec.record);
+    src.set_property("location", &spec.url);
     src.set_property(
         "latency",
         cfg.rtsp_latency.as_millis().min(u32::MAX as u128) as u32,
@@ -265,7 +265,7 @@ fn build_pipeline(
     }
     pipeline
         .add(&src)
-        .map_err(|e| IngestError::Gstreamer(e.to_string()))?;
+        .map_err(|e| MediaError::Gstreamer(e.to_string()))?;
 
     let weak = pipeline.downgrade();
     src.connect_pad_added(move |_, pad| {
@@ -279,13 +279,13 @@ fn build_pipeline(
     Ok(pipeline)
 }
 
-fn link_video(pipeline: &gst::Pipeline, pad: &gst::Pad, tx: Tx) -> Result<(), IngestError> {
+fn link_video(pipeline: &gst::Pipeline, pad: &gst::Pad, tx: Tx) -> Result<(), MediaError> {
     let caps = pad
         .current_caps()
-        .ok_or_else(|| IngestError::Gstreamer("RTP pad without caps".into()))?;
+        .ok_or_else(|| MediaError::Gstreamer("RTP pad without caps".into()))?;
     let s = caps
         .structure(0)
-        .ok_or_else(|| IngestError::Gstreamer("RTP caps without structure".into()))?;
+        .ok_or_else(|| MediaError::Gstreamer("RTP caps without structure".into()))?;
     let encoding = s
         .get::<&str>("encoding-name")
         .unwrap_or("")
@@ -302,7 +302,7 @@ fn link_video(pipeline: &gst::Pipeline, pad: &gst::Pad, tx: Tx) -> Result<(), In
             "video/x-h265,stream-format=hvc1,alignment=au",
         ),
         other => {
-            return Err(IngestError::Gstreamer(format!(
+            return Err(MediaError::Gstreamer(format!(
                 "camera sends {other}, but only H.264 and H.265 can be recorded without re-encoding"
             )));
         }
@@ -312,7 +312,7 @@ fn link_video(pipeline: &gst::Pipeline, pad: &gst::Pad, tx: Tx) -> Result<(), In
     let filter = make("capsfilter")?;
     let caps: gst::Caps = format
         .parse()
-        .map_err(|_| IngestError::Gstreamer("bad caps string".into()))?;
+        .map_err(|_| MediaError::Gstreamer("bad caps string".into()))?;
     filter.set_property("caps", &caps);
     let sink = gst_app::AppSink::builder()
         .sync(false)
@@ -344,17 +344,17 @@ fn link_video(pipeline: &gst::Pipeline, pad: &gst::Pad, tx: Tx) -> Result<(), In
     let chain = [&depay, &parse, &filter, &sink_el];
     pipeline
         .add_many(chain)
-        .map_err(|e| IngestError::Gstreamer(e.to_string()))?;
-    gst::Element::link_many(chain).map_err(|e| IngestError::Gstreamer(e.to_string()))?;
+        .map_err(|e| MediaError::Gstreamer(e.to_string()))?;
+    gst::Element::link_many(chain).map_err(|e| MediaError::Gstreamer(e.to_string()))?;
     for el in chain {
         el.sync_state_with_parent()
-            .map_err(|e| IngestError::Gstreamer(e.to_string()))?;
+            .map_err(|e| MediaError::Gstreamer(e.to_string()))?;
     }
     let sinkpad = depay
         .static_pad("sink")
-        .ok_or_else(|| IngestError::Gstreamer("depayloader without sink pad".into()))?;
+        .ok_or_else(|| MediaError::Gstreamer("depayloader without sink pad".into()))?;
     pad.link(&sinkpad)
-        .map_err(|e| IngestError::Gstreamer(format!("cannot link RTP pad: {e:?}")))?;
+        .map_err(|e| MediaError::Gstreamer(format!("cannot link RTP pad: {e:?}")))?;
     Ok(())
 }
 
@@ -367,14 +367,14 @@ fn handle_sample(
     cached: &Mutex<Option<(gst::Caps, Arc<TrackInfo>)>>,
     sink: &gst_app::AppSink,
     sample: &gst::Sample,
-) -> Result<Option<Raw>, IngestError> {
+) -> Result<Option<Raw>, MediaError> {
     let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
         return Ok(None);
     };
     let track = {
         let mut cached = cached
             .lock()
-            .map_err(|_| IngestError::Internal("track cache poisoned".into()))?;
+            .map_err(|_| MediaError::Internal("track cache poisoned".into()))?;
         // Caps rarely change: re-parse only when GStreamer hands different caps.
         let fresh = match cached.as_ref() {
             Some((c, _)) => !c.as_ref().is_strictly_equal(caps),
@@ -405,7 +405,7 @@ fn handle_sample(
     let data = buffer
         .map_readable()
         .map(|m| bytes::Bytes::copy_from_slice(m.as_slice()))
-        .map_err(|_| IngestError::Gstreamer("buffer not readable".into()))?;
+        .map_err(|_| MediaError::Gstreamer("buffer not readable".into()))?;
     Ok(Some(Raw {
         pts: ns_to_ticks(running),
         keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),

@@ -31,11 +31,10 @@ use retina::codec::{
 };
 
 use super::{DecodeTimes, Frame, LossGate, Source, SourceError, SourceKind, WallClock};
-use crate::config::{CameraConfig, IngestConfig, Transport};
-use crate::fmp4::{Codec, TrackConfig};
-use crate::recorder::{TIMESCALE, TrackInfo};
+use crate::config::{StreamConfig, Transport};
+use crate::track::{Codec, TIMESCALE, TrackConfig, TrackInfo};
 
-const USER_AGENT: &str = concat!("kordon-ingest/", env!("CARGO_PKG_VERSION"));
+const USER_AGENT: &str = concat!("kordon/", env!("CARGO_PKG_VERSION"));
 
 /// Reorder depth assumed when a stream that may carry B-frames does not declare one: enough
 /// for the usual two B-frames and for pyramids of three. Too much costs only latency.
@@ -66,7 +65,7 @@ pub struct RetinaSource {
 
 impl RetinaSource {
     /// DESCRIBE, SETUP (TCP, then UDP if refused) and PLAY.
-    pub async fn open(spec: &CameraConfig, _config: &IngestConfig) -> Result<Self, SourceError> {
+    pub async fn open(spec: &StreamConfig) -> Result<Self, SourceError> {
         let (url, creds) = split_credentials(spec)?;
         let mut last_refusal = None;
         let transports: &[Transport] = match spec.transport {
@@ -307,9 +306,9 @@ enum Attempt {
 }
 
 /// The record URL without credentials, and the credentials (configuration first, then URL).
-fn split_credentials(spec: &CameraConfig) -> Result<(url::Url, Option<Credentials>), SourceError> {
-    let mut url = url::Url::parse(&spec.record)
-        .map_err(|e| SourceError::Refused(format!("record URL is not a URL: {e}")))?;
+fn split_credentials(spec: &StreamConfig) -> Result<(url::Url, Option<Credentials>), SourceError> {
+    let mut url = url::Url::parse(&spec.url)
+        .map_err(|e| SourceError::Refused(format!("stream URL is not a URL: {e}")))?;
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8_lossy()
@@ -362,9 +361,9 @@ fn pick_video(streams: &[rc::Stream]) -> Result<(usize, Option<usize>), SourceEr
 }
 
 fn track_info(v: &VideoParameters) -> Option<TrackInfo> {
-    let (codec, codec_name) = match v.codec_params() {
-        VideoParametersCodec::H264 { .. } => (Codec::H264, "h264"),
-        VideoParametersCodec::H265 { .. } => (Codec::H265, "h265"),
+    let codec = match v.codec_params() {
+        VideoParametersCodec::H264 { .. } => Codec::H264,
+        VideoParametersCodec::H265 { .. } => Codec::H265,
         _ => return None,
     };
     let (width, height) = v.pixel_dimensions();
@@ -382,7 +381,7 @@ fn track_info(v: &VideoParameters) -> Option<TrackInfo> {
             height,
             timescale: TIMESCALE,
         },
-        codec_name,
+        codec_name: codec.as_str(),
         fps,
     })
 }
@@ -490,15 +489,12 @@ mod tests {
 
     #[test]
     fn credentials_come_out_of_the_url() {
-        let spec = CameraConfig {
-            site: "edirne".into(),
-            name: "gate-1".into(),
-            record: "rtsp://admin:p%40ss@10.0.0.1:554/main".into(),
-            detect: None,
+        let spec = StreamConfig {
+            name: "edirne-gate-1".into(),
+            url: "rtsp://admin:p%40ss@10.0.0.1:554/main".into(),
             transport: Transport::Tcp,
             username: None,
             password: None,
-            segment_duration: None,
         };
         let (url, creds) = split_credentials(&spec).unwrap();
         assert_eq!(url.as_str(), "rtsp://10.0.0.1:554/main");
