@@ -42,6 +42,9 @@ pub struct Config {
     /// Recording settings of the ingest service.
     #[serde(default)]
     pub ingest: kordon_ingest::config::IngestConfig,
+    /// Detection settings: the model, its database, snapshots.
+    #[serde(default)]
+    pub detection: kordon_detection::config::DetectionServiceConfig,
     /// The cameras to record, by site (ingest, standalone).
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -74,6 +77,9 @@ pub struct SiteCamera {
     pub password: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub segment_duration: Option<std::time::Duration>,
+    /// What detection analyses on the detect stream (classes, zones, lines, masks, motion).
+    #[serde(default)]
+    pub detection: kordon_detection::settings::CameraDetectionYaml,
 }
 
 fn parse_default<T: std::str::FromStr>(s: &str) -> T
@@ -109,6 +115,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "auth",
     "storage",
     "ingest",
+    "detection",
     "sites",
 ];
 
@@ -174,6 +181,12 @@ impl Config {
             return Err(RuntimeError::config("data_dir", "must not be empty"));
         }
         self.ingest.validate().map_err(ingest_config_error)?;
+        self.detection.validate().map_err(|e| match e {
+            kordon_detection::DetectionError::Config { key, message } => {
+                RuntimeError::config(key, message)
+            }
+            other => RuntimeError::config("detection", other.to_string()),
+        })?;
         self.storage.validate().map_err(|e| match e {
             kordon_storage::StorageError::Config { key, message } => {
                 RuntimeError::config(format!("storage.{key}"), message)
@@ -238,6 +251,18 @@ impl Config {
             .collect()
     }
 
+    /// Every configured camera as detection sees it (detect stream, or the record stream when
+    /// there is none), credentials resolved from the file.
+    pub fn detection_cameras(&self) -> Vec<kordon_proto::detection::v1::DetectionCamera> {
+        let mut out = Vec::new();
+        for site in &self.sites {
+            for c in &site.cameras {
+                out.push(detection_camera(&site.name, c));
+            }
+        }
+        out
+    }
+
     fn all_loopback(&self) -> bool {
         [self.grpc_listen, self.admin_listen, self.http_listen]
             .iter()
@@ -263,6 +288,54 @@ impl Config {
         };
         common.validate()?;
         Ok(common)
+    }
+}
+
+/// One configured camera as detection sees it. Credentials written into a URL move to
+/// `resolved_credentials` (detection refuses URLs with user info).
+pub fn detection_camera(
+    site: &str,
+    c: &SiteCamera,
+) -> kordon_proto::detection::v1::DetectionCamera {
+    use kordon_proto::detection::v1 as dpb;
+    let raw = c.detect.clone().unwrap_or_else(|| c.record.clone());
+    let (url, mut username, mut password) = match url::Url::parse(&raw) {
+        Ok(mut u) if !u.username().is_empty() => {
+            let user = percent_encoding::percent_decode_str(u.username())
+                .decode_utf8_lossy()
+                .into_owned();
+            let pass = u.password().map(|p| {
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            });
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            (u.to_string(), Some(user), pass)
+        }
+        _ => (raw, None, None),
+    };
+    if c.username.is_some() {
+        username = c.username.clone();
+        password = c.password.clone();
+    }
+    dpb::DetectionCamera {
+        camera: Some(kordon_proto::common::v1::CameraRef {
+            site: site.to_string(),
+            camera: c.name.clone(),
+        }),
+        detect_url: url,
+        transport: match c.transport {
+            kordon_ingest::config::Transport::Tcp => dpb::RtspTransport::Tcp,
+            kordon_ingest::config::Transport::Udp => dpb::RtspTransport::Udp,
+        } as i32,
+        credentials: None,
+        config: Some(c.detection.to_proto()),
+        generation: 1,
+        resolved_credentials: username.map(|u| kordon_proto::common::v1::RtspCredentials {
+            username: u,
+            password: password.unwrap_or_default(),
+        }),
     }
 }
 

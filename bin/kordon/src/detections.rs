@@ -6,12 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use futures::StreamExt;
-use sha2::Digest;
 use kordon_proto::common::v1 as common;
 use kordon_proto::detection::v1 as pb;
 use kordon_proto::detection::v1::detection_service_client::DetectionServiceClient;
 use kordon_proto::time::{micros_from_timestamp, timestamp_from_system_time as ts};
 use kordon_runtime::client;
+use sha2::Digest;
 
 use crate::client::{ClientFlags, Output, rfc3339, status_error};
 use crate::footage::{TimeWindow, camera_ref};
@@ -167,7 +167,9 @@ fn row(d: &pb::Detection) -> String {
     )
 }
 
-async fn connect(flags: &ClientFlags) -> anyhow::Result<DetectionServiceClient<client::AuthedChannel>> {
+async fn connect(
+    flags: &ClientFlags,
+) -> anyhow::Result<DetectionServiceClient<client::AuthedChannel>> {
     Ok(DetectionServiceClient::new(
         client::connect(&flags.options()).await?,
     ))
@@ -273,7 +275,12 @@ async fn watch(a: WatchArgs) -> anyhow::Result<()> {
                         return Ok(());
                     }
                 }
-                Err(s) if matches!(s.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable) => {
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::ResourceExhausted | tonic::Code::Unavailable
+                    ) =>
+                {
                     eprintln!("kordon: {}; resuming", s.message());
                     break;
                 }
@@ -337,7 +344,9 @@ async fn snapshot(a: SnapshotArgs) -> anyhow::Result<()> {
         match list.detections.iter().find(|d| d.id == s.detection_id) {
             Some(d) => draw(&s.image, d.r#box.unwrap_or_default())?,
             None => {
-                eprintln!("kordon: the detection of this snapshot is no longer stored; writing it without a box");
+                eprintln!(
+                    "kordon: the detection of this snapshot is no longer stored; writing it without a box"
+                );
                 s.image.clone()
             }
         }
@@ -361,7 +370,9 @@ async fn snapshot(a: SnapshotArgs) -> anyhow::Result<()> {
 /// Decodes the JPEG, draws the box and encodes it again.
 fn draw(jpeg: &[u8], b: common::BoundingBox) -> anyhow::Result<Vec<u8>> {
     let mut d = jpeg_decoder::Decoder::new(jpeg);
-    let pixels = d.decode().context("the snapshot is not a JPEG this tool can read")?;
+    let pixels = d
+        .decode()
+        .context("the snapshot is not a JPEG this tool can read")?;
     let info = d.info().context("JPEG without a header")?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
     // jpeg-decoder gives RGB; the drawing helper works on 3-byte pixels in either order.
@@ -369,7 +380,14 @@ fn draw(jpeg: &[u8], b: common::BoundingBox) -> anyhow::Result<Vec<u8>> {
     if rgb.len() != (w * h * 3) as usize {
         anyhow::bail!("unexpected JPEG pixel format");
     }
-    kordon_detection::snapshot::draw_box(w, h, &mut rgb, [b.left, b.top, b.right, b.bottom], 2, [255, 64, 0]);
+    kordon_detection::snapshot::draw_box(
+        w,
+        h,
+        &mut rgb,
+        [b.left, b.top, b.right, b.bottom],
+        2,
+        [255, 64, 0],
+    );
     let mut out = Vec::new();
     jpeg_encoder::Encoder::new(&mut out, 90)
         .encode(&rgb, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)

@@ -150,6 +150,68 @@ fn start_ingest(
     Ok(ingest)
 }
 
+/// Starts detection with `cameras`. Without ONNX Runtime, `kordon detection` refuses to start
+/// (exit 2, naming the setting); standalone runs motion detection only and says why in the log
+/// and in each camera's detector status, so a first run still records.
+async fn start_detection(
+    config: &Config,
+    common: &CommonConfig,
+    storage_url: &str,
+    cameras: Vec<kordon_proto::detection::v1::DetectionCamera>,
+    shutdown: &CancellationToken,
+    standalone: bool,
+) -> anyhow::Result<Arc<kordon_detection::Detection>> {
+    kordon_media::init().context("GStreamer could not start")?;
+    let engine = {
+        let dc = config.detection.clone();
+        let dir = common.data_dir.clone();
+        tokio::task::spawn_blocking(move || kordon_detection::service::start_engine(&dc, &dir))
+            .await
+            .context("detector start panicked")?
+    };
+    let engine = match engine {
+        Ok(e) => Ok(e),
+        Err(kordon_detection::DetectionError::Config { key, message }) if !standalone => {
+            return Err(kordon_runtime::RuntimeError::config(key, message).into());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "object detector unavailable: detecting motion only \
+                           (install ONNX Runtime with `bash scripts/setup.sh` or set ORT_DYLIB_PATH)");
+            Err(e.to_string())
+        }
+    };
+    let objects_config = config.storage.objects_or_default(&common.data_dir);
+    let objects = kordon_objects::build(&objects_config)
+        .map_err(|e| anyhow::anyhow!("object storage ({}): {e}", objects_config.describe()))?;
+    let channel = client::connect_lazy(&config.detection.storage.options(storage_url))?;
+    let detection = kordon_detection::Detection::start(
+        config.detection.clone(),
+        &common.data_dir,
+        engine,
+        Some(kordon_detection::Destinations {
+            objects,
+            object_prefix: config.storage.object_prefix.clone(),
+            storage: kordon_proto::storage::v1::storage_service_client::StorageServiceClient::new(
+                channel,
+            ),
+        }),
+        kordon_media::OpenContext::new(kordon_media::SourceConfig::default()),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| match e {
+        kordon_detection::DetectionError::Config { key, message } => {
+            kordon_runtime::RuntimeError::config(key, message).into()
+        }
+        other => anyhow::Error::new(other).context("detection could not start"),
+    })?;
+    let applied = detection
+        .apply(cameras, true)
+        .context("detection cameras")?;
+    tracing::info!(cameras = applied.len(), "detecting");
+    Ok(detection)
+}
+
 /// `kordon <service>`: one service in this process.
 pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> {
     let (config, common, _telemetry) = prepare(which.name(), flags, DevIdentityPolicy::OptIn)?;
@@ -162,6 +224,7 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
     let mut server = GrpcServer::new(which.name(), &common)?;
     let mut tasks: Vec<Task> = Vec::new();
     let mut ingest = None;
+    let mut detection = None;
     match which {
         Service::Storage => {
             let (storage, http) = start_storage(&config, &common, &shutdown).await?;
@@ -185,7 +248,25 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
             server = server.add_service(kordon_transcode::grpc_service(Default::default()))
         }
         Service::Detection => {
-            server = server.add_service(kordon_detection::grpc_service(Default::default()))
+            let url = config.detection.storage.url.clone().ok_or_else(|| {
+                kordon_runtime::RuntimeError::config(
+                    "detection.storage.url",
+                    "must name the storage service (e.g. https://storage:8470)",
+                )
+            })?;
+            let d = start_detection(
+                &config,
+                &common,
+                &url,
+                config.detection_cameras(),
+                &shutdown,
+                false,
+            )
+            .await?;
+            server = server.add_service(kordon_detection::grpc_service(
+                kordon_detection::DetectionApi::new(d.clone()),
+            ));
+            detection = Some(d);
         }
         Service::Alerting => {
             server = server.add_service(kordon_alerting::grpc_service(Default::default()))
@@ -195,6 +276,9 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
     shutdown.cancel();
     if let Some(i) = ingest {
         i.stopped().await;
+    }
+    if let Some(d) = detection {
+        d.stopped().await;
     }
     for t in tasks {
         t.await.context("task panicked")??;
@@ -212,6 +296,25 @@ const DEMO_CAMERAS: &[(&str, &str, usize)] = &[
     ("edirne", "kapikule-1", 3),
     ("edirne", "kapikule-2", 4),
 ];
+
+/// What the demo cameras watch for: the real street clip gets a zone over the road and a line
+/// across it, so a first run shows detections, zone presence and crossings.
+fn demo_detection() -> kordon_detection::settings::CameraDetectionYaml {
+    use kordon_detection::settings::{CameraDetectionYaml, LineYaml, ZoneYaml};
+    CameraDetectionYaml {
+        zones: vec![ZoneYaml {
+            name: "road".into(),
+            area: vec![[0.0, 0.45], [1.0, 0.45], [1.0, 1.0], [0.0, 1.0]],
+        }],
+        lines: vec![LineYaml {
+            name: "crossing".into(),
+            from: [0.5, 0.2],
+            to: [0.5, 1.0],
+            direction: Default::default(),
+        }],
+        ..Default::default()
+    }
+}
 
 /// `kordon standalone`: all five services on one gRPC listener, embedded defaults.
 pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
@@ -238,6 +341,7 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
 
     // With no cameras configured, simulate some (Kordon's main job on embedded defaults).
     let mut camsim = None;
+    let mut detection_cameras = config.detection_cameras();
     let cameras = if config.sites.is_empty() && flags.config.is_none() {
         let sim = kordon_camsim::Camsim::start(kordon_camsim::CamsimConfig {
             cameras: DEMO_CAMERAS.len(),
@@ -254,12 +358,23 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         .context("simulated cameras could not start")?;
         let mut cams = Vec::new();
         for (site, name, index) in DEMO_CAMERAS {
-            cams.push(CameraConfig {
-                site: site.to_string(),
+            let cam = crate::config::SiteCamera {
                 name: name.to_string(),
                 record: sim.url(*index, kordon_camsim::StreamKind::Main)?,
                 detect: Some(sim.url(*index, kordon_camsim::StreamKind::Sub)?),
                 transport: Default::default(),
+                username: None,
+                password: None,
+                segment_duration: None,
+                detection: demo_detection(),
+            };
+            detection_cameras.push(crate::config::detection_camera(site, &cam));
+            cams.push(CameraConfig {
+                site: site.to_string(),
+                name: cam.name,
+                record: cam.record,
+                detect: cam.detect,
+                transport: cam.transport,
                 username: None,
                 password: None,
                 segment_duration: None,
@@ -288,13 +403,24 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         cameras,
         &shutdown,
     )?;
+    let detection = start_detection(
+        &config,
+        &common,
+        &format!("http://{grpc_url_addr}"),
+        detection_cameras,
+        &shutdown,
+        true,
+    )
+    .await?;
     let server = GrpcServer::new("standalone", &common)?
         .add_service(kordon_storage::grpc_service(storage))
         .add_service(kordon_ingest::grpc_service(kordon_ingest::IngestApi::new(
             ingest.clone(),
         )))
         .add_service(kordon_transcode::grpc_service(Default::default()))
-        .add_service(kordon_detection::grpc_service(Default::default()))
+        .add_service(kordon_detection::grpc_service(
+            kordon_detection::DetectionApi::new(detection.clone()),
+        ))
         .add_service(kordon_alerting::grpc_service(Default::default()));
 
     // The gRPC server keeps serving storage while ingest drains its spool after shutdown.
@@ -312,6 +438,7 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     // then the listeners close.
     shutdown.cancel();
     ingest.stopped().await;
+    detection.stopped().await;
     grpc_stop.cancel();
     let grpc_result = match early {
         Some(r) => r,

@@ -210,13 +210,19 @@ impl Analysis {
     async fn frame(&mut self, scene: &mut Scene, frame: DecodedFrame) {
         let m = crate::metrics::get();
         let site = self.settings.site.clone();
-        let t = frame.wall_clock.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let t = frame
+            .wall_clock
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         // A frame older than the previous one (a clock step back) would confuse the tracker.
         if self.last_frame.is_some_and(|last| t <= last) {
             return;
         }
         self.last_frame = Some(t);
-        self.status.counters.analysed.fetch_add(1, Ordering::Relaxed);
+        self.status
+            .counters
+            .analysed
+            .fetch_add(1, Ordering::Relaxed);
         m.frames_analysed.with_label_values(&[&site]).inc();
         self.status.update(|s| {
             s.width = frame.width;
@@ -248,24 +254,31 @@ impl Analysis {
             return;
         };
         let started = Instant::now();
-        let image =
-            kordon_infer::OwnedImage::packed(frame.width, frame.height, frame.bgr.to_vec());
+        let image = kordon_infer::OwnedImage::packed(frame.width, frame.height, frame.bgr.to_vec());
         let found = match engine.detect(image).await {
             Ok(d) => d,
             Err(e) => {
-                let reason = if e.is_transient() { "queue_full" } else { "error" };
+                let reason = if e.is_transient() {
+                    "queue_full"
+                } else {
+                    "error"
+                };
                 m.frames_dropped.with_label_values(&[&site, reason]).inc();
                 if !e.is_transient() {
-                    self.status.update(|s| s.last_error = Some(format!("detector: {e}")));
+                    self.status
+                        .update(|s| s.last_error = Some(format!("detector: {e}")));
                 }
                 return;
             }
         };
-        self.status.counters.inferred.fetch_add(1, Ordering::Relaxed);
-        self.status.counters.inference_us.fetch_add(
-            started.elapsed().as_micros() as u64,
-            Ordering::Relaxed,
-        );
+        self.status
+            .counters
+            .inferred
+            .fetch_add(1, Ordering::Relaxed);
+        self.status
+            .counters
+            .inference_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let raw: Vec<RawDetection<'_>> = found
             .iter()
             .map(|d| RawDetection {
@@ -277,7 +290,8 @@ impl Analysis {
             .collect();
         let events = scene.update(t, &raw);
         let tracks = scene.active_tracks();
-        self.status.update(|s| s.active_tracks = tracks.len() as u32);
+        self.status
+            .update(|s| s.active_tracks = tracks.len() as u32);
         let stored: HashSet<u64> = events.iter().map(|e| e.track_id).collect();
         self.emit(events, Some(&frame)).await;
         // Live-only: every other tracked object on this frame, for watchers.
@@ -313,7 +327,8 @@ impl Analysis {
 
     /// Whether to take a snapshot for this event.
     fn wants_snapshot(&self, e: &TrackEvent) -> bool {
-        if self.shared.snapshots.is_none() || !self.shared.take_snapshots || e.phase == Phase::Ended {
+        if self.shared.snapshots.is_none() || !self.shared.take_snapshots || e.phase == Phase::Ended
+        {
             return false;
         }
         match self.snaps.get(&e.track_id) {
@@ -322,7 +337,8 @@ impl Analysis {
                 e.best
                     && matches!(e.reason, Reason::BetterScore)
                     && s.taken < MAX_SNAPSHOTS_PER_TRACK
-                    && s.last.is_none_or(|l| e.time.saturating_sub(l) >= SNAPSHOT_INTERVAL)
+                    && s.last
+                        .is_none_or(|l| e.time.saturating_sub(l) >= SNAPSHOT_INTERVAL)
             }
         }
     }
@@ -369,12 +385,8 @@ impl Analysis {
                     .map(|c| pb::LineCrossing {
                         line: c.line.clone(),
                         direction: match c.direction {
-                            kordon_vision::Direction::LeftToRight => {
-                                pb::LineDirection::LeftToRight
-                            }
-                            kordon_vision::Direction::RightToLeft => {
-                                pb::LineDirection::RightToLeft
-                            }
+                            kordon_vision::Direction::LeftToRight => pb::LineDirection::LeftToRight,
+                            kordon_vision::Direction::RightToLeft => pb::LineDirection::RightToLeft,
                         } as i32,
                     })
                     .collect(),
@@ -390,7 +402,9 @@ impl Analysis {
         if let Err(e) = self.shared.store.insert(&out).await {
             // Streamed anyway: a watcher should not miss what happened because the database
             // is down; the history has a hole, which the log and the metric say.
-            m.frames_dropped.with_label_values(&[&site, "not_stored"]).inc();
+            m.frames_dropped
+                .with_label_values(&[&site, "not_stored"])
+                .inc();
             tracing::error!(camera = %self.settings.key(), error = %e,
                             detections = out.len(), "detections could not be stored");
         }

@@ -6,18 +6,19 @@
 //! required and the read is recorded in storage's access log under the caller before the
 //! image is returned.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
 use kordon_proto::common::v1 as common;
 use kordon_proto::detection::v1 as pb;
 use kordon_proto::detection::v1::detection_service_server::DetectionService;
 use kordon_proto::storage::v1 as spb;
-use kordon_proto::time::{micros_from_timestamp, timestamp_from_micros, timestamp_from_system_time as ts};
+use kordon_proto::time::{
+    micros_from_timestamp, timestamp_from_micros, timestamp_from_system_time as ts,
+};
 use kordon_runtime::auth::{self, Permission, Principal};
 use tokio::sync::broadcast::error::RecvError;
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use crate::hub::Replayed;
@@ -59,7 +60,9 @@ fn cameras_of(list: &[common::CameraRef]) -> Result<Vec<(String, String)>, Statu
         .enumerate()
         .map(|(i, c)| {
             if c.site.is_empty() || c.camera.is_empty() {
-                Err(invalid(format!("cameras[{i}]: site and camera are required")))
+                Err(invalid(format!(
+                    "cameras[{i}]: site and camera are required"
+                )))
             } else {
                 Ok((c.site.clone(), c.camera.clone()))
             }
@@ -94,8 +97,6 @@ fn state(s: State) -> pb::DetectorState {
         State::Disabled => pb::DetectorState::Disabled,
     }
 }
-
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchDetectionsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl DetectionService for DetectionApi {
@@ -159,11 +160,12 @@ impl DetectionService for DetectionApi {
                     }
                 }
             }
-            if detections.len() == size as usize || !more {
-                if more || detections.len() == size as usize {
-                    if let Some((t, s)) = after {
-                        next = format!("{t}:{s}");
-                    }
+            let full = detections.len() == size as usize;
+            if full || !more {
+                if (full || more)
+                    && let Some((t, s)) = after
+                {
+                    next = format!("{t}:{s}");
                 }
                 break;
             }
@@ -176,12 +178,10 @@ impl DetectionService for DetectionApi {
         }))
     }
 
-    type WatchDetectionsStream = WatchStream;
-
     async fn watch_detections(
         &self,
         req: Request<pb::WatchDetectionsRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
+    ) -> Result<Response<BoxStream<pb::WatchDetectionsResponse>>, Status> {
         let who = principal(&req)?;
         let r = req.into_inner();
         let since = match &r.since {
@@ -379,7 +379,10 @@ impl DetectionService for DetectionApi {
                 }
             }
             None => pb::ModelInfo {
-                classes: kordon_infer::COCO_LABELS.iter().map(|s| s.to_string()).collect(),
+                classes: kordon_infer::COCO_LABELS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
                 execution_provider: "none".into(),
                 ..Default::default()
             },

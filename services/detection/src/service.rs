@@ -12,13 +12,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::DetectionError;
 use crate::config::DetectionServiceConfig;
 use crate::hub::Hub;
 use crate::settings::{self, CameraSettings};
 use crate::snapshot::Snapshots;
 use crate::status::{CameraStatus, State};
 use crate::store::Store;
-use crate::DetectionError;
 
 /// The model compiled into the binary: NanoDet-m 416 with a symbolic batch (see
 /// `assets/models/README.md`), used when `detection.model.path` is unset.
@@ -110,7 +110,9 @@ pub fn start_engine(
         .model
         .provider
         .parse()
-        .map_err(|e: kordon_infer::InferError| DetectionError::config("model.provider", e.to_string()))?;
+        .map_err(|e: kordon_infer::InferError| {
+            DetectionError::config("model.provider", e.to_string())
+        })?;
     let threads = match config.model.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -201,7 +203,7 @@ impl Detection {
             {
                 tracing::debug!(error = %e, "pending snapshots not registered yet");
             }
-            if n % 120 == 0 {
+            if n.is_multiple_of(120) {
                 let cutoff = kordon_objects::time::now_micros()
                     - i64::try_from(self.config.retention.as_micros()).unwrap_or(i64::MAX);
                 match self.shared.store.delete_before(cutoff).await {
@@ -271,8 +273,10 @@ impl Detection {
             results.push((key.0, key.1, outcome));
         }
         if replace {
-            let keep: std::collections::HashSet<_> =
-                results.iter().map(|(s, c, _)| (s.clone(), c.clone())).collect();
+            let keep: std::collections::HashSet<_> = results
+                .iter()
+                .map(|(s, c, _)| (s.clone(), c.clone()))
+                .collect();
             let gone: Vec<_> = map.keys().filter(|k| !keep.contains(*k)).cloned().collect();
             for k in gone {
                 if let Some(r) = map.remove(&k) {
@@ -300,7 +304,8 @@ impl Detection {
         let g = &crate::metrics::get().cameras;
         g.reset();
         for ((site, _), r) in map {
-            g.with_label_values(&[site, r.status.state().as_str()]).inc();
+            g.with_label_values(&[site, r.status.state().as_str()])
+                .inc();
         }
     }
 

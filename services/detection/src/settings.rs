@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use kordon_media::StreamConfig;
-use kordon_media::decode::{DecodeConfig, DEFAULT_FPS, MAX_FPS};
+use kordon_media::decode::{DEFAULT_FPS, DecodeConfig, MAX_FPS};
 use kordon_proto::common::v1 as common;
 use kordon_proto::detection::v1 as pb;
 use kordon_vision::{LineConfig, LineDirection, MotionConfig, Point, SceneConfig, ZoneConfig};
@@ -76,7 +76,10 @@ pub fn from_proto(
         .map_err(|e| bad("camera.camera", e.to_string()))?;
     let url = c.detect_url.trim();
     if !(url.starts_with("rtsp://") || url.starts_with("rtsps://")) {
-        return Err(bad("detect_url", "must be an rtsp:// or rtsps:// URL".into()));
+        return Err(bad(
+            "detect_url",
+            "must be an rtsp:// or rtsps:// URL".into(),
+        ));
     }
     if let Ok(u) = url::Url::parse(url)
         && (!u.username().is_empty() || u.password().is_some())
@@ -179,8 +182,14 @@ pub fn from_proto(
             .iter()
             .map(|l| LineConfig {
                 name: l.name.clone(),
-                a: l.a.as_ref().map(point).unwrap_or(Point::new(f32::NAN, f32::NAN)),
-                b: l.b.as_ref().map(point).unwrap_or(Point::new(f32::NAN, f32::NAN)),
+                a: l.a
+                    .as_ref()
+                    .map(point)
+                    .unwrap_or(Point::new(f32::NAN, f32::NAN)),
+                b: l.b
+                    .as_ref()
+                    .map(point)
+                    .unwrap_or(Point::new(f32::NAN, f32::NAN)),
                 direction: match pb::LineDirection::try_from(l.direction) {
                     Ok(pb::LineDirection::LeftToRight) => LineDirection::LeftToRight,
                     Ok(pb::LineDirection::RightToLeft) => LineDirection::RightToLeft,
@@ -188,7 +197,11 @@ pub fn from_proto(
                 },
             })
             .collect(),
-        masks: cfg.masks.iter().map(|m| m.points.iter().map(point).collect()).collect(),
+        masks: cfg
+            .masks
+            .iter()
+            .map(|m| m.points.iter().map(point).collect())
+            .collect(),
         motion,
         ..SceneConfig::default()
     };
@@ -200,7 +213,11 @@ pub fn from_proto(
         name: name.clone(),
         disabled: cfg.disabled,
         stream: StreamConfig {
-            name: format!("{}-{}", c.camera.as_ref().map(|r| r.site.as_str()).unwrap_or(""), name),
+            name: format!(
+                "{}-{}",
+                c.camera.as_ref().map(|r| r.site.as_str()).unwrap_or(""),
+                name
+            ),
             url: url.to_string(),
             transport,
             username,
@@ -215,11 +232,137 @@ pub fn from_proto(
     })
 }
 
+/// A camera's detection settings as written in the `kordon` config file (standalone, or a
+/// service run without the operator), under the camera:
+///
+/// ```yaml
+/// detection:
+///   classes: [person, car]          # default: person, bicycle, car, motorcycle, bus, truck
+///   min_confidence: 0.5
+///   analysis_fps: 5
+///   motion: { disabled: false, threshold: 0.002, hold: 2s }
+///   zones:  [{ name: road, area: [[0, 0.5], [1, 0.5], [1, 1], [0, 1]] }]
+///   masks:  [[[0, 0], [0.2, 0], [0.2, 0.1]]]
+///   lines:  [{ name: crossing, from: [0.5, 0], to: [0.5, 1], direction: left-to-right }]
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CameraDetectionYaml {
+    pub disabled: bool,
+    pub classes: Vec<String>,
+    pub min_confidence: f32,
+    pub analysis_fps: f64,
+    pub motion: MotionYaml,
+    pub zones: Vec<ZoneYaml>,
+    pub masks: Vec<Vec<[f32; 2]>>,
+    pub lines: Vec<LineYaml>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MotionYaml {
+    pub disabled: bool,
+    pub threshold: f32,
+    #[serde(with = "humantime_serde")]
+    pub hold: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneYaml {
+    pub name: String,
+    pub area: Vec<[f32; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineYaml {
+    pub name: String,
+    pub from: [f32; 2],
+    pub to: [f32; 2],
+    /// `both` (default), `left-to-right` or `right-to-left`, as seen standing on `from`
+    /// facing `to`.
+    #[serde(default)]
+    pub direction: DirectionYaml,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirectionYaml {
+    #[default]
+    Both,
+    LeftToRight,
+    RightToLeft,
+}
+
+fn yaml_point([x, y]: [f32; 2]) -> common::Point {
+    common::Point { x, y }
+}
+
+impl CameraDetectionYaml {
+    /// The API form of these settings.
+    pub fn to_proto(&self) -> pb::DetectionConfig {
+        pb::DetectionConfig {
+            disabled: self.disabled,
+            classes: self.classes.clone(),
+            min_confidence: self.min_confidence,
+            analysis_fps: self.analysis_fps,
+            motion: Some(pb::MotionGate {
+                disabled: self.motion.disabled,
+                threshold: self.motion.threshold,
+                hold: self.motion.hold.map(|d| prost_types::Duration {
+                    seconds: d.as_secs() as i64,
+                    nanos: d.subsec_nanos() as i32,
+                }),
+            }),
+            zones: self
+                .zones
+                .iter()
+                .map(|z| pb::Zone {
+                    name: z.name.clone(),
+                    area: Some(common::Polygon {
+                        points: z.area.iter().copied().map(yaml_point).collect(),
+                    }),
+                })
+                .collect(),
+            masks: self
+                .masks
+                .iter()
+                .map(|m| common::Polygon {
+                    points: m.iter().copied().map(yaml_point).collect(),
+                })
+                .collect(),
+            lines: self
+                .lines
+                .iter()
+                .map(|l| pb::Line {
+                    name: l.name.clone(),
+                    a: Some(yaml_point(l.from)),
+                    b: Some(yaml_point(l.to)),
+                    direction: match l.direction {
+                        DirectionYaml::Both => pb::LineDirection::Both,
+                        DirectionYaml::LeftToRight => pb::LineDirection::LeftToRight,
+                        DirectionYaml::RightToLeft => pb::LineDirection::RightToLeft,
+                    } as i32,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LABELS: &[&str] = &["person", "bicycle", "car", "motorcycle", "bus", "truck", "dog"];
+    const LABELS: &[&str] = &[
+        "person",
+        "bicycle",
+        "car",
+        "motorcycle",
+        "bus",
+        "truck",
+        "dog",
+    ];
 
     fn camera() -> pb::DetectionCamera {
         pb::DetectionCamera {
@@ -281,7 +424,8 @@ mod tests {
 
     #[test]
     fn invalid_input_names_camera_and_field() {
-        let cases: Vec<(Box<dyn Fn(&mut pb::DetectionCamera)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut pb::DetectionCamera)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|c| c.detect_url = "http://x".into()), "detect_url"),
             (
                 Box::new(|c| c.detect_url = "rtsp://u:p@10.0.0.1/sub".into()),

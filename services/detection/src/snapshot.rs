@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kordon_objects::ObjectStore;
+use kordon_objects::{ObjectStore, ObjectStoreExt};
 use kordon_proto::common::v1 as common;
 use kordon_proto::storage::v1 as spb;
 use kordon_proto::storage::v1::storage_service_client::StorageServiceClient;
@@ -56,7 +56,12 @@ pub fn draw_box(
         return;
     }
     let px = |v: f32, max: i64| ((v.clamp(0.0, 1.0) * max as f32) as i64).clamp(0, max - 1);
-    let (x1, y1, x2, y2) = (px(bbox[0], w), px(bbox[1], h), px(bbox[2], w), px(bbox[3], h));
+    let (x1, y1, x2, y2) = (
+        px(bbox[0], w),
+        px(bbox[1], h),
+        px(bbox[2], w),
+        px(bbox[3], h),
+    );
     let t = thickness.max(1) as i64;
     let mut set = |x: i64, y: i64| {
         if (0..w).contains(&x) && (0..h).contains(&y) {

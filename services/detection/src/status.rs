@@ -183,7 +183,9 @@ mod tests {
         assert_eq!(s.rates_at(t0), Rates::default());
         s.counters.analysed.fetch_add(50, Ordering::Relaxed);
         s.counters.inferred.fetch_add(10, Ordering::Relaxed);
-        s.counters.inference_us.fetch_add(200_000, Ordering::Relaxed);
+        s.counters
+            .inference_us
+            .fetch_add(200_000, Ordering::Relaxed);
         let r = s.rates_at(t0 + Duration::from_secs(10));
         assert!((r.analysed_fps - 5.0).abs() < 1e-9, "{r:?}");
         assert!((r.inferred_fps - 1.0).abs() < 1e-9, "{r:?}");
@@ -194,7 +196,10 @@ mod tests {
     fn running_clears_the_last_error() {
         let s = CameraStatus::new(1);
         s.set_state(State::Reconnecting, Some("connection refused".into()));
-        assert_eq!(s.snapshot().last_error.as_deref(), Some("connection refused"));
+        assert_eq!(
+            s.snapshot().last_error.as_deref(),
+            Some("connection refused")
+        );
         s.set_state(State::Running, None);
         assert!(s.snapshot().last_error.is_none());
     }
