@@ -223,6 +223,8 @@ impl Analysis {
             .counters
             .analysed
             .fetch_add(1, Ordering::Relaxed);
+        // Keeps the status's rate window sampled while frames flow.
+        self.status.rates();
         m.frames_analysed.with_label_values(&[&site]).inc();
         self.status.update(|s| {
             s.width = frame.width;
@@ -352,10 +354,23 @@ impl Analysis {
         let m = crate::metrics::get();
         let site = self.settings.site.clone();
         let mut out = Vec::with_capacity(events.len());
+        // One picture per frame: tracks that want a snapshot of the same frame share it.
+        let mut frame_snapshot: Option<String> = None;
         for e in events {
             let id = uuid::Uuid::now_v7().to_string();
             if let (Some(f), true) = (frame, self.wants_snapshot(&e)) {
-                self.snapshot(&e, &id, f).await;
+                match &frame_snapshot {
+                    Some(shared) => {
+                        let s = self.snaps.entry(e.track_id).or_default();
+                        s.id = shared.clone();
+                        s.taken += 1;
+                        s.last = Some(e.time);
+                    }
+                    None => {
+                        self.snapshot(&e, &id, f).await;
+                        frame_snapshot = self.snaps.get(&e.track_id).map(|s| s.id.clone());
+                    }
+                }
             }
             let snapshot_id = self
                 .snaps

@@ -134,15 +134,35 @@ impl Snapshots {
         let me = self.clone();
         tokio::spawn(async move {
             if let Err(e) = me.upload(&row, Some(still.jpeg)).await {
-                crate::metrics::get()
-                    .snapshot_failures
-                    .with_label_values(&[&row.site])
-                    .inc();
-                tracing::warn!(snapshot = %row.id, error = %e,
-                               "snapshot not stored yet; it will be retried");
+                me.failed(&row, e).await;
             }
         });
         Ok(id)
+    }
+
+    /// Counts a failed upload; one storage refuses for good is marked and never retried (so
+    /// it cannot hold up the others), one that may succeed later stays pending.
+    async fn failed(&self, row: &SnapshotRow, e: DetectionError) {
+        crate::metrics::get()
+            .snapshot_failures
+            .with_label_values(&[&row.site])
+            .inc();
+        let permanent = matches!(&e, DetectionError::Storage(s) if matches!(
+            s.code(),
+            tonic::Code::InvalidArgument
+                | tonic::Code::AlreadyExists
+                | tonic::Code::PermissionDenied
+                | tonic::Code::FailedPrecondition
+        ));
+        if permanent {
+            tracing::error!(snapshot = %row.id, error = %e, "storage refused the snapshot");
+            if let Err(e2) = self.store.snapshot_failed(&row.id, &e.to_string()).await {
+                tracing::warn!(snapshot = %row.id, error = %e2, "could not mark the snapshot failed");
+            }
+        } else {
+            tracing::warn!(snapshot = %row.id, error = %e,
+                           "snapshot not stored yet; it will be retried");
+        }
     }
 
     /// Writes the object (when `jpeg` is given; a retry after a restart finds it written or
@@ -195,8 +215,17 @@ impl Snapshots {
             match self.upload(&row, None).await {
                 Ok(()) => done += 1,
                 Err(e) => {
-                    tracing::debug!(snapshot = %id, error = %e, "snapshot still pending");
-                    break;
+                    let transient = !matches!(&e, DetectionError::Storage(s) if matches!(
+                        s.code(),
+                        tonic::Code::InvalidArgument
+                            | tonic::Code::AlreadyExists
+                            | tonic::Code::PermissionDenied
+                            | tonic::Code::FailedPrecondition
+                    ));
+                    self.failed(&row, e).await;
+                    if transient {
+                        break;
+                    }
                 }
             }
         }

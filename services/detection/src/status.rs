@@ -130,7 +130,8 @@ impl CameraStatus {
     }
 
     /// Takes a sample of the counters (at most one a second is kept) and returns the rates
-    /// since the oldest sample within the window.
+    /// since the oldest sample within the window. The pipeline calls it on every analysed
+    /// frame, so the window is full whenever status is asked.
     pub fn rates(&self) -> Rates {
         self.rates_at(Instant::now())
     }

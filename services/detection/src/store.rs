@@ -358,6 +358,18 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a snapshot that storage refused for good; it is not retried.
+    pub async fn snapshot_failed(&self, id: &str, why: &str) -> Result<(), DetectionError> {
+        dispatch!(&self.pool, pool => {
+            sqlx::query("UPDATE snapshots SET failure = $1 WHERE id = $2")
+                .bind(why)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     pub async fn snapshot(&self, id: &str) -> Result<Option<SnapshotRow>, DetectionError> {
         let row = dispatch!(&self.pool, pool => {
             match sqlx::query(
@@ -395,7 +407,8 @@ impl Store {
     pub async fn pending_snapshots(&self, limit: u32) -> Result<Vec<String>, DetectionError> {
         let ids = dispatch!(&self.pool, pool => {
             sqlx::query_scalar::<_, String>(
-                "SELECT id FROM snapshots WHERE storage_id = '' ORDER BY captured_us LIMIT $1",
+                "SELECT id FROM snapshots WHERE storage_id = '' AND failure = '' \
+                 ORDER BY captured_us LIMIT $1",
             )
             .bind(i64::from(limit))
             .fetch_all(pool)
@@ -519,6 +532,13 @@ mod tests {
         };
         s.insert_snapshot(&row).await.unwrap();
         assert_eq!(s.pending_snapshots(10).await.unwrap(), ["s1"]);
+        s.insert_snapshot(&SnapshotRow {
+            id: "s2".into(),
+            ..row.clone()
+        })
+        .await
+        .unwrap();
+        s.snapshot_failed("s2", "refused").await.unwrap();
         s.snapshot_registered("s1", "st-1").await.unwrap();
         assert!(s.pending_snapshots(10).await.unwrap().is_empty());
         let back = s.snapshot("s1").await.unwrap().unwrap();

@@ -38,6 +38,8 @@ CREATE TABLE snapshots (
     size_bytes BIGINT NOT NULL,
     sha256 BYTEA NOT NULL,
     -- Storage's id once registered; empty while the upload is pending.
-    storage_id TEXT NOT NULL
+    storage_id TEXT NOT NULL,
+    -- Why storage refused it for good (never retried); empty otherwise.
+    failure TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX snapshots_time ON snapshots (captured_us);
