@@ -341,14 +341,23 @@ async fn snapshot(a: SnapshotArgs) -> anyhow::Result<()> {
             .await
             .map_err(status_error)?
             .into_inner();
-        match list.detections.iter().find(|d| d.id == s.detection_id) {
-            Some(d) => draw(&s.image, d.r#box.unwrap_or_default())?,
-            None => {
-                eprintln!(
-                    "kordon: the detection of this snapshot is no longer stored; writing it without a box"
-                );
-                s.image.clone()
-            }
+        // Every tracked object of that frame that shares the snapshot gets its box.
+        let boxes: Vec<common::BoundingBox> = list
+            .detections
+            .iter()
+            .filter(|d| {
+                d.id == s.detection_id || (d.snapshot_id == a.id && d.time == s.captured_at)
+            })
+            .filter_map(|d| d.r#box)
+            .collect();
+        if boxes.is_empty() {
+            eprintln!(
+                "kordon: the detection of this snapshot is no longer stored; writing it \
+                 without a box"
+            );
+            s.image.clone()
+        } else {
+            draw(&s.image, &boxes)?
         }
     };
     std::fs::write(&a.output_file, &out)
@@ -367,8 +376,8 @@ async fn snapshot(a: SnapshotArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Decodes the JPEG, draws the box and encodes it again.
-fn draw(jpeg: &[u8], b: common::BoundingBox) -> anyhow::Result<Vec<u8>> {
+/// Decodes the JPEG, draws the boxes and encodes it again.
+fn draw(jpeg: &[u8], boxes: &[common::BoundingBox]) -> anyhow::Result<Vec<u8>> {
     let mut d = jpeg_decoder::Decoder::new(jpeg);
     let pixels = d
         .decode()
@@ -380,14 +389,16 @@ fn draw(jpeg: &[u8], b: common::BoundingBox) -> anyhow::Result<Vec<u8>> {
     if rgb.len() != (w * h * 3) as usize {
         anyhow::bail!("unexpected JPEG pixel format");
     }
-    kordon_detection::snapshot::draw_box(
-        w,
-        h,
-        &mut rgb,
-        [b.left, b.top, b.right, b.bottom],
-        2,
-        [255, 64, 0],
-    );
+    for b in boxes {
+        kordon_detection::snapshot::draw_box(
+            w,
+            h,
+            &mut rgb,
+            [b.left, b.top, b.right, b.bottom],
+            2,
+            [255, 64, 0],
+        );
+    }
     let mut out = Vec::new();
     jpeg_encoder::Encoder::new(&mut out, 90)
         .encode(&rgb, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
