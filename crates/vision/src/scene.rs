@@ -1058,4 +1058,65 @@ mod tests {
             t += 200;
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the detector reports, each track's events form one
+        /// lifecycle and respect the emission rule.
+        #[test]
+        fn every_track_has_one_lifecycle_and_the_rate_limit_holds(
+            walks in proptest::collection::vec(
+                (0.1f32..0.9, 0.3f32..0.9, -0.02f32..0.02, -0.02f32..0.02, 0u64..60, 1u64..80),
+                1..5,
+            ),
+            drops in proptest::collection::vec(0u64..120, 0..30),
+            scores in proptest::collection::vec(0.0f32..1.0, 120),
+        ) {
+            let mut scene = Scene::new(SceneConfig {
+                zones: vec![square("yard", 0.5, 0.0, 1.0, 1.0)],
+                lines: vec![road_line(LineDirection::Both)],
+                ..SceneConfig::default()
+            })
+            .unwrap();
+            let mut events = play(&mut scene, 120, |f| {
+                if drops.contains(&f) {
+                    return vec![];
+                }
+                walks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| f >= w.4 && f < w.4 + w.5)
+                    .map(|(k, w)| {
+                        let t = (f - w.4) as f32;
+                        let x = (w.0 + w.2 * t).clamp(0.03, 0.97);
+                        let y = (w.1 + w.3 * t).clamp(0.25, 1.0);
+                        person(scores[(f as usize + k * 17) % scores.len()], at(x, y))
+                    })
+                    .collect()
+            });
+            events.extend(scene.end_all());
+            let mut by_track: BTreeMap<u64, Vec<&TrackEvent>> = BTreeMap::new();
+            for e in &events {
+                by_track.entry(e.track_id).or_default().push(e);
+            }
+            for (id, evs) in by_track {
+                proptest::prop_assert_eq!(evs[0].phase, Phase::Started, "track {}", id);
+                proptest::prop_assert!(evs[0].best);
+                let last = evs[evs.len() - 1];
+                proptest::prop_assert_eq!(last.phase, Phase::Ended, "track {}", id);
+                let mut prev = evs[0].time;
+                for e in &evs[1..evs.len() - 1] {
+                    proptest::prop_assert_eq!(e.phase, Phase::Updated);
+                    proptest::prop_assert!(e.time > prev);
+                    if !matches!(e.reason, Reason::LineCrossing | Reason::ZoneChange) {
+                        proptest::prop_assert!(e.time - prev >= DEFAULT_EVENT_INTERVAL);
+                    }
+                    proptest::prop_assert!(e.started_at == evs[0].started_at);
+                    prev = e.time;
+                }
+                proptest::prop_assert!(last.time >= prev);
+            }
+        }
+    }
 }
