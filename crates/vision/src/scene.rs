@@ -1019,6 +1019,25 @@ mod tests {
     }
 
     #[test]
+    fn config_round_trips_through_json() {
+        let mut filters = BTreeMap::new();
+        filters.insert("car".to_owned(), ClassFilter::with_min_score(0.6));
+        let cfg = SceneConfig {
+            classes: vec!["person".into(), "car".into()],
+            filters,
+            zones: vec![square("yard", 0.5, 0.0, 1.0, 1.0)],
+            lines: vec![road_line(LineDirection::LeftToRight)],
+            ..SceneConfig::default()
+        };
+        let json = serde_json::to_string(&cfg).unwrap();
+        let back: SceneConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cfg);
+        // Every field has a default.
+        let empty: SceneConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, SceneConfig::default());
+    }
+
+    #[test]
     fn detector_keeps_running_while_tracks_live() {
         let mut scene = Scene::new(SceneConfig::default()).unwrap();
         let idle = MotionResult {
