@@ -2,6 +2,11 @@
 //! not a test). Run with
 //! `cargo run --release -p kordon-vision --example motion_bench`.
 //!
+//! With `-- FILE WIDTH HEIGHT [FPS]` it also runs the motion detector over
+//! raw packed BGR8 frames, e.g. real footage decoded by
+//! `ffmpeg -i clip.mp4 -vf fps=5 -pix_fmt bgr24 -f rawvideo clip.bgr`,
+//! and prints each frame's changed fraction, motion boxes and gate.
+//!
 //! Times are this thread's CPU time (Linux `/proc/thread-self/schedstat`,
 //! so a busy shared machine does not inflate them), wall time elsewhere.
 //!
@@ -129,7 +134,59 @@ fn bench_scene(objects: usize) {
     println!("scene  {objects:>3} objects    {ns:>9.0} ns/frame  ({events} events in {n} frames)");
 }
 
+fn replay(path: &str, w: u32, h: u32, fps: u64) {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let size = (w * h * 3) as usize;
+    let mut m = MotionDetector::new(MotionConfig::default(), vec![]).unwrap();
+    let epoch = Instant::now();
+    let mut spent = 0;
+    let (mut frames, mut gated) = (0, 0);
+    for (i, frame) in data.chunks_exact(size).enumerate() {
+        let t = Duration::from_millis(i as u64 * 1000 / fps);
+        let f = Frame {
+            width: w,
+            height: h,
+            stride: (w * 3) as usize,
+            data: frame,
+        };
+        let start = now_ns(epoch);
+        let r = m.process(t, &f).unwrap();
+        spent += now_ns(epoch) - start;
+        frames += 1;
+        gated += usize::from(!r.active);
+        println!(
+            "{:>6.1}s changed {:.4} boxes {:>2} motion {:<5} calibrating {:<5} active {}",
+            t.as_secs_f32(),
+            r.changed,
+            r.boxes.len(),
+            r.motion,
+            r.calibrating,
+            r.active
+        );
+    }
+    println!(
+        "{path}: {frames} frames of {w}x{h}, {:.0} ns/frame, gate closed on {gated}",
+        spent as f64 / frames.max(1) as f64
+    );
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [path, w, h, rest @ ..] = args.as_slice() {
+        let num = |s: &str| {
+            s.parse::<u32>()
+                .unwrap_or_else(|_| panic!("not a number: {s}"))
+        };
+        let fps = rest.first().map_or(5, |f| u64::from(num(f)));
+        replay(path, num(w), num(h), fps);
+        return;
+    }
     bench_motion(640, 360, false);
     bench_motion(640, 360, true);
     bench_motion(1280, 720, true);
