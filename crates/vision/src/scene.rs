@@ -81,6 +81,28 @@ impl Default for SceneConfig {
     }
 }
 
+impl SceneConfig {
+    /// Checks that every label in `classes` and `filters` is one of the
+    /// model's `labels` (the scene itself accepts any label).
+    pub fn check_labels(&self, labels: &[&str]) -> Result<(), Error> {
+        let unknown = |field: String, label: &str| Error::UnknownClass {
+            field,
+            label: label.to_owned(),
+        };
+        for (i, c) in self.classes.iter().enumerate() {
+            if !labels.contains(&c.as_str()) {
+                return Err(unknown(format!("classes[{i}]"), c));
+            }
+        }
+        for label in self.filters.keys() {
+            if !labels.contains(&label.as_str()) {
+                return Err(unknown(format!("filters.{label}"), label));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One detection from the object detector.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RawDetection<'a> {
@@ -1035,6 +1057,30 @@ mod tests {
         // Every field has a default.
         let empty: SceneConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, SceneConfig::default());
+    }
+
+    #[test]
+    fn unknown_labels_are_named() {
+        let labels = ["person", "car"];
+        let mut cfg = SceneConfig {
+            classes: vec!["person".into(), "tank".into()],
+            ..SceneConfig::default()
+        };
+        assert_eq!(
+            cfg.check_labels(&labels).unwrap_err(),
+            Error::UnknownClass {
+                field: "classes[1]".into(),
+                label: "tank".into()
+            }
+        );
+        cfg.classes.pop();
+        cfg.check_labels(&labels).unwrap();
+        cfg.filters
+            .insert("horse".into(), ClassFilter::with_min_score(0.5));
+        assert_eq!(
+            cfg.check_labels(&labels).unwrap_err().field(),
+            Some("filters.horse")
+        );
     }
 
     #[test]

@@ -506,6 +506,17 @@ mod tests {
     }
 
     #[test]
+    fn ends_after_max_lost_time_whatever_the_frame_count() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        t.update(ms(0), &[obs(0, 0.8, person_at(0.3))]);
+        t.update(ms(200), &[obs(0, 0.8, person_at(0.3))]);
+        assert!(t.update(ms(5_200), &[]).removed.is_empty());
+        // One missed frame only, but 5.2 s after the last match.
+        let u = t.update(ms(5_400), &[]);
+        assert_eq!(u.removed.len(), 1);
+    }
+
+    #[test]
     fn does_not_match_across_classes() {
         let mut t = Tracker::new(TrackerConfig::default());
         t.update(ms(0), &[obs(0, 0.8, person_at(0.3))]);
