@@ -199,10 +199,13 @@ impl MotionDetector {
     }
 
     /// New settings from the next frame. The background survives unless the
-    /// downscaled height changes; the gate's hold survives.
+    /// downscaled height changes or gating is turned back on; the gate's hold
+    /// survives.
     pub fn reconfigure(&mut self, cfg: MotionConfig, masks: Vec<Polygon>) -> Result<(), Error> {
         cfg.validate("motion")?;
-        if cfg.height != self.cfg.height {
+        // A new height, or gating turned back on (the background has not
+        // followed the scene meanwhile): start over with a calibration.
+        if cfg.height != self.cfg.height || (self.cfg.disabled && !cfg.disabled) {
             self.plane = None;
         }
         if masks != self.masks {
@@ -612,6 +615,22 @@ mod tests {
         let mut m = MotionDetector::new(cfg, vec![]).unwrap();
         let r = run(&mut m, 0, &frame(100, &[]));
         assert!(r.active && !r.motion);
+    }
+
+    #[test]
+    fn re_enabling_recalibrates() {
+        let mut m = MotionDetector::new(MotionConfig::default(), vec![]).unwrap();
+        let t = settled(&mut m);
+        let off = MotionConfig {
+            disabled: true,
+            ..MotionConfig::default()
+        };
+        m.reconfigure(off, vec![]).unwrap();
+        // The scene changes completely while gating is off.
+        assert!(run(&mut m, t, &frame(30, &[])).active);
+        m.reconfigure(MotionConfig::default(), vec![]).unwrap();
+        let r = run(&mut m, t + 200, &frame(30, &[]));
+        assert!(r.calibrating && !r.motion, "{r:?}");
     }
 
     #[test]
