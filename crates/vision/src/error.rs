@@ -17,6 +17,9 @@ pub enum Error {
     /// Two zones or two lines with one name.
     #[error("{field}: duplicate name {name:?}")]
     DuplicateName { field: String, name: String },
+    /// A class label the model does not know.
+    #[error("{field}: unknown class {label:?}")]
+    UnknownClass { field: String, label: String },
     /// Any other invalid setting (an empty name, min above max, a zero height).
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: &'static str },
@@ -40,6 +43,7 @@ impl Error {
             Error::TooFewPoints { field, .. }
             | Error::OutOfRange { field, .. }
             | Error::DuplicateName { field, .. }
+            | Error::UnknownClass { field, .. }
             | Error::Invalid { field, .. } => Some(field),
             Error::Frame { .. } => None,
         }

@@ -35,7 +35,8 @@ pub struct ClassFilter {
 
 impl ClassFilter {
     /// A filter on score only: `threshold` equal to `min_score`, any size and
-    /// shape.
+    /// shape (`max_ratio` is `f32::MAX`, which survives a JSON round trip
+    /// where infinity would not).
     pub fn with_min_score(min_score: f32) -> Self {
         ClassFilter {
             min_score,
@@ -43,7 +44,7 @@ impl ClassFilter {
             min_area: 0.0,
             max_area: 1.0,
             min_ratio: 0.0,
-            max_ratio: f32::INFINITY,
+            max_ratio: f32::MAX,
         }
     }
 

@@ -18,6 +18,7 @@
 //! scene.motion(time: Duration, &Frame) -> Result<MotionResult, Error>
 //! scene.run_detector(&MotionResult) -> bool                // gate open or tracks alive
 //! scene.update(time: Duration, &[RawDetection]) -> Vec<TrackEvent>
+//! cfg.check_labels(&[&str]) -> Result<(), Error>             // classes/filters vs model labels
 //! scene.active_tracks() -> Vec<ActiveTrack>
 //! scene.end_all() -> Vec<TrackEvent>                       // camera removed / stream lost
 //! ```
@@ -30,9 +31,9 @@
 //! Config ([`SceneConfig`], serde, all fields defaulted): `classes`
 //! (labels reported; empty = all), `min_score` (0.5), `filters` (label →
 //! [`ClassFilter`] {min_score, threshold, min_area, max_area, min_ratio,
-//! max_ratio}), `zones` ([`ZoneConfig`] {name, area: Vec<Point>, inertia
+//! max_ratio}), `zones` ([`ZoneConfig`] {name, area: `Vec<Point>`, inertia
 //! (0 = 3)}), `lines` ([`LineConfig`] {name, a, b, direction:
-//! [`LineDirection`]}), `masks` (Vec<Vec<Point>>), `tracker`
+//! [`LineDirection`]}), `masks` (`Vec<Vec<Point>>`), `tracker`
 //! ([`TrackerConfig`]), `motion` ([`MotionConfig`]), `event_interval` (1 s),
 //! `periodic_interval` (60 s).
 //!
@@ -41,9 +42,9 @@
 //!
 //! Output: [`MotionResult`] {changed, boxes, motion, calibrating, active} and
 //! [`TrackEvent`] {track_id, class_id, label, score, bbox, time, phase:
-//! [`Phase`] (Started/Updated/Ended), started_at, zones: Vec<[`ZonePresence`]
-//! {zone, entered_at}>, crossings: Vec<[`LineCrossing`] {line, direction:
-//! [`Direction`]}>, stationary, reason: [`Reason`], best}.
+//! [`Phase`] (Started/Updated/Ended), started_at, zones: `Vec<ZonePresence>` ([`ZonePresence`]
+//! {zone, entered_at}), crossings: `Vec<LineCrossing>` ([`LineCrossing`] {line,
+//! direction: [`Direction`]}), stationary, reason: [`Reason`], best}.
 //!
 //! Mapping onto `kordon.detection.v1`: `DetectionConfig.min_confidence` →
 //! `min_score` (0 → 0.5); `classes` empty → the six default labels (the
@@ -52,6 +53,20 @@
 //! `LINE_DIRECTION_UNSPECIFIED`/`BOTH` → [`LineDirection::Both`];
 //! [`Phase`] → `TrackPhase`; a box → `BoundingBox {left: x1, top: y1,
 //! right: x2, bottom: y2}`.
+//!
+//! # Defaults
+//!
+//! - Scene: `min_score` 0.5 ([`scene::DEFAULT_MIN_SCORE`]), `threshold` =
+//!   the class's `min_score`, areas 0..1, ratios 0..`f32::MAX`,
+//!   `event_interval` 1 s, `periodic_interval` 60 s; zone `inertia` 3
+//!   observations.
+//! - Tracker: `min_initialized` 2 frames, `max_disappeared` 10 frames,
+//!   `max_lost_time` 5 s, IoU gates 0.2 (high scores) / 0.5 (low scores) /
+//!   0.3 (tentative tracks), `low_score` 0.1, stationary when IoU with the
+//!   anchored box ≥ 0.9 for 10 s, moving again after 3 boxes away.
+//! - Motion: `threshold` 0.002, `hold` 2 s, `height` 100 rows, `alpha` 0.01,
+//!   `pixel_threshold` 30, `dilate` 2, `min_area` 0.0005, recalibration
+//!   above 0.6 of the pixels changing at once, 5 calibrating frames.
 //!
 //! The parts are usable alone: [`motion::MotionDetector`],
 //! [`tracker::Tracker`], [`zones::Zone`]/[`zones::Line`],

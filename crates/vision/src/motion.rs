@@ -162,9 +162,13 @@ struct Plane {
     changed: Vec<u8>,
     dilated: Vec<u8>,
     tmp: Vec<u8>,
+    /// Prefix counts for the dilation: a row's, then (h + 1) rows of
+    /// column sums.
+    prefix: Vec<u32>,
     seen: Vec<bool>,
     stack: Vec<usize>,
-    acc: Vec<u32>,
+    /// Per-byte sums of the source rows of one output row.
+    rows: Vec<u32>,
 }
 
 /// The motion detector of one camera.
@@ -195,10 +199,13 @@ impl MotionDetector {
     }
 
     /// New settings from the next frame. The background survives unless the
-    /// downscaled height changes; the gate's hold survives.
+    /// downscaled height changes or gating is turned back on; the gate's hold
+    /// survives.
     pub fn reconfigure(&mut self, cfg: MotionConfig, masks: Vec<Polygon>) -> Result<(), Error> {
         cfg.validate("motion")?;
-        if cfg.height != self.cfg.height {
+        // A new height, or gating turned back on (the background has not
+        // followed the scene meanwhile): start over with a calibration.
+        if cfg.height != self.cfg.height || (self.cfg.disabled && !cfg.disabled) {
             self.plane = None;
         }
         if masks != self.masks {
@@ -307,9 +314,10 @@ fn new_plane(sw: u32, sh: u32, height: u32, masks: &[Polygon]) -> Plane {
         changed: vec![0; n],
         dilated: vec![0; n],
         tmp: vec![0; n],
+        prefix: vec![0; (w + 1).max(n + w)],
         seen: vec![false; n],
         stack: Vec::new(),
-        acc: vec![0; w],
+        rows: vec![0; swu * 3],
     };
     rasterise(&mut p, masks);
     p
@@ -326,28 +334,28 @@ fn rasterise(p: &mut Plane, masks: &[Polygon]) {
 }
 
 /// Grayscale (BT.601 weights in 8-bit fixed point) and area-average
-/// downscale in one pass over the source.
+/// downscale. The source rows of one output row are first summed per byte
+/// (a contiguous, vectorisable pass over the frame), so the weights and the
+/// horizontal runs are applied once per output row, not once per source row.
 fn downscale(p: &mut Plane, f: &Frame<'_>) {
     let row_bytes = f.width as usize * 3;
     for dy in 0..p.h {
-        p.acc.fill(0);
         let (y0, y1) = (p.ys[dy], p.ys[dy + 1]);
+        p.rows.fill(0);
         for y in y0..y1 {
             let row = &f.data[y * f.stride..y * f.stride + row_bytes];
-            for dx in 0..p.w {
-                let run = &row[p.xs[dx] * 3..p.xs[dx + 1] * 3];
-                let mut s = 0u32;
-                for px in run.chunks_exact(3) {
-                    s += 29 * u32::from(px[0]) + 150 * u32::from(px[1]) + 77 * u32::from(px[2]);
-                }
-                p.acc[dx] += s;
+            for (a, &b) in p.rows.iter_mut().zip(row) {
+                *a += u32::from(b);
             }
         }
         let rows = (y1 - y0) as f32;
         let out = &mut p.gray[dy * p.w..(dy + 1) * p.w];
-        for ((o, acc), xs) in out.iter_mut().zip(&p.acc).zip(p.xs.windows(2)) {
-            let cols = (xs[1] - xs[0]) as f32;
-            *o = *acc as f32 / (256.0 * rows * cols);
+        for (o, xs) in out.iter_mut().zip(p.xs.windows(2)) {
+            let mut s = 0u64;
+            for px in p.rows[xs[0] * 3..xs[1] * 3].chunks_exact(3) {
+                s += u64::from(29 * px[0] + 150 * px[1] + 77 * px[2]);
+            }
+            *o = s as f32 / (256.0 * rows * (xs[1] - xs[0]) as f32);
         }
     }
 }
@@ -373,17 +381,43 @@ fn threshold(p: &mut Plane, cfg: &MotionConfig) -> usize {
 fn components(p: &mut Plane, cfg: &MotionConfig) -> (usize, Vec<BBox>) {
     let (w, h) = (p.w, p.h);
     let r = cfg.dilate as usize;
-    // Separable square dilation: rows into tmp, columns into dilated.
+    // Separable square dilation by window counts over prefix sums: rows
+    // into tmp, then columns into dilated.
     for y in 0..h {
+        let row = &p.changed[y * w..(y + 1) * w];
+        let pre = &mut p.prefix[..=w];
+        pre[0] = 0;
         for x in 0..w {
+            pre[x + 1] = pre[x] + u32::from(row[x]);
+        }
+        let out = &mut p.tmp[y * w..(y + 1) * w];
+        for (x, o) in out.iter_mut().enumerate() {
             let (a, b) = (x.saturating_sub(r), (x + r).min(w - 1));
-            p.tmp[y * w + x] = u8::from(p.changed[y * w + a..=y * w + b].contains(&1));
+            *o = u8::from(pre[b + 1] > pre[a]);
+        }
+    }
+    p.prefix[..w].fill(0);
+    for y in 0..h {
+        let (prev, next) = p.prefix.split_at_mut((y + 1) * w);
+        let prev = &prev[y * w..];
+        for ((n, pv), t) in next[..w]
+            .iter_mut()
+            .zip(prev)
+            .zip(&p.tmp[y * w..(y + 1) * w])
+        {
+            *n = pv + u32::from(*t);
         }
     }
     for y in 0..h {
         let (a, b) = (y.saturating_sub(r), (y + r).min(h - 1));
-        for x in 0..w {
-            p.dilated[y * w + x] = u8::from((a..=b).any(|yy| p.tmp[yy * w + x] == 1));
+        let top = &p.prefix[a * w..(a + 1) * w];
+        let bottom = &p.prefix[(b + 1) * w..(b + 2) * w];
+        for ((o, t), b) in p.dilated[y * w..(y + 1) * w]
+            .iter_mut()
+            .zip(top)
+            .zip(bottom)
+        {
+            *o = u8::from(b > t);
         }
     }
     let min_pixels = cfg.min_area * (w * h) as f32;
@@ -581,6 +615,22 @@ mod tests {
         let mut m = MotionDetector::new(cfg, vec![]).unwrap();
         let r = run(&mut m, 0, &frame(100, &[]));
         assert!(r.active && !r.motion);
+    }
+
+    #[test]
+    fn re_enabling_recalibrates() {
+        let mut m = MotionDetector::new(MotionConfig::default(), vec![]).unwrap();
+        let t = settled(&mut m);
+        let off = MotionConfig {
+            disabled: true,
+            ..MotionConfig::default()
+        };
+        m.reconfigure(off, vec![]).unwrap();
+        // The scene changes completely while gating is off.
+        assert!(run(&mut m, t, &frame(30, &[])).active);
+        m.reconfigure(MotionConfig::default(), vec![]).unwrap();
+        let r = run(&mut m, t + 200, &frame(30, &[]));
+        assert!(r.calibrating && !r.motion, "{r:?}");
     }
 
     #[test]

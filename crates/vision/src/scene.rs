@@ -81,6 +81,28 @@ impl Default for SceneConfig {
     }
 }
 
+impl SceneConfig {
+    /// Checks that every label in `classes` and `filters` is one of the
+    /// model's `labels` (the scene itself accepts any label).
+    pub fn check_labels(&self, labels: &[&str]) -> Result<(), Error> {
+        let unknown = |field: String, label: &str| Error::UnknownClass {
+            field,
+            label: label.to_owned(),
+        };
+        for (i, c) in self.classes.iter().enumerate() {
+            if !labels.contains(&c.as_str()) {
+                return Err(unknown(format!("classes[{i}]"), c));
+            }
+        }
+        for label in self.filters.keys() {
+            if !labels.contains(&label.as_str()) {
+                return Err(unknown(format!("filters.{label}"), label));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One detection from the object detector.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RawDetection<'a> {
@@ -1019,6 +1041,49 @@ mod tests {
     }
 
     #[test]
+    fn config_round_trips_through_json() {
+        let mut filters = BTreeMap::new();
+        filters.insert("car".to_owned(), ClassFilter::with_min_score(0.6));
+        let cfg = SceneConfig {
+            classes: vec!["person".into(), "car".into()],
+            filters,
+            zones: vec![square("yard", 0.5, 0.0, 1.0, 1.0)],
+            lines: vec![road_line(LineDirection::LeftToRight)],
+            ..SceneConfig::default()
+        };
+        let json = serde_json::to_string(&cfg).unwrap();
+        let back: SceneConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cfg);
+        // Every field has a default.
+        let empty: SceneConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, SceneConfig::default());
+    }
+
+    #[test]
+    fn unknown_labels_are_named() {
+        let labels = ["person", "car"];
+        let mut cfg = SceneConfig {
+            classes: vec!["person".into(), "tank".into()],
+            ..SceneConfig::default()
+        };
+        assert_eq!(
+            cfg.check_labels(&labels).unwrap_err(),
+            Error::UnknownClass {
+                field: "classes[1]".into(),
+                label: "tank".into()
+            }
+        );
+        cfg.classes.pop();
+        cfg.check_labels(&labels).unwrap();
+        cfg.filters
+            .insert("horse".into(), ClassFilter::with_min_score(0.5));
+        assert_eq!(
+            cfg.check_labels(&labels).unwrap_err().field(),
+            Some("filters.horse")
+        );
+    }
+
+    #[test]
     fn detector_keeps_running_while_tracks_live() {
         let mut scene = Scene::new(SceneConfig::default()).unwrap();
         let idle = MotionResult {
@@ -1056,6 +1121,67 @@ mod tests {
             let r = scene.motion(ms(t), &f).unwrap();
             assert!(!r.motion);
             t += 200;
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the detector reports, each track's events form one
+        /// lifecycle and respect the emission rule.
+        #[test]
+        fn every_track_has_one_lifecycle_and_the_rate_limit_holds(
+            walks in proptest::collection::vec(
+                (0.1f32..0.9, 0.3f32..0.9, -0.02f32..0.02, -0.02f32..0.02, 0u64..60, 1u64..80),
+                1..5,
+            ),
+            drops in proptest::collection::vec(0u64..120, 0..30),
+            scores in proptest::collection::vec(0.0f32..1.0, 120),
+        ) {
+            let mut scene = Scene::new(SceneConfig {
+                zones: vec![square("yard", 0.5, 0.0, 1.0, 1.0)],
+                lines: vec![road_line(LineDirection::Both)],
+                ..SceneConfig::default()
+            })
+            .unwrap();
+            let mut events = play(&mut scene, 120, |f| {
+                if drops.contains(&f) {
+                    return vec![];
+                }
+                walks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| f >= w.4 && f < w.4 + w.5)
+                    .map(|(k, w)| {
+                        let t = (f - w.4) as f32;
+                        let x = (w.0 + w.2 * t).clamp(0.03, 0.97);
+                        let y = (w.1 + w.3 * t).clamp(0.25, 1.0);
+                        person(scores[(f as usize + k * 17) % scores.len()], at(x, y))
+                    })
+                    .collect()
+            });
+            events.extend(scene.end_all());
+            let mut by_track: BTreeMap<u64, Vec<&TrackEvent>> = BTreeMap::new();
+            for e in &events {
+                by_track.entry(e.track_id).or_default().push(e);
+            }
+            for (id, evs) in by_track {
+                proptest::prop_assert_eq!(evs[0].phase, Phase::Started, "track {}", id);
+                proptest::prop_assert!(evs[0].best);
+                let last = evs[evs.len() - 1];
+                proptest::prop_assert_eq!(last.phase, Phase::Ended, "track {}", id);
+                let mut prev = evs[0].time;
+                for e in &evs[1..evs.len() - 1] {
+                    proptest::prop_assert_eq!(e.phase, Phase::Updated);
+                    proptest::prop_assert!(e.time > prev);
+                    if !matches!(e.reason, Reason::LineCrossing | Reason::ZoneChange) {
+                        proptest::prop_assert!(e.time - prev >= DEFAULT_EVENT_INTERVAL);
+                    }
+                    proptest::prop_assert!(e.started_at == evs[0].started_at);
+                    prev = e.time;
+                }
+                proptest::prop_assert!(last.time >= prev);
+            }
         }
     }
 }

@@ -24,7 +24,9 @@
 //!   1 and are never reused, not even after [`Tracker::clear`]).
 //! - A track whose measured box stays within IoU `stationary_iou` of where it
 //!   was anchored for `stationary_after` becomes stationary; it stops being
-//!   stationary (and re-anchors) as soon as a measured box leaves that IoU.
+//!   stationary (and re-anchors) once `stationary_exit_frames` consecutive
+//!   measured boxes leave that IoU, so one jittery box of a parked car does
+//!   not make it "move".
 //!
 //! Assumes one call per analysed frame, in time order.
 
@@ -66,6 +68,9 @@ pub struct TrackerConfig {
     pub stationary_iou: f32,
     /// How long a track must not move to be stationary. Default 10 s.
     pub stationary_after: Duration,
+    /// Consecutive matched frames away from the anchored box that count as
+    /// moving (0 counts as 1). Default 3.
+    pub stationary_exit_frames: u32,
 }
 
 impl Default for TrackerConfig {
@@ -80,6 +85,7 @@ impl Default for TrackerConfig {
             low_score: 0.1,
             stationary_iou: 0.9,
             stationary_after: Duration::from_secs(10),
+            stationary_exit_frames: 3,
         }
     }
 }
@@ -136,6 +142,8 @@ pub struct Track {
     last_seen: Duration,
     stationary: bool,
     anchor: (BBox, Duration),
+    /// Consecutive matches away from the anchor.
+    away: u32,
 }
 
 impl Track {
@@ -192,12 +200,17 @@ impl Track {
         }
         let was = self.stationary;
         if iou(&o.bbox, &self.anchor.0) >= cfg.stationary_iou {
+            self.away = 0;
             if time.saturating_sub(self.anchor.1) >= cfg.stationary_after {
                 self.stationary = true;
             }
         } else {
-            self.anchor = (o.bbox, time);
-            self.stationary = false;
+            self.away += 1;
+            if self.away >= cfg.stationary_exit_frames.max(1) {
+                self.away = 0;
+                self.anchor = (o.bbox, time);
+                self.stationary = false;
+            }
         }
         Matched {
             track_id: self.id,
@@ -355,6 +368,7 @@ impl Tracker {
                 last_seen: time,
                 stationary: false,
                 anchor: (o.bbox, time),
+                away: 0,
             });
             out.matched.push(Matched {
                 track_id: id,
@@ -492,6 +506,17 @@ mod tests {
     }
 
     #[test]
+    fn ends_after_max_lost_time_whatever_the_frame_count() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        t.update(ms(0), &[obs(0, 0.8, person_at(0.3))]);
+        t.update(ms(200), &[obs(0, 0.8, person_at(0.3))]);
+        assert!(t.update(ms(5_200), &[]).removed.is_empty());
+        // One missed frame only, but 5.2 s after the last match.
+        let u = t.update(ms(5_400), &[]);
+        assert_eq!(u.removed.len(), 1);
+    }
+
+    #[test]
     fn does_not_match_across_classes() {
         let mut t = Tracker::new(TrackerConfig::default());
         t.update(ms(0), &[obs(0, 0.8, person_at(0.3))]);
@@ -558,14 +583,37 @@ mod tests {
             let x = if f < 20 {
                 0.3 + 0.001 * (f % 2) as f32
             } else {
-                0.3 + 0.03 * (f - 19) as f32
+                0.3 + 0.015 * (f - 19) as f32
             };
             let u = t.update(ms(200 * f), &[obs(0, 0.8, person_at(x))]);
+            assert_eq!(u.matched[0].track_id, 1);
             if u.matched[0].stationary_changed {
                 changes.push((f, t.tracks()[0].stationary()));
             }
         }
-        assert_eq!(changes, vec![(10, true), (20, false)]);
+        // Walking off from frame 20; moving once 3 boxes were away.
+        assert_eq!(changes, vec![(10, true), (22, false)]);
+    }
+
+    #[test]
+    fn one_jittery_box_does_not_end_stationary() {
+        let cfg = TrackerConfig {
+            stationary_after: Duration::from_secs(2),
+            ..TrackerConfig::default()
+        };
+        let mut t = Tracker::new(cfg);
+        let mut changes = 0;
+        for f in 0..40u64 {
+            // Every 7th box is 20 % taller (IoU 0.83 with the anchor).
+            let mut b = person_at(0.3);
+            if f % 7 == 6 {
+                b[1] -= 0.04;
+            }
+            let u = t.update(ms(200 * f), &[obs(0, 0.8, b)]);
+            changes += usize::from(u.matched[0].stationary_changed);
+        }
+        assert_eq!(changes, 1);
+        assert!(t.tracks()[0].stationary());
     }
 
     #[test]

@@ -349,6 +349,33 @@ mod tests {
         assert!(!LineDirection::LeftToRight.accepts(Direction::RightToLeft));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn reversed_movement_reverses_the_crossing(
+            ax in 0.0f32..1.0, ay in 0.0f32..1.0, bx in 0.0f32..1.0, by in 0.0f32..1.0,
+            fx in 0.0f32..1.0, fy in 0.0f32..1.0, tx in 0.0f32..1.0, ty in 0.0f32..1.0,
+        ) {
+            proptest::prop_assume!((ax, ay) != (bx, by));
+            let l = line((ax, ay), (bx, by), LineDirection::Both);
+            let (from, to) = (Point::new(fx, fy), Point::new(tx, ty));
+            let there = l.crossing(from, to);
+            let back = l.crossing(to, from);
+            match (there, back) {
+                (None, None) => {}
+                (Some(d), Some(e)) => {
+                    proptest::prop_assert_ne!(d, e);
+                    // The sides really differ.
+                    let s0 = cross(l.a, l.b, from);
+                    let s1 = cross(l.a, l.b, to);
+                    proptest::prop_assert!(s0 * s1 < 0.0);
+                    // Left (negative side) to right is LeftToRight.
+                    proptest::prop_assert_eq!(d == Direction::LeftToRight, s0 < 0.0);
+                }
+                other => proptest::prop_assert!(false, "asymmetric: {:?}", other),
+            }
+        }
+    }
+
     #[test]
     fn zone_inertia_and_entered_at() {
         let z = Zone::new(
