@@ -49,7 +49,7 @@
 //! # }
 //! ```
 //!
-//! GStreamer must be initialised ([`init`]) before a GStreamer source or a decoder is built.
+//! [`open`] and [`Decoder::new`] initialise GStreamer themselves ([`init`], idempotent).
 
 pub mod config;
 pub mod decode;
