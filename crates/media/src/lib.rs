@@ -59,7 +59,8 @@ pub mod track;
 
 pub use config::{Backoff, RtspClient, SourceConfig, StreamConfig, Transport, redact_url};
 pub use decode::{
-    DecodeConfig, DecodeCounters, DecodeEvent, DecodedFrame, Decoder, StreamState, run_decoded,
+    DecodeConfig, DecodeCounters, DecodeEvent, DecodedFrame, Decoder, SessionInfo, StreamState,
+    run_decoded,
 };
 pub use error::MediaError;
 pub use source::{

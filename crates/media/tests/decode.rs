@@ -219,6 +219,10 @@ async fn decodes_with(
         decoded >= 4 * analysed,
         "decoded {decoded}, analysed {analysed}: every frame is decoded at 25 fps"
     );
+    let session = run.counters.session().expect("the session is described");
+    let (w, h) = kind.dimensions();
+    assert_eq!((session.width, session.height), (w, h), "{session:?}");
+    assert_eq!(session.source.as_str(), client_name(client));
     run.stop().await;
     sim.shutdown().await;
 }
@@ -241,6 +245,13 @@ async fn h265_decodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h265_with_b_frames_decodes() {
     decodes(Codec::H265, 2, StreamKind::Sub, (640, 360)).await;
+}
+
+fn client_name(client: RtspClient) -> &'static str {
+    match client {
+        RtspClient::Auto => "retina",
+        RtspClient::Gstreamer => "gstreamer",
+    }
 }
 
 /// The GStreamer client (what `rtsps://` cameras get) feeds the decoder the same frames.
