@@ -8,7 +8,8 @@
 //! - [`run_decoded`] — the whole loop for one camera: opens the source, decodes, hands each
 //!   picture to a callback, reconnects with the acquisition layer's [`Backoff`] and reports
 //!   [`StreamState`] changes, until cancelled. [`DecodeCounters`] count decoded and analysed
-//!   frames (for `decoded_fps`/`analysed_fps` in a detector's status).
+//!   frames (for `decoded_fps`/`analysed_fps` in a detector's status) and describe the latest
+//!   session ([`SessionInfo`]: client, transport, codec, size, stream fps).
 //!
 //! # Pipeline
 //! `appsrc (video/x-h264,stream-format=avc | video/x-h265,stream-format=hvc1; alignment=au;
@@ -54,9 +55,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OFFLINE_AFTER_FAILURES;
-use crate::source::{self, Frame, OpenContext, Source, SourceError};
+use crate::source::{self, Frame, OpenContext, Source, SourceError, SourceKind};
 use crate::track::{Codec, TIMESCALE, TrackInfo};
-use crate::{Backoff, MediaError, StreamConfig};
+use crate::{Backoff, MediaError, StreamConfig, Transport};
 
 /// Analysed frames per second by default.
 pub const DEFAULT_FPS: f64 = 5.0;
@@ -136,15 +137,41 @@ impl std::fmt::Debug for DecodedFrame {
 }
 
 /// Frame counts of one camera's decoding, cumulative; share it (`Arc`) with whatever reports
-/// status and take differences over time for rates.
+/// status and take differences over time for rates. [`run_decoded`] also records here what
+/// the latest session receives ([`DecodeCounters::session`]).
 #[derive(Debug, Default)]
 pub struct DecodeCounters {
     decoded: AtomicU64,
     analysed: AtomicU64,
     dropped: AtomicU64,
+    session: Mutex<Option<SessionInfo>>,
+}
+
+/// What a session of [`run_decoded`] receives, for a detector's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    /// Which RTSP client opened the stream.
+    pub source: SourceKind,
+    pub transport: Transport,
+    pub codec: Codec,
+    /// The stream's own picture size (before scaling) and declared frame rate (0 if none).
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
 }
 
 impl DecodeCounters {
+    /// The latest session's stream, once its first frame arrived; kept after the session ends.
+    pub fn session(&self) -> Option<SessionInfo> {
+        self.session.lock().ok().and_then(|s| s.clone())
+    }
+
+    fn set_session(&self, info: SessionInfo) {
+        if let Ok(mut s) = self.session.lock() {
+            *s = Some(info);
+        }
+    }
+
     /// Frames the decoder turned into pictures.
     pub fn decoded(&self) -> u64 {
         self.decoded.load(Ordering::Relaxed)
@@ -760,6 +787,7 @@ async fn session(
     };
     let mut running = false;
     let mut got_frame = false;
+    let mut track: Option<Arc<TrackInfo>> = None;
     let end = loop {
         while let Some(picture) = decoder.pull() {
             if !running {
@@ -797,6 +825,18 @@ async fn session(
                 ));
             }
         };
+        if track.as_ref().is_none_or(|t| !Arc::ptr_eq(t, &frame.track)) {
+            let t = &frame.track;
+            counters.set_session(SessionInfo {
+                source: src.kind(),
+                transport: src.transport(),
+                codec: t.track.codec,
+                width: t.track.width,
+                height: t.track.height,
+                fps: t.fps,
+            });
+            track = Some(t.clone());
+        }
         got_frame = true;
         if let Err(e) = decoder.push(&frame) {
             break SessionEnd::Failed(e.to_string());

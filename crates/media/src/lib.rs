@@ -49,7 +49,7 @@
 //! # }
 //! ```
 //!
-//! GStreamer must be initialised ([`init`]) before a GStreamer source or a decoder is built.
+//! [`open`] and [`Decoder::new`] initialise GStreamer themselves ([`init`], idempotent).
 
 pub mod config;
 pub mod decode;
@@ -59,7 +59,8 @@ pub mod track;
 
 pub use config::{Backoff, RtspClient, SourceConfig, StreamConfig, Transport, redact_url};
 pub use decode::{
-    DecodeConfig, DecodeCounters, DecodeEvent, DecodedFrame, Decoder, StreamState, run_decoded,
+    DecodeConfig, DecodeCounters, DecodeEvent, DecodedFrame, Decoder, SessionInfo, StreamState,
+    run_decoded,
 };
 pub use error::MediaError;
 pub use source::{

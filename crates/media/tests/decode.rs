@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kordon_camsim::{Camsim, CamsimConfig, CamsimHandle, ClipSource, Codec, Source, StreamKind};
 use kordon_media::{
-    DecodeConfig, DecodeCounters, DecodeEvent, DecodedFrame, OpenContext, SourceConfig,
+    DecodeConfig, DecodeCounters, DecodeEvent, DecodedFrame, OpenContext, RtspClient, SourceConfig,
     StreamConfig, StreamState, Transport, run_decoded,
 };
 use tokio::sync::mpsc;
@@ -55,10 +55,15 @@ struct Running {
 }
 
 fn start(stream: StreamConfig, cfg: DecodeConfig) -> Running {
+    start_with(stream, cfg, RtspClient::Auto)
+}
+
+fn start_with(stream: StreamConfig, cfg: DecodeConfig, client: RtspClient) -> Running {
     let (tx, events) = mpsc::unbounded_channel();
     let counters = Arc::new(DecodeCounters::default());
     let cancel = CancellationToken::new();
     let source = SourceConfig {
+        rtsp_client: client,
         reconnect_initial: Duration::from_millis(250),
         reconnect_max: Duration::from_secs(1),
         ..SourceConfig::default()
@@ -185,14 +190,25 @@ fn assert_pictures(frames: &[DecodedFrame], fps: f64, span_s: i64, width: u32, h
 }
 
 async fn decodes(codec: Codec, bframes: u32, kind: StreamKind, want: (u32, u32)) {
+    decodes_with(codec, bframes, kind, want, RtspClient::Auto).await;
+}
+
+async fn decodes_with(
+    codec: Codec,
+    bframes: u32,
+    kind: StreamKind,
+    want: (u32, u32),
+    client: RtspClient,
+) {
     let sim = camsim(codec, bframes).await;
     let fps = 5.0;
-    let mut run = start(
+    let mut run = start_with(
         stream(&sim, kind),
         DecodeConfig {
             fps,
             max_width: 1280,
         },
+        client,
     );
     let span_s = 4;
     let frames = run.frames_spanning(span_s, Duration::from_secs(60)).await;
@@ -203,6 +219,10 @@ async fn decodes(codec: Codec, bframes: u32, kind: StreamKind, want: (u32, u32))
         decoded >= 4 * analysed,
         "decoded {decoded}, analysed {analysed}: every frame is decoded at 25 fps"
     );
+    let session = run.counters.session().expect("the session is described");
+    let (w, h) = kind.dimensions();
+    assert_eq!((session.width, session.height), (w, h), "{session:?}");
+    assert_eq!(session.source.as_str(), client_name(client));
     run.stop().await;
     sim.shutdown().await;
 }
@@ -225,6 +245,26 @@ async fn h265_decodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h265_with_b_frames_decodes() {
     decodes(Codec::H265, 2, StreamKind::Sub, (640, 360)).await;
+}
+
+fn client_name(client: RtspClient) -> &'static str {
+    match client {
+        RtspClient::Auto => "retina",
+        RtspClient::Gstreamer => "gstreamer",
+    }
+}
+
+/// The GStreamer client (what `rtsps://` cameras get) feeds the decoder the same frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gstreamer_client_decodes_b_frames_too() {
+    decodes_with(
+        Codec::H264,
+        2,
+        StreamKind::Sub,
+        (640, 360),
+        RtspClient::Gstreamer,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

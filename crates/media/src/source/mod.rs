@@ -130,15 +130,18 @@ pub fn choose(stream: &StreamConfig, config: &SourceConfig) -> SourceKind {
     }
 }
 
-/// Connects to the camera and starts its stream. Needs GStreamer initialised
-/// ([`crate::init`]) when the GStreamer client may be chosen.
+/// Connects to the camera and starts its stream (initialising GStreamer first when its client
+/// is chosen).
 pub async fn open(
     stream: &StreamConfig,
     ctx: &OpenContext,
 ) -> Result<Box<dyn Source>, SourceError> {
     match choose(stream, &ctx.config) {
         SourceKind::Retina => Ok(Box::new(retina::RetinaSource::open(stream).await?)),
-        SourceKind::Gstreamer => Ok(Box::new(gst::GstSource::open(stream, ctx)?)),
+        SourceKind::Gstreamer => {
+            crate::init().map_err(|e| SourceError::Refused(e.to_string()))?;
+            Ok(Box::new(gst::GstSource::open(stream, ctx)?))
+        }
     }
 }
 
