@@ -14,8 +14,6 @@ pub struct Metrics {
     pub frames_analysed: IntCounterVec,
     /// Analysed frames that had motion (motion ratio = this / analysed).
     pub frames_with_motion: IntCounterVec,
-    /// Frames sent to the object detector.
-    pub frames_inferred: IntCounterVec,
     /// Frames the detector could not take (queue full) or failed on.
     pub frames_dropped: IntCounterVec,
     /// Stored detections, by phase.
@@ -51,11 +49,6 @@ pub fn get() -> &'static Metrics {
             "kordon_detection_frames_with_motion_total",
             "Analysed frames with motion",
             &["site"],
-        ),
-        frames_inferred: counter(
-            "kordon_detection_camera_frames_inferred_total",
-            "Frames sent to the object detector",
-            &["site", "provider"],
         ),
         frames_dropped: counter(
             "kordon_detection_frames_dropped_total",
