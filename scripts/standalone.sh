@@ -8,6 +8,8 @@ source scripts/lib.sh
 
 install_apt_packages
 install_rust_components
+# ONNX Runtime for the detector (the onnxruntime wheel's library, in the project venv).
+install_python_tools
 log "building kordon (release)"
 cargo build --release --locked --bin kordon
 log "starting kordon standalone (Ctrl-C to stop)"

@@ -176,7 +176,7 @@ async fn start_detection(
         }
         Err(e) => {
             tracing::warn!(error = %e, "object detector unavailable: detecting motion only \
-                           (install ONNX Runtime with `bash scripts/setup.sh` or set ORT_DYLIB_PATH)");
+                           (scripts/standalone.sh installs ONNX Runtime into the project venv; or set ORT_DYLIB_PATH)");
             Err(e.to_string())
         }
     };
