@@ -4,14 +4,14 @@
 # call, decode and NMS). Prints frames/s for each and Kordon batch 1 vs 4 vs 8.
 # A benchmark, not a test: run it on a quiet machine.
 #
-#   crates/infer/bench/compare.sh   # THREADS=2 FRAMES=32 SECONDS_EACH=10 ROUNDS=3 by default
+#   crates/infer/bench/compare.sh   # THREADS=2 FRAMES=16 SECONDS_EACH=10 ROUNDS=3 by default
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source scripts/lib.sh
 install_python_tools
 
 THREADS="${THREADS:-2}"
-FRAMES="${FRAMES:-32}"
+FRAMES="${FRAMES:-16}"
 SECONDS_EACH="${SECONDS_EACH:-10}"
 ROUNDS="${ROUNDS:-3}"
 MODEL=assets/models/nanodet-m-416-dynbatch.onnx
