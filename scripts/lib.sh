@@ -70,7 +70,9 @@ install_python_tools() {
 export_ort_dylib_path() {
   [ -n "${ORT_DYLIB_PATH:-}" ] && return 0
   local lib
-  lib=$(ls "$KORDON_VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1)
+  # `|| true`: sourced under `set -euo pipefail`, a venv without the wheel yet (a fresh machine)
+  # must not end the caller.
+  lib=$(ls "$KORDON_VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1 || true)
   [ -n "$lib" ] && export ORT_DYLIB_PATH="$lib"
   return 0
 }
