@@ -614,6 +614,102 @@ mod tests {
     }
 
     #[test]
+    fn detecting_says_where_the_camera_is_analysed_and_why_not() {
+        let mut s = site("burgas", 1);
+        let mut c = camera("gate-1", "burgas");
+        let detecting = |c: &Camera, s: &Site, obs: Option<(u32, detection::CameraObservation)>| {
+            let mut st = CameraStatus::default();
+            detection_status(c, s, obs, &mut st, &now());
+            (cond(&st, "Detecting").clone(), st.detection)
+        };
+
+        s.spec.detection.replicas = 0;
+        let (d, shown) = detecting(&c, &s, None);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            (FALSE, "DetectionOff")
+        );
+        assert_eq!(shown, None);
+
+        s.spec.detection.replicas = 2;
+        let (d, shown) = detecting(
+            &c,
+            &s,
+            Some((
+                1,
+                detection::CameraObservation::Unreachable {
+                    replica: "burgas-detection-1".into(),
+                    error: "Unavailable: dns error".into(),
+                },
+            )),
+        );
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            (UNKNOWN, "DetectionUnavailable")
+        );
+        assert!(
+            d.message
+                .contains("burgas-detection-1: Unavailable: dns error")
+        );
+        assert_eq!(shown.unwrap().replica, "burgas-detection-1");
+
+        let (d, _) = detecting(
+            &c,
+            &s,
+            Some((
+                0,
+                detection::CameraObservation::NotOnReplica {
+                    replica: "burgas-detection-0".into(),
+                },
+            )),
+        );
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            (FALSE, "NotYetAssigned")
+        );
+
+        let running = |state: dpb::DetectorState, error: &str| {
+            detection::CameraObservation::Status(Box::new(Detector {
+                status: dpb::CameraDetectorStatus {
+                    state: state as i32,
+                    last_error: error.into(),
+                    ..Default::default()
+                },
+                model: "nanodet-m-416".into(),
+                provider: "cuda".into(),
+            }))
+        };
+        let (d, shown) = detecting(&c, &s, Some((0, running(dpb::DetectorState::Running, ""))));
+        assert_eq!((d.status.as_str(), d.reason.as_str()), (TRUE, "Running"));
+        assert_eq!(d.message, "burgas-detection-0 runs nanodet-m-416 on cuda");
+        assert_eq!(
+            shown,
+            Some(CameraDetectionStatus {
+                replica: "burgas-detection-0".into(),
+                state: Some("Running".into()),
+                model: Some("nanodet-m-416".into()),
+                provider: Some("cuda".into()),
+            })
+        );
+        let (d, _) = detecting(
+            &c,
+            &s,
+            Some((
+                0,
+                running(dpb::DetectorState::Reconnecting, "RTSP: 404 Not Found"),
+            )),
+        );
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str(), d.message.as_str()),
+            (FALSE, "Reconnecting", "RTSP: 404 Not Found")
+        );
+
+        c.spec.detection.enabled = false;
+        let (d, _) = detecting(&c, &s, Some((0, running(dpb::DetectorState::Disabled, ""))));
+        assert_eq!((d.status.as_str(), d.reason.as_str()), (FALSE, "Disabled"));
+    }
+
+    #[test]
     fn an_unchanged_camera_needs_no_write() {
         let site = site("burgas", 2);
         let mut c = camera("gate-1", "burgas");

@@ -35,7 +35,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::config::{DetectionClientConfig, IngestClientConfig};
-use crate::crd::{Camera, LineDirection, Point, RtspTransport, Site};
+use crate::crd::{Camera, LineDirection, Point, Site};
 use crate::placement;
 use crate::replicas::{self, Channels, Replica};
 
@@ -177,15 +177,8 @@ pub fn detection_camera(site: &str, camera: &Camera, site_fps: Option<f64>) -> p
             .detect
             .clone()
             .unwrap_or_else(|| spec.streams.record.clone()),
-        transport: match spec.streams.transport {
-            RtspTransport::Tcp => pb::RtspTransport::Tcp,
-            RtspTransport::Udp => pb::RtspTransport::Udp,
-        } as i32,
-        credentials: spec.credentials.as_ref().map(|c| pb::CredentialsRef {
-            secret_name: c.secret_name.clone(),
-            username_key: c.username_key.clone().unwrap_or_default(),
-            password_key: c.password_key.clone().unwrap_or_default(),
-        }),
+        transport: pb::RtspTransport::from(spec.streams.transport) as i32,
+        credentials: spec.credentials.as_ref().map(pb::CredentialsRef::from),
         config: Some(pb::DetectionConfig {
             disabled: !d.enabled,
             classes: d.classes.clone(),
@@ -339,7 +332,7 @@ pub async fn sync(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{CredentialsRef, Line, MotionGate, Zone};
+    use crate::crd::{CredentialsRef, Line, MotionGate, RtspTransport, Zone};
     use crate::fixtures::{camera, site};
 
     #[test]
@@ -516,204 +509,5 @@ mod tests {
             !differs(&newer, &[a, b]),
             "a newer spec held is not pushed back (it would be ignored as stale)"
         );
-    }
-
-    /// Detection stand-in: each replica (by address) holds what the last replace gave it.
-    #[derive(Default)]
-    struct Stand {
-        held: Mutex<HashMap<String, Vec<pb::DetectionCamera>>>,
-        down: Mutex<BTreeSet<String>>,
-        /// Every replace: (address, camera names).
-        replaced: Mutex<Vec<(String, Vec<String>)>>,
-    }
-
-    fn names(cameras: &[pb::DetectionCamera]) -> Vec<String> {
-        cameras
-            .iter()
-            .map(|c| c.camera.as_ref().unwrap().camera.clone())
-            .collect()
-    }
-
-    impl DetectionClient for Stand {
-        fn status(
-            &self,
-            replica: Replica,
-            site: String,
-        ) -> BoxFuture<'static, Result<pb::GetDetectorStatusResponse, String>> {
-            let down = self.down.lock().unwrap().contains(&replica.address);
-            let held = self
-                .held
-                .lock()
-                .unwrap()
-                .get(&replica.address)
-                .cloned()
-                .unwrap_or_default();
-            Box::pin(async move {
-                if down {
-                    return Err("Unavailable: connection refused".into());
-                }
-                Ok(pb::GetDetectorStatusResponse {
-                    model: Some(pb::ModelInfo {
-                        name: "nanodet-m-416".into(),
-                        execution_provider: "cpu".into(),
-                        ..Default::default()
-                    }),
-                    replica: String::new(),
-                    cameras: held
-                        .into_iter()
-                        .map(|c| pb::CameraDetectorStatus {
-                            camera: Some(common::CameraRef {
-                                site: site.clone(),
-                                camera: c.camera.unwrap().camera,
-                            }),
-                            state: pb::DetectorState::Running as i32,
-                            config_generation: c.generation,
-                            ..Default::default()
-                        })
-                        .collect(),
-                })
-            })
-        }
-
-        fn replace(
-            &self,
-            replica: Replica,
-            cameras: Vec<pb::DetectionCamera>,
-        ) -> BoxFuture<'static, Result<pb::ApplyCamerasResponse, String>> {
-            self.replaced
-                .lock()
-                .unwrap()
-                .push((replica.address.clone(), names(&cameras)));
-            self.held.lock().unwrap().insert(replica.address, cameras);
-            Box::pin(async { Ok(pb::ApplyCamerasResponse::default()) })
-        }
-    }
-
-    fn address(o: u32) -> String {
-        crate::config::DetectionClientConfig::default().address_of("ns", "s", o)
-    }
-
-    async fn run(
-        stand: &Stand,
-        applied: &Applied,
-        s: &Site,
-        cams: &[Arc<Camera>],
-    ) -> SiteObservation {
-        let config = crate::config::DetectionClientConfig::default();
-        sync(stand, applied, &config, None, "ns", s, cams).await
-    }
-
-    #[tokio::test]
-    async fn each_replica_is_given_exactly_its_shard_and_moves_and_deletions_follow_by_replace() {
-        let stand = Stand::default();
-        let applied = Applied::default();
-        let mut s = site("s", 1);
-        s.spec.detection.replicas = 2;
-        let mut cams: Vec<Arc<Camera>> = (0..20)
-            .map(|i| Arc::new(camera(&format!("c{i:02}"), "s")))
-            .collect();
-        let obs = run(&stand, &applied, &s, &cams).await;
-        assert_eq!(obs.reachable(), 2);
-        let expected = |s: &Site, cams: &[Arc<Camera>]| -> Vec<Vec<String>> {
-            shards(s, cams).iter().map(|sh| names(sh)).collect()
-        };
-        for (o, want) in expected(&s, &cams).iter().enumerate() {
-            assert_eq!(
-                &names(&stand.held.lock().unwrap()[&address(o as u32)]),
-                want
-            );
-            assert_eq!(
-                obs.replicas[o].cameras.keys().cloned().collect::<Vec<_>>(),
-                *want,
-                "the observation is what the replica holds after the apply"
-            );
-        }
-        let d = obs.replicas[0].cameras.values().next().unwrap();
-        assert_eq!(
-            (d.model.as_str(), d.provider.as_str()),
-            ("nanodet-m-416", "cpu")
-        );
-        assert_eq!(stand.replaced.lock().unwrap().len(), 2);
-
-        // Nothing changed: nothing is sent.
-        run(&stand, &applied, &s, &cams).await;
-        assert_eq!(stand.replaced.lock().unwrap().len(), 2);
-
-        // A site-wide rate changes no generation, yet reaches every replica.
-        s.spec.detection.frames_per_second = Some(2.0);
-        run(&stand, &applied, &s, &cams).await;
-        assert_eq!(stand.replaced.lock().unwrap().len(), 4);
-        let held = stand.held.lock().unwrap()[&address(1)].clone();
-        assert!(
-            held.iter()
-                .all(|c| c.config.as_ref().unwrap().analysis_fps == 2.0)
-        );
-
-        // Scale to 3 and delete a camera: every replica gets its new exact shard in one call.
-        s.spec.detection.replicas = 3;
-        cams.retain(|c| c.name_any() != "c05");
-        stand.replaced.lock().unwrap().clear();
-        run(&stand, &applied, &s, &cams).await;
-        for (o, want) in expected(&s, &cams).iter().enumerate() {
-            assert_eq!(
-                &names(&stand.held.lock().unwrap()[&address(o as u32)]),
-                want
-            );
-        }
-        let all: Vec<String> = stand
-            .held
-            .lock()
-            .unwrap()
-            .values()
-            .flat_map(|h| names(h))
-            .collect();
-        assert_eq!(all.len(), 19, "each camera on one replica: {all:?}");
-        assert!(!all.contains(&"c05".to_string()));
-
-        // Detection off: the cache forgets the site's replicas.
-        s.spec.detection.replicas = 0;
-        assert!(run(&stand, &applied, &s, &cams).await.replicas.is_empty());
-        assert!(applied.0.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_replica_is_recorded_with_why_and_retried_next_time() {
-        let stand = Stand::default();
-        let applied = Applied::default();
-        let mut s = site("s", 1);
-        s.spec.detection.replicas = 2;
-        let cams: Vec<Arc<Camera>> = (0..10)
-            .map(|i| Arc::new(camera(&format!("c{i}"), "s")))
-            .collect();
-        stand.down.lock().unwrap().insert(address(1));
-        let obs = run(&stand, &applied, &s, &cams).await;
-        assert_eq!(obs.reachable(), 1);
-        assert_eq!(obs.replicas[1].name, "s-detection-1");
-        assert_eq!(
-            obs.replicas[1].error.as_deref(),
-            Some("Unavailable: connection refused")
-        );
-        assert!(!stand.held.lock().unwrap().contains_key(&address(1)));
-
-        stand.down.lock().unwrap().clear();
-        let obs = run(&stand, &applied, &s, &cams).await;
-        assert_eq!(obs.reachable(), 2);
-        assert_eq!(
-            names(&stand.held.lock().unwrap()[&address(1)]),
-            names(&shards(&s, &cams)[1])
-        );
-    }
-
-    #[tokio::test]
-    async fn a_restarted_replica_gets_its_shard_again() {
-        let stand = Stand::default();
-        let applied = Applied::default();
-        let s = site("s", 1);
-        let cams = vec![Arc::new(camera("a", "s"))];
-        run(&stand, &applied, &s, &cams).await;
-        // The pod restarted empty; the operator's cache still remembers the last apply.
-        stand.held.lock().unwrap().clear();
-        run(&stand, &applied, &s, &cams).await;
-        assert_eq!(names(&stand.held.lock().unwrap()[&address(0)]), ["a"]);
     }
 }

@@ -28,7 +28,7 @@ use kordon_runtime::client::{AuthedChannel, TlsPem};
 use kube::ResourceExt;
 
 use crate::config::IngestClientConfig;
-use crate::crd::{Camera, RecordingMode, RtspTransport};
+use crate::crd::{Camera, RecordingMode};
 pub use crate::replicas::Replica;
 use crate::replicas::{self, Channels};
 
@@ -203,15 +203,8 @@ pub fn camera_spec(
         }),
         record_url: spec.streams.record.clone(),
         detect_url: spec.streams.detect.clone().unwrap_or_default(),
-        transport: match spec.streams.transport {
-            RtspTransport::Tcp => pb::RtspTransport::Tcp,
-            RtspTransport::Udp => pb::RtspTransport::Udp,
-        } as i32,
-        credentials: spec.credentials.as_ref().map(|c| pb::CredentialsRef {
-            secret_name: c.secret_name.clone(),
-            username_key: c.username_key.clone().unwrap_or_default(),
-            password_key: c.password_key.clone().unwrap_or_default(),
-        }),
+        transport: pb::RtspTransport::from(spec.streams.transport) as i32,
+        credentials: spec.credentials.as_ref().map(pb::CredentialsRef::from),
         segment_duration: spec
             .recording
             .segment_seconds

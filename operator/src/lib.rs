@@ -11,7 +11,8 @@
 //! - [`ingest`]: camera status from ingest over gRPC, and camera handover between replicas.
 //! - [`detection`]: each detection replica's shard of cameras (zones, masks, lines) over gRPC,
 //!   and how they are analysed.
-//! - [`replicas`]: what both gRPC clients share (addresses, channels, observations).
+//! - [`replicas`]: what both gRPC clients share (addresses, channels, observations);
+//!   [`convert`]: the stream settings' proto views both share.
 //! - [`leader`]: Lease-based leader election, so several replicas can run for HA.
 //! - [`config`], [`metrics`], [`error`]: typed configuration, Prometheus metrics, the error type.
 //!
@@ -22,6 +23,7 @@ pub mod certificates;
 pub mod conditions;
 pub mod config;
 pub mod controller;
+pub mod convert;
 pub mod crd;
 pub mod credentials;
 pub mod detection;

@@ -578,6 +578,11 @@ mod tests {
     use super::*;
     use crate::fixtures::{camera, site};
 
+    /// The objects of `s` with no cameras, mounting what its TLS settings say.
+    fn rendered(s: &Site) -> SiteObjects {
+        render(s, &[], &OperatorConfig::default(), &TlsMounts::for_site(s)).unwrap()
+    }
+
     fn yaml_of(cm: &ConfigMap, key: &str) -> serde_yaml::Value {
         let text = cm.data.as_ref().and_then(|d| d.get(key)).expect(key);
         serde_yaml::from_str(text).unwrap()
@@ -671,13 +676,7 @@ mod tests {
             secret_name: "yambol-db".into(),
             key: "url".into(),
         });
-        let objs = render(
-            &s,
-            &[],
-            &OperatorConfig::default(),
-            &TlsMounts::for_site(&s),
-        )
-        .unwrap();
+        let objs = rendered(&s);
         let sts = &objs.statefulsets[0];
         let spec = &sts.spec;
         assert_eq!(spec.replicas, Some(4));
@@ -710,13 +709,7 @@ mod tests {
     fn detection_is_a_headless_statefulset_of_its_own_replicas_reading_the_site_config() {
         let mut s = site("haskovo", 2);
         s.spec.detection.replicas = 3;
-        let objs = render(
-            &s,
-            &[],
-            &OperatorConfig::default(),
-            &TlsMounts::for_site(&s),
-        )
-        .unwrap();
+        let objs = rendered(&s);
         let sts = &objs.statefulsets[1];
         assert_eq!(sts.metadata.name.as_deref(), Some("haskovo-detection"));
         let spec = &sts.spec;
@@ -745,13 +738,7 @@ mod tests {
         );
 
         s.spec.detection.replicas = 0;
-        let off = render(
-            &s,
-            &[],
-            &OperatorConfig::default(),
-            &TlsMounts::for_site(&s),
-        )
-        .unwrap();
+        let off = rendered(&s);
         assert_eq!(off.statefulsets[1].spec.replicas, Some(0));
     }
 
