@@ -501,6 +501,90 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
     common::drop_namespace(&client, &ns).await;
 }
 
+/// A site made before detection was sharded ran detection as a Deployment behind a ClusterIP
+/// Service: the operator deletes the Deployment and replaces the Service with a headless one
+/// (a cluster IP cannot be removed in place).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_detection_deployment_and_service_give_way_to_the_statefulset() {
+    let Some(client) = common::client().await else {
+        return;
+    };
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "kordon-upgrade").await;
+    let labels = json!({ "kordon.io/site": "burgas", "app.kubernetes.io/component": "detection" });
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let old_svc = services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "burgas-detection", "labels": labels },
+                "spec": { "selector": labels, "ports": [{ "name": "grpc", "port": 8470 }] },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let old_ip = old_svc.spec.unwrap().cluster_ip.unwrap();
+    assert_ne!(old_ip, "None", "the earlier Service has a cluster IP");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "burgas-detection", "labels": labels },
+                "spec": {
+                    "selector": { "matchLabels": labels },
+                    "template": {
+                        "metadata": { "labels": labels },
+                        "spec": { "containers": [{ "name": "detection", "image": "kordon/kordon:0.0.1" }] },
+                    },
+                },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let ingest = Arc::new(FakeIngest::default());
+    let detection = Arc::new(FakeDetection::default());
+    let (stop, operator) =
+        common::start_operator(&client, &ns, ingest, detection, Duration::from_secs(1));
+    let sites: Api<Site> = Api::namespaced(client.clone(), &ns);
+    sites
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(site_json("burgas", 1)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    eventually(WAIT, || async {
+        sts_api.get("burgas-detection").await.ok()
+    })
+    .await
+    .expect("detection StatefulSet");
+    eventually(WAIT, || async {
+        let svc = services.get("burgas-detection").await.ok()?;
+        (svc.spec?.cluster_ip.as_deref() == Some("None")).then_some(())
+    })
+    .await
+    .expect("the detection Service became headless");
+    eventually(WAIT, || async {
+        deployments
+            .get_opt("burgas-detection")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .expect("the earlier detection Deployment is gone");
+
+    stop.cancel();
+    operator.await.unwrap();
+    common::drop_namespace(&client, &ns).await;
+}
+
 async fn rejected(client: &Client, ns: &str, obj: serde_json::Value) -> String {
     let kind = obj["kind"].as_str().unwrap().to_string();
     let res = if kind == "Site" {
