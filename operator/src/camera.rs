@@ -8,6 +8,12 @@
 //!   (Reconnecting, Offline, with its last error) when the stream is broken; Unknown when the
 //!   replica cannot be asked, with why.
 //! - `Ready`: True when the camera is placed and recording.
+//! - `Detecting` (while the Site exists): True while the camera's detection replica (placed
+//!   over `spec.detection.replicas` like ingest's) analyses it; False when the site runs no
+//!   detection, the camera's detection is disabled, the replica has not taken it up yet, or its
+//!   stream is broken (with the replica's error); Unknown when the replica cannot be asked or
+//!   refused its shard, with why. `status.detection` names the replica, its state, the model
+//!   and where inference runs.
 //!
 //! The status is written (server-side apply, field manager `kordon-operator`) only when it
 //! differs from what the Camera already shows, so a steady state costs no API writes.
@@ -27,9 +33,11 @@ use tracing::{Instrument, field};
 use crate::conditions::{FALSE, TRUE, UNKNOWN, condition};
 use crate::config::FIELD_MANAGER;
 use crate::controller::Context;
-use crate::crd::{Camera, CameraStatus, Site};
+use crate::crd::{Camera, CameraDetectionStatus, CameraStatus, Site};
+use crate::detection::{self, Detector};
 use crate::ingest::CameraObservation;
 use crate::{Error, Result, placement};
+use kordon_proto::detection::v1 as dpb;
 
 pub const CONTROLLER: &str = "camera";
 
@@ -66,6 +74,24 @@ pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action>
         let mut status = desired_status(&camera, site.as_deref(), observation, &now);
         if let Some(problem) = ctx.credential_problems.get(&ns, &camera.name_any()) {
             credentials_unavailable(&camera, &mut status, problem, &now);
+        }
+        if let Some(s) = site.as_deref()
+            && s.metadata.deletion_timestamp.is_none()
+        {
+            let replicas = u32::try_from(s.spec.detection.replicas).unwrap_or(0);
+            let observation = placement::replica_for(&s.name_any(), &camera.name_any(), replicas)
+                .map(|o| {
+                    (
+                        o,
+                        ctx.detection_observations.camera(
+                            &ns,
+                            &s.name_any(),
+                            o,
+                            &camera.name_any(),
+                        ),
+                    )
+                });
+            detection_status(&camera, s, observation, &mut status, &now);
         }
         if let Some(r) = &status.replica {
             tracing::Span::current().record("replica", r.as_str());
@@ -287,6 +313,111 @@ pub fn credentials_unavailable(
     ];
 }
 
+/// Adds the `Detecting` condition and `status.detection`, from what the camera's detection
+/// replica (`observation`: its ordinal and what it answered) last reported.
+pub fn detection_status(
+    camera: &Camera,
+    site: &Site,
+    observation: Option<(u32, detection::CameraObservation)>,
+    status: &mut CameraStatus,
+    now: &Time,
+) {
+    let previous = previous_conditions(camera);
+    let generation = camera.metadata.generation;
+    let cond =
+        |s: &str, r: &str, m: String| condition(previous, "Detecting", s, r, m, generation, now);
+    let Some((ordinal, observation)) = observation else {
+        status.detection = None;
+        status.conditions.push(cond(
+            FALSE,
+            "DetectionOff",
+            format!(
+                "Site `{}` runs no detection (spec.detection.replicas is 0)",
+                site.name_any()
+            ),
+        ));
+        return;
+    };
+    let replica = placement::pod_name(&site.name_any(), "detection", ordinal);
+    let mut shown = CameraDetectionStatus {
+        replica: replica.clone(),
+        ..CameraDetectionStatus::default()
+    };
+    let detecting = match observation {
+        _ if !camera.spec.detection.enabled => cond(
+            FALSE,
+            "Disabled",
+            "spec.detection.enabled is false".to_string(),
+        ),
+        detection::CameraObservation::NotCollected => cond(
+            UNKNOWN,
+            "StatusPending",
+            format!("placed on {replica}; it has not been asked yet"),
+        ),
+        detection::CameraObservation::Unreachable { replica, error } => cond(
+            UNKNOWN,
+            "DetectionUnavailable",
+            format!("{replica}: {error}"),
+        ),
+        detection::CameraObservation::NotOnReplica { replica } => cond(
+            FALSE,
+            "NotYetAssigned",
+            format!("{replica} has not taken the camera up yet"),
+        ),
+        detection::CameraObservation::Status(d) => {
+            let Detector {
+                status: s,
+                model,
+                provider,
+            } = *d;
+            shown.model = (!model.is_empty()).then_some(model.clone());
+            shown.provider = (!provider.is_empty()).then_some(provider.clone());
+            let state =
+                dpb::DetectorState::try_from(s.state).unwrap_or(dpb::DetectorState::Unspecified);
+            let error = (!s.last_error.is_empty()).then(|| s.last_error.clone());
+            let (st, reason, msg) = match state {
+                dpb::DetectorState::Running => (
+                    TRUE,
+                    "Running",
+                    format!("{replica} runs {model} on {provider}"),
+                ),
+                dpb::DetectorState::Starting => (
+                    FALSE,
+                    "Starting",
+                    "connecting to the detect stream".to_string(),
+                ),
+                dpb::DetectorState::Reconnecting => (
+                    FALSE,
+                    "Reconnecting",
+                    error.unwrap_or_else(|| "the detect stream broke; reconnecting".into()),
+                ),
+                dpb::DetectorState::Offline => (
+                    FALSE,
+                    "Offline",
+                    error.unwrap_or_else(|| "the detect stream cannot be reached".into()),
+                ),
+                dpb::DetectorState::Disabled => (
+                    FALSE,
+                    "Disabled",
+                    "the replica holds the camera disabled".to_string(),
+                ),
+                dpb::DetectorState::Unspecified => (UNKNOWN, "UnknownState", String::new()),
+            };
+            shown.state = match state {
+                dpb::DetectorState::Unspecified => None,
+                dpb::DetectorState::Starting => Some("Starting".into()),
+                dpb::DetectorState::Running => Some("Running".into()),
+                dpb::DetectorState::Reconnecting => Some("Reconnecting".into()),
+                dpb::DetectorState::Offline => Some("Offline".into()),
+                dpb::DetectorState::Disabled => Some("Disabled".into()),
+            };
+            cond(st, reason, msg)
+        }
+    };
+    status.detection = Some(shown);
+    status.conditions.push(detecting);
+}
+
 fn fill_from_ingest(status: &mut CameraStatus, s: &pb::CameraStatus) {
     let state = pb::CameraState::try_from(s.state).unwrap_or(pb::CameraState::Unspecified);
     status.state = match state {
@@ -480,6 +611,102 @@ mod tests {
             (s.source.as_deref(), s.transport.as_deref()),
             (Some("retina"), Some("UDP"))
         );
+    }
+
+    #[test]
+    fn detecting_says_where_the_camera_is_analysed_and_why_not() {
+        let mut s = site("burgas", 1);
+        let mut c = camera("gate-1", "burgas");
+        let detecting = |c: &Camera, s: &Site, obs: Option<(u32, detection::CameraObservation)>| {
+            let mut st = CameraStatus::default();
+            detection_status(c, s, obs, &mut st, &now());
+            (cond(&st, "Detecting").clone(), st.detection)
+        };
+
+        s.spec.detection.replicas = 0;
+        let (d, shown) = detecting(&c, &s, None);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            (FALSE, "DetectionOff")
+        );
+        assert_eq!(shown, None);
+
+        s.spec.detection.replicas = 2;
+        let (d, shown) = detecting(
+            &c,
+            &s,
+            Some((
+                1,
+                detection::CameraObservation::Unreachable {
+                    replica: "burgas-detection-1".into(),
+                    error: "Unavailable: dns error".into(),
+                },
+            )),
+        );
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            (UNKNOWN, "DetectionUnavailable")
+        );
+        assert!(
+            d.message
+                .contains("burgas-detection-1: Unavailable: dns error")
+        );
+        assert_eq!(shown.unwrap().replica, "burgas-detection-1");
+
+        let (d, _) = detecting(
+            &c,
+            &s,
+            Some((
+                0,
+                detection::CameraObservation::NotOnReplica {
+                    replica: "burgas-detection-0".into(),
+                },
+            )),
+        );
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            (FALSE, "NotYetAssigned")
+        );
+
+        let running = |state: dpb::DetectorState, error: &str| {
+            detection::CameraObservation::Status(Box::new(Detector {
+                status: dpb::CameraDetectorStatus {
+                    state: state as i32,
+                    last_error: error.into(),
+                    ..Default::default()
+                },
+                model: "nanodet-m-416".into(),
+                provider: "cuda".into(),
+            }))
+        };
+        let (d, shown) = detecting(&c, &s, Some((0, running(dpb::DetectorState::Running, ""))));
+        assert_eq!((d.status.as_str(), d.reason.as_str()), (TRUE, "Running"));
+        assert_eq!(d.message, "burgas-detection-0 runs nanodet-m-416 on cuda");
+        assert_eq!(
+            shown,
+            Some(CameraDetectionStatus {
+                replica: "burgas-detection-0".into(),
+                state: Some("Running".into()),
+                model: Some("nanodet-m-416".into()),
+                provider: Some("cuda".into()),
+            })
+        );
+        let (d, _) = detecting(
+            &c,
+            &s,
+            Some((
+                0,
+                running(dpb::DetectorState::Reconnecting, "RTSP: 404 Not Found"),
+            )),
+        );
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str(), d.message.as_str()),
+            (FALSE, "Reconnecting", "RTSP: 404 Not Found")
+        );
+
+        c.spec.detection.enabled = false;
+        let (d, _) = detecting(&c, &s, Some((0, running(dpb::DetectorState::Disabled, ""))));
+        assert_eq!((d.status.as_str(), d.reason.as_str()), (FALSE, "Disabled"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! admin_listen: 0.0.0.0:8471   # /live, /ready, /metrics
 //! leader_election: { enabled: true, lease_name: kordon-operator, lease_duration: 15s }
 //! ingest: { address: "https://{pod}.{service}.{namespace}.svc:8470", status_interval: 15s }
+//! detection: { address: "https://{pod}.{service}.{namespace}.svc:8470" }
 //! log: { format: json, filter: info }
 //! ```
 //!
@@ -35,7 +36,9 @@ pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(5);
 /// Every site's services serve mTLS ([`crate::certificates`]); an `http://` template is for
 /// tests and development against plaintext servers.
 pub const DEFAULT_INGEST_ADDRESS: &str = "https://{pod}.{service}.{namespace}.svc:8470";
-/// How often camera status is read from ingest.
+/// Where detection replicas answer gRPC (the same placeholders).
+pub const DEFAULT_DETECTION_ADDRESS: &str = DEFAULT_INGEST_ADDRESS;
+/// How often camera status is read from ingest (and detection's shards checked).
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(15);
 /// How long one status call to a replica may take.
 pub const DEFAULT_INGEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,6 +53,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "admin_listen",
     "leader_election",
     "ingest",
+    "detection",
     "log",
 ];
 
@@ -72,6 +76,8 @@ pub struct OperatorConfig {
     #[serde(default)]
     pub ingest: IngestClientConfig,
     #[serde(default)]
+    pub detection: DetectionClientConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -84,6 +90,7 @@ impl Default for OperatorConfig {
             admin_listen: default_admin_listen(),
             leader_election: LeaderElectionConfig::default(),
             ingest: IngestClientConfig::default(),
+            detection: DetectionClientConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -164,13 +171,32 @@ impl Default for IngestClientConfig {
 impl IngestClientConfig {
     /// The gRPC URL of one replica.
     pub fn address_of(&self, namespace: &str, site: &str, ordinal: u32) -> String {
-        let service = crate::render::ingest_name(site);
-        self.address
-            .replace("{pod}", &crate::placement::replica_name(site, ordinal))
-            .replace("{service}", &service)
-            .replace("{namespace}", namespace)
-            .replace("{site}", site)
-            .replace("{ordinal}", &ordinal.to_string())
+        crate::replicas::address(&self.address, "ingest", namespace, site, ordinal)
+    }
+}
+
+/// How the operator reaches detection replicas. Deadline and, for sites with a user-supplied
+/// `tlsSecret`, the CA and client certificate are `ingest`'s (the same site identity).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionClientConfig {
+    /// URL template of a replica's gRPC endpoint, with the placeholders of
+    /// [`DEFAULT_INGEST_ADDRESS`] (`{pod}` is e.g. `burgas-detection-1`).
+    pub address: String,
+}
+
+impl Default for DetectionClientConfig {
+    fn default() -> Self {
+        Self {
+            address: DEFAULT_DETECTION_ADDRESS.to_string(),
+        }
+    }
+}
+
+impl DetectionClientConfig {
+    /// The gRPC URL of one replica.
+    pub fn address_of(&self, namespace: &str, site: &str, ordinal: u32) -> String {
+        crate::replicas::address(&self.address, "detection", namespace, site, ordinal)
     }
 }
 
@@ -249,18 +275,25 @@ impl OperatorConfig {
             }
         }
         let ingest = &self.ingest;
-        if !(ingest.address.starts_with("http://") || ingest.address.starts_with("https://")) {
-            return Err(RuntimeError::config(
+        for (key, template, probe) in [
+            (
                 "ingest.address",
-                "must start with http:// or https://",
-            ));
-        }
-        let probe = ingest.address_of("ns", "site", 0);
-        if url::Url::parse(&probe).is_err() {
-            return Err(RuntimeError::config(
-                "ingest.address",
-                format!("`{}` does not make a URL (e.g. {probe})", ingest.address),
-            ));
+                &ingest.address,
+                ingest.address_of("ns", "site", 0),
+            ),
+            (
+                "detection.address",
+                &self.detection.address,
+                self.detection.address_of("ns", "site", 0),
+            ),
+        ] {
+            let scheme_ok = template.starts_with("http://") || template.starts_with("https://");
+            if !scheme_ok || url::Url::parse(&probe).is_err() {
+                return Err(RuntimeError::config(
+                    key,
+                    format!("`{template}` does not make an http:// or https:// URL (e.g. {probe})"),
+                ));
+            }
         }
         if ingest.status_interval < Duration::from_secs(1) {
             return Err(RuntimeError::config(
@@ -391,6 +424,10 @@ mod tests {
                 Box::new(|c| c.ingest.address = "tcp://x".into()),
             ),
             (
+                "detection.address",
+                Box::new(|c| c.detection.address = "grpc://{pod}".into()),
+            ),
+            (
                 "ingest.ca_file",
                 Box::new(|c| c.ingest.ca_file = Some("/nonexistent/ca.pem".into())),
             ),
@@ -433,6 +470,10 @@ mod tests {
         assert_eq!(
             c.address_of("kordon", "burgas", 2),
             "https://burgas-ingest-2.burgas-ingest.kordon.svc:8470"
+        );
+        assert_eq!(
+            DetectionClientConfig::default().address_of("kordon", "burgas", 1),
+            "https://burgas-detection-1.burgas-detection.kordon.svc:8470"
         );
     }
 }

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{FIELD_MANAGER, OperatorConfig};
 use crate::crd::{Camera, Site};
+use crate::detection::DetectionClient;
 use crate::ingest::{IngestClient, Observations};
 use crate::metrics::Metrics;
 use crate::{Result, camera, site};
@@ -43,6 +44,11 @@ pub struct Context {
     pub ingest: Arc<dyn IngestClient>,
     /// The last camera status read from each site's ingest replicas.
     pub observations: Observations,
+    pub detection: Arc<dyn DetectionClient>,
+    /// What each site's detection replicas last held, and how they analyse it.
+    pub detection_observations: crate::detection::Observations,
+    /// The shard each detection replica last accepted.
+    pub detection_applied: crate::detection::Applied,
     /// Each site's certificates, as last checked.
     pub tls: crate::certificates::TlsCache,
     /// Fingerprint and time of the last apply of each site's objects.
@@ -60,7 +66,7 @@ impl Context {
         identity: &str,
         sites: Store<Site>,
         cameras: Store<Camera>,
-        ingest: Arc<dyn IngestClient>,
+        clients: Clients,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
@@ -73,8 +79,11 @@ impl Context {
             metrics: Metrics::get(),
             sites,
             cameras,
-            ingest,
+            ingest: clients.ingest,
             observations: Observations::default(),
+            detection: clients.detection,
+            detection_observations: Default::default(),
+            detection_applied: Default::default(),
             tls: Default::default(),
             applied: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -88,6 +97,19 @@ impl Context {
     pub fn in_start_up(&self) -> bool {
         self.started.elapsed() < self.config.ingest.status_interval * 2
     }
+
+    /// Whether the camera cache holds the cluster's cameras (its first list is done): before,
+    /// a site's cameras may be missing from it.
+    pub fn cameras_synced(&self) -> bool {
+        use futures::FutureExt;
+        matches!(self.cameras.wait_until_ready().now_or_never(), Some(Ok(())))
+    }
+}
+
+/// The gRPC clients of the site workloads the operator talks to.
+pub struct Clients {
+    pub ingest: Arc<dyn IngestClient>,
+    pub detection: Arc<dyn DetectionClient>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -107,7 +129,7 @@ pub async fn run_controllers(
     client: Client,
     config: Arc<OperatorConfig>,
     identity: &str,
-    ingest: Arc<dyn IngestClient>,
+    clients: Clients,
     stop: CancellationToken,
     ready: impl FnOnce() + Send,
 ) -> Result<()> {
@@ -124,7 +146,7 @@ pub async fn run_controllers(
         identity,
         site_ctrl.store(),
         camera_ctrl.store(),
-        ingest,
+        clients,
     ));
 
     // Camera -> its Site.

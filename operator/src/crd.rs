@@ -22,9 +22,9 @@ pub const VERSION: &str = "v1alpha1";
 
 /// A site: one partner district with its cameras, storage and ingest capacity.
 ///
-/// The operator runs the site's services (ingest as a StatefulSet, transcode, detection,
+/// The operator runs the site's services (ingest and detection as StatefulSets, transcode,
 /// storage and alerting as Deployments) and spreads the site's cameras over the ingest
-/// replicas. `kubectl scale site/<name> --replicas=N` changes the number of ingest replicas.
+/// replicas, and independently over the detection replicas. `kubectl scale site/<name> --replicas=N` changes the number of ingest replicas.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kordon.io",
@@ -199,16 +199,19 @@ impl Default for IngestSpec {
     }
 }
 
+/// Detection of a site: a StatefulSet whose replicas each analyse a shard of the cameras.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DetectionSettings {
-    /// Detection replicas (0 turns detection off for the site).
+    /// Detection replicas (0 turns detection off for the site). Cameras are spread over them
+    /// like over ingest's, independently of which ingest replica records them.
     #[serde(default = "one")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("detection.replicas must be between 0 and 100"))]
     pub replicas: i32,
-    /// Frames analysed per second per camera.
+    /// Frames analysed per second per camera, unless the camera sets its own; unset means
+    /// detection's default (5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self > 0.0 && self <= 30.0").message("detection.framesPerSecond must be in (0, 30]"))]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 15.0").message("detection.framesPerSecond must be in (0, 15]"))]
     pub frames_per_second: Option<f64>,
 }
 
@@ -319,7 +322,20 @@ pub struct SiteStatus {
     #[serde(default)]
     pub ingest: SiteIngestStatus,
     #[serde(default)]
+    pub detection: SiteDetectionStatus,
+    #[serde(default)]
     pub cameras: CameraCounts,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteDetectionStatus {
+    /// Detection replicas wanted (`spec.detection.replicas`).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Replicas that answered over gRPC and hold their shard of cameras.
+    #[serde(default)]
+    pub reachable_replicas: i32,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -385,6 +401,12 @@ pub struct CameraCounts {
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Last segment", type_ = "date", json_path = ".status.lastSegment"),
+    printcolumn(
+        name = "Detecting",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Detecting\")].status",
+        priority = 1
+    ),
     printcolumn(
         name = "Transport",
         type_ = "string",
@@ -495,30 +517,46 @@ pub enum RecordingMode {
     Events,
 }
 
+/// How a camera is analysed by its detection replica (the site's `detection.replicas` > 0).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CameraDetection {
+    /// False: the detect stream is not pulled and nothing is detected on this camera.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Object classes to report, e.g. person, car, truck; empty means all.
+    /// Object classes to report, from the model's labels (e.g. person, bicycle, car,
+    /// motorcycle, bus, truck); empty means those six.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(c, size(c) >= 1 && size(c) <= 64)").message("detection.classes are model labels of 1 to 64 characters"))]
     pub classes: Vec<String>,
-    /// Minimum detector confidence, 0..1.
+    /// Minimum detector confidence, 0..1; unset means 0.5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("detection.minConfidence must be within 0..1"))]
     pub min_confidence: Option<f64>,
-    /// Areas where detections count (empty means the whole image).
+    /// Frames analysed per second; unset means the site's `detection.framesPerSecond`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 15.0").message("detection.framesPerSecond must be in (0, 15]"))]
+    pub frames_per_second: Option<f64>,
+    /// Motion gating: the object detector runs only on frames with motion.
+    #[serde(default)]
+    pub motion: MotionGate,
+    /// Areas where presence matters; alert rules name them (empty: the whole image). Names
+    /// are unique per camera (a list map keyed by name: the apiserver refuses duplicates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub zones: Vec<Zone>,
-    /// Areas never analysed (privacy masks).
+    /// Areas never analysed (privacy masks): no motion counted there, and objects whose
+    /// bottom centre lies inside are not reported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub masks: Vec<Zone>,
-    /// Lines whose crossing raises events.
+    /// Lines whose crossing raises events. Names are unique per camera (a list map keyed by
+    /// name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub lines: Vec<Line>,
 }
 
@@ -528,9 +566,40 @@ impl Default for CameraDetection {
             enabled: true,
             classes: Vec::new(),
             min_confidence: None,
+            frames_per_second: None,
+            motion: MotionGate::default(),
             zones: Vec::new(),
             masks: Vec::new(),
             lines: Vec::new(),
+        }
+    }
+}
+
+/// Motion gating of one camera.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MotionGate {
+    /// False: run the object detector on every analysed frame.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Fraction (0..1] of the frame, outside masks, that must change to count as motion;
+    /// unset means 0.002.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("detection.motion.threshold must be in (0, 1]"))]
+    pub threshold: Option<f64>,
+    /// Seconds the detector keeps running after motion stops, so still objects stay tracked;
+    /// unset means 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 600.0").message("detection.motion.holdSeconds must be within 0..600"))]
+    pub hold_seconds: Option<f64>,
+}
+
+impl Default for MotionGate {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: None,
+            hold_seconds: None,
         }
     }
 }
@@ -555,15 +624,31 @@ pub struct Zone {
     pub points: Vec<Point>,
 }
 
-/// A named line in normalised image coordinates.
+/// A named line (tripwire) in normalised image coordinates: a tracked object crosses it when
+/// its bottom centre moves from one side of `from`-`to` to the other.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.from.all(v, v >= 0.0 && v <= 1.0) && self.to.all(v, v >= 0.0 && v <= 1.0)").message("line ends are normalised image coordinates [x, y]: both must be within 0..1"))]
+#[x_kube(validation = Rule::new("self.from != self.to").message("a line's from and to must differ"))]
 pub struct Line {
     #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$"))]
     pub name: String,
     pub from: Point,
     pub to: Point,
+    /// Which crossings are reported; unset means both.
+    #[serde(default)]
+    pub direction: LineDirection,
+}
+
+/// Which way across a line counts. Left and right are as seen standing on `from` and facing
+/// `to` in the image.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum LineDirection {
+    #[default]
+    Both,
+    LeftToRight,
+    RightToLeft,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -583,7 +668,8 @@ pub struct Location {
 #[serde(rename_all = "camelCase")]
 pub struct CameraStatus {
     /// Ready, Recording, and Stored once the replica reported (False when storage refused
-    /// footage for good and the replica kept it in its dead-letter folder).
+    /// footage for good and the replica kept it in its dead-letter folder); Detecting while the
+    /// site runs detection.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -625,4 +711,25 @@ pub struct CameraStatus {
     /// (see the `Stored` condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letters: Option<i64>,
+    /// Where and how the camera is analysed (see the `Detecting` condition); unset when the
+    /// site runs no detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<CameraDetectionStatus>,
+}
+
+/// What the camera's detection replica last reported.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraDetectionStatus {
+    /// The detection replica (pod name) the camera is placed on, e.g. `burgas-detection-1`.
+    pub replica: String,
+    /// Starting, Running, Reconnecting, Offline, Disabled; unset while unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The object detector, e.g. `nanodet-m-416`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Where inference runs, e.g. `cpu` or `cuda`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }

@@ -81,8 +81,10 @@ use serde_json::Value;
 use tower_test::mock::{self, Handle};
 
 use crate::config::OperatorConfig;
-use crate::controller::Context;
+use crate::controller::{Clients, Context};
+use crate::detection::DetectionClient;
 use crate::ingest::{IngestClient, Replica};
+use kordon_proto::detection::v1 as dpb;
 
 /// An ingest that cannot be reached, as before its pods exist.
 pub struct NoIngest;
@@ -99,6 +101,26 @@ impl IngestClient for NoIngest {
         Box::pin(async { Err("Unavailable".to_string()) })
     }
     fn remove(&self, _: Replica, _: common::CameraRef) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Err("Unavailable".to_string()) })
+    }
+}
+
+/// A detection that cannot be reached, as before its pods exist.
+pub struct NoDetection;
+
+impl DetectionClient for NoDetection {
+    fn status(
+        &self,
+        _: Replica,
+        _: String,
+    ) -> BoxFuture<'static, Result<dpb::GetDetectorStatusResponse, String>> {
+        Box::pin(async { Err("Unavailable: dns error".to_string()) })
+    }
+    fn replace(
+        &self,
+        _: Replica,
+        _: Vec<dpb::DetectionCamera>,
+    ) -> BoxFuture<'static, Result<dpb::ApplyCamerasResponse, String>> {
         Box::pin(async { Err("Unavailable".to_string()) })
     }
 }
@@ -175,8 +197,17 @@ pub fn with_status(object: Value) -> impl FnOnce(&Seen) -> (u16, Value) {
     }
 }
 
-/// A Context over a mocked apiserver, with `sites` and `cameras` in its caches.
+/// A Context over a mocked apiserver, with `sites` and `cameras` in its (synced) caches.
 pub fn context(sites: &[Site], cameras: &[Camera]) -> (Arc<Context>, ApiServerVerifier) {
+    context_with(sites, cameras, Arc::new(NoDetection))
+}
+
+/// [`context`] with a stand-in for detection.
+pub fn context_with(
+    sites: &[Site],
+    cameras: &[Camera],
+    detection: Arc<dyn DetectionClient>,
+) -> (Arc<Context>, ApiServerVerifier) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let (site_store, mut site_writer) = reflector::store::<Site>();
@@ -184,16 +215,22 @@ pub fn context(sites: &[Site], cameras: &[Camera]) -> (Arc<Context>, ApiServerVe
         site_writer.apply_watcher_event(&watcher::Event::Apply(s.clone()));
     }
     let (camera_store, mut camera_writer) = reflector::store::<Camera>();
+    // As a watcher's first list: the cache is synced once it is done.
+    camera_writer.apply_watcher_event(&watcher::Event::Init);
     for c in cameras {
-        camera_writer.apply_watcher_event(&watcher::Event::Apply(c.clone()));
+        camera_writer.apply_watcher_event(&watcher::Event::InitApply(c.clone()));
     }
+    camera_writer.apply_watcher_event(&watcher::Event::InitDone);
     let mut ctx = Context::new(
         client,
         Arc::new(OperatorConfig::default()),
         "test",
         site_store,
         camera_store,
-        Arc::new(NoIngest),
+        Clients {
+            ingest: Arc::new(NoIngest),
+            detection,
+        },
     );
     // Past start-up, unless a test says otherwise.
     ctx.started = std::time::Instant::now() - std::time::Duration::from_secs(3600);

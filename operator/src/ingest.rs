@@ -16,28 +16,27 @@
 //! site whose certificates come from the user (`tlsSecret`) gets `None`, and the operator then
 //! presents `ingest.cert_file`/`key_file` from its configuration, if any.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use kordon_proto::common::v1 as common;
 use kordon_proto::ingest::v1 as pb;
 use kordon_proto::ingest::v1::ingest_service_client::IngestServiceClient;
-use kordon_runtime::client::{AuthedChannel, ClientOptions, TlsPem};
+use kordon_runtime::client::{AuthedChannel, TlsPem};
 use kube::ResourceExt;
 
 use crate::config::IngestClientConfig;
-use crate::crd::{Camera, RecordingMode, RtspTransport};
+use crate::crd::{Camera, RecordingMode};
+pub use crate::replicas::Replica;
+use crate::replicas::{self, Channels};
 
-/// Where one ingest replica answers, and the credentials the operator presents there.
-#[derive(Debug, Clone)]
-pub struct Replica {
-    /// `http://` or `https://` URL of its gRPC endpoint.
-    pub address: String,
-    /// The operator's certificate for the replica's site; `None` means the configured files.
-    pub tls: Option<Arc<TlsPem>>,
-}
+/// What ingest replicas answered: per camera its `CameraStatus`.
+pub type ReplicaObservation = replicas::ReplicaObservation<pb::CameraStatus>;
+pub type SiteObservation = replicas::SiteObservation<pb::CameraStatus>;
+pub type CameraObservation = replicas::CameraObservation<pb::CameraStatus>;
+pub type Observations = replicas::Observations<pb::CameraStatus>;
 
 /// The calls the operator makes to an ingest replica. A trait so that reconciler tests can
 /// stand in for ingest.
@@ -65,65 +64,18 @@ pub trait IngestClient: Send + Sync + 'static {
 /// The real client: one lazily connected channel per replica address and credentials (a
 /// renewed certificate replaces the channel).
 pub struct GrpcIngest {
-    config: IngestClientConfig,
-    channels: Mutex<HashMap<String, HeldChannel>>,
+    channels: Channels,
 }
-
-/// A channel and the credentials it was made with.
-type HeldChannel = (Option<Arc<TlsPem>>, AuthedChannel);
 
 impl GrpcIngest {
     pub fn new(config: IngestClientConfig) -> Self {
         Self {
-            config,
-            channels: Mutex::new(HashMap::new()),
+            channels: Channels::new(config),
         }
     }
 
     fn client(&self, replica: &Replica) -> Result<IngestServiceClient<AuthedChannel>, String> {
-        let address = replica.address.as_str();
-        // Plaintext addresses (tests, development) present nothing.
-        let tls = replica
-            .tls
-            .clone()
-            .filter(|_| address.starts_with("https://"));
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| "channel cache poisoned".to_string())?;
-        if let Some((held, c)) = channels.get(address)
-            && *held == tls
-        {
-            return Ok(IngestServiceClient::new(c.clone()));
-        }
-        let channel = match &tls {
-            Some(pem) => {
-                kordon_runtime::client::connect_lazy_pem(address, pem, self.config.timeout)
-            }
-            None => kordon_runtime::client::connect_lazy(&ClientOptions {
-                server: address.to_string(),
-                token: None,
-                ca_file: self.config.ca_file.clone(),
-                cert_file: self.config.cert_file.clone(),
-                key_file: self.config.key_file.clone(),
-                connect_timeout: Some(self.config.timeout),
-            }),
-        }
-        .map_err(|e| e.to_string())?;
-        channels.insert(address.to_string(), (tls, channel.clone()));
-        Ok(IngestServiceClient::new(channel))
-    }
-}
-
-/// Why a call failed, in words fit for a condition message (no internal detail beyond the
-/// status code and the server's message).
-fn describe(status: tonic::Status) -> String {
-    let msg = status.message();
-    let code = format!("{:?}", status.code());
-    if msg.is_empty() {
-        code
-    } else {
-        format!("{code}: {msg}")
+        self.channels.get(replica).map(IngestServiceClient::new)
     }
 }
 
@@ -134,7 +86,7 @@ impl IngestClient for GrpcIngest {
         site: String,
     ) -> BoxFuture<'static, Result<Vec<pb::CameraStatus>, String>> {
         let client = self.client(&replica);
-        let timeout = self.config.timeout;
+        let timeout = self.channels.timeout();
         Box::pin(async move {
             let mut client = client?;
             let mut out = Vec::new();
@@ -149,13 +101,7 @@ impl IngestClient for GrpcIngest {
                         page_token: token.clone(),
                     }),
                 });
-                let resp = tokio::time::timeout(timeout, call)
-                    .await
-                    .map_err(|_| {
-                        format!("no answer within {}", humantime::format_duration(timeout))
-                    })?
-                    .map_err(describe)?
-                    .into_inner();
+                let resp = replicas::call(timeout, "ListCameraStatus", call).await?;
                 out.extend(resp.cameras);
                 token = resp.page.map(|p| p.next_page_token).unwrap_or_default();
                 if token.is_empty() {
@@ -172,17 +118,14 @@ impl IngestClient for GrpcIngest {
         cameras: Vec<pb::CameraSpec>,
     ) -> BoxFuture<'static, Result<(), String>> {
         let client = self.client(&replica);
-        let timeout = self.config.timeout;
+        let timeout = self.channels.timeout();
         Box::pin(async move {
             let mut client = client?;
             let call = client.apply_cameras(pb::ApplyCamerasRequest {
                 cameras,
                 replace: false,
             });
-            tokio::time::timeout(timeout, call)
-                .await
-                .map_err(|_| "ApplyCameras timed out".to_string())?
-                .map_err(describe)?;
+            replicas::call(timeout, "ApplyCameras", call).await?;
             Ok(())
         })
     }
@@ -194,112 +137,15 @@ impl IngestClient for GrpcIngest {
     ) -> BoxFuture<'static, Result<(), String>> {
         let client = self.client(&replica);
         // RemoveCamera waits for the last segment's upload: allow it a segment's worth more.
-        let timeout = self.config.timeout + Duration::from_secs(60);
+        let timeout = self.channels.timeout() + Duration::from_secs(60);
         Box::pin(async move {
             let mut client = client?;
             let call = client.remove_camera(pb::RemoveCameraRequest {
                 camera: Some(camera),
             });
-            tokio::time::timeout(timeout, call)
-                .await
-                .map_err(|_| "RemoveCamera timed out".to_string())?
-                .map_err(describe)?;
+            replicas::call(timeout, "RemoveCamera", call).await?;
             Ok(())
         })
-    }
-}
-
-/// What one replica answered.
-#[derive(Debug, Clone)]
-pub struct ReplicaObservation {
-    pub name: String,
-    /// Why the replica could not be asked; `None` when it answered.
-    pub error: Option<String>,
-    /// Its cameras of the site, by name.
-    pub cameras: BTreeMap<String, pb::CameraStatus>,
-}
-
-/// What the replicas of one site answered at one time.
-#[derive(Debug, Clone, Default)]
-pub struct SiteObservation {
-    pub replicas: Vec<ReplicaObservation>,
-}
-
-impl SiteObservation {
-    pub fn reachable(&self) -> usize {
-        self.replicas.iter().filter(|r| r.error.is_none()).count()
-    }
-}
-
-/// What is known of one camera on the replica it is placed on.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CameraObservation {
-    /// The site's replicas have not been asked yet.
-    NotCollected,
-    /// The replica could not be asked.
-    Unreachable {
-        replica: String,
-        error: String,
-    },
-    /// The replica answered but does not hold the camera (yet).
-    NotOnReplica {
-        replica: String,
-    },
-    Status(Box<pb::CameraStatus>),
-}
-
-/// The last observation of every site, shared by the two reconcilers.
-#[derive(Default)]
-pub struct Observations {
-    sites: RwLock<HashMap<(String, String), Arc<SiteObservation>>>,
-}
-
-impl Observations {
-    pub fn set(&self, namespace: &str, site: &str, obs: SiteObservation) {
-        if let Ok(mut m) = self.sites.write() {
-            m.insert((namespace.to_string(), site.to_string()), Arc::new(obs));
-        }
-    }
-
-    pub fn get(&self, namespace: &str, site: &str) -> Option<Arc<SiteObservation>> {
-        self.sites
-            .read()
-            .ok()
-            .and_then(|m| m.get(&(namespace.to_string(), site.to_string())).cloned())
-    }
-
-    pub fn remove(&self, namespace: &str, site: &str) {
-        if let Ok(mut m) = self.sites.write() {
-            m.remove(&(namespace.to_string(), site.to_string()));
-        }
-    }
-
-    /// The camera as seen by replica `ordinal`.
-    pub fn camera(
-        &self,
-        namespace: &str,
-        site: &str,
-        ordinal: u32,
-        camera: &str,
-    ) -> CameraObservation {
-        let Some(obs) = self.get(namespace, site) else {
-            return CameraObservation::NotCollected;
-        };
-        let Some(replica) = obs.replicas.get(ordinal as usize) else {
-            return CameraObservation::NotCollected;
-        };
-        if let Some(error) = &replica.error {
-            return CameraObservation::Unreachable {
-                replica: replica.name.clone(),
-                error: error.clone(),
-            };
-        }
-        match replica.cameras.get(camera) {
-            Some(s) => CameraObservation::Status(Box::new(s.clone())),
-            None => CameraObservation::NotOnReplica {
-                replica: replica.name.clone(),
-            },
-        }
     }
 }
 
@@ -312,50 +158,30 @@ pub async fn collect(
     site: &str,
     replicas: u32,
 ) -> SiteObservation {
-    let calls = (0..replicas).map(|ordinal| {
+    let ask = |ordinal| -> BoxFuture<'_, Result<BTreeMap<String, pb::CameraStatus>, String>> {
         let replica = Replica {
             address: config.address_of(namespace, site, ordinal),
             tls: tls.clone(),
         };
         let fut = client.list(replica, site.to_string());
-        async move {
-            let name = crate::placement::replica_name(site, ordinal);
-            match fut.await {
-                Ok(list) => {
-                    crate::metrics::Metrics::get()
-                        .ingest_calls
-                        .with_label_values(&["ok"])
-                        .inc();
-                    let cameras = list
-                        .into_iter()
-                        .filter_map(|s| {
-                            let c = s.camera.as_ref()?;
-                            (c.site == site).then(|| (c.camera.clone(), s.clone()))
-                        })
-                        .collect();
-                    ReplicaObservation {
-                        name,
-                        error: None,
-                        cameras,
-                    }
-                }
-                Err(error) => {
-                    crate::metrics::Metrics::get()
-                        .ingest_calls
-                        .with_label_values(&["unreachable"])
-                        .inc();
-                    ReplicaObservation {
-                        name,
-                        error: Some(error),
-                        cameras: BTreeMap::new(),
-                    }
-                }
-            }
-        }
-    });
-    SiteObservation {
-        replicas: futures::future::join_all(calls).await,
-    }
+        Box::pin(async move {
+            Ok(fut
+                .await?
+                .into_iter()
+                .filter_map(|s| {
+                    let c = s.camera.as_ref()?;
+                    (c.site == site).then(|| (c.camera.clone(), s.clone()))
+                })
+                .collect())
+        })
+    };
+    replicas::observe(
+        replicas,
+        |ordinal| crate::placement::replica_name(site, ordinal),
+        ask,
+        &crate::metrics::Metrics::get().ingest_calls,
+    )
+    .await
 }
 
 /// The ingest view of a Camera resource.
@@ -377,15 +203,8 @@ pub fn camera_spec(
         }),
         record_url: spec.streams.record.clone(),
         detect_url: spec.streams.detect.clone().unwrap_or_default(),
-        transport: match spec.streams.transport {
-            RtspTransport::Tcp => pb::RtspTransport::Tcp,
-            RtspTransport::Udp => pb::RtspTransport::Udp,
-        } as i32,
-        credentials: spec.credentials.as_ref().map(|c| pb::CredentialsRef {
-            secret_name: c.secret_name.clone(),
-            username_key: c.username_key.clone().unwrap_or_default(),
-            password_key: c.password_key.clone().unwrap_or_default(),
-        }),
+        transport: pb::RtspTransport::from(spec.streams.transport) as i32,
+        credentials: spec.credentials.as_ref().map(pb::CredentialsRef::from),
         segment_duration: spec
             .recording
             .segment_seconds
@@ -550,38 +369,5 @@ mod tests {
         );
         obs.replicas[0].error = Some("Unavailable".into());
         assert!(plan_handover(&obs, &wanted).is_empty());
-    }
-
-    #[test]
-    fn observations_distinguish_unknown_unreachable_and_missing() {
-        use pb::CameraState::*;
-        let o = Observations::default();
-        assert_eq!(o.camera("ns", "s", 0, "a"), CameraObservation::NotCollected);
-        o.set(
-            "ns",
-            "s",
-            SiteObservation {
-                replicas: vec![
-                    replica("s-ingest-0", &[status("a", Recording, 1)]),
-                    ReplicaObservation {
-                        name: "s-ingest-1".into(),
-                        error: Some("Unavailable: connection refused".into()),
-                        cameras: BTreeMap::new(),
-                    },
-                ],
-            },
-        );
-        assert!(matches!(
-            o.camera("ns", "s", 0, "a"),
-            CameraObservation::Status(_)
-        ));
-        assert!(matches!(
-            o.camera("ns", "s", 0, "b"),
-            CameraObservation::NotOnReplica { .. }
-        ));
-        assert!(matches!(
-            o.camera("ns", "s", 1, "a"),
-            CameraObservation::Unreachable { .. }
-        ));
     }
 }

@@ -9,6 +9,10 @@
 //! - [`site`], [`camera`]: the reconcilers; [`controller`] wires them with their shared
 //!   [`controller::Context`].
 //! - [`ingest`]: camera status from ingest over gRPC, and camera handover between replicas.
+//! - [`detection`]: each detection replica's shard of cameras (zones, masks, lines) over gRPC,
+//!   and how they are analysed.
+//! - [`replicas`]: what both gRPC clients share (addresses, channels, observations);
+//!   [`convert`]: the stream settings' proto views both share.
 //! - [`leader`]: Lease-based leader election, so several replicas can run for HA.
 //! - [`config`], [`metrics`], [`error`]: typed configuration, Prometheus metrics, the error type.
 //!
@@ -19,8 +23,10 @@ pub mod certificates;
 pub mod conditions;
 pub mod config;
 pub mod controller;
+pub mod convert;
 pub mod crd;
 pub mod credentials;
+pub mod detection;
 pub mod error;
 pub mod ingest;
 pub mod leader;
@@ -28,6 +34,7 @@ pub mod metrics;
 pub mod pki;
 pub mod placement;
 pub mod render;
+pub mod replicas;
 pub mod site;
 
 #[cfg(test)]
@@ -161,10 +168,17 @@ pub async fn run(config: OperatorConfig, shutdown: CancellationToken) -> Result<
 
     let ingest: Arc<dyn ingest::IngestClient> =
         Arc::new(ingest::GrpcIngest::new(config.ingest.clone()));
+    let detection: Arc<dyn detection::DetectionClient> =
+        Arc::new(detection::GrpcDetection::new(config.ingest.clone()));
     let ready = readiness.clone();
-    controller::run_controllers(client, config.clone(), &identity, ingest, stop, move || {
-        ready.set("controllers", true)
-    })
+    controller::run_controllers(
+        client,
+        config.clone(),
+        &identity,
+        controller::Clients { ingest, detection },
+        stop,
+        move || ready.set("controllers", true),
+    )
     .await?;
     readiness.set_all_not_ready();
     if let Some(h) = holder {

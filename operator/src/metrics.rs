@@ -14,6 +14,7 @@ pub struct Metrics {
     pub failures: IntCounterVec,
     pub duration: HistogramVec,
     pub ingest_calls: IntCounterVec,
+    pub detection_calls: IntCounterVec,
     pub leader: IntGauge,
 }
 
@@ -58,6 +59,15 @@ impl Metrics {
                 &["outcome"],
             )
             .expect("static metric definition");
+            let detection_calls = IntCounterVec::new(
+                Opts::new(
+                    "kordon_operator_detection_calls_total",
+                    "Shard checks of detection replicas (status read, and the shard sent when it \
+                     differed), by outcome",
+                ),
+                &["outcome"],
+            )
+            .expect("static metric definition");
             let leader = IntGauge::new(
                 "kordon_operator_leader",
                 "1 while this replica holds the leader Lease",
@@ -68,6 +78,7 @@ impl Metrics {
                 failures: register(failures),
                 duration: register(duration),
                 ingest_calls: register(ingest_calls),
+                detection_calls: register(detection_calls),
                 leader: register(leader),
             }
         })

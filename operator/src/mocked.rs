@@ -97,7 +97,7 @@ async fn a_finalized_site_applies_its_workloads_then_its_status() {
             .map(|v| v.as_str().unwrap().matches("- name: cam-").count())
             .sum();
         assert_eq!(listed, 5);
-        for svc in ["ingest", "storage", "transcode", "detection", "alerting"] {
+        for svc in ["ingest", "detection", "storage", "transcode", "alerting"] {
             let seen = api
                 .expect(
                     Method::PATCH,
@@ -133,7 +133,21 @@ async fn a_finalized_site_applies_its_workloads_then_its_status() {
             json!(true)
         );
         assert_mounts_its_certificate(&sts.body, "ingest", &issued);
-        for d in ["storage", "transcode", "detection", "alerting"] {
+        let detection = api
+            .expect(
+                Method::PATCH,
+                &format!("{apps}/statefulsets/burgas-detection"),
+                echo,
+            )
+            .await;
+        assert_ssa(&detection.query);
+        assert_eq!(detection.body["spec"]["replicas"], json!(1));
+        assert_eq!(
+            detection.body["spec"]["serviceName"],
+            json!("burgas-detection")
+        );
+        assert_mounts_its_certificate(&detection.body, "detection", &issued);
+        for d in ["storage", "transcode", "alerting"] {
             let seen = api
                 .expect(
                     Method::PATCH,
@@ -143,6 +157,13 @@ async fn a_finalized_site_applies_its_workloads_then_its_status() {
                 .await;
             assert_mounts_its_certificate(&seen.body, d, &issued);
         }
+        // The Deployment detection was before it was sharded, gone (here: never there).
+        api.expect(
+            Method::DELETE,
+            &format!("{apps}/deployments/burgas-detection"),
+            not_found,
+        )
+        .await;
         let status = api
             .expect(
                 Method::PATCH,
@@ -155,6 +176,22 @@ async fn a_finalized_site_applies_its_workloads_then_its_status() {
         assert_eq!(st["cameras"]["total"], json!(5));
         assert_eq!(st["cameras"]["unknown"], json!(5));
         assert_eq!(st["ingest"]["replicas"], json!(3));
+        // NoDetection answers nothing: shown, not hidden.
+        assert_eq!(st["detection"]["replicas"], json!(1));
+        assert_eq!(st["detection"]["reachableReplicas"], json!(0));
+        let degraded = st["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Degraded")
+            .unwrap();
+        assert!(
+            degraded["message"]
+                .as_str()
+                .unwrap()
+                .contains("1 of 1 detection replicas unavailable (burgas-detection-0: Unavailable"),
+            "{degraded}"
+        );
         assert_eq!(st["observedGeneration"], json!(1));
         let ready = st["conditions"]
             .as_array()
@@ -305,21 +342,16 @@ async fn a_camera_status_is_written_once_and_not_again_when_unchanged() {
         assert_eq!(status.replica, Some(format!("burgas-ingest-{ordinal}")));
         assert_eq!(seen.body["kind"], json!("Camera"));
         api.silence().await;
-        api
+        (api, status)
     });
     camera_rec::reconcile(Arc::new(c.clone()), ctx.clone())
         .await
         .unwrap();
-    let mut api = server.await.unwrap();
+    let (mut api, status) = server.await.unwrap();
 
     // With that status in place, a second reconcile writes nothing.
     let mut written = c;
-    written.status = Some(camera_rec::desired_status(
-        &written,
-        Some(&s),
-        None,
-        &crate::conditions::now(),
-    ));
+    written.status = Some(status);
     camera_rec::reconcile(Arc::new(written), ctx).await.unwrap();
     api.silence().await;
 }

@@ -1,4 +1,7 @@
-//! Which ingest replica records which camera: rendezvous (highest-random-weight) hashing.
+//! Which ingest replica records which camera, and which detection replica analyses it:
+//! rendezvous (highest-random-weight) hashing. The two placements use the same function with
+//! their own replica counts, so a camera's detection replica is independent of its ingest
+//! replica.
 //!
 //! Every (camera, replica ordinal) pair gets a weight from SHA-256 of the site, the camera and
 //! the ordinal; a camera goes to the replica with the highest weight. Guarantees:
@@ -58,7 +61,15 @@ pub fn shards<'a>(
 
 /// The pod name of a site's ingest replica: the StatefulSet's stable identity.
 pub fn replica_name(site: &str, ordinal: u32) -> String {
-    format!("{}-{ordinal}", crate::render::ingest_name(site))
+    pod_name(site, "ingest", ordinal)
+}
+
+/// The pod name of replica `ordinal` of a site's sharded `component` (ingest, detection).
+pub fn pod_name(site: &str, component: &str, ordinal: u32) -> String {
+    format!(
+        "{}-{ordinal}",
+        crate::render::component_name(site, component)
+    )
 }
 
 #[cfg(test)]

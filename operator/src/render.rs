@@ -9,7 +9,12 @@
 //!   (`--config /etc/kordon/$(POD_NAME).yaml`), so scaling never changes the pod template.
 //! - StatefulSet `<s>-ingest` (stable identities `<s>-ingest-0..N-1`, a spool volume per
 //!   replica) behind the headless Service `<s>-ingest`.
-//! - Deployments and Services `<s>-storage`, `<s>-transcode`, `<s>-detection`, `<s>-alerting`.
+//! - StatefulSet `<s>-detection` (`spec.detection.replicas`, 0 = off; stable identities
+//!   `<s>-detection-0..N-1`) behind the headless Service `<s>-detection`. Its pods read the
+//!   shared `site.yaml`: each replica knows itself by its pod name, and receives its shard of
+//!   cameras (with zones, masks and lines) from the Site reconciler over gRPC
+//!   ([`crate::detection`]), so editing a zone touches no ConfigMap and restarts no pod.
+//! - Deployments and Services `<s>-storage`, `<s>-transcode`, `<s>-alerting`.
 //! - PersistentVolumeClaim `<s>-storage-data` for storage's data directory (signing keys, and
 //!   the SQLite index when no database is set). It has no owner and survives the Site: it may
 //!   hold evidence.
@@ -55,8 +60,11 @@ pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// Label: who manages the object.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
-/// The services run as Deployments (ingest is the StatefulSet).
-pub const DEPLOYED: [&str; 4] = ["storage", "transcode", "detection", "alerting"];
+/// The services run as Deployments (ingest and detection are StatefulSets: [`SHARDED`]).
+pub const DEPLOYED: [&str; 3] = ["storage", "transcode", "alerting"];
+/// The services whose replicas each own a shard of the site's cameras, as StatefulSets behind
+/// headless Services.
+pub const SHARDED: [&str; 2] = ["ingest", "detection"];
 
 pub fn ingest_name(site: &str) -> String {
     format!("{site}-ingest")
@@ -162,7 +170,8 @@ pub const CERT_ANNOTATION: &str = "kordon.io/certificate-sha256";
 pub struct SiteObjects {
     pub config_maps: Vec<ConfigMap>,
     pub services: Vec<Service>,
-    pub statefulset: StatefulSet,
+    /// Ingest, then detection.
+    pub statefulsets: Vec<StatefulSet>,
     pub deployments: Vec<Deployment>,
     pub storage_claim: PersistentVolumeClaim,
 }
@@ -232,20 +241,23 @@ pub fn render(
         )?,
     ];
 
-    let mut services = vec![typed(
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": meta(&ingest_name(name), ns, name, "ingest", &owner),
-            "spec": {
-                // Headless: each replica is reachable by its stable name.
-                "clusterIP": "None",
-                "publishNotReadyAddresses": true,
-                "selector": selector(name, "ingest"),
-                "ports": ports(false),
-            },
-        }),
-        "Service",
-    )?];
+    let mut services = Vec::new();
+    for component in SHARDED {
+        services.push(typed(
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": meta(&component_name(name, component), ns, name, component, &owner),
+                "spec": {
+                    // Headless: each replica is reachable by its stable name.
+                    "clusterIP": "None",
+                    "publishNotReadyAddresses": true,
+                    "selector": selector(name, component),
+                    "ports": ports(false),
+                },
+            }),
+            "Service",
+        )?);
+    }
     for component in DEPLOYED {
         services.push(typed(
             json!({
@@ -260,33 +272,39 @@ pub fn render(
         )?);
     }
 
-    let statefulset = typed(
-        json!({
-            "apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": meta(&ingest_name(name), ns, name, "ingest", &owner),
-            "spec": {
-                "replicas": site.spec.ingest.replicas,
-                "serviceName": ingest_name(name),
-                // Replicas are independent shards: start and stop them together.
-                "podManagementPolicy": "Parallel",
-                "selector": { "matchLabels": selector(name, "ingest") },
-                "template": pod_template(site, name, "ingest", config, tls, true),
-                "volumeClaimTemplates": [{
-                    "metadata": { "name": "spool" },
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": { "requests": { "storage": SPOOL_SIZE } },
-                    },
-                }],
-            },
-        }),
-        "StatefulSet",
-    )?;
+    let mut statefulsets = Vec::new();
+    for component in SHARDED {
+        let ingest = component == "ingest";
+        let mut spec = json!({
+            "replicas": if ingest { site.spec.ingest.replicas } else { site.spec.detection.replicas },
+            "serviceName": component_name(name, component),
+            // Replicas are independent shards: start and stop them together.
+            "podManagementPolicy": "Parallel",
+            "selector": { "matchLabels": selector(name, component) },
+            "template": pod_template(site, name, component, config, tls, ingest),
+        });
+        if ingest {
+            spec["volumeClaimTemplates"] = json!([{
+                "metadata": { "name": "spool" },
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": { "requests": { "storage": SPOOL_SIZE } },
+                },
+            }]);
+        }
+        statefulsets.push(typed(
+            json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": meta(&component_name(name, component), ns, name, component, &owner),
+                "spec": spec,
+            }),
+            "StatefulSet",
+        )?);
+    }
 
     let mut deployments = Vec::new();
     for component in DEPLOYED {
         let replicas = match component {
-            "detection" => site.spec.detection.replicas,
             "transcode" => site.spec.transcode.replicas,
             // The index and the access log have one writer per site.
             _ => 1,
@@ -333,7 +351,7 @@ pub fn render(
     Ok(SiteObjects {
         config_maps,
         services,
-        statefulset,
+        statefulsets,
         deployments,
         storage_claim,
     })
@@ -560,6 +578,11 @@ mod tests {
     use super::*;
     use crate::fixtures::{camera, site};
 
+    /// The objects of `s` with no cameras, mounting what its TLS settings say.
+    fn rendered(s: &Site) -> SiteObjects {
+        render(s, &[], &OperatorConfig::default(), &TlsMounts::for_site(s)).unwrap()
+    }
+
     fn yaml_of(cm: &ConfigMap, key: &str) -> serde_yaml::Value {
         let text = cm.data.as_ref().and_then(|d| d.get(key)).expect(key);
         serde_yaml::from_str(text).unwrap()
@@ -653,21 +676,15 @@ mod tests {
             secret_name: "yambol-db".into(),
             key: "url".into(),
         });
-        let objs = render(
-            &s,
-            &[],
-            &OperatorConfig::default(),
-            &TlsMounts::for_site(&s),
-        )
-        .unwrap();
-        let sts = &objs.statefulset;
+        let objs = rendered(&s);
+        let sts = &objs.statefulsets[0];
         let spec = &sts.spec;
         assert_eq!(spec.replicas, Some(4));
         assert_eq!(spec.service_name.as_deref(), Some("yambol-ingest"));
         let owner = &sts.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(owner.kind, "Site");
         assert_eq!(owner.controller, Some(true));
-        assert_eq!(objs.deployments.len(), 4);
+        assert_eq!(objs.deployments.len(), 3);
         assert_eq!(objs.services.len(), 5);
         let storage = serde_json::to_string(&objs.deployments[0]).unwrap();
         assert!(
@@ -688,6 +705,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn detection_is_a_headless_statefulset_of_its_own_replicas_reading_the_site_config() {
+        let mut s = site("haskovo", 2);
+        s.spec.detection.replicas = 3;
+        let objs = rendered(&s);
+        let sts = &objs.statefulsets[1];
+        assert_eq!(sts.metadata.name.as_deref(), Some("haskovo-detection"));
+        let spec = &sts.spec;
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("haskovo-detection"));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert!(spec.volume_claim_templates.is_none(), "no spool");
+        let t = pod_spec(&spec.template);
+        assert_eq!(
+            t["spec"]["containers"][0]["args"],
+            json!(["detection", "--config", "/etc/kordon/site.yaml"])
+        );
+        let svc = objs
+            .services
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some("haskovo-detection"))
+            .unwrap();
+        assert_eq!(
+            svc.spec.as_ref().unwrap().cluster_ip.as_deref(),
+            Some("None")
+        );
+        assert!(
+            objs.deployments
+                .iter()
+                .all(|d| d.metadata.name.as_deref() != Some("haskovo-detection"))
+        );
+
+        s.spec.detection.replicas = 0;
+        let off = rendered(&s);
+        assert_eq!(off.statefulsets[1].spec.replicas, Some(0));
+    }
+
     fn pod_spec(template: &impl serde::Serialize) -> Value {
         serde_json::to_value(template).unwrap()
     }
@@ -698,10 +752,13 @@ mod tests {
         let mut tls = TlsMounts::for_site(&s);
         tls.revisions.insert("storage".into(), "ab12".into());
         let objs = render(&s, &[], &OperatorConfig::default(), &tls).unwrap();
-        let mut templates = vec![(
-            "ingest".to_string(),
-            pod_spec(&objs.statefulset.spec.template),
-        )];
+        let mut templates = Vec::new();
+        for d in &objs.statefulsets {
+            templates.push((
+                d.metadata.labels.as_ref().unwrap()[COMPONENT_LABEL].clone(),
+                pod_spec(&d.spec.template),
+            ));
+        }
         for d in &objs.deployments {
             templates.push((
                 d.metadata.labels.as_ref().unwrap()[COMPONENT_LABEL].clone(),
@@ -759,7 +816,7 @@ mod tests {
         let sites = &cfg["auth"]["mtls"]["subjects"]["kordon.edirne.svc"];
         assert_eq!(sites.as_sequence().unwrap().len(), 1);
         assert_eq!(sites[0].as_str(), Some("edirne"));
-        let sts = pod_spec(&objs.statefulset.spec.template);
+        let sts = pod_spec(&objs.statefulsets[0].spec.template);
         assert!(sts.to_string().contains("\"secretName\":\"edirne-mtls\""));
     }
 }

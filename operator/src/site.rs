@@ -6,7 +6,9 @@
 //!   renders the site's objects ([`crate::render`]) and server-side applies them with
 //!   field manager `kordon-operator` (skipped when nothing changed since the last apply a short
 //!   while ago); reads camera status from every ingest replica and hands moved cameras over
-//!   ([`crate::ingest`]); writes the Site's status — conditions Ready, Progressing and Degraded
+//!   ([`crate::ingest`]); gives every detection replica its shard of cameras
+//!   ([`crate::detection`]; only once the camera cache is synced, as a shard replaces what the
+//!   replica holds); writes the Site's status — conditions Ready, Progressing and Degraded
 //!   with `observedGeneration`, TLS (which CA the site's services trust), camera counts, and
 //!   the scale subresource's replicas and selector; publishes events when ingest is scaled.
 //!   It comes back after `ingest.status_interval`, or sooner when a certificate falls due.
@@ -35,7 +37,8 @@ use crate::certificates::{self, TlsSource};
 use crate::conditions::{FALSE, TRUE, bool_status, condition};
 use crate::config::FIELD_MANAGER;
 use crate::controller::Context;
-use crate::crd::{Camera, CameraCounts, Site, SiteIngestStatus, SiteStatus};
+use crate::crd::{Camera, CameraCounts, Site, SiteDetectionStatus, SiteIngestStatus, SiteStatus};
+use crate::detection;
 use crate::ingest::{self, SiteObservation};
 use crate::render::{self, SiteObjects};
 use crate::{Error, Result, placement};
@@ -120,11 +123,29 @@ async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
     hand_over(ctx, site, &cameras, &observation, tls.client.clone()).await;
     ctx.observations.set(&ns, &name, observation.clone());
 
+    let detection = if ctx.cameras_synced() {
+        let obs = detection::sync(
+            ctx.detection.as_ref(),
+            &ctx.detection_applied,
+            &ctx.config.detection,
+            tls.client.clone(),
+            &ns,
+            site,
+            &cameras,
+        )
+        .await;
+        ctx.detection_observations.set(&ns, &name, obs.clone());
+        Some(obs)
+    } else {
+        None
+    };
+
     let previous = site.status.clone().unwrap_or_default();
     let status = desired_status(
         site,
         &cameras,
         &observation,
+        detection.as_ref(),
         &tls.source,
         &crate::conditions::now(),
     );
@@ -176,7 +197,7 @@ async fn apply_objects(ctx: &Context, ns: &str, name: &str, objects: &SiteObject
         serde_json::to_string(&(
             &objects.config_maps,
             &objects.services,
-            &objects.statefulset,
+            &objects.statefulsets,
             &objects.deployments,
             &objects.storage_claim,
         ))
@@ -200,17 +221,50 @@ async fn apply_objects(ctx: &Context, ns: &str, name: &str, objects: &SiteObject
         ssa::<ConfigMap>(ctx, ns, cm, &pp).await?;
     }
     for svc in &objects.services {
-        ssa::<Service>(ctx, ns, svc, &pp).await?;
+        match ssa::<Service>(ctx, ns, svc, &pp).await {
+            // A Service that was given a cluster IP cannot become headless in place (the
+            // detection Service of a site made before detection was sharded): replace it.
+            Err(Error::Kube(kube::Error::Api(s))) if s.code == 422 && is_headless(svc) => {
+                let svc_name = svc.metadata.name.clone().unwrap_or_default();
+                tracing::info!(service = %svc_name, "replacing a Service to make it headless");
+                let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+                api.delete(&svc_name, &DeleteParams::background()).await?;
+                ssa::<Service>(ctx, ns, svc, &pp).await?;
+            }
+            other => {
+                other?;
+            }
+        }
     }
     ssa::<PersistentVolumeClaim>(ctx, ns, &objects.storage_claim, &pp).await?;
-    ssa::<StatefulSet>(ctx, ns, &objects.statefulset, &pp).await?;
+    for sts in &objects.statefulsets {
+        ssa::<StatefulSet>(ctx, ns, sts, &pp).await?;
+    }
     for d in &objects.deployments {
         ssa::<Deployment>(ctx, ns, d, &pp).await?;
+    }
+    // Detection ran as a Deployment before it was sharded: one left over would analyse every
+    // camera again beside the StatefulSet.
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    match deployments
+        .delete(
+            &render::component_name(name, "detection"),
+            &DeleteParams::background(),
+        )
+        .await
+    {
+        Ok(_) => tracing::info!("deleted the detection Deployment of an earlier version"),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
     }
     if let Ok(mut applied) = ctx.applied.lock() {
         applied.insert(key, (fingerprint, Instant::now()));
     }
     Ok(())
+}
+
+fn is_headless(svc: &Service) -> bool {
+    svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None")
 }
 
 async fn ssa<K>(ctx: &Context, ns: &str, obj: &K, pp: &PatchParams) -> Result<K>
@@ -303,11 +357,12 @@ async fn hand_over(
     }
 }
 
-/// The status a Site should show.
+/// The status a Site should show; `detection` is `None` when its replicas were not asked.
 pub fn desired_status(
     site: &Site,
     cameras: &[Arc<Camera>],
     obs: &SiteObservation,
+    detection: Option<&detection::SiteObservation>,
     tls: &TlsSource,
     now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 ) -> SiteStatus {
@@ -345,22 +400,21 @@ pub fn desired_status(
     }
 
     let reachable = obs.reachable() as i32;
-    let unreachable: Vec<&str> = obs
-        .replicas
-        .iter()
-        .filter(|r| r.error.is_some())
-        .map(|r| r.name.as_str())
-        .collect();
-    let first_error = obs
-        .replicas
-        .iter()
-        .find_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name)));
+    let unreachable = obs.unreachable();
+    let first_error = obs.first_error();
     let mut degraded = Vec::new();
     if let Some(e) = &first_error {
         degraded.push(format!(
             "{} of {} ingest replicas unreachable ({e})",
             unreachable.len(),
             replicas
+        ));
+    }
+    if let Some(e) = detection.and_then(|d| d.first_error()) {
+        let unavailable = detection.map(|d| d.unreachable().len()).unwrap_or(0);
+        degraded.push(format!(
+            "{unavailable} of {} detection replicas unavailable ({e})",
+            site.spec.detection.replicas
         ));
     }
     if counts.offline > 0 {
@@ -458,6 +512,10 @@ pub fn desired_status(
             reachable_replicas: reachable,
             selector: render::ingest_pod_selector(&name),
         },
+        detection: SiteDetectionStatus {
+            replicas: site.spec.detection.replicas,
+            reachable_replicas: detection.map(|d| d.reachable() as i32).unwrap_or(0),
+        },
         cameras: counts,
     }
 }
@@ -547,6 +605,8 @@ async fn cleanup(site: &Site, ctx: &Context) -> Result<Action> {
     // Also after a switch to a tlsSecret: what the operator issued before is still its own.
     deleted += certificates::delete(ctx, &ns, &name, site.spec.tls_secret.as_deref()).await?;
     ctx.observations.remove(&ns, &name);
+    ctx.detection_observations.remove(&ns, &name);
+    ctx.detection_applied.forget(&ns, &name, 0);
     if let Ok(mut applied) = ctx.applied.lock() {
         applied.remove(&(ns.clone(), name.clone()));
     }
@@ -624,7 +684,7 @@ mod tests {
             secret: "burgas-mtls".into(),
             problem: None,
         };
-        let st = desired_status(&s, &cams, &obs, &tls, &now());
+        let st = desired_status(&s, &cams, &obs, None, &tls, &now());
         assert_eq!(st.cameras.total, 10);
         assert_eq!(st.cameras.unknown, 10);
         assert_eq!(st.cameras.recording, 0);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{FakeIngest, eventually};
+use common::{FakeDetection, FakeIngest, eventually};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use kordon_operator::crd::{Camera, Site};
@@ -31,6 +31,7 @@ fn site_json(name: &str, replicas: i32) -> serde_json::Value {
             "timeZone": "Europe/Sofia",
             "storage": { "bucket": "kordon-burgas", "endpoint": "http://rgw.storage:7480", "retentionDays": 30 },
             "ingest": { "replicas": replicas },
+            "detection": { "replicas": 2, "framesPerSecond": 4.0 },
         }
     })
 }
@@ -43,7 +44,11 @@ fn camera_json(name: &str, site: &str) -> serde_json::Value {
         "spec": {
             "site": site,
             "streams": { "record": format!("rtsp://10.1.0.1:554/{name}/main"), "detect": format!("rtsp://10.1.0.1:554/{name}/sub") },
-            "detection": { "zones": [{ "name": "gate", "points": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]] }] },
+            "detection": {
+                "zones": [{ "name": "gate", "points": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]] }],
+                "lines": [{ "name": "fence", "from": [0.0, 0.8], "to": [1.0, 0.7], "direction": "leftToRight" }],
+                "motion": { "threshold": 0.01 },
+            },
         }
     })
 }
@@ -74,8 +79,14 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "kordon-it").await;
     let ingest = Arc::new(FakeIngest::default());
-    let (stop, operator) =
-        common::start_operator(&client, &ns, ingest.clone(), Duration::from_secs(1));
+    let detection = Arc::new(FakeDetection::default());
+    let (stop, operator) = common::start_operator(
+        &client,
+        &ns,
+        ingest.clone(),
+        detection.clone(),
+        Duration::from_secs(1),
+    );
 
     let sites: Api<Site> = Api::namespaced(client.clone(), &ns);
     let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);
@@ -114,7 +125,7 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
     );
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     // Each object is applied separately: wait for every one read, not only the first.
-    for c in ["storage", "transcode", "detection", "alerting"] {
+    for c in ["storage", "transcode", "alerting"] {
         let name = format!("burgas-{c}");
         let d = eventually(WAIT, || async { deployments.get(&name).await.ok() })
             .await
@@ -129,6 +140,73 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
         .await
         .expect("ingest Service");
     assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    // Detection is sharded like ingest: its own StatefulSet behind its own headless Service.
+    let detection_sts = eventually(WAIT, || async {
+        sts_api.get("burgas-detection").await.ok()
+    })
+    .await
+    .expect("detection StatefulSet");
+    assert_eq!(detection_sts.spec.replicas, Some(2));
+    assert_eq!(
+        detection_sts.spec.service_name.as_deref(),
+        Some("burgas-detection")
+    );
+    assert_eq!(
+        detection_sts.metadata.owner_references.as_ref().unwrap()[0].name,
+        "burgas"
+    );
+    let detection_svc = eventually(WAIT, || async {
+        services.get("burgas-detection").await.ok()
+    })
+    .await
+    .expect("detection Service");
+    assert_eq!(
+        detection_svc.spec.unwrap().cluster_ip.as_deref(),
+        Some("None")
+    );
+    assert!(
+        deployments
+            .get_opt("burgas-detection")
+            .await
+            .unwrap()
+            .is_none(),
+        "no detection Deployment"
+    );
+    // Each detection replica holds exactly the cameras placed on it, with their zones and lines.
+    let detection_address = |o: u32| format!("http://burgas-detection-{o}.{ns}.test:8470");
+    let placed_on = |replicas: u32| {
+        let mut want: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for i in 0..50 {
+            let cam = format!("cam-{i:02}");
+            if let Some(o) = kordon_operator::placement::replica_for("burgas", &cam, replicas) {
+                want.entry(detection_address(o)).or_default().push(cam);
+            }
+        }
+        want
+    };
+    let want = placed_on(2);
+    eventually(WAIT, || async { (detection.held() == want).then_some(()) })
+        .await
+        .unwrap_or_else(|| panic!("detection shards: {:?}", detection.held()));
+    {
+        let replicas = detection.replicas.lock().unwrap();
+        let c = replicas
+            .values()
+            .find_map(|s| s.get("cam-03"))
+            .unwrap()
+            .clone();
+        assert_eq!(c.detect_url, "rtsp://10.1.0.1:554/cam-03/sub");
+        let cfg = c.config.unwrap();
+        assert_eq!(cfg.analysis_fps, 4.0, "the site's framesPerSecond");
+        assert_eq!(cfg.zones[0].name, "gate");
+        assert_eq!(cfg.zones[0].area.as_ref().unwrap().points.len(), 3);
+        assert_eq!(cfg.lines[0].name, "fence");
+        assert_eq!(
+            cfg.lines[0].direction,
+            kordon_proto::detection::v1::LineDirection::LeftToRight as i32
+        );
+        assert!((cfg.motion.unwrap().threshold - 0.01).abs() < 1e-6);
+    }
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let ingest_cm = eventually(WAIT, || async {
         let cm = config_maps.get("burgas-ingest").await.ok()?;
@@ -187,10 +265,104 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
     assert!(gs.last_segment.is_some());
     assert_eq!(gs.observed_generation, good.metadata.generation);
 
+    // Detecting, on the camera's own detection replica.
+    let detecting = eventually(WAIT, || async {
+        let c = cameras.get("cam-01").await.ok()?;
+        let st = c.status?;
+        (condition(&st.conditions, "Detecting")?.status == "True").then_some(st)
+    })
+    .await
+    .expect("cam-01 detecting");
+    let d = detecting.detection.unwrap();
+    let o = kordon_operator::placement::replica_for("burgas", "cam-01", 2).unwrap();
+    assert_eq!(d.replica, format!("burgas-detection-{o}"));
+    assert_eq!(
+        (d.state.as_deref(), d.provider.as_deref()),
+        (Some("Running"), Some("cpu"))
+    );
+
+    // A detection replica that cannot be reached is reported with why, and retried.
+    detection.down.lock().unwrap().insert(detection_address(o));
+    let unavailable = eventually(WAIT, || async {
+        let c = cameras.get("cam-01").await.ok()?;
+        let d = condition(&c.status?.conditions, "Detecting")?.clone();
+        (d.reason == "DetectionUnavailable").then_some(d)
+    })
+    .await
+    .expect("cam-01 shows its detection replica unavailable");
+    assert_eq!(unavailable.status, "Unknown");
+    assert!(
+        unavailable.message.contains("connection refused"),
+        "{}",
+        unavailable.message
+    );
+    let degraded = eventually(WAIT, || async {
+        let st = sites.get("burgas").await.ok()?.status?;
+        let d = condition(&st.conditions, "Degraded")?.clone();
+        (d.message.contains("detection replicas unavailable")
+            && st.detection.reachable_replicas == 1)
+            .then_some(d)
+    })
+    .await
+    .expect("site degraded by the unreachable detection replica");
+    assert!(
+        degraded.message.contains(&format!("burgas-detection-{o}")),
+        "{}",
+        degraded.message
+    );
+    detection.down.lock().unwrap().clear();
+    eventually(WAIT, || async {
+        let c = cameras.get("cam-01").await.ok()?;
+        (condition(&c.status?.conditions, "Detecting")?.status == "True").then_some(())
+    })
+    .await
+    .expect("cam-01 detecting again");
+
+    // Scaling detection moves cameras with replace: each is held by its new replica only.
+    sites
+        .patch(
+            "burgas",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "detection": { "replicas": 3 } } })),
+        )
+        .await
+        .unwrap();
+    let want = placed_on(3);
+    eventually(WAIT, || async { (detection.held() == want).then_some(()) })
+        .await
+        .unwrap_or_else(|| panic!("detection shards after scaling: {:?}", detection.held()));
+    eventually(WAIT, || async {
+        let s = sts_api.get("burgas-detection").await.ok()?;
+        (s.spec.replicas == Some(3)).then_some(())
+    })
+    .await
+    .expect("detection StatefulSet scaled to 3");
+    // A deleted camera leaves its detection replica.
+    cameras
+        .delete("cam-49", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        let held = detection.held();
+        held.values()
+            .all(|s| !s.iter().any(|c| c == "cam-49"))
+            .then_some(())
+    })
+    .await
+    .expect("cam-49 removed from detection");
+    // Steady state: no shard is sent again while nothing changes.
+    let applies = detection.applies.lock().unwrap().clone();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        *detection.applies.lock().unwrap(),
+        applies,
+        "re-sent unchanged shards"
+    );
+
     let site = eventually(WAIT, || async {
         let s = sites.get("burgas").await.ok()?;
         let st = s.status.clone()?;
-        (st.cameras.total == 50 && st.cameras.recording == 49 && st.cameras.offline == 1)
+        (st.cameras.total == 49 && st.cameras.recording == 48 && st.cameras.offline == 1)
             .then_some(s)
     })
     .await
@@ -222,7 +394,7 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
 
     // Scale through the scale subresource, as `kubectl scale site/burgas --replicas=4` does.
     let before = assignments(&cameras).await;
-    assert_eq!(before.len(), 50);
+    assert_eq!(before.len(), 49);
     sites
         .patch_scale(
             "burgas",
@@ -245,7 +417,7 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
                 .as_ref()
                 == Some(replica)
         });
-        (done && a.len() == 50).then_some(a)
+        (done && a.len() == 49).then_some(a)
     })
     .await
     .expect("cameras re-placed for 4 replicas");
@@ -329,6 +501,90 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
     common::drop_namespace(&client, &ns).await;
 }
 
+/// A site made before detection was sharded ran detection as a Deployment behind a ClusterIP
+/// Service: the operator deletes the Deployment and replaces the Service with a headless one
+/// (a cluster IP cannot be removed in place).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_detection_deployment_and_service_give_way_to_the_statefulset() {
+    let Some(client) = common::client().await else {
+        return;
+    };
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "kordon-upgrade").await;
+    let labels = json!({ "kordon.io/site": "burgas", "app.kubernetes.io/component": "detection" });
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let old_svc = services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "burgas-detection", "labels": labels },
+                "spec": { "selector": labels, "ports": [{ "name": "grpc", "port": 8470 }] },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let old_ip = old_svc.spec.unwrap().cluster_ip.unwrap();
+    assert_ne!(old_ip, "None", "the earlier Service has a cluster IP");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "burgas-detection", "labels": labels },
+                "spec": {
+                    "selector": { "matchLabels": labels },
+                    "template": {
+                        "metadata": { "labels": labels },
+                        "spec": { "containers": [{ "name": "detection", "image": "kordon/kordon:0.0.1" }] },
+                    },
+                },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let ingest = Arc::new(FakeIngest::default());
+    let detection = Arc::new(FakeDetection::default());
+    let (stop, operator) =
+        common::start_operator(&client, &ns, ingest, detection, Duration::from_secs(1));
+    let sites: Api<Site> = Api::namespaced(client.clone(), &ns);
+    sites
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(site_json("burgas", 1)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    eventually(WAIT, || async {
+        sts_api.get("burgas-detection").await.ok()
+    })
+    .await
+    .expect("detection StatefulSet");
+    eventually(WAIT, || async {
+        let svc = services.get("burgas-detection").await.ok()?;
+        (svc.spec?.cluster_ip.as_deref() == Some("None")).then_some(())
+    })
+    .await
+    .expect("the detection Service became headless");
+    eventually(WAIT, || async {
+        deployments
+            .get_opt("burgas-detection")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .expect("the earlier detection Deployment is gone");
+
+    stop.cancel();
+    operator.await.unwrap();
+    common::drop_namespace(&client, &ns).await;
+}
+
 async fn rejected(client: &Client, ns: &str, obj: serde_json::Value) -> String {
     let kind = obj["kind"].as_str().unwrap().to_string();
     let res = if kind == "Site" {
@@ -383,6 +639,18 @@ async fn invalid_resources_are_rejected_with_clear_messages() {
     cam["spec"]["streams"]["record"] = json!("rtsp://admin:secret@10.1.0.1/main");
     let msg = rejected(&client, &ns, cam).await;
     assert!(msg.contains("must not carry credentials"), "{msg}");
+
+    let mut cam = camera_json("lines", "burgas");
+    let line = cam["spec"]["detection"]["lines"][0].clone();
+    cam["spec"]["detection"]["lines"] = json!([line.clone(), line]);
+    cam["spec"]["detection"]["framesPerSecond"] = json!(25);
+    let msg = rejected(&client, &ns, cam).await;
+    for want in [
+        "Duplicate value",
+        "detection.framesPerSecond must be in (0, 15]",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
 
     let mut site = site_json("Bad_Name", 1);
     site["metadata"]["name"] = json!("a-very-long-site-name-that-is-over-forty-chars");
@@ -484,8 +752,14 @@ async fn camera_credentials_come_from_their_secret() {
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "kordon-creds").await;
     let ingest = Arc::new(FakeIngest::default());
-    let (stop, operator) =
-        common::start_operator(&client, &ns, ingest.clone(), Duration::from_secs(1));
+    let detection = Arc::new(FakeDetection::default());
+    let (stop, operator) = common::start_operator(
+        &client,
+        &ns,
+        ingest.clone(),
+        detection.clone(),
+        Duration::from_secs(1),
+    );
     let pp = PostParams::default();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let secret = |name: &str, user: &str, pass: &str| -> Secret {

@@ -106,6 +106,7 @@ async fn a_site_without_tls_secret_runs_mtls_on_certificates_the_operator_issued
         &client,
         &ns,
         Arc::new(FakeIngest::default()),
+        Arc::new(common::FakeDetection::default()),
         Duration::from_secs(1),
     );
     let sites: Api<Site> = Api::namespaced(client.clone(), &ns);

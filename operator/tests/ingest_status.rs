@@ -240,7 +240,11 @@ async fn camera_status_comes_from_a_real_ingest() {
                 client,
                 Arc::new(config),
                 "kordon-tests",
-                grpc,
+                kordon_operator::controller::Clients {
+                    ingest: grpc,
+                    // Detection is not under test here.
+                    detection: Arc::new(common::FakeDetection::default()),
+                },
                 token,
                 || {},
             )

@@ -1,10 +1,10 @@
 //! Shared by the tests that run against a real kube-apiserver (scripts/kube.sh): the client,
-//! a fresh namespace per test, the CRDs, and a stand-in for ingest that records what the
-//! operator tells it.
+//! a fresh namespace per test, the CRDs, and stand-ins for ingest and detection that record
+//! what the operator tells them.
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kordon_operator::ingest::Replica;
 use kordon_proto::common::v1 as common;
+use kordon_proto::detection::v1 as dpb;
 use kordon_proto::ingest::v1 as pb;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -204,11 +205,99 @@ impl kordon_operator::ingest::IngestClient for FakeIngest {
     }
 }
 
+/// Detection stand-in: replicas (by address) hold exactly the shard the last ApplyCameras
+/// (replace) gave them and report those cameras running; addresses in `down` cannot be reached.
+#[derive(Default)]
+pub struct FakeDetection {
+    pub replicas: Mutex<HashMap<String, BTreeMap<String, dpb::DetectionCamera>>>,
+    /// Addresses that answer nothing.
+    pub down: Mutex<HashSet<String>>,
+    /// How many ApplyCameras calls each address received.
+    pub applies: Mutex<HashMap<String, usize>>,
+}
+
+impl FakeDetection {
+    /// The cameras each replica holds, by address.
+    pub fn held(&self) -> HashMap<String, Vec<String>> {
+        self.replicas
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(a, s)| (a.clone(), s.keys().cloned().collect()))
+            .collect()
+    }
+}
+
+impl kordon_operator::detection::DetectionClient for FakeDetection {
+    fn status(
+        &self,
+        replica: Replica,
+        site: String,
+    ) -> BoxFuture<'static, Result<dpb::GetDetectorStatusResponse, String>> {
+        if self.down.lock().unwrap().contains(&replica.address) {
+            return Box::pin(async { Err("Unavailable: connection refused".to_string()) });
+        }
+        let held = self
+            .replicas
+            .lock()
+            .unwrap()
+            .get(&replica.address)
+            .cloned()
+            .unwrap_or_default();
+        Box::pin(async move {
+            Ok(dpb::GetDetectorStatusResponse {
+                model: Some(dpb::ModelInfo {
+                    name: "nanodet-m-416".into(),
+                    execution_provider: "cpu".into(),
+                    ..Default::default()
+                }),
+                replica: String::new(),
+                cameras: held
+                    .into_iter()
+                    .map(|(name, c)| dpb::CameraDetectorStatus {
+                        camera: Some(common::CameraRef {
+                            site: site.clone(),
+                            camera: name,
+                        }),
+                        state: dpb::DetectorState::Running as i32,
+                        config_generation: c.generation,
+                        ..Default::default()
+                    })
+                    .collect(),
+            })
+        })
+    }
+
+    fn replace(
+        &self,
+        replica: Replica,
+        cameras: Vec<dpb::DetectionCamera>,
+    ) -> BoxFuture<'static, Result<dpb::ApplyCamerasResponse, String>> {
+        if self.down.lock().unwrap().contains(&replica.address) {
+            return Box::pin(async { Err("Unavailable: connection refused".to_string()) });
+        }
+        *self
+            .applies
+            .lock()
+            .unwrap()
+            .entry(replica.address.clone())
+            .or_default() += 1;
+        let shard = cameras
+            .into_iter()
+            .map(|c| (c.camera.as_ref().unwrap().camera.clone(), c))
+            .collect();
+        self.replicas.lock().unwrap().insert(replica.address, shard);
+        Box::pin(async { Ok(dpb::ApplyCamerasResponse::default()) })
+    }
+}
+
 /// Runs the operator's controllers in this process until the returned token is cancelled.
+/// Replica addresses are `http://{pod}.{namespace}.test:8470`.
 pub fn start_operator(
     client: &Client,
     namespace: &str,
     ingest: Arc<dyn kordon_operator::ingest::IngestClient>,
+    detection: Arc<dyn kordon_operator::detection::DetectionClient>,
     status_interval: Duration,
 ) -> (
     tokio_util::sync::CancellationToken,
@@ -220,6 +309,7 @@ pub fn start_operator(
     };
     config.leader_election.enabled = false;
     config.ingest.address = "http://{pod}.{namespace}.test:8470".to_string();
+    config.detection.address = "http://{pod}.{namespace}.test:8470".to_string();
     config.ingest.status_interval = status_interval;
     let stop = tokio_util::sync::CancellationToken::new();
     let client = client.clone();
@@ -229,7 +319,7 @@ pub fn start_operator(
             client,
             Arc::new(config),
             "kordon-tests",
-            ingest,
+            kordon_operator::controller::Clients { ingest, detection },
             token,
             || {},
         )
