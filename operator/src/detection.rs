@@ -17,7 +17,10 @@
 //! - a replica that cannot be asked, or refuses its shard, is recorded with the reason in the
 //!   site's observation (its cameras' `Detecting` condition and the Site's `Degraded` say so)
 //!   and is tried again on the next reconcile;
-//! - nothing secret travels: a camera's credentials are named (`CredentialsRef`), never read.
+//! - a camera's RTSP credentials are read from its Secret only when its replica is sent a shard
+//!   ([`ResolveCredentials`], as for ingest) and travel only in that `ApplyCameras` call; a
+//!   camera whose Secret cannot be used is left out of the shard (its replica would only fail
+//!   at the camera), logged, and the shard is sent again on the next reconcile.
 //!
 //! Assumes the caller passes the complete set of the site's cameras (the camera cache is
 //! synced): a `replace` with a partial list would drop the missing cameras.
@@ -35,9 +38,17 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::config::{DetectionClientConfig, IngestClientConfig};
-use crate::crd::{Camera, LineDirection, Point, Site};
+use crate::crd::{Camera, CredentialsRef, LineDirection, Point, Site};
 use crate::placement;
 use crate::replicas::{self, Channels, Replica};
+
+/// Reads the credentials a Camera's `spec.credentials` names (see [`crate::credentials`]); the
+/// error names the Secret and key, never a value.
+pub type ResolveCredentials = Arc<
+    dyn Fn(CredentialsRef) -> BoxFuture<'static, Result<common::RtspCredentials, String>>
+        + Send
+        + Sync,
+>;
 
 /// How a camera is analysed, as its detection replica reported it.
 #[derive(Debug, Clone, PartialEq)]
@@ -285,9 +296,15 @@ pub async fn sync(
     namespace: &str,
     site: &Site,
     cameras: &[Arc<Camera>],
+    resolve: &ResolveCredentials,
 ) -> SiteObservation {
     let name = site.name_any();
     let shards = shards(site, cameras);
+    let refs: BTreeMap<String, CredentialsRef> = cameras
+        .iter()
+        .filter_map(|c| Some((c.name_any(), c.spec.credentials.clone()?)))
+        .collect();
+    let refs = &refs;
     applied.forget(namespace, &name, shards.len() as u32);
     let name = name.as_str();
     let ask = |ordinal: u32| -> BoxFuture<'_, Result<BTreeMap<String, Detector>, String>> {
@@ -310,12 +327,32 @@ pub async fn sync(
             if !differs(&generations, &wanted) && applied.get(&key) == Some(fp) {
                 return Ok(now);
             }
-            let count = wanted.len();
-            client.replace(replica.clone(), wanted).await.map_err(|e| {
+            // Credentials are read now, only for a shard about to be sent.
+            let mut complete = true;
+            let mut sent = Vec::with_capacity(wanted.len());
+            for mut c in wanted {
+                let cam = c.camera.as_ref().map(|r| r.camera.clone()).unwrap_or_default();
+                if let Some(r) = refs.get(&cam) {
+                    match resolve(r.clone()).await {
+                        Ok(creds) => c.resolved_credentials = Some(creds),
+                        Err(problem) => {
+                            tracing::warn!(ordinal, camera = %cam, %problem,
+                                           "camera left out of its detection shard: its credentials are unavailable");
+                            complete = false;
+                            continue;
+                        }
+                    }
+                }
+                sent.push(c);
+            }
+            let count = sent.len();
+            client.replace(replica.clone(), sent).await.map_err(|e| {
                 tracing::warn!(ordinal, error = %e, "detection refused its shard");
                 format!("ApplyCameras: {e}")
             })?;
-            applied.set(key, fp);
+            if complete {
+                applied.set(key, fp);
+            }
             tracing::info!(ordinal, cameras = count, "detection shard applied");
             Ok(held(name, client.status(replica, name.to_string()).await?))
         })

@@ -52,6 +52,9 @@ const DATA_DIR: &str = "/var/lib/kordon";
 const SPOOL_SIZE: &str = "10Gi";
 /// Data volume of storage.
 const STORAGE_DATA_SIZE: &str = "10Gi";
+/// Each detection replica's data volume: its detections database (SQLite) and the model file,
+/// kept across restarts.
+const DETECTION_DATA_SIZE: &str = "5Gi";
 
 /// Label: the site an object belongs to.
 pub const SITE_LABEL: &str = "kordon.io/site";
@@ -283,15 +286,15 @@ pub fn render(
             "selector": { "matchLabels": selector(name, component) },
             "template": pod_template(site, name, component, config, tls, ingest),
         });
-        if ingest {
-            spec["volumeClaimTemplates"] = json!([{
-                "metadata": { "name": "spool" },
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "resources": { "requests": { "storage": SPOOL_SIZE } },
+        spec["volumeClaimTemplates"] = json!([{
+            "metadata": { "name": if ingest { "spool" } else { "data" } },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {
+                    "requests": { "storage": if ingest { SPOOL_SIZE } else { DETECTION_DATA_SIZE } },
                 },
-            }]);
-        }
+            },
+        }]);
         statefulsets.push(typed(
             json!({
                 "apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -427,7 +430,9 @@ fn base_config(site: &Site, name: &str, ns: &str, tls: &TlsMounts) -> Value {
     if !tls.subjects.is_empty() {
         cfg["auth"] = json!({ "mtls": { "subjects": tls.subjects } });
     }
-    cfg["ingest"]["storage"] = storage_client;
+    cfg["ingest"]["storage"] = storage_client.clone();
+    // Detection registers its snapshots with storage like ingest its segments.
+    cfg["detection"] = json!({ "storage": storage_client });
     cfg
 }
 
@@ -481,6 +486,19 @@ fn pod_template(
             }));
         }
     }
+    if component == "detection" {
+        // Which replica and shard this pod is: its name, and the StatefulSet's ordinal label.
+        env.push(json!({
+            "name": "KORDON_DETECTION__REPLICA",
+            "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } },
+        }));
+        env.push(json!({
+            "name": "KORDON_DETECTION__SHARD_INDEX",
+            "valueFrom": { "fieldRef": {
+                "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']",
+            } },
+        }));
+    }
     if component == "storage"
         && let Some(db) = &site.spec.database
     {
@@ -499,7 +517,7 @@ fn pod_template(
         site_config_name(name)
     };
     let mut volumes = vec![json!({ "name": "config", "configMap": { "name": config_map } })];
-    if !ingest {
+    if component != "ingest" && component != "detection" {
         if component == "storage" {
             volumes.push(json!({
                 "name": "data",
@@ -716,11 +734,41 @@ mod tests {
         assert_eq!(spec.replicas, Some(3));
         assert_eq!(spec.service_name.as_deref(), Some("haskovo-detection"));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
-        assert!(spec.volume_claim_templates.is_none(), "no spool");
+        let claims = pod_spec(&spec.volume_claim_templates);
+        assert_eq!(claims[0]["metadata"]["name"], json!("data"), "its database survives restarts");
         let t = pod_spec(&spec.template);
+        let container = &t["spec"]["containers"][0];
         assert_eq!(
-            t["spec"]["containers"][0]["args"],
+            container["args"],
             json!(["detection", "--config", "/etc/kordon/site.yaml"])
+        );
+        let env: Vec<&str> = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert!(env.contains(&"KORDON_DETECTION__REPLICA"), "{env:?}");
+        assert!(env.contains(&"KORDON_DETECTION__SHARD_INDEX"), "{env:?}");
+        assert!(
+            t["spec"]["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["name"] != json!("data")),
+            "the data volume is the claim, not an emptyDir"
+        );
+        // The site config tells detection where storage is (it refuses to start without).
+        let cm = objs
+            .config_maps
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some("haskovo-config"))
+            .unwrap();
+        let cfg: Value =
+            serde_yaml::from_str(&cm.data.as_ref().unwrap()["site.yaml"]).unwrap();
+        assert_eq!(
+            cfg["detection"]["storage"]["url"].as_str(),
+            Some("https://haskovo-storage.kordon.svc:8470")
         );
         let svc = objs
             .services

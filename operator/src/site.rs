@@ -99,6 +99,14 @@ pub fn cameras_of(ctx: &Context, ns: &str, site: &str) -> Vec<Arc<Camera>> {
     cams
 }
 
+/// Reads camera credentials from Secrets in `namespace` (see [`crate::credentials`]).
+fn resolver(client: kube::Client, namespace: String) -> detection::ResolveCredentials {
+    Arc::new(move |r| {
+        let (client, namespace) = (client.clone(), namespace.clone());
+        Box::pin(async move { crate::credentials::resolve(&client, &namespace, &r).await })
+    })
+}
+
 async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
     let ns = site
         .namespace()
@@ -132,6 +140,7 @@ async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
             &ns,
             site,
             &cameras,
+            &resolver(ctx.client.clone(), ns.clone()),
         )
         .await;
         ctx.detection_observations.set(&ns, &name, obs.clone());

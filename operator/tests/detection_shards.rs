@@ -66,8 +66,29 @@ async fn sync(
     s: &Site,
     cams: &[Arc<Camera>],
 ) -> SiteObservation {
+    let resolve: detection::ResolveCredentials = Arc::new(|r| {
+        Box::pin(async move {
+            match r.secret_name.as_str() {
+                "good" => Ok(kordon_proto::common::v1::RtspCredentials {
+                    username: "viewer".into(),
+                    password: "s3cret".into(),
+                }),
+                other => Err(format!("Secret `{other}` does not exist in namespace `ns`")),
+            }
+        })
+    });
+    sync_with(fake, applied, s, cams, &resolve).await
+}
+
+async fn sync_with(
+    fake: &FakeDetection,
+    applied: &Applied,
+    s: &Site,
+    cams: &[Arc<Camera>],
+    resolve: &detection::ResolveCredentials,
+) -> SiteObservation {
     let config = DetectionClientConfig::default();
-    detection::sync(fake, applied, &config, None, "ns", s, cams).await
+    detection::sync(fake, applied, &config, None, "ns", s, cams, resolve).await
 }
 
 fn applies(fake: &FakeDetection) -> usize {
@@ -160,4 +181,40 @@ async fn a_restarted_replica_gets_its_shard_again() {
     fake.replicas.lock().unwrap().clear();
     sync(&fake, &applied, &s, &cams).await;
     assert_eq!(fake.held()[&address(0)], ["c00"]);
+}
+
+#[tokio::test]
+async fn credentials_are_resolved_into_the_shard_and_a_camera_without_them_waits() {
+    let fake = FakeDetection::default();
+    let applied = Applied::default();
+    let s = site(1);
+    let mut cams = cameras(3);
+    let with_secret = |c: &Arc<Camera>, secret: &str| {
+        let mut c = (**c).clone();
+        c.spec.credentials = Some(kordon_operator::crd::CredentialsRef {
+            secret_name: secret.into(),
+            username_key: None,
+            password_key: None,
+        });
+        Arc::new(c)
+    };
+    cams[0] = with_secret(&cams[0], "good");
+    cams[1] = with_secret(&cams[1], "missing");
+    sync(&fake, &applied, &s, &cams).await;
+    let held = fake.replicas.lock().unwrap().get(&address(0)).cloned().unwrap();
+    let names: Vec<&str> = held.keys().map(String::as_str).collect();
+    assert_eq!(names, ["c00", "c02"], "the camera whose Secret is missing waits");
+    let creds = held["c00"].resolved_credentials.as_ref().unwrap();
+    assert_eq!((creds.username.as_str(), creds.password.as_str()), ("viewer", "s3cret"));
+    assert!(held["c02"].resolved_credentials.is_none());
+
+    // Incomplete: tried again on the next reconcile, and taken in once its Secret is there.
+    sync(&fake, &applied, &s, &cams).await;
+    assert_eq!(applies(&fake), 2);
+    cams[1] = with_secret(&cams[1], "good");
+    sync(&fake, &applied, &s, &cams).await;
+    assert_eq!(fake.held()[&address(0)], ["c00", "c01", "c02"]);
+    let before = applies(&fake);
+    sync(&fake, &applied, &s, &cams).await;
+    assert_eq!(applies(&fake), before, "nothing is re-sent once the shard is complete");
 }
