@@ -67,9 +67,10 @@ def who_am_i(channel):
 def run_one(kordon, sub, env):
     print(f"kordon {sub}")
     env = dict(env)
-    if sub == "ingest":
-        # Ingest needs to know where storage is; it connects lazily, so nothing need listen.
-        env["KORDON_INGEST__STORAGE__URL"] = "http://127.0.0.1:9"
+    if sub in ("ingest", "detection"):
+        # Ingest and detection need to know where storage is; they connect lazily, so nothing
+        # need listen.
+        env[f"KORDON_{sub.upper()}__STORAGE__URL"] = "http://127.0.0.1:9"
     grpc_port, admin_port, http_port = free_ports(3)
     with tempfile.TemporaryDirectory() as data:
         proc = subprocess.Popen(
