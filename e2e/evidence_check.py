@@ -20,40 +20,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 
-passed = 0
-failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"  ok   {name}")
-    else:
-        failed += 1
-        print(f"  FAIL {name} {detail}")
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def run(kordon, args, env, timeout=120):
-    return subprocess.run([kordon, *args], env=env, capture_output=True, text=True, timeout=timeout)
+from common import check, failed, free_ports, run, summary
 
 
 def rewrite_tar(src, dst, edit):
@@ -232,8 +205,8 @@ def main():
             out, _ = proc.communicate()
         check("standalone exits 0 on SIGTERM", proc.returncode == 0, f"(rc {proc.returncode})\n{out[-1500:]}")
         shutil.rmtree(work, ignore_errors=True)
-        print(f"e2e: {passed} passed, {failed} failed")
-        sys.exit(1 if failed else 0)
+        print(summary())
+        sys.exit(1 if failed() else 0)
 
 
 if __name__ == "__main__":

@@ -33,24 +33,18 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 
-import grpc
-from google.protobuf import descriptor_pool, json_format, message_factory
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
+from common import check, Client, failed, free_ports, summary, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIP = os.path.join(HERE, "..", "assets", "footage", "bikes.mp4")
 FPS = 25
 SITE = "external"
-passed = failed = 0
 
 # Perl's RTSP::Server as its Debian service script runs it, on our ports and loopback only.
 PERL_SERVER = r"""
@@ -72,56 +66,6 @@ const [serverPort, clientPort, rtpPortStart] = process.argv.slice(1).map(Number)
 new RtspServer({ serverPort, clientPort, rtpPortStart, rtpPortCount: 200 }).start()
   .catch((e) => { console.error(e); process.exit(1); });
 """
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"  ok   {name}")
-    else:
-        failed += 1
-        print(f"  FAIL {name} {detail}")
-
-
-def free_ports(n):
-    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def wait_port(port, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"nothing listening on {port}")
-
-
-class Client:
-    """A gRPC client whose message types come from the server's reflection service."""
-
-    def __init__(self, target):
-        self.channel = grpc.insecure_channel(target)
-        self.pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(self.channel))
-
-    def call(self, service, method, body):
-        m = self.pool.FindServiceByName(service).FindMethodByName(method)
-        req_cls = message_factory.GetMessageClass(m.input_type)
-        resp_cls = message_factory.GetMessageClass(m.output_type)
-        stub = self.channel.unary_unary(f"/{service}/{method}", request_serializer=req_cls.SerializeToString,
-                                        response_deserializer=resp_cls.FromString)
-        req = json_format.ParseDict(body, req_cls())
-        return json_format.MessageToDict(stub(req, timeout=30), preserving_proto_field_name=True)
 
 
 def publish(clip, url, bframes, log):
@@ -314,8 +258,8 @@ def main():
                     p.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        print(f"e2e: {passed} passed, {failed} failed (work dir {work})")
-    sys.exit(1 if failed else 0)
+        print(f"{summary()} (work dir {work})")
+    sys.exit(1 if failed() else 0)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from common import check, failed, free_ports, summary
+
 SERVICES = {
     "ingest": ["kordon.ingest.v1.IngestService"],
     "transcode": ["kordon.transcode.v1.TranscodeService"],
@@ -36,31 +37,6 @@ SERVICES = {
 }
 SERVICES["standalone"] = [s for v in SERVICES.values() for s in v]
 COMMON = ["kordon.common.v1.IdentityService", "grpc.health.v1.Health"]
-
-passed = 0
-failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"  ok   {name}")
-    else:
-        failed += 1
-        print(f"  FAIL {name} {detail}")
-
-
-def free_ports(n):
-    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def http_get(url):
@@ -91,9 +67,10 @@ def who_am_i(channel):
 def run_one(kordon, sub, env):
     print(f"kordon {sub}")
     env = dict(env)
-    if sub == "ingest":
-        # Ingest needs to know where storage is; it connects lazily, so nothing need listen.
-        env["KORDON_INGEST__STORAGE__URL"] = "http://127.0.0.1:9"
+    if sub in ("ingest", "detection"):
+        # Ingest and detection need to know where storage is; they connect lazily, so nothing
+        # need listen.
+        env[f"KORDON_{sub.upper()}__STORAGE__URL"] = "http://127.0.0.1:9"
     grpc_port, admin_port, http_port = free_ports(3)
     with tempfile.TemporaryDirectory() as data:
         proc = subprocess.Popen(
@@ -200,8 +177,8 @@ def main():
     for sub in SERVICES:
         run_one(args.kordon, sub, env)
     bad_config(args.kordon, env)
-    print(f"e2e: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    print(summary())
+    sys.exit(1 if failed() else 0)
 
 
 if __name__ == "__main__":

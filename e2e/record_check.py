@@ -21,75 +21,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-import grpc
-from google.protobuf import descriptor_pool, json_format, message_factory
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
+from common import check, Client, failed, free_ports, summary, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"  ok   {name}")
-    else:
-        failed += 1
-        print(f"  FAIL {name} {detail}")
-
-
-def free_ports(n):
-    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def wait_port(port, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"nothing listening on {port}")
-
-
-class Client:
-    """A gRPC client whose message types come from the server's reflection service."""
-
-    def __init__(self, target):
-        self.channel = grpc.insecure_channel(target)
-        self.pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(self.channel))
-
-    def call(self, service, method, body):
-        svc = self.pool.FindServiceByName(service)
-        m = svc.FindMethodByName(method)
-        req_cls = message_factory.GetMessageClass(m.input_type)
-        resp_cls = message_factory.GetMessageClass(m.output_type)
-        stub = self.channel.unary_unary(
-            f"/{service}/{method}",
-            request_serializer=req_cls.SerializeToString,
-            response_deserializer=resp_cls.FromString,
-        )
-        req = json_format.ParseDict(body, req_cls())
-        return json_format.MessageToDict(stub(req, timeout=30), preserving_proto_field_name=True)
 
 
 def ts(s):
@@ -176,7 +116,7 @@ sites:
     log = open(os.path.join(work, "standalone.log"), "w")
     kordon = subprocess.Popen([args.kordon, "standalone", *common], env=kenv, stdout=log, stderr=log)
     try:
-        wait_port(grpc_port)
+        wait_port(grpc_port, timeout=120)
         t_start = time.time()
         stop_at = t_start + max(5, (args.seconds - args.stop_for) / 2)
         stopped = returned = None
@@ -221,7 +161,7 @@ sites:
         # Query with a storage-only server on the same index.
         kordon = subprocess.Popen([args.kordon, "storage", *common], env=dict(kenv, KORDON_DEV_IDENTITY="1"),
                                   stdout=log, stderr=log)
-        wait_port(grpc_port)
+        wait_port(grpc_port, timeout=120)
         c = Client(f"127.0.0.1:{grpc_port}")
         seg_dir = os.path.join(work, "objects")
         os.makedirs(seg_dir)
@@ -300,8 +240,8 @@ sites:
                     p.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        print(f"record_check: {passed} passed, {failed} failed (work dir {work})")
-    sys.exit(1 if failed else 0)
+        print(f"{summary('record_check')} (work dir {work})")
+    sys.exit(1 if failed() else 0)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ log "end-to-end: footage get, evidence export/verify and audit through the CLI"
 log "end-to-end: recording from RTSP servers that are not Kordon's (Perl, Node; UDP only, B-frames)"
 "$KORDON_VENV/bin/python" e2e/external_rtsp.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
+log "end-to-end: detections through the CLI (people and vehicles, track lifecycles, zone, line crossings' direction, snapshot read logged, watch replay)"
+"$KORDON_VENV/bin/python" e2e/detection_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
 
