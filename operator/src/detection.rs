@@ -190,6 +190,8 @@ pub fn detection_camera(site: &str, camera: &Camera, site_fps: Option<f64>) -> p
             .unwrap_or_else(|| spec.streams.record.clone()),
         transport: pb::RtspTransport::from(spec.streams.transport) as i32,
         credentials: spec.credentials.as_ref().map(pb::CredentialsRef::from),
+        // Filled in by `sync` just before the shard is sent (see `ResolveCredentials`).
+        resolved_credentials: None,
         config: Some(pb::DetectionConfig {
             disabled: !d.enabled,
             classes: d.classes.clone(),
@@ -288,6 +290,8 @@ fn held(site: &str, resp: pb::GetDetectorStatusResponse) -> BTreeMap<String, Det
 
 /// Brings every detection replica of `site` to its shard (see the module docs) and returns
 /// what each then holds, or why it could not be asked or refused.
+// One argument per collaborator; tests pass stand-ins for the client and the Secret reader.
+#[allow(clippy::too_many_arguments)]
 pub async fn sync(
     client: &dyn DetectionClient,
     applied: &Applied,
@@ -331,7 +335,11 @@ pub async fn sync(
             let mut complete = true;
             let mut sent = Vec::with_capacity(wanted.len());
             for mut c in wanted {
-                let cam = c.camera.as_ref().map(|r| r.camera.clone()).unwrap_or_default();
+                let cam = c
+                    .camera
+                    .as_ref()
+                    .map(|r| r.camera.clone())
+                    .unwrap_or_default();
                 if let Some(r) = refs.get(&cam) {
                     match resolve(r.clone()).await {
                         Ok(creds) => c.resolved_credentials = Some(creds),

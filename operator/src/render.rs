@@ -2,13 +2,15 @@
 //! operator's configuration to the objects the Site reconciler applies.
 //!
 //! Per site `<s>` in its namespace:
-//! - ConfigMap `<s>-config`: `site.yaml`, the `kordon` config of storage, transcode, detection
-//!   and alerting.
-//! - ConfigMap `<s>-ingest`: one key `<s>-ingest-<i>.yaml` per ingest replica, the same config
-//!   plus that replica's cameras (from [`crate::placement`]). Each pod reads its own key
-//!   (`--config /etc/kordon/$(POD_NAME).yaml`), so scaling never changes the pod template.
+//! - ConfigMap `<s>-config`: `site.yaml`, the `kordon` config every service of the site reads.
+//!   It lists no camera, so its size does not grow with the site: each ingest and detection
+//!   replica receives exactly its cameras (placed by [`crate::placement`]) from the Site
+//!   reconciler over gRPC, credentials and recording mode included ([`crate::ingest`],
+//!   [`crate::detection`]); a restarted replica gets them on the reconcile its StatefulSet's
+//!   status change triggers.
 //! - StatefulSet `<s>-ingest` (stable identities `<s>-ingest-0..N-1`, a spool volume per
-//!   replica) behind the headless Service `<s>-ingest`.
+//!   replica, each knowing its name from `KORDON_INGEST__REPLICA`) behind the headless Service
+//!   `<s>-ingest`.
 //! - StatefulSet `<s>-detection` (`spec.detection.replicas`, 0 = off; stable identities
 //!   `<s>-detection-0..N-1`) behind the headless Service `<s>-detection`. Its pods read the
 //!   shared `site.yaml`: each replica knows itself by its pod name, and receives its shard of
@@ -35,12 +37,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use serde_json::{Value, json};
 
 use crate::config::OperatorConfig;
-use crate::crd::{Camera, RtspTransport, Site};
-use crate::{Error, Result, placement};
+use crate::crd::Site;
+use crate::{Error, Result};
 
 pub const GRPC_PORT: i32 = 8470;
 pub const ADMIN_PORT: i32 = 8471;
@@ -69,7 +71,9 @@ pub const DEPLOYED: [&str; 3] = ["storage", "transcode", "alerting"];
 /// headless Services.
 pub const SHARDED: [&str; 2] = ["ingest", "detection"];
 
-pub fn ingest_name(site: &str) -> String {
+/// The ConfigMap of per-replica ingest configs (with camera lists) that earlier versions
+/// rendered; the Site reconciler deletes it.
+pub fn legacy_ingest_config_name(site: &str) -> String {
     format!("{site}-ingest")
 }
 
@@ -179,14 +183,8 @@ pub struct SiteObjects {
     pub storage_claim: PersistentVolumeClaim,
 }
 
-/// The cameras of `site` in placement order, for the rendered configs; `tls` says what each
-/// workload mounts for mTLS.
-pub fn render(
-    site: &Site,
-    cameras: &[&Camera],
-    config: &OperatorConfig,
-    tls: &TlsMounts,
-) -> Result<SiteObjects> {
+/// The objects of `site`; `tls` says what each workload mounts for mTLS.
+pub fn render(site: &Site, config: &OperatorConfig, tls: &TlsMounts) -> Result<SiteObjects> {
     let name = site
         .metadata
         .name
@@ -198,51 +196,18 @@ pub fn render(
         .as_deref()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let owner = owner_reference(site)?;
-    let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
 
     let base = base_config(site, name, ns, tls);
     let site_yaml = to_yaml(&base, "site.yaml")?;
 
-    let by_name: BTreeMap<&str, &Camera> = cameras
-        .iter()
-        .map(|c| (c.metadata.name.as_deref().unwrap_or(""), *c))
-        .collect();
-    let shards = placement::shards(name, by_name.keys().copied(), replicas);
-    let mut ingest_data = BTreeMap::new();
-    for (ordinal, shard) in shards.iter().enumerate() {
-        let pod = placement::replica_name(name, ordinal as u32);
-        let mut cfg = base.clone();
-        cfg["ingest"]["replica"] = json!(pod);
-        if let Some(s) = site.spec.ingest.segment_seconds {
-            cfg["ingest"]["segment_duration"] = json!(format!("{s}s"));
-        }
-        let cams: Vec<Value> = shard
-            .iter()
-            .filter_map(|c| by_name.get(c))
-            .map(|c| camera_config(c))
-            .collect();
-        cfg["sites"] = json!([{ "name": name, "cameras": cams }]);
-        ingest_data.insert(format!("{pod}.yaml"), to_yaml(&cfg, &pod)?);
-    }
-
-    let config_maps = vec![
-        typed(
-            json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": meta(&site_config_name(name), ns, name, "config", &owner),
-                "data": { "site.yaml": site_yaml },
-            }),
-            "ConfigMap",
-        )?,
-        typed(
-            json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": meta(&ingest_name(name), ns, name, "ingest", &owner),
-                "data": ingest_data,
-            }),
-            "ConfigMap",
-        )?,
-    ];
+    let config_maps = vec![typed(
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": meta(&site_config_name(name), ns, name, "config", &owner),
+            "data": { "site.yaml": site_yaml },
+        }),
+        "ConfigMap",
+    )?];
 
     let mut services = Vec::new();
     for component in SHARDED {
@@ -431,32 +396,12 @@ fn base_config(site: &Site, name: &str, ns: &str, tls: &TlsMounts) -> Value {
         cfg["auth"] = json!({ "mtls": { "subjects": tls.subjects } });
     }
     cfg["ingest"]["storage"] = storage_client.clone();
+    if let Some(s) = site.spec.ingest.segment_seconds {
+        cfg["ingest"]["segment_duration"] = json!(format!("{s}s"));
+    }
     // Detection registers its snapshots with storage like ingest its segments.
     cfg["detection"] = json!({ "storage": storage_client });
     cfg
-}
-
-/// One camera as ingest's config lists it. Credentials are not rendered (a ConfigMap is no
-/// place for them); see the Camera's `Credentials` condition.
-fn camera_config(camera: &Camera) -> Value {
-    let spec = &camera.spec;
-    let mut c = json!({
-        "name": camera.name_any(),
-        "record": spec.streams.record,
-        "transport": match spec.streams.transport {
-            RtspTransport::Tcp => "tcp",
-            RtspTransport::Udp => "udp",
-        },
-    });
-    if let Some(d) = &spec.streams.detect {
-        c["detect"] = json!(d);
-    }
-    if let Some(s) = spec.recording.segment_seconds {
-        c["segment_duration"] = json!(format!("{s}s"));
-    }
-    // The config file has no recording mode: it records continuously. Events mode reaches
-    // ingest through ApplyCameras (see `crate::ingest::camera_spec`).
-    c
 }
 
 fn pod_template(
@@ -467,14 +412,17 @@ fn pod_template(
     tls: &TlsMounts,
     ingest: bool,
 ) -> Value {
-    let config_file = if ingest {
-        format!("{CONFIG_DIR}/$(POD_NAME).yaml")
-    } else {
-        format!("{CONFIG_DIR}/site.yaml")
-    };
+    let config_file = format!("{CONFIG_DIR}/site.yaml");
     let mut env = vec![
         json!({ "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }),
     ];
+    if ingest {
+        // Stored with every segment it records.
+        env.push(json!({
+            "name": "KORDON_INGEST__REPLICA",
+            "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } },
+        }));
+    }
     if let Some(secret) = &site.spec.storage.credentials_secret {
         for (var, key) in [
             ("AWS_ACCESS_KEY_ID", "accessKeyId"),
@@ -511,12 +459,8 @@ fn pod_template(
         json!({ "name": "config", "mountPath": CONFIG_DIR, "readOnly": true }),
         json!({ "name": if ingest { "spool" } else { "data" }, "mountPath": DATA_DIR }),
     ];
-    let config_map = if ingest {
-        ingest_name(name)
-    } else {
-        site_config_name(name)
-    };
-    let mut volumes = vec![json!({ "name": "config", "configMap": { "name": config_map } })];
+    let mut volumes =
+        vec![json!({ "name": "config", "configMap": { "name": site_config_name(name) } })];
     if component != "ingest" && component != "detection" {
         if component == "storage" {
             volumes.push(json!({
@@ -594,11 +538,11 @@ fn typed<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{camera, site};
+    use crate::fixtures::site;
 
     /// The objects of `s` with no cameras, mounting what its TLS settings say.
     fn rendered(s: &Site) -> SiteObjects {
-        render(s, &[], &OperatorConfig::default(), &TlsMounts::for_site(s)).unwrap()
+        render(s, &OperatorConfig::default(), &TlsMounts::for_site(s)).unwrap()
     }
 
     fn yaml_of(cm: &ConfigMap, key: &str) -> serde_yaml::Value {
@@ -607,44 +551,30 @@ mod tests {
     }
 
     #[test]
-    fn every_camera_is_in_exactly_one_replica_config() {
-        let s = site("burgas", 3);
-        let cams: Vec<Camera> = (0..50)
-            .map(|i| camera(&format!("cam-{i}"), "burgas"))
-            .collect();
-        let refs: Vec<&Camera> = cams.iter().collect();
-        let objs = render(
-            &s,
-            &refs,
-            &OperatorConfig::default(),
-            &TlsMounts::for_site(&s),
-        )
-        .unwrap();
-        let ingest_cm = &objs.config_maps[1];
-        let data = ingest_cm.data.as_ref().unwrap();
-        assert_eq!(data.len(), 3);
-        let mut seen = Vec::new();
-        for ordinal in 0..3u32 {
-            let key = format!("burgas-ingest-{ordinal}.yaml");
-            let cfg = yaml_of(ingest_cm, &key);
-            assert_eq!(
-                cfg["ingest"]["replica"].as_str(),
-                Some(&key[..key.len() - 5])
-            );
-            for c in cfg["sites"][0]["cameras"].as_sequence().unwrap() {
-                let name = c["name"].as_str().unwrap().to_string();
-                assert_eq!(
-                    placement::replica_for("burgas", &name, 3),
-                    Some(ordinal),
-                    "{name} rendered on the wrong replica"
-                );
-                seen.push(name);
-            }
-        }
-        seen.sort();
-        let mut want: Vec<String> = cams.iter().map(|c| c.name_any()).collect();
-        want.sort();
-        assert_eq!(seen, want);
+    fn the_site_config_lists_no_camera_and_ingest_knows_its_replica_from_its_pod() {
+        let mut s = site("burgas", 3);
+        s.spec.ingest.segment_seconds = Some(4);
+        let objs = rendered(&s);
+        assert_eq!(objs.config_maps.len(), 1, "no per-replica ConfigMap");
+        let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
+        assert!(cfg.get("sites").is_none(), "cameras travel over gRPC");
+        assert_eq!(cfg["ingest"]["segment_duration"].as_str(), Some("4s"));
+        let t = pod_spec(&objs.statefulsets[0].spec.template);
+        let container = &t["spec"]["containers"][0];
+        assert_eq!(
+            container["args"],
+            json!(["ingest", "--config", "/etc/kordon/site.yaml"])
+        );
+        let replica = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == json!("KORDON_INGEST__REPLICA"))
+            .expect("KORDON_INGEST__REPLICA");
+        assert_eq!(
+            replica["valueFrom"]["fieldRef"]["fieldPath"],
+            json!("metadata.name")
+        );
     }
 
     #[test]
@@ -653,15 +583,8 @@ mod tests {
         s.spec.storage.endpoint = Some("http://rgw.storage:7480".into());
         s.spec.storage.retention_days = Some(30);
         s.spec.storage.object_lock = true;
-        let c = camera("gate-1", "edirne");
-        let objs = render(
-            &s,
-            &[&c],
-            &OperatorConfig::default(),
-            &TlsMounts::for_site(&s),
-        )
-        .unwrap();
-        let cfg = yaml_of(&objs.config_maps[1], "edirne-ingest-0.yaml");
+        let objs = rendered(&s);
+        let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
         assert_eq!(cfg["storage"]["objects"]["kind"].as_str(), Some("s3"));
         assert_eq!(
             cfg["storage"]["objects"]["allow_http"].as_bool(),
@@ -675,10 +598,6 @@ mod tests {
         assert_eq!(
             cfg["ingest"]["storage"]["url"].as_str(),
             Some("https://edirne-storage.kordon.svc:8470")
-        );
-        assert_eq!(
-            cfg["sites"][0]["cameras"][0]["record"].as_str(),
-            Some("rtsp://10.0.0.1:554/gate-1/main")
         );
         let humantime: std::time::Duration =
             humantime::parse_duration(cfg["storage"]["default_retention"].as_str().unwrap())
@@ -717,10 +636,7 @@ mod tests {
         assert!(objs.storage_claim.metadata.owner_references.is_none());
         let args =
             serde_json::to_value(&spec.template).unwrap()["spec"]["containers"][0]["args"].clone();
-        assert_eq!(
-            args,
-            json!(["ingest", "--config", "/etc/kordon/$(POD_NAME).yaml"])
-        );
+        assert_eq!(args, json!(["ingest", "--config", "/etc/kordon/site.yaml"]));
     }
 
     #[test]
@@ -735,7 +651,11 @@ mod tests {
         assert_eq!(spec.service_name.as_deref(), Some("haskovo-detection"));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
         let claims = pod_spec(&spec.volume_claim_templates);
-        assert_eq!(claims[0]["metadata"]["name"], json!("data"), "its database survives restarts");
+        assert_eq!(
+            claims[0]["metadata"]["name"],
+            json!("data"),
+            "its database survives restarts"
+        );
         let t = pod_spec(&spec.template);
         let container = &t["spec"]["containers"][0];
         assert_eq!(
@@ -764,8 +684,7 @@ mod tests {
             .iter()
             .find(|c| c.metadata.name.as_deref() == Some("haskovo-config"))
             .unwrap();
-        let cfg: Value =
-            serde_yaml::from_str(&cm.data.as_ref().unwrap()["site.yaml"]).unwrap();
+        let cfg: Value = serde_yaml::from_str(&cm.data.as_ref().unwrap()["site.yaml"]).unwrap();
         assert_eq!(
             cfg["detection"]["storage"]["url"].as_str(),
             Some("https://haskovo-storage.kordon.svc:8470")
@@ -799,7 +718,7 @@ mod tests {
         let s = site("burgas", 2);
         let mut tls = TlsMounts::for_site(&s);
         tls.revisions.insert("storage".into(), "ab12".into());
-        let objs = render(&s, &[], &OperatorConfig::default(), &tls).unwrap();
+        let objs = render(&s, &OperatorConfig::default(), &tls).unwrap();
         let mut templates = Vec::new();
         for d in &objs.statefulsets {
             templates.push((
@@ -859,7 +778,7 @@ mod tests {
         let mut tls = TlsMounts::for_site(&s);
         tls.subjects
             .insert("kordon.edirne.svc".into(), vec!["edirne".into()]);
-        let objs = render(&s, &[], &OperatorConfig::default(), &tls).unwrap();
+        let objs = render(&s, &OperatorConfig::default(), &tls).unwrap();
         let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
         let sites = &cfg["auth"]["mtls"]["subjects"]["kordon.edirne.svc"];
         assert_eq!(sites.as_sequence().unwrap().len(), 1);

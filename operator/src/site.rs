@@ -113,9 +113,8 @@ async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = site.name_any();
     let cameras = cameras_of(ctx, &ns, &name);
-    let refs: Vec<&Camera> = cameras.iter().map(Arc::as_ref).collect();
     let tls = certificates::ensure(ctx, site, &ns, &name).await?;
-    let objects = render::render(site, &refs, &ctx.config, &tls.mounts)?;
+    let objects = render::render(site, &ctx.config, &tls.mounts)?;
     apply_objects(ctx, &ns, &name, &objects).await?;
 
     let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
@@ -263,6 +262,19 @@ async fn apply_objects(ctx: &Context, ns: &str, name: &str, objects: &SiteObject
         .await
     {
         Ok(_) => tracing::info!("deleted the detection Deployment of an earlier version"),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Earlier versions listed each ingest replica's cameras in a ConfigMap of their own.
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    match config_maps
+        .delete(
+            &render::legacy_ingest_config_name(name),
+            &DeleteParams::background(),
+        )
+        .await
+    {
+        Ok(_) => tracing::info!("deleted the per-replica ingest ConfigMap of an earlier version"),
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(e.into()),
     }

@@ -207,20 +207,28 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
         );
         assert!((cfg.motion.unwrap().threshold - 0.01).abs() < 1e-6);
     }
+    // No ConfigMap lists cameras: each ingest replica is handed its own over gRPC.
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let ingest_cm = eventually(WAIT, || async {
-        let cm = config_maps.get("burgas-ingest").await.ok()?;
-        let total: usize = cm
-            .data
-            .as_ref()?
-            .values()
-            .map(|v| v.matches("record: rtsp://").count())
-            .sum();
-        (total == 50).then_some(cm)
+    let site_cm = eventually(WAIT, || async {
+        config_maps.get("burgas-config").await.ok()
     })
     .await
-    .expect("all 50 cameras in the ingest ConfigMap");
-    assert_eq!(ingest_cm.data.unwrap().len(), 3);
+    .expect("the site ConfigMap");
+    assert!(!site_cm.data.unwrap()["site.yaml"].contains("rtsp://"));
+    assert!(
+        config_maps
+            .get_opt("burgas-ingest")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    eventually(WAIT, || async {
+        let replicas = ingest.replicas.lock().unwrap();
+        let total: usize = replicas.values().map(|r| r.len()).sum();
+        (replicas.len() == 3 && total == 50).then_some(())
+    })
+    .await
+    .expect("all 50 cameras applied across the 3 ingest replicas");
 
     let all_ready = eventually(WAIT, || async {
         let list = cameras.list(&ListParams::default()).await.ok()?;

@@ -33,7 +33,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 const WAIT: Duration = Duration::from_secs(90);
 const SITE: &str = "haskovo";
-const COMPONENTS: [&str; 5] = ["ingest", "storage", "transcode", "detection", "alerting"];
+const COMPONENTS: [&str; 5] = ["ingest", "detection", "storage", "transcode", "alerting"];
+/// The first of [`COMPONENTS`] run as StatefulSets, the rest as Deployments.
+const SHARDED: usize = 2;
 
 fn site_json() -> serde_json::Value {
     json!({
@@ -151,13 +153,14 @@ async fn a_site_without_tls_secret_runs_mtls_on_certificates_the_operator_issued
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let mut templates: Vec<(&str, _)> = Vec::new();
-    let ingest = eventually(WAIT, || async {
-        sts.get(&format!("{SITE}-ingest")).await.ok()
-    })
-    .await
-    .expect("ingest StatefulSet");
-    templates.push(("ingest", ingest.spec.template));
-    for c in COMPONENTS[1..].iter().copied() {
+    for c in COMPONENTS[..SHARDED].iter().copied() {
+        let name = format!("{SITE}-{c}");
+        let s = eventually(WAIT, || async { sts.get(&name).await.ok() })
+            .await
+            .unwrap_or_else(|| panic!("StatefulSet {name}"));
+        templates.push((c, s.spec.template));
+    }
+    for c in COMPONENTS[SHARDED..].iter().copied() {
         let name = format!("{SITE}-{c}");
         let d = eventually(WAIT, || async { deployments.get(&name).await.ok() })
             .await

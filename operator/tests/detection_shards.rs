@@ -201,11 +201,24 @@ async fn credentials_are_resolved_into_the_shard_and_a_camera_without_them_waits
     cams[0] = with_secret(&cams[0], "good");
     cams[1] = with_secret(&cams[1], "missing");
     sync(&fake, &applied, &s, &cams).await;
-    let held = fake.replicas.lock().unwrap().get(&address(0)).cloned().unwrap();
+    let held = fake
+        .replicas
+        .lock()
+        .unwrap()
+        .get(&address(0))
+        .cloned()
+        .unwrap();
     let names: Vec<&str> = held.keys().map(String::as_str).collect();
-    assert_eq!(names, ["c00", "c02"], "the camera whose Secret is missing waits");
+    assert_eq!(
+        names,
+        ["c00", "c02"],
+        "the camera whose Secret is missing waits"
+    );
     let creds = held["c00"].resolved_credentials.as_ref().unwrap();
-    assert_eq!((creds.username.as_str(), creds.password.as_str()), ("viewer", "s3cret"));
+    assert_eq!(
+        (creds.username.as_str(), creds.password.as_str()),
+        ("viewer", "s3cret")
+    );
     assert!(held["c02"].resolved_credentials.is_none());
 
     // Incomplete: tried again on the next reconcile, and taken in once its Secret is there.
@@ -216,5 +229,9 @@ async fn credentials_are_resolved_into_the_shard_and_a_camera_without_them_waits
     assert_eq!(fake.held()[&address(0)], ["c00", "c01", "c02"]);
     let before = applies(&fake);
     sync(&fake, &applied, &s, &cams).await;
-    assert_eq!(applies(&fake), before, "nothing is re-sent once the shard is complete");
+    assert_eq!(
+        applies(&fake),
+        before,
+        "nothing is re-sent once the shard is complete"
+    );
 }
