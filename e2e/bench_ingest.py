@@ -6,7 +6,10 @@ In one run, against the same simulated cameras (`kordon camsim`, 1080p H.264 ~4 
      (user+sys from /proc) is measured after a warm-up, and segments are counted in storage.
   2. M `ffmpeg -rtsp_transport tcp -i URL -c copy -f segment -segment_time 6` processes record the
      same streams for T seconds; their summed CPU is measured the same way.
-Prints both figures per stream and the ratio. Everything runs on 127.0.0.1.
+Prints both figures per stream and the ratio, and memory: the ingest process's proportional set
+size (PSS) at the end of the measurement and its peak RSS, per camera (fixed overhead included,
+so an upper bound), beside the ffmpeg processes' summed PSS per stream. Everything runs on
+127.0.0.1.
 
     python3 e2e/bench_ingest.py --kordon target/release/kordon --cameras 50 --seconds 40
 """
@@ -19,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from common import cpu_seconds, free_ports, stop, wait_port
+from common import cpu_seconds, free_ports, memory_kib, stop, wait_port
 
 
 def main():
@@ -67,6 +70,7 @@ def main():
         time.sleep(args.seconds)
         c1, t1 = cpu_seconds(ingest.pid), time.time()
         cs1 = cpu_seconds(camsim.pid)
+        kordon_pss, kordon_peak = memory_kib(ingest.pid)
         kordon_cpu = (c1 - c0) / (t1 - t0)
         recorded_for = time.time() - t_start
         # Ingest first: it closes the open segments and drains its spool into storage.
@@ -91,6 +95,7 @@ def main():
         f0, t0 = sum(cpu_seconds(p.pid) for p in ff), time.time()
         time.sleep(args.seconds)
         f1, t1 = sum(cpu_seconds(p.pid) for p in ff), time.time()
+        ffmpeg_pss = sum(memory_kib(p.pid)[0] for p in ff)
         ffmpeg_cpu = (f1 - f0) / (t1 - t0)
         stop(ff)
 
@@ -103,6 +108,9 @@ def main():
         print(f"ffmpeg -c copy -f segment: {ffmpeg_cpu * 100:.2f}% in total, {ffmpeg_cpu / m * 100:.3f}% per stream "
               f"({1 / (ffmpeg_cpu / m):.0f} streams per core)")
         print(f"ratio kordon/ffmpeg: {kordon_cpu / ffmpeg_cpu:.2f} (target <= 0.5)")
+        print(f"memory: kordon ingest PSS {kordon_pss / 1024:.1f} MiB ({kordon_pss / m / 1024:.2f} MiB per camera, "
+              f"fixed overhead included), peak RSS {kordon_peak / 1024:.1f} MiB; "
+              f"ffmpeg PSS {ffmpeg_pss / 1024:.1f} MiB summed ({ffmpeg_pss / m / 1024:.2f} MiB per stream)")
         print(f"camsim serving them: {(cs1 - cs0) / args.seconds * 100:.1f}% of a core")
     finally:
         stop(procs)

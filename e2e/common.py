@@ -87,6 +87,20 @@ def cpu_seconds(pid):
         return 0.0
 
 
+def memory_kib(pid):
+    """(PSS, peak RSS) of a process in KiB, (0, 0) once it is gone. PSS divides shared pages
+    (libraries, the binary) among the processes that map them, so summing it over many
+    processes does not count a library once per process as RSS would."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            pss = next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        with open(f"/proc/{pid}/status") as f:
+            hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        return pss, hwm
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return 0, 0
+
+
 def stop(procs, timeout=30):
     """SIGTERM to every process still running, then wait; SIGKILL whatever outlives `timeout`."""
     for p in procs:
