@@ -558,6 +558,50 @@ pub struct CameraDetection {
     #[schemars(length(max = 32))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub lines: Vec<Line>,
+    /// Per class filters (at most one per class: a list map keyed by class); a class without
+    /// one keeps only `minConfidence`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["class"]))]
+    pub filters: Vec<ClassFilter>,
+}
+
+/// Filters for one object class; unset fields keep their defaults.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minArea) || !has(self.maxArea) || self.minArea <= self.maxArea").message("detection.filters: maxArea must not be below minArea"))]
+#[x_kube(validation = Rule::new("!has(self.minRatio) || !has(self.maxRatio) || self.minRatio <= self.maxRatio").message("detection.filters: maxRatio must not be below minRatio"))]
+pub struct ClassFilter {
+    /// The class these apply to: one of `classes` (or of the six defaults).
+    #[schemars(length(min = 1, max = 64))]
+    pub class: String,
+    /// Detections of this class below this confidence (0..1) are dropped; unset means
+    /// `minConfidence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("detection.filters.minScore must be within 0..1"))]
+    pub min_score: Option<f64>,
+    /// A track is reported only once the median of its last 10 scores reaches this (0..1);
+    /// unset means `minScore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("detection.filters.threshold must be within 0..1"))]
+    pub threshold: Option<f64>,
+    /// Smallest box, as a fraction (0..1) of the frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("detection.filters.minArea must be within 0..1"))]
+    pub min_area: Option<f64>,
+    /// Largest box, as a fraction (0..1] of the frame; unset means 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("detection.filters.maxArea must be in (0, 1]"))]
+    pub max_area: Option<f64>,
+    /// Narrowest box, width over height in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("detection.filters.minRatio must be 0 or more"))]
+    pub min_ratio: Option<f64>,
+    /// Widest box, width over height in pixels (e.g. 1 keeps a standing person); unset means
+    /// no bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("detection.filters.maxRatio must be above 0"))]
+    pub max_ratio: Option<f64>,
 }
 
 impl Default for CameraDetection {
@@ -571,6 +615,7 @@ impl Default for CameraDetection {
             zones: Vec::new(),
             masks: Vec::new(),
             lines: Vec::new(),
+            filters: Vec::new(),
         }
     }
 }

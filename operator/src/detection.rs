@@ -229,6 +229,20 @@ pub fn detection_camera(site: &str, camera: &Camera, site_fps: Option<f64>) -> p
                     } as i32,
                 })
                 .collect(),
+            // Unset is 0: detection's default for each field.
+            filters: d
+                .filters
+                .iter()
+                .map(|f| pb::ClassFilter {
+                    label: f.class.clone(),
+                    min_score: f.min_score.unwrap_or(0.0) as f32,
+                    threshold: f.threshold.unwrap_or(0.0) as f32,
+                    min_area: f.min_area.unwrap_or(0.0) as f32,
+                    max_area: f.max_area.unwrap_or(0.0) as f32,
+                    min_ratio: f.min_ratio.unwrap_or(0.0) as f32,
+                    max_ratio: f.max_ratio.unwrap_or(0.0) as f32,
+                })
+                .collect(),
         }),
         generation: camera.metadata.generation.unwrap_or(0),
     }
@@ -414,6 +428,12 @@ mod tests {
             to: [0.9, 0.7],
             direction: LineDirection::LeftToRight,
         }];
+        d.filters = vec![crate::crd::ClassFilter {
+            class: "person".into(),
+            min_score: Some(0.7),
+            max_ratio: Some(1.0),
+            ..Default::default()
+        }];
         let m = detection_camera("burgas", &c, Some(5.0));
         assert_eq!(
             m.camera,
@@ -439,6 +459,16 @@ mod tests {
         assert_eq!(cfg.classes, ["person", "car"]);
         assert!((cfg.min_confidence - 0.6).abs() < 1e-6);
         assert_eq!(cfg.analysis_fps, 3.0, "the camera's own rate wins");
+        assert_eq!(
+            cfg.filters,
+            [pb::ClassFilter {
+                label: "person".into(),
+                min_score: 0.7,
+                max_ratio: 1.0,
+                ..Default::default()
+            }],
+            "unset fields are 0: detection's defaults"
+        );
         let motion = cfg.motion.unwrap();
         assert!(!motion.disabled);
         assert!((motion.threshold - 0.01).abs() < 1e-6);

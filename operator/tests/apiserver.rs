@@ -660,6 +660,24 @@ async fn invalid_resources_are_rejected_with_clear_messages() {
         assert!(msg.contains(want), "missing {want:?} in {msg}");
     }
 
+    let mut cam = camera_json("filters", "burgas");
+    cam["spec"]["detection"]["filters"] = json!([
+        { "class": "person", "minScore": 1.5 },
+        { "class": "car", "minArea": 0.5, "maxArea": 0.1 },
+    ]);
+    let msg = rejected(&client, &ns, cam).await;
+    for want in [
+        "detection.filters.minScore must be within 0..1",
+        "maxArea must not be below minArea",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    let mut cam = camera_json("filters-twice", "burgas");
+    cam["spec"]["detection"]["filters"] =
+        json!([{ "class": "person", "minScore": 0.6 }, { "class": "person" }]);
+    let msg = rejected(&client, &ns, cam).await;
+    assert!(msg.contains("Duplicate value"), "{msg}");
+
     let mut site = site_json("Bad_Name", 1);
     site["metadata"]["name"] = json!("a-very-long-site-name-that-is-over-forty-chars");
     site["spec"]["storage"]["objectLock"] = json!(true);

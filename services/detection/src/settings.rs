@@ -6,13 +6,16 @@
 //! polygon needs at least 3 points, got 2`, and nothing is applied when one camera of a request
 //! is invalid.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kordon_media::StreamConfig;
 use kordon_media::decode::{DEFAULT_FPS, DecodeConfig, MAX_FPS};
 use kordon_proto::common::v1 as common;
 use kordon_proto::detection::v1 as pb;
-use kordon_vision::{LineConfig, LineDirection, MotionConfig, Point, SceneConfig, ZoneConfig};
+use kordon_vision::{
+    ClassFilter, LineConfig, LineDirection, MotionConfig, Point, SceneConfig, ZoneConfig,
+};
 
 use crate::DetectionError;
 
@@ -165,6 +168,7 @@ pub fn from_proto(
         hold,
         ..MotionConfig::default()
     };
+    let filters = class_filters(&cfg.filters, &classes, min_score).map_err(|(f, m)| bad(&f, m))?;
     let scene = SceneConfig {
         classes,
         min_score,
@@ -203,6 +207,7 @@ pub fn from_proto(
             .map(|m| m.points.iter().map(point).collect())
             .collect(),
         motion,
+        filters,
         ..SceneConfig::default()
     };
     // The scene checks polygons, ranges and duplicate names; its field names are relative to
@@ -232,6 +237,50 @@ pub fn from_proto(
     })
 }
 
+/// The per class filters of a request, defaults filled in (see `kordon.detection.v1.ClassFilter`).
+/// Ranges are checked by the scene; here that each names one of the camera's classes, once.
+fn class_filters(
+    filters: &[pb::ClassFilter],
+    classes: &[String],
+    min_score: f32,
+) -> Result<BTreeMap<String, ClassFilter>, (String, String)> {
+    let mut out = BTreeMap::new();
+    for (i, f) in filters.iter().enumerate() {
+        let field = format!("config.filters[{i}].label");
+        if !classes.iter().any(|c| *c == f.label) {
+            return Err((
+                field,
+                format!("`{}` is not one of the camera's classes", f.label),
+            ));
+        }
+        let own_min = if f.min_score == 0.0 {
+            min_score
+        } else {
+            f.min_score
+        };
+        let filter = ClassFilter {
+            min_score: own_min,
+            threshold: if f.threshold == 0.0 {
+                own_min
+            } else {
+                f.threshold
+            },
+            min_area: f.min_area,
+            max_area: if f.max_area == 0.0 { 1.0 } else { f.max_area },
+            min_ratio: f.min_ratio,
+            max_ratio: if f.max_ratio == 0.0 {
+                f32::MAX
+            } else {
+                f.max_ratio
+            },
+        };
+        if out.insert(f.label.clone(), filter).is_some() {
+            return Err((field, format!("`{}` has a filter already", f.label)));
+        }
+    }
+    Ok(out)
+}
+
 /// A camera's detection settings as written in the `kordon` config file (standalone, or a
 /// service run without the operator), under the camera:
 ///
@@ -244,6 +293,8 @@ pub fn from_proto(
 ///   zones:  [{ name: road, area: [[0, 0.5], [1, 0.5], [1, 1], [0, 1]] }]
 ///   masks:  [[[0, 0], [0.2, 0], [0.2, 0.1]]]
 ///   lines:  [{ name: crossing, from: [0.5, 0], to: [0.5, 1], direction: left-to-right }]
+///   filters:                        # per class; see kordon.detection.v1.ClassFilter
+///     person: { min_score: 0.6, threshold: 0.7, min_area: 0.0005, max_ratio: 1.2 }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -256,6 +307,20 @@ pub struct CameraDetectionYaml {
     pub zones: Vec<ZoneYaml>,
     pub masks: Vec<Vec<[f32; 2]>>,
     pub lines: Vec<LineYaml>,
+    /// By class label.
+    pub filters: BTreeMap<String, ClassFilterYaml>,
+}
+
+/// Filters for one class; 0 (or absent) means the default, as in the API.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassFilterYaml {
+    pub min_score: f32,
+    pub threshold: f32,
+    pub min_area: f32,
+    pub max_area: f32,
+    pub min_ratio: f32,
+    pub max_ratio: f32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -346,6 +411,19 @@ impl CameraDetectionYaml {
                     } as i32,
                 })
                 .collect(),
+            filters: self
+                .filters
+                .iter()
+                .map(|(label, f)| pb::ClassFilter {
+                    label: label.clone(),
+                    min_score: f.min_score,
+                    threshold: f.threshold,
+                    min_area: f.min_area,
+                    max_area: f.max_area,
+                    min_ratio: f.min_ratio,
+                    max_ratio: f.max_ratio,
+                })
+                .collect(),
         }
     }
 }
@@ -420,6 +498,102 @@ mod tests {
         assert_eq!(s.scene.zones[0].area.len(), 3);
         assert_eq!(s.scene.lines[0].direction, LineDirection::RightToLeft);
         assert_eq!(s.scene.masks.len(), 1);
+    }
+
+    #[test]
+    fn class_filters_fill_their_defaults_and_name_what_is_wrong() {
+        let mut c = camera();
+        c.config = Some(pb::DetectionConfig {
+            min_confidence: 0.4,
+            filters: vec![
+                pb::ClassFilter {
+                    label: "person".into(),
+                    min_score: 0.6,
+                    max_ratio: 1.2,
+                    ..Default::default()
+                },
+                pb::ClassFilter {
+                    label: "car".into(),
+                    threshold: 0.7,
+                    min_area: 0.001,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        let s = from_proto(&c, LABELS).unwrap();
+        let person = s.scene.filters["person"];
+        assert_eq!((person.min_score, person.threshold), (0.6, 0.6));
+        assert_eq!((person.max_area, person.max_ratio), (1.0, 1.2));
+        let car = s.scene.filters["car"];
+        assert_eq!(
+            (car.min_score, car.threshold, car.min_area),
+            (0.4, 0.7, 0.001)
+        );
+        assert_eq!(car.max_ratio, f32::MAX);
+
+        // The YAML of a config file says the same.
+        let yaml: CameraDetectionYaml = serde_yaml::from_str(
+            "min_confidence: 0.4\nfilters:\n  person: { min_score: 0.6, max_ratio: 1.2 }\n  car: { threshold: 0.7, min_area: 0.001 }\n",
+        )
+        .unwrap();
+        let by_label = |mut f: Vec<pb::ClassFilter>| {
+            f.sort_by(|a, b| a.label.cmp(&b.label));
+            f
+        };
+        assert_eq!(
+            by_label(yaml.to_proto().filters),
+            by_label(c.config.clone().unwrap().filters)
+        );
+
+        for (filter, expect) in [
+            (
+                pb::ClassFilter {
+                    label: "dog".into(),
+                    ..Default::default()
+                },
+                "config.filters[0].label: `dog` is not one of the camera's classes",
+            ),
+            (
+                pb::ClassFilter {
+                    label: "car".into(),
+                    min_area: 0.5,
+                    max_area: 0.1,
+                    ..Default::default()
+                },
+                "filters.car.max_area",
+            ),
+            (
+                pb::ClassFilter {
+                    label: "car".into(),
+                    threshold: 1.5,
+                    ..Default::default()
+                },
+                "filters.car.threshold",
+            ),
+        ] {
+            let mut c = camera();
+            c.config = Some(pb::DetectionConfig {
+                filters: vec![filter],
+                ..Default::default()
+            });
+            let e = from_proto(&c, LABELS).unwrap_err().to_string();
+            assert!(e.contains(expect), "{e} should contain {expect}");
+        }
+        let mut c = camera();
+        let car = pb::ClassFilter {
+            label: "car".into(),
+            ..Default::default()
+        };
+        c.config = Some(pb::DetectionConfig {
+            filters: vec![car.clone(), car],
+            ..Default::default()
+        });
+        let e = from_proto(&c, LABELS).unwrap_err().to_string();
+        assert!(
+            e.contains("config.filters[1].label: `car` has a filter already"),
+            "{e}"
+        );
     }
 
     #[test]
