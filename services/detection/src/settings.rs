@@ -247,7 +247,7 @@ fn class_filters(
     let mut out = BTreeMap::new();
     for (i, f) in filters.iter().enumerate() {
         let field = format!("config.filters[{i}].label");
-        if !classes.iter().any(|c| *c == f.label) {
+        if !classes.contains(&f.label) {
             return Err((
                 field,
                 format!("`{}` is not one of the camera's classes", f.label),
