@@ -113,6 +113,7 @@ async fn start_ingest(
         dir,
         Destinations {
             objects: kordon_objects::build(objects).unwrap(),
+            local_objects: kordon_objects::build_local(objects).unwrap(),
             object_prefix: String::new(),
             storage,
         },

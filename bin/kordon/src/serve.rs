@@ -124,6 +124,8 @@ fn start_ingest(
     let objects_config = config.storage.objects_or_default(&common.data_dir);
     let objects = kordon_objects::build(&objects_config)
         .map_err(|e| anyhow::anyhow!("object storage ({}): {e}", objects_config.describe()))?;
+    let local_objects = kordon_objects::build_local(&objects_config)
+        .map_err(|e| anyhow::anyhow!("object storage ({}): {e}", objects_config.describe()))?;
     let client = &config.ingest.storage;
     let channel = client::connect_lazy(&ClientOptions {
         server: storage_url.to_string(),
@@ -138,6 +140,7 @@ fn start_ingest(
         &common.data_dir,
         kordon_ingest::Destinations {
             objects,
+            local_objects,
             object_prefix: config.storage.object_prefix.clone(),
             storage: kordon_proto::storage::v1::storage_service_client::StorageServiceClient::new(
                 channel,

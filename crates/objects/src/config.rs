@@ -230,6 +230,24 @@ impl ObjectStoreConfig {
     }
 }
 
+/// The store of local files `cfg` describes, for a writer that can hand it whole files
+/// ([`crate::link_immutable`]); `None` for other kinds. Built like [`build`]'s.
+pub fn build_local(cfg: &ObjectStoreConfig) -> Result<Option<Arc<LocalFileSystem>>, ObjectsError> {
+    match cfg {
+        ObjectStoreConfig::Local { root } => {
+            cfg.validate()?;
+            std::fs::create_dir_all(root).map_err(|source| ObjectsError::CreateDir {
+                path: root.clone(),
+                source,
+            })?;
+            Ok(Some(Arc::new(
+                LocalFileSystem::new_with_prefix(root)?.with_fsync(true),
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Builds the store described by `cfg` (validating it first). Nothing is contacted yet; a
 /// local root is created if missing.
 pub fn build(cfg: &ObjectStoreConfig) -> Result<Arc<dyn ObjectStore>, ObjectsError> {

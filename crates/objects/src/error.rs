@@ -27,6 +27,14 @@ pub enum ObjectsError {
         source: std::io::Error,
     },
 
+    /// Reading or linking a local file failed ([`crate::immutable::link_immutable`]).
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The bytes handed to [`crate::put_immutable`] do not hash to the expected SHA-256.
     #[error("payload for `{key}` has SHA-256 {actual}, expected {expected}")]
     PayloadMismatch {

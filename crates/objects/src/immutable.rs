@@ -11,8 +11,11 @@
 //!
 //! Assumes the store implements `PutMode::Create` (memory, local files, AWS S3 and Ceph RGW do).
 
+use std::io::Read;
+
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 use sha2::{Digest, Sha256};
@@ -69,6 +72,86 @@ pub async fn put_immutable(
             }
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// [`put_immutable`] of a payload that is already a file, into a store of local files: the
+/// object becomes a hard link to `file`, so its bytes are written to disk once (e.g. by ingest's
+/// spool) instead of twice. The same guarantees: `file` is hashed first and nothing is linked
+/// if it does not match; `link(2)` never replaces an existing object, which is hashed and
+/// compared instead; the file's data and the new directory entry are fsynced. The caller must
+/// not write to `file` afterwards (it may unlink it).
+///
+/// Blocking (call it from a blocking task). `Ok(None)` when no link can be made (`file` is on
+/// another filesystem, or links are not supported): use [`put_immutable`] then.
+pub fn link_immutable(
+    store: &LocalFileSystem,
+    key: &Path,
+    file: &std::path::Path,
+    expected_sha256: &[u8; 32],
+) -> Result<Option<PutOutcome>, ObjectsError> {
+    let io = |e: std::io::Error| ObjectsError::Io {
+        path: file.to_path_buf(),
+        source: e,
+    };
+    let mut f = std::fs::File::open(file).map_err(io)?;
+    let actual = hash_reader(&mut f).map_err(io)?;
+    if &actual != expected_sha256 {
+        return Err(ObjectsError::PayloadMismatch {
+            key: key.to_string(),
+            expected: hex::encode(expected_sha256),
+            actual: hex::encode(actual),
+        });
+    }
+    // The data must be durable before a name in the store points at it.
+    f.sync_all().map_err(io)?;
+    let dest = store.path_to_filesystem(key)?;
+    let dir_io = |e: std::io::Error| ObjectsError::Io {
+        path: dest.clone(),
+        source: e,
+    };
+    let parent = dest.parent().map(std::path::Path::to_path_buf);
+    if let Some(dir) = &parent {
+        std::fs::create_dir_all(dir).map_err(dir_io)?;
+    }
+    match std::fs::hard_link(file, &dest) {
+        Ok(()) => {
+            if let Some(dir) = &parent {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(dir_io)?;
+            }
+            Ok(Some(PutOutcome::Created))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mut existing = std::fs::File::open(&dest).map_err(dir_io)?;
+            let existing = hash_reader(&mut existing).map_err(dir_io)?;
+            if &existing == expected_sha256 {
+                tracing::debug!(key = %key, "object already present with the same bytes");
+                Ok(Some(PutOutcome::AlreadyPresent))
+            } else {
+                Err(ObjectsError::ConflictingObject {
+                    key: key.to_string(),
+                    expected: hex::encode(expected_sha256),
+                    existing: hex::encode(existing),
+                })
+            }
+        }
+        // EXDEV (another filesystem), EPERM/ENOTSUP (no links here): copy instead.
+        Err(e) if matches!(e.raw_os_error(), Some(18 | 1 | 95)) => Ok(None),
+        Err(e) => Err(dir_io(e)),
+    }
+}
+
+fn hash_reader(r: &mut impl Read) -> std::io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buf[..n]);
     }
 }
 

@@ -28,9 +28,9 @@ pub mod s3raw;
 pub mod testenv;
 pub mod time;
 
-pub use config::{ObjectLockConfig, ObjectLockMode, ObjectStoreConfig, build};
+pub use config::{ObjectLockConfig, ObjectLockMode, ObjectStoreConfig, build, build_local};
 pub use error::ObjectsError;
-pub use immutable::{PutOutcome, put_immutable, sha256};
+pub use immutable::{PutOutcome, link_immutable, put_immutable, sha256};
 pub use key::{
     camera_folder, in_camera_folder, segment_key, still_key, validate_name, validate_prefix,
 };

@@ -41,6 +41,10 @@ struct CameraHandle {
 /// Where ingest puts media and whom it tells.
 pub struct Destinations {
     pub objects: Arc<dyn ObjectStore>,
+    /// `objects` again when it is a store of local files (see
+    /// [`kordon_objects::build_local`]): segments are then hard-linked from the spool instead of
+    /// copied, so each byte is written once.
+    pub local_objects: Option<Arc<kordon_objects::object_store::local::LocalFileSystem>>,
     /// Prefix of every object key (may be empty).
     pub object_prefix: String,
     pub storage: StorageServiceClient<AuthedChannel>,
@@ -86,6 +90,7 @@ impl Ingest {
         let uploader = Uploader {
             spool: spool.clone(),
             objects: dest.objects.clone(),
+            local_objects: dest.local_objects.clone(),
             storage: dest.storage,
             board: board.clone(),
             concurrency: config.upload_concurrency,

@@ -37,6 +37,23 @@ use crate::segment::{GapMeta, GapReason, Record, ResumeMeta, SegmentMeta, UnixMi
 use crate::spool::{Entry, Spool};
 use crate::status::StatusBoard;
 
+/// How an object-store failure counts: refusals that no retry can change go to dead-letter.
+fn objects_error(e: kordon_objects::ObjectsError) -> IngestError {
+    match e {
+        // The spooled bytes are not what was hashed while recording.
+        kordon_objects::ObjectsError::PayloadMismatch { .. } => {
+            IngestError::refused(Refusal::CorruptSpool, e.to_string())
+        }
+        kordon_objects::ObjectsError::ConflictingObject { .. } => {
+            IngestError::refused(Refusal::Conflict, e.to_string())
+        }
+        kordon_objects::ObjectsError::Config { .. } => {
+            IngestError::refused(Refusal::InvalidArgument, e.to_string())
+        }
+        _ => IngestError::Objects(e.to_string()),
+    }
+}
+
 /// One finished attempt to store a camera's head entry.
 type Attempt = ((String, String), Result<(), IngestError>, Entry);
 
@@ -46,6 +63,8 @@ const RETRY_MAX: Duration = Duration::from_secs(15);
 pub struct Uploader {
     pub spool: Arc<Spool>,
     pub objects: Arc<dyn ObjectStore>,
+    /// `objects` when it is a store of local files: segments are linked, not copied.
+    pub local_objects: Option<Arc<kordon_objects::object_store::local::LocalFileSystem>>,
     pub storage: StorageServiceClient<AuthedChannel>,
     pub board: Arc<StatusBoard>,
     pub concurrency: usize,
@@ -171,6 +190,36 @@ impl Uploader {
         let path = entry.media_path.as_ref().ok_or_else(|| {
             IngestError::refused(Refusal::CorruptSpool, "segment entry without media")
         })?;
+        let key = object_store::path::Path::from(m.object_key.as_str());
+        if let Some(local) = &self.local_objects {
+            let size = std::fs::metadata(path).map(|md| md.len());
+            match size {
+                Ok(n) if n != m.size => {
+                    return Err(IngestError::refused(
+                        Refusal::CorruptSpool,
+                        format!("spooled file has {n} bytes, its metadata says {}", m.size),
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(IngestError::refused(
+                        Refusal::CorruptSpool,
+                        "the segment's media file is missing from the spool",
+                    ));
+                }
+                Err(e) => return Err(IngestError::spool(path, e)),
+                Ok(_) => {}
+            }
+            let (local, key2, file, sha) = (local.clone(), key.clone(), path.clone(), m.sha256);
+            let linked = tokio::task::spawn_blocking(move || {
+                kordon_objects::link_immutable(&local, &key2, &file, &sha)
+            })
+            .await
+            .map_err(|e| IngestError::Objects(format!("link task: {e}")))?
+            .map_err(objects_error)?;
+            if linked.is_some() {
+                return self.register_segment(m).await;
+            }
+        }
         let bytes = match tokio::fs::read(path).await {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -191,22 +240,13 @@ impl Uploader {
                 ),
             ));
         }
-        let key = object_store::path::Path::from(m.object_key.as_str());
         kordon_objects::put_immutable(&*self.objects, &key, bytes.into(), &m.sha256)
             .await
-            .map_err(|e| match e {
-                // The spooled bytes are not what was hashed while recording.
-                kordon_objects::ObjectsError::PayloadMismatch { .. } => {
-                    IngestError::refused(Refusal::CorruptSpool, e.to_string())
-                }
-                kordon_objects::ObjectsError::ConflictingObject { .. } => {
-                    IngestError::refused(Refusal::Conflict, e.to_string())
-                }
-                kordon_objects::ObjectsError::Config { .. } => {
-                    IngestError::refused(Refusal::InvalidArgument, e.to_string())
-                }
-                _ => IngestError::Objects(e.to_string()),
-            })?;
+            .map_err(objects_error)?;
+        self.register_segment(m).await
+    }
+
+    async fn register_segment(&self, m: &SegmentMeta) -> Result<(), IngestError> {
         self.storage
             .clone()
             .register_segment(m.register_request())

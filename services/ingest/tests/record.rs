@@ -110,6 +110,9 @@ fn start_ingest(
         dir,
         Destinations {
             objects,
+            // Segments are copied into the store (the path a bucket takes); the uploader tests
+            // cover the local store's links.
+            local_objects: None,
             object_prefix: prefix.to_string(),
             storage: storage_client(storage),
         },

@@ -72,6 +72,8 @@ fn start_uploader(
     let uploader = Uploader {
         spool,
         objects: kordon_objects::build(&objects_config(dir)).unwrap(),
+        // A local store: segments are hard-linked from the spool (record.rs covers copies).
+        local_objects: kordon_objects::build_local(&objects_config(dir)).unwrap(),
         storage: storage_client(storage),
         board,
         concurrency: 4,
