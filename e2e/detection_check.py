@@ -8,7 +8,7 @@ Starts `kordon standalone` on free loopback ports in a temporary data directory.
 (camsim serving the real street clip) each have a zone `road` (the lower 55 % of the frame,
 y >= 0.45) and a line `crossing` from (0.5, 0.2) to (0.5, 1.0), direction both. It polls
 `kordon detections list --output json` (never a fixed sleep as an assertion) until people,
-vehicles, line crossings (--min-crossings of them after their track's first record), zone
+vehicles, line crossings (--min-crossings comparable ones, see (c)), zone
 presence and a multi-record track have been stored, or the deadline passes, then checks:
   (a) people and at least one vehicle class are detected; every box lies inside 0..1 with
       left < right and top < bottom, every confidence inside 0..1;
@@ -18,7 +18,10 @@ presence and a multi-record track have been stored, or the deadline passes, then
       records under one id (ids stay stable while the object moves);
   (c) every line crossing's reported direction agrees with the movement of the track's box
       bottom-centre across x = 0.5 between the track's previous record and the crossing record
-      (derivation at LINE_RULE); the number checked is printed, and no crossing at all fails;
+      (derivation at LINE_RULE). A crossing on a track's first record (the object crossed
+      between the frame that started the track, which is not stored, and the first record) is
+      compared by the side of the line it is on then, when the next record confirms it moves
+      on away from the line. The number checked is printed, and no crossing at all fails;
   (d) zone presence `road` is reported only for boxes whose bottom-centre y >= 0.45;
   (e) `kordon detections snapshot ID -o f.jpg --reason R --case C` writes a JPEG that ffprobe
       reads at the detect stream's size (ffprobe of camsim's sub stream), `kordon audit list`
@@ -71,6 +74,23 @@ def expected_direction(x_before, x_after):
     return None
 
 
+def comparable_crossing(recs, i):
+    """(x before, x after) to judge the crossing on record i of a track, or None.
+
+    After a previous record: the movement between the two. On the first record: the object is
+    past the line now and came from the other side (mirrored about x = 0.5), provided the next
+    record shows it moving on away from the line (else the side alone proves nothing)."""
+    after = bottom_centre(recs[i]["box"])[0]
+    if i > 0:
+        return bottom_centre(recs[i - 1]["box"])[0], after
+    if len(recs) < 2 or after == LINE_X:
+        return None
+    nxt = bottom_centre(recs[1]["box"])[0]
+    if (after - LINE_X) * (nxt - after) <= 0:
+        return None
+    return 2 * LINE_X - after, after
+
+
 def bottom_centre(box):
     left, top, right, bottom = box
     return (left + right) / 2, bottom
@@ -104,12 +124,12 @@ def ready(dets, min_crossings):
     """What has been seen so far, and whether it is enough to check everything."""
     classes = {d["class"] for d in dets}
     tracks = tracks_of(dets)
-    # A crossing can be compared with the movement only when its track has an earlier record.
-    comparable = sum(len(r["crossings"]) for t in tracks.values() for r in t[1:])
+    comparable = sum(len(r["crossings"]) for t in tracks.values() for i, r in enumerate(t)
+                     if comparable_crossing(t, i) is not None)
     seen = {
         "person": "person" in classes,
         "vehicle": bool(classes & VEHICLES),
-        f"{min_crossings} crossings after a track's first record": comparable >= min_crossings,
+        f"{min_crossings} comparable crossings": comparable >= min_crossings,
         "zone": any(z["zone"] == "road" for d in dets for z in d["zones"]),
         "long track": any(len(t) >= 3 for t in tracks.values()),
         "snapshot": any(d["snapshot_id"] for d in dets),
@@ -123,7 +143,7 @@ def main():
     ap.add_argument("--deadline", type=int, default=600,
                     help="seconds to wait for detections of every kind (the machine may be slow)")
     ap.add_argument("--min-crossings", type=int, default=3,
-                    help="crossings (after their track's first record) to wait for")
+                    help="comparable crossings (see (c)) to wait for")
     args = ap.parse_args()
     kordon = os.path.abspath(args.kordon)
     env = ort_env({k: v for k, v in os.environ.items() if not k.startswith("KORDON_")})
@@ -221,11 +241,11 @@ def main():
                     if x["line"] != "crossing":
                         continue
                     per_camera[key[0]] += 1
-                    if i == 0:
-                        unverifiable.append((key, "crossing on the track's first record"))
+                    xs = comparable_crossing(recs, i)
+                    if xs is None:
+                        unverifiable.append((key, "on the track's first record, no next record moving on"))
                         continue
-                    before = bottom_centre(recs[i - 1]["box"])[0]
-                    after = bottom_centre(r["box"])[0]
+                    before, after = xs
                     want = expected_direction(before, after)
                     entry = (key, f"x {before:.3f} -> {after:.3f}", x["direction"], want)
                     if want is None:
