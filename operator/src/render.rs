@@ -404,6 +404,11 @@ fn base_config(site: &Site, name: &str, ns: &str, tls: &TlsMounts) -> Value {
     cfg
 }
 
+/// An environment variable holding a field of the pod itself (downward API).
+fn pod_field(name: &str, field_path: &str) -> Value {
+    json!({ "name": name, "valueFrom": { "fieldRef": { "fieldPath": field_path } } })
+}
+
 fn pod_template(
     site: &Site,
     name: &str,
@@ -413,15 +418,10 @@ fn pod_template(
     ingest: bool,
 ) -> Value {
     let config_file = format!("{CONFIG_DIR}/site.yaml");
-    let mut env = vec![
-        json!({ "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }),
-    ];
+    let mut env = vec![pod_field("POD_NAME", "metadata.name")];
     if ingest {
         // Stored with every segment it records.
-        env.push(json!({
-            "name": "KORDON_INGEST__REPLICA",
-            "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } },
-        }));
+        env.push(pod_field("KORDON_INGEST__REPLICA", "metadata.name"));
     }
     if let Some(secret) = &site.spec.storage.credentials_secret {
         for (var, key) in [
@@ -436,16 +436,11 @@ fn pod_template(
     }
     if component == "detection" {
         // Which replica and shard this pod is: its name, and the StatefulSet's ordinal label.
-        env.push(json!({
-            "name": "KORDON_DETECTION__REPLICA",
-            "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } },
-        }));
-        env.push(json!({
-            "name": "KORDON_DETECTION__SHARD_INDEX",
-            "valueFrom": { "fieldRef": {
-                "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']",
-            } },
-        }));
+        env.push(pod_field("KORDON_DETECTION__REPLICA", "metadata.name"));
+        env.push(pod_field(
+            "KORDON_DETECTION__SHARD_INDEX",
+            "metadata.labels['apps.kubernetes.io/pod-index']",
+        ));
     }
     if component == "storage"
         && let Some(db) = &site.spec.database

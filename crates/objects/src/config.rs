@@ -230,19 +230,23 @@ impl ObjectStoreConfig {
     }
 }
 
+/// Local files under `root` (created if missing).
+fn local_store(root: &std::path::Path) -> Result<LocalFileSystem, ObjectsError> {
+    std::fs::create_dir_all(root).map_err(|source| ObjectsError::CreateDir {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    // fsync: a segment registered as evidence must survive a crash of the host.
+    Ok(LocalFileSystem::new_with_prefix(root)?.with_fsync(true))
+}
+
 /// The store of local files `cfg` describes, for a writer that can hand it whole files
 /// ([`crate::link_immutable`]); `None` for other kinds. Built like [`build`]'s.
 pub fn build_local(cfg: &ObjectStoreConfig) -> Result<Option<Arc<LocalFileSystem>>, ObjectsError> {
     match cfg {
         ObjectStoreConfig::Local { root } => {
             cfg.validate()?;
-            std::fs::create_dir_all(root).map_err(|source| ObjectsError::CreateDir {
-                path: root.clone(),
-                source,
-            })?;
-            Ok(Some(Arc::new(
-                LocalFileSystem::new_with_prefix(root)?.with_fsync(true),
-            )))
+            Ok(Some(Arc::new(local_store(root)?)))
         }
         _ => Ok(None),
     }
@@ -253,15 +257,7 @@ pub fn build_local(cfg: &ObjectStoreConfig) -> Result<Option<Arc<LocalFileSystem
 pub fn build(cfg: &ObjectStoreConfig) -> Result<Arc<dyn ObjectStore>, ObjectsError> {
     cfg.validate()?;
     match cfg {
-        ObjectStoreConfig::Local { root } => {
-            std::fs::create_dir_all(root).map_err(|source| ObjectsError::CreateDir {
-                path: root.clone(),
-                source,
-            })?;
-            // fsync: a segment registered as evidence must survive a crash of the host.
-            let fs = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
-            Ok(Arc::new(fs))
-        }
+        ObjectStoreConfig::Local { root } => Ok(Arc::new(local_store(root)?)),
         ObjectStoreConfig::Memory => Ok(Arc::new(InMemory::new())),
         ObjectStoreConfig::S3 { object_lock, .. } => {
             let plain = s3_builder(cfg, None)?.build()?;

@@ -60,16 +60,7 @@ pub async fn put_immutable(
         Err(object_store::Error::AlreadyExists { .. })
         | Err(object_store::Error::Precondition { .. }) => {
             let (existing, _) = hash_object(store, key).await?;
-            if &existing == expected_sha256 {
-                tracing::debug!(key = %key, "object already present with the same bytes");
-                Ok(PutOutcome::AlreadyPresent)
-            } else {
-                Err(ObjectsError::ConflictingObject {
-                    key: key.to_string(),
-                    expected: hex::encode(expected_sha256),
-                    existing: hex::encode(existing),
-                })
-            }
+            already_there(key, &existing, expected_sha256)
         }
         Err(e) => Err(e.into()),
     }
@@ -126,20 +117,30 @@ pub fn link_immutable(
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let mut existing = std::fs::File::open(&dest).map_err(dir_io)?;
             let existing = hash_reader(&mut existing).map_err(dir_io)?;
-            if &existing == expected_sha256 {
-                tracing::debug!(key = %key, "object already present with the same bytes");
-                Ok(Some(PutOutcome::AlreadyPresent))
-            } else {
-                Err(ObjectsError::ConflictingObject {
-                    key: key.to_string(),
-                    expected: hex::encode(expected_sha256),
-                    existing: hex::encode(existing),
-                })
-            }
+            already_there(key, &existing, expected_sha256).map(Some)
         }
         // EXDEV (another filesystem), EPERM/ENOTSUP (no links here): copy instead.
         Err(e) if matches!(e.raw_os_error(), Some(18 | 1 | 95)) => Ok(None),
         Err(e) => Err(dir_io(e)),
+    }
+}
+
+/// The outcome of a write that found `key` taken by an object hashing to `existing`: the same
+/// bytes are success, different ones a conflict (nothing was written either way).
+fn already_there(
+    key: &Path,
+    existing: &[u8; 32],
+    expected_sha256: &[u8; 32],
+) -> Result<PutOutcome, ObjectsError> {
+    if existing == expected_sha256 {
+        tracing::debug!(key = %key, "object already present with the same bytes");
+        Ok(PutOutcome::AlreadyPresent)
+    } else {
+        Err(ObjectsError::ConflictingObject {
+            key: key.to_string(),
+            expected: hex::encode(expected_sha256),
+            existing: hex::encode(existing),
+        })
     }
 }
 

@@ -37,6 +37,30 @@ use crate::segment::{GapMeta, GapReason, Record, ResumeMeta, SegmentMeta, UnixMi
 use crate::spool::{Entry, Spool};
 use crate::status::StatusBoard;
 
+/// A spooled segment file that cannot be read: gone is a refusal for good (its entry goes to
+/// dead-letter), anything else a spool error to retry.
+fn unreadable(path: &std::path::Path, e: std::io::Error) -> IngestError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        IngestError::refused(
+            Refusal::CorruptSpool,
+            "the segment's media file is missing from the spool",
+        )
+    } else {
+        IngestError::spool(path, e)
+    }
+}
+
+/// The spooled file must be as large as the segment's metadata says.
+fn check_size(actual: u64, recorded: u64) -> Result<(), IngestError> {
+    if actual == recorded {
+        return Ok(());
+    }
+    Err(IngestError::refused(
+        Refusal::CorruptSpool,
+        format!("spooled file has {actual} bytes, its metadata says {recorded}"),
+    ))
+}
+
 /// How an object-store failure counts: refusals that no retry can change go to dead-letter.
 fn objects_error(e: kordon_objects::ObjectsError) -> IngestError {
     match e {
@@ -192,23 +216,11 @@ impl Uploader {
         })?;
         let key = object_store::path::Path::from(m.object_key.as_str());
         if let Some(local) = &self.local_objects {
-            let size = std::fs::metadata(path).map(|md| md.len());
-            match size {
-                Ok(n) if n != m.size => {
-                    return Err(IngestError::refused(
-                        Refusal::CorruptSpool,
-                        format!("spooled file has {n} bytes, its metadata says {}", m.size),
-                    ));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(IngestError::refused(
-                        Refusal::CorruptSpool,
-                        "the segment's media file is missing from the spool",
-                    ));
-                }
-                Err(e) => return Err(IngestError::spool(path, e)),
-                Ok(_) => {}
-            }
+            let size = tokio::fs::metadata(path)
+                .await
+                .map_err(|e| unreadable(path, e))?
+                .len();
+            check_size(size, m.size)?;
             let (local, key2, file, sha) = (local.clone(), key.clone(), path.clone(), m.sha256);
             let linked = tokio::task::spawn_blocking(move || {
                 kordon_objects::link_immutable(&local, &key2, &file, &sha)
@@ -220,26 +232,10 @@ impl Uploader {
                 return self.register_segment(m).await;
             }
         }
-        let bytes = match tokio::fs::read(path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(IngestError::refused(
-                    Refusal::CorruptSpool,
-                    "the segment's media file is missing from the spool",
-                ));
-            }
-            Err(e) => return Err(IngestError::spool(path, e)),
-        };
-        if bytes.len() as u64 != m.size {
-            return Err(IngestError::refused(
-                Refusal::CorruptSpool,
-                format!(
-                    "spooled file has {} bytes, its metadata says {}",
-                    bytes.len(),
-                    m.size
-                ),
-            ));
-        }
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| unreadable(path, e))?;
+        check_size(bytes.len() as u64, m.size)?;
         kordon_objects::put_immutable(&*self.objects, &key, bytes.into(), &m.sha256)
             .await
             .map_err(objects_error)?;
