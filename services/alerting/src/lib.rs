@@ -1,22 +1,46 @@
 //! Kordon alerting: rules, alert lifecycle and delivery.
 //!
-//! The service's gRPC surface is `kordon.alerting.v1.AlertingService` (see `proto/kordon/alerting/v1/`).
-//! Until the service itself lands (its own issue), every RPC answers `UNIMPLEMENTED`; health,
-//! reflection and the identity service already work wherever it runs.
+//! Detections from the site's detection replicas ([`source`]) are matched against the rules
+//! ([`rules`]: cameras, classes, confidence, zones with dwell, lines with direction, object
+//! count, a weekly schedule in local time); matches fold into one alert per incident
+//! ([`engine`]); alerts go `open → acknowledged → resolved` (or on hold), each step attributed;
+//! all of it is stored ([`store`]) and delivered at least once ([`sink`]): `WatchAlerts`
+//! subscribers (resumable by cursor), Standard Webhooks, MQTT. The gRPC surface is
+//! `kordon.alerting.v1.AlertingService` ([`grpc::AlertingApi`]).
 
-use kordon_proto::alerting::v1::alerting_service_server::{AlertingService, AlertingServiceServer};
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod grpc;
+pub mod json;
+pub mod metrics;
+pub mod rules;
+pub mod service;
+pub mod sink;
+pub mod source;
+pub mod store;
+
+pub use error::AlertingError;
+pub use grpc::AlertingApi;
+pub use service::Alerting;
+
+use kordon_proto::alerting::v1::alerting_service_server::AlertingServiceServer;
 
 /// The name of this service in logs, metrics and `WhoAmI`.
 pub const NAME: &str = "alerting";
 
-/// The gRPC implementation of `kordon.alerting.v1.AlertingService`.
-#[derive(Debug, Clone, Default)]
-pub struct AlertingApi {}
-
-#[tonic::async_trait]
-impl AlertingService for AlertingApi {}
+/// The implicit sink of `WatchAlerts` subscribers.
+pub const GRPC_SINK: &str = "grpc";
 
 /// The tonic service to add to a server.
 pub fn grpc_service(api: AlertingApi) -> AlertingServiceServer<AlertingApi> {
     AlertingServiceServer::new(api)
+}
+
+/// Microseconds since the Unix epoch, now.
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }

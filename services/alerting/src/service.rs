@@ -1,0 +1,542 @@
+//! The running alerting service: the store, the engine, the live feed of alert events, the
+//! detection sources and one delivery worker per sink.
+//!
+//! Every change goes the same way ([`Alerting::process`]): the engine proposes changes under
+//! its lock, the store writes them with their events and delivery queue entries in one
+//! transaction, then the engine applies them, `WatchAlerts` subscribers get the events and the
+//! sinks' workers are woken. Events are therefore numbered and published in one order.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kordon_proto::alerting::v1 as pb;
+use kordon_proto::detection::v1 as dpb;
+use kordon_proto::time::timestamp_from_micros;
+use tokio::sync::{Mutex, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::AlertingError;
+use crate::config::{AlertingConfig, rule_to_proto};
+use crate::engine::{Action, Engine, Route};
+use crate::rules::Rule;
+use crate::sink::Sink;
+use crate::store::{Change, Event, Store, StoredRule};
+
+/// Detections taken from the intake at a time (one transaction).
+const BATCH: usize = 512;
+/// Detections waiting for the engine before sources wait.
+const INTAKE: usize = 8192;
+/// How often the engine's clock runs (incident ends, escalation, folds written).
+const TICK: Duration = Duration::from_secs(1);
+
+pub struct Alerting {
+    config: AlertingConfig,
+    store: Store,
+    engine: Mutex<Engine>,
+    hub: broadcast::Sender<Arc<Event>>,
+    sinks: Vec<Arc<Sink>>,
+    intake: mpsc::Sender<(usize, dpb::Detection)>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// The principal recorded on rules written from the configuration.
+pub const CONFIG_PRINCIPAL: &str = "config";
+
+fn same_spec(a: &pb::Rule, b: &pb::Rule) -> bool {
+    let strip = |r: &pb::Rule| pb::Rule {
+        id: String::new(),
+        version: 0,
+        created_at: None,
+        updated_at: None,
+        updated_by: String::new(),
+        ..r.clone()
+    };
+    strip(a) == strip(b)
+}
+
+impl Alerting {
+    /// Opens the store, takes the configured rules, restores ongoing incidents and starts the
+    /// clock, the detection sources (`endpoints`, already resolved by the caller) and the sinks.
+    pub async fn start(
+        config: AlertingConfig,
+        data_dir: &Path,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Alerting>, AlertingError> {
+        config.validate()?;
+        if config.detection.endpoints.is_empty() {
+            return Err(AlertingError::config(
+                "detection.endpoints",
+                "name the site's detection replicas (e.g. https://burgas-detection-0.burgas-detection:8470)",
+            ));
+        }
+        let store = Store::open(&config.database_url(data_dir)).await?;
+        sync_managed_rules(&store, &config).await?;
+        let rules = compile(&config, store.rules().await?);
+        let routes = config
+            .sinks
+            .iter()
+            .filter(|s| !s.disabled)
+            .map(|s| Route {
+                name: s.name.clone(),
+                min_severity: s.min_severity.to_proto() as i32,
+                include_partner_alerts: s.include_partner_alerts,
+            })
+            .collect();
+        let mut engine = Engine::new(rules, routes);
+        let longest = config
+            .rules
+            .iter()
+            .filter_map(|r| r.cooldown.max(r.quiet_period))
+            .max()
+            .unwrap_or_default()
+            .max(crate::config::DEFAULT_COOLDOWN);
+        engine.restore(
+            store
+                .recent_alerts(crate::now_us() - longest.as_micros() as i64)
+                .await?,
+        );
+        let kept: Vec<String> = config
+            .sinks
+            .iter()
+            .filter(|s| !s.disabled)
+            .map(|s| s.name.clone())
+            .collect();
+        let dropped = store.drop_queues_except(&kept).await?;
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "undelivered events of sinks no longer configured (or disabled) were dropped"
+            );
+        }
+        let sinks: Vec<Arc<Sink>> = config
+            .sinks
+            .iter()
+            .filter(|s| !s.disabled)
+            .map(|s| Sink::new(s.clone()))
+            .collect();
+        let (intake, rx) = mpsc::channel(INTAKE);
+        let me = Arc::new(Alerting {
+            hub: broadcast::channel(config.grpc_stream.max_buffered as usize).0,
+            config,
+            store,
+            engine: Mutex::new(engine),
+            sinks,
+            intake,
+            shutdown,
+            tasks: TaskTracker::new(),
+        });
+        tracing::info!(
+            rules = me.engine.lock().await.rules().len(),
+            sinks = me.sinks.len(),
+            database = me.store.backend(),
+            detection = ?me.config.detection.endpoints,
+            "alerting started"
+        );
+        for s in &me.sinks {
+            me.tasks.spawn(crate::sink::run(
+                s.clone(),
+                me.store.clone(),
+                me.config.replica.clone(),
+                me.shutdown.clone(),
+            ));
+        }
+        me.tasks.spawn(me.clone().clock());
+        me.tasks.spawn(me.clone().consume(rx));
+        for (i, url) in me.config.detection.endpoints.iter().enumerate() {
+            me.tasks.spawn(crate::source::run(
+                i,
+                url.clone(),
+                me.config.detection.client(),
+                me.store.clone(),
+                me.intake.clone(),
+                me.shutdown.clone(),
+            ));
+        }
+        Ok(me)
+    }
+
+    pub fn config(&self) -> &AlertingConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn sinks(&self) -> &[Arc<Sink>] {
+        &self.sinks
+    }
+
+    /// Live events; subscribe before reading the store so nothing falls between.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.hub.subscribe()
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.hub.receiver_count()
+    }
+
+    /// Proposes changes with the engine, writes them, applies them, publishes their events.
+    async fn process<F>(&self, propose: F) -> Result<Vec<Event>, AlertingError>
+    where
+        F: FnOnce(&mut Engine, i64) -> Vec<Change>,
+    {
+        let mut engine = self.engine.lock().await;
+        let now = crate::now_us();
+        let changes = propose(&mut engine, now);
+        self.write(&mut engine, changes, now).await
+    }
+
+    async fn write(
+        &self,
+        engine: &mut Engine,
+        changes: Vec<Change>,
+        now: i64,
+    ) -> Result<Vec<Event>, AlertingError> {
+        let events = self.store.commit(changes.clone()).await?;
+        engine.applied(&changes, now);
+        let m = crate::metrics::get();
+        let mut woken = std::collections::HashSet::new();
+        for (c, e) in changes.iter().zip(&events) {
+            let kind = pb::AlertEventKind::try_from(c.kind as i32)
+                .unwrap_or_default()
+                .as_str_name();
+            m.events.with_label_values(&[kind]).inc();
+            if c.kind == pb::AlertEventKind::Opened {
+                let sev = pb::AlertSeverity::try_from(c.alert.severity)
+                    .unwrap_or_default()
+                    .as_str_name();
+                m.alerts
+                    .with_label_values(&[&c.alert.site, &c.alert.rule_name, sev])
+                    .inc();
+                if let Some(d) = c.alert.detection.as_ref().and_then(|d| d.time.as_ref()) {
+                    let frame = kordon_proto::time::micros_from_timestamp(d).unwrap_or(now);
+                    m.detection_to_event
+                        .with_label_values(&[kind])
+                        .observe((now - frame).max(0) as f64 / 1e6);
+                }
+            }
+            woken.extend(c.sinks.iter().cloned());
+            let _ = self.hub.send(Arc::new(e.clone()));
+        }
+        for s in &self.sinks {
+            if woken.contains(&s.config.name) {
+                s.notify.notify_one();
+            }
+        }
+        Ok(events)
+    }
+
+    /// Every second: incidents end, escalate, and folds are written.
+    async fn clock(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.process(|e, now| e.tick(now)).await {
+                tracing::warn!(error = %e, "alert clock could not write; retrying");
+            }
+            n += 1;
+            if n.is_multiple_of(3600) {
+                let cutoff =
+                    crate::now_us() - i64::try_from(self.config.retention.as_micros()).unwrap_or(i64::MAX);
+                match self.store.delete_before(cutoff).await {
+                    Ok(0) => {}
+                    Ok(k) => tracing::info!(deleted = k, "resolved alerts past retention deleted"),
+                    Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+                }
+            }
+        }
+    }
+
+    /// Takes detections from the sources in batches; a batch that cannot be written is kept and
+    /// tried again (the sources wait meanwhile).
+    async fn consume(self: Arc<Self>, mut rx: mpsc::Receiver<(usize, dpb::Detection)>) {
+        let m = crate::metrics::get();
+        let mut buf = Vec::with_capacity(BATCH);
+        let mut marks: HashMap<usize, i64> = HashMap::new();
+        let mut last_mark = tokio::time::Instant::now();
+        loop {
+            buf.clear();
+            let n = tokio::select! {
+                _ = self.shutdown.cancelled() => 0,
+                n = rx.recv_many(&mut buf, BATCH) => n,
+            };
+            if n == 0 {
+                self.save_marks(&marks).await;
+                return;
+            }
+            let (sources, batch): (Vec<usize>, Vec<dpb::Detection>) = buf.drain(..).unzip();
+            loop {
+                let mut engine = self.engine.lock().await;
+                let now = crate::now_us();
+                let (changes, matched) = engine.detections(&batch, now);
+                match self.write(&mut engine, changes, now).await {
+                    Ok(_) => {
+                        m.detections
+                            .with_label_values(&["read"])
+                            .inc_by(batch.len() as u64);
+                        m.detections
+                            .with_label_values(&["matched"])
+                            .inc_by(matched as u64);
+                        break;
+                    }
+                    Err(e) => {
+                        engine.rollback(&batch);
+                        drop(engine);
+                        tracing::warn!(error = %e, detections = batch.len(),
+                                       "alerts could not be written; retrying the batch");
+                        tokio::select! {
+                            _ = self.shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+            for (s, d) in sources.iter().zip(&batch) {
+                let t = d
+                    .time
+                    .as_ref()
+                    .and_then(kordon_proto::time::micros_from_timestamp)
+                    .unwrap_or(0);
+                let e = marks.entry(*s).or_insert(0);
+                *e = (*e).max(t);
+            }
+            if last_mark.elapsed() >= Duration::from_secs(2) {
+                self.save_marks(&marks).await;
+                last_mark = tokio::time::Instant::now();
+            }
+        }
+    }
+
+    async fn save_marks(&self, marks: &HashMap<usize, i64>) {
+        for (i, t) in marks {
+            let url = &self.config.detection.endpoints[*i];
+            if let Err(e) = self.store.set_watermark(url, *t).await {
+                tracing::debug!(error = %e, "detection watermark not saved");
+            }
+        }
+    }
+
+    /// Feeds detections as if a source had sent them (tests and benchmarks of the engine).
+    pub async fn ingest(&self, d: dpb::Detection) -> Result<(), AlertingError> {
+        self.intake
+            .send((0, d))
+            .await
+            .map_err(|_| AlertingError::Unavailable("alerting is stopping".into()))
+    }
+
+    // ---- alerts ----
+
+    /// An officer's action, attributed to `who`; `expected_version` 0 skips the check.
+    pub async fn act(
+        &self,
+        alert_id: &str,
+        action: Action,
+        who: &str,
+        expected_version: u64,
+    ) -> Result<pb::Alert, AlertingError> {
+        let mut engine = self.engine.lock().await;
+        let (current, key) = match engine.incident_alert(alert_id) {
+            Some(a) => {
+                let k = engine.dedup_key_of(alert_id).unwrap_or_default();
+                (a, k)
+            }
+            None => match self.store.alert(alert_id).await? {
+                Some(a) => (a, String::new()),
+                None => return Err(AlertingError::NotFound(format!("no alert {alert_id}"))),
+            },
+        };
+        if expected_version != 0 && expected_version != current.version {
+            return Err(AlertingError::Aborted(format!(
+                "alert {alert_id} is at version {}, not {expected_version}: read it again",
+                current.version
+            )));
+        }
+        let now = crate::now_us();
+        let Some((after, kind)) = crate::engine::act(&current, &action, who, now)? else {
+            return Ok(current);
+        };
+        let change = engine.change_for(after.clone(), key, kind, now);
+        self.write(&mut engine, vec![change], now).await?;
+        tracing::info!(alert = alert_id, by = who, event = kind.as_str_name(), "alert changed");
+        Ok(after)
+    }
+
+    /// An alert as it is now (the engine's copy holds folds not yet written).
+    pub async fn alert(&self, id: &str) -> Result<pb::Alert, AlertingError> {
+        if let Some(a) = self.engine.lock().await.incident_alert(id) {
+            return Ok(a);
+        }
+        self.store
+            .alert(id)
+            .await?
+            .ok_or_else(|| AlertingError::NotFound(format!("no alert {id}")))
+    }
+
+    // ---- rules ----
+
+    pub async fn rules(&self) -> Result<Vec<StoredRule>, AlertingError> {
+        self.store.rules().await
+    }
+
+    async fn reload_rules(&self, engine: &mut Engine) -> Result<(), AlertingError> {
+        engine.set_rules(compile(&self.config, self.store.rules().await?));
+        Ok(())
+    }
+
+    fn check_sinks(&self, r: &pb::Rule) -> Result<(), AlertingError> {
+        for s in &r.sinks {
+            if s != crate::GRPC_SINK && !self.config.sinks.iter().any(|k| &k.name == s) {
+                return Err(AlertingError::FailedPrecondition(format!(
+                    "rule.sinks: no sink is named {s}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a rule through the API.
+    pub async fn create_rule(&self, mut r: pb::Rule, who: &str) -> Result<pb::Rule, AlertingError> {
+        let now = timestamp_from_micros(crate::now_us());
+        r.id = uuid::Uuid::now_v7().to_string();
+        r.version = 1;
+        r.created_at = Some(now);
+        r.updated_at = Some(now);
+        r.updated_by = who.to_string();
+        Rule::from_proto(r.clone(), self.config.time_zone(&r.site))?;
+        self.check_sinks(&r)?;
+        let mut engine = self.engine.lock().await;
+        self.store.put_rule(&r, false).await?;
+        self.reload_rules(&mut engine).await?;
+        Ok(r)
+    }
+
+    /// Replaces a rule made through the API; configured rules are changed in their resource.
+    pub async fn update_rule(
+        &self,
+        mut r: pb::Rule,
+        expected_version: u64,
+        who: &str,
+    ) -> Result<pb::Rule, AlertingError> {
+        let mut engine = self.engine.lock().await;
+        let old = self.editable(&r.id, expected_version).await?;
+        r.version = old.version + 1;
+        r.created_at = old.created_at;
+        r.updated_at = Some(timestamp_from_micros(crate::now_us()));
+        r.updated_by = who.to_string();
+        Rule::from_proto(r.clone(), self.config.time_zone(&r.site))?;
+        self.check_sinks(&r)?;
+        self.store.put_rule(&r, false).await?;
+        self.reload_rules(&mut engine).await?;
+        Ok(r)
+    }
+
+    pub async fn delete_rule(&self, id: &str, expected_version: u64) -> Result<(), AlertingError> {
+        let mut engine = self.engine.lock().await;
+        self.editable(id, expected_version).await?;
+        self.store.delete_rule(id).await?;
+        self.reload_rules(&mut engine).await
+    }
+
+    async fn editable(&self, id: &str, expected_version: u64) -> Result<pb::Rule, AlertingError> {
+        let rules = self.store.rules().await?;
+        let Some(s) = rules.into_iter().find(|s| s.rule.id == id) else {
+            return Err(AlertingError::NotFound(format!("no rule {id}")));
+        };
+        if s.managed {
+            return Err(AlertingError::FailedPrecondition(format!(
+                "rule {} is managed by its AlertRule resource (or the alerting.rules config): \
+                 change it there",
+                s.rule.name
+            )));
+        }
+        if expected_version != 0 && expected_version != s.rule.version {
+            return Err(AlertingError::Aborted(format!(
+                "rule {} is at version {}, not {expected_version}",
+                s.rule.name, s.rule.version
+            )));
+        }
+        Ok(s.rule)
+    }
+
+    /// Waits for the workers to stop (after shutdown) and closes the store.
+    pub async fn stopped(&self) {
+        self.shutdown.cancelled().await;
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.store.close().await;
+    }
+}
+
+/// Writes the configured rules as managed rules: new ones get an id, changed ones a new
+/// version, removed ones are deleted; a rule made through the API with a configured rule's name
+/// is taken over by the configuration.
+async fn sync_managed_rules(store: &Store, config: &AlertingConfig) -> Result<(), AlertingError> {
+    let stored = store.rules().await?;
+    let now = Some(timestamp_from_micros(crate::now_us()));
+    for y in &config.rules {
+        let mut want = rule_to_proto(y);
+        match stored
+            .iter()
+            .find(|s| s.rule.site == y.site && s.rule.name == y.name)
+        {
+            Some(s) if s.managed && same_spec(&s.rule, &want) => continue,
+            Some(s) => {
+                if !s.managed {
+                    tracing::warn!(rule = %y.name, site = %y.site,
+                                   "a rule made through the API is now managed by the configuration");
+                }
+                want.id = s.rule.id.clone();
+                want.version = s.rule.version + 1;
+                want.created_at = s.rule.created_at;
+            }
+            None => {
+                want.id = uuid::Uuid::now_v7().to_string();
+                want.version = 1;
+                want.created_at = now;
+            }
+        }
+        want.updated_at = now;
+        want.updated_by = CONFIG_PRINCIPAL.to_string();
+        store.put_rule(&want, true).await?;
+    }
+    for s in stored.iter().filter(|s| s.managed) {
+        if !config
+            .rules
+            .iter()
+            .any(|y| y.site == s.rule.site && y.name == s.rule.name)
+        {
+            tracing::info!(rule = %s.rule.name, site = %s.rule.site, "rule removed from the configuration");
+            store.delete_rule(&s.rule.id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The stored rules the engine runs; one that no longer checks (e.g. a time zone gone) is left
+/// out with an error in the log.
+fn compile(config: &AlertingConfig, stored: Vec<StoredRule>) -> Vec<Arc<Rule>> {
+    stored
+        .into_iter()
+        .filter_map(|s| {
+            let name = s.rule.name.clone();
+            let tz = config.time_zone(&s.rule.site).to_string();
+            match Rule::from_proto(s.rule, &tz) {
+                Ok(r) => Some(Arc::new(r)),
+                Err(e) => {
+                    tracing::error!(rule = %name, error = %e, "rule left out: it no longer checks");
+                    None
+                }
+            }
+        })
+        .collect()
+}
