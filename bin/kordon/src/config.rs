@@ -45,6 +45,9 @@ pub struct Config {
     /// Detection settings: the model, its database, snapshots.
     #[serde(default)]
     pub detection: kordon_detection::config::DetectionServiceConfig,
+    /// Alerting: rules, sinks, where detections come from.
+    #[serde(default)]
+    pub alerting: kordon_alerting::config::AlertingConfig,
     /// The cameras to record, by site (ingest, standalone).
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -55,6 +58,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     pub name: String,
+    /// IANA time zone, e.g. "Europe/Sofia": alert schedules run on it (default UTC).
+    #[serde(default)]
+    pub time_zone: Option<String>,
     #[serde(default)]
     pub cameras: Vec<SiteCamera>,
 }
@@ -116,6 +122,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "storage",
     "ingest",
     "detection",
+    "alerting",
     "sites",
 ];
 
@@ -193,6 +200,7 @@ impl Config {
             }
             other => RuntimeError::config("storage", other.to_string()),
         })?;
+        self.alerting().validate().map_err(alerting_config_error)?;
         let mut sites = std::collections::BTreeSet::new();
         for (i, site) in self.sites.iter().enumerate() {
             if !sites.insert(site.name.as_str()) {
@@ -253,6 +261,20 @@ impl Config {
 
     /// Every configured camera as detection sees it (detect stream, or the record stream when
     /// there is none), credentials resolved from the file.
+    /// The alerting config with each site's `time_zone` (an entry in `alerting.time_zones`
+    /// wins).
+    pub fn alerting(&self) -> kordon_alerting::config::AlertingConfig {
+        let mut a = self.alerting.clone();
+        for s in &self.sites {
+            if let Some(tz) = &s.time_zone {
+                a.time_zones
+                    .entry(s.name.clone())
+                    .or_insert_with(|| tz.clone());
+            }
+        }
+        a
+    }
+
     pub fn detection_cameras(&self) -> Vec<kordon_proto::detection::v1::DetectionCamera> {
         let mut out = Vec::new();
         for site in &self.sites {
@@ -293,6 +315,16 @@ impl Config {
 
 /// One configured camera as detection sees it. Credentials written into a URL move to
 /// `resolved_credentials` (detection refuses URLs with user info).
+/// An alerting config error as a usage error naming its key.
+pub fn alerting_config_error(e: kordon_alerting::AlertingError) -> RuntimeError {
+    match e {
+        kordon_alerting::AlertingError::Config { key, message } => {
+            RuntimeError::config(key, message)
+        }
+        other => RuntimeError::config("alerting", other.to_string()),
+    }
+}
+
 pub fn detection_camera(
     site: &str,
     c: &SiteCamera,

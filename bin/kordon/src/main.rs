@@ -2,6 +2,7 @@
 //! client commands, in one binary. Thin by design: each subcommand parses its flags and hands
 //! over to a library crate.
 
+mod alerts;
 mod audit;
 mod client;
 mod config;
@@ -67,6 +68,9 @@ enum Command {
     /// What the cameras saw: stored detections, a live watch, snapshots.
     #[command(subcommand)]
     Detections(detections::DetectionsCommand),
+    /// Alerts: list, watch, read, acknowledge, hold and resolve (each step attributed).
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
 }
 
 fn main() -> ExitCode {
@@ -130,5 +134,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Evidence(cmd) => evidence::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Detections(cmd) => detections::run(cmd).await,
+        Command::Alerts(cmd) => alerts::run(cmd).await,
     }
 }

@@ -215,6 +215,58 @@ async fn start_detection(
     Ok(detection)
 }
 
+/// Starts alerting; `own_url` is this process's listener, read when no detection endpoint is
+/// configured (standalone).
+async fn start_alerting(
+    config: &Config,
+    common: &CommonConfig,
+    own_url: Option<String>,
+    demo: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<kordon_alerting::Alerting>> {
+    let mut ac = config.alerting();
+    if ac.detection.endpoints.is_empty()
+        && let Some(u) = own_url
+    {
+        ac.detection.endpoints = vec![u];
+    }
+    if demo && ac.rules.is_empty() {
+        ac.rules.push(demo_rule());
+        for (site, tz) in [("burgas", "Europe/Sofia"), ("edirne", "Europe/Istanbul")] {
+            ac.time_zones
+                .entry(site.into())
+                .or_insert_with(|| tz.into());
+        }
+    }
+    kordon_alerting::Alerting::start(ac, &common.data_dir, shutdown.clone())
+        .await
+        .map_err(|e| match e {
+            kordon_alerting::AlertingError::Config { .. } => {
+                crate::config::alerting_config_error(e).into()
+            }
+            other => anyhow::Error::new(other).context("alerting could not start"),
+        })
+}
+
+/// The rule `kordon standalone` ships on its real-footage camera, so a first run raises an
+/// alert: a person on the road at the port gate.
+fn demo_rule() -> kordon_alerting::config::RuleYaml {
+    use kordon_alerting::config::{RuleYaml, Severity, ZoneYaml};
+    RuleYaml {
+        name: "person-on-the-road".into(),
+        site: "burgas".into(),
+        description: "A person on the road at the port gate (the demo rule)".into(),
+        severity: Severity::High,
+        cameras: vec!["port-gate".into()],
+        classes: vec!["person".into()],
+        zone: Some(ZoneYaml {
+            zones: vec!["road".into()],
+            min_dwell: Some(std::time::Duration::from_secs(1)),
+        }),
+        ..Default::default()
+    }
+}
+
 /// `kordon <service>`: one service in this process.
 pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> {
     let (config, common, _telemetry) = prepare(which.name(), flags, DevIdentityPolicy::OptIn)?;
@@ -228,6 +280,7 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
     let mut tasks: Vec<Task> = Vec::new();
     let mut ingest = None;
     let mut detection = None;
+    let mut alerting = None;
     match which {
         Service::Storage => {
             let (storage, http) = start_storage(&config, &common, &shutdown).await?;
@@ -272,7 +325,11 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
             detection = Some(d);
         }
         Service::Alerting => {
-            server = server.add_service(kordon_alerting::grpc_service(Default::default()))
+            let a = start_alerting(&config, &common, None, false, &shutdown).await?;
+            server = server.add_service(kordon_alerting::grpc_service(
+                kordon_alerting::AlertingApi::new(a.clone()),
+            ));
+            alerting = Some(a);
         }
     }
     let result = server::run(server, &common, Readiness::new(), shutdown.clone()).await;
@@ -282,6 +339,9 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
     }
     if let Some(d) = detection {
         d.stopped().await;
+    }
+    if let Some(a) = alerting {
+        a.stopped().await;
     }
     for t in tasks {
         t.await.context("task panicked")??;
@@ -345,7 +405,8 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     // With no cameras configured, simulate some (Kordon's main job on embedded defaults).
     let mut camsim = None;
     let mut detection_cameras = config.detection_cameras();
-    let cameras = if config.sites.is_empty() && flags.config.is_none() {
+    let demo = config.sites.is_empty() && flags.config.is_none();
+    let cameras = if demo {
         let sim = kordon_camsim::Camsim::start(kordon_camsim::CamsimConfig {
             cameras: DEMO_CAMERAS.len(),
             listen: kordon_camsim::DEFAULT_LISTEN,
@@ -415,6 +476,14 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         true,
     )
     .await?;
+    let alerting = start_alerting(
+        &config,
+        &common,
+        Some(format!("http://{grpc_url_addr}")),
+        demo,
+        &shutdown,
+    )
+    .await?;
     let server = GrpcServer::new("standalone", &common)?
         .add_service(kordon_storage::grpc_service(storage))
         .add_service(kordon_ingest::grpc_service(kordon_ingest::IngestApi::new(
@@ -424,7 +493,9 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         .add_service(kordon_detection::grpc_service(
             kordon_detection::DetectionApi::new(detection.clone()),
         ))
-        .add_service(kordon_alerting::grpc_service(Default::default()));
+        .add_service(kordon_alerting::grpc_service(
+            kordon_alerting::AlertingApi::new(alerting.clone()),
+        ));
 
     // The gRPC server keeps serving storage while ingest drains its spool after shutdown.
     let grpc_stop = CancellationToken::new();
@@ -442,6 +513,7 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     shutdown.cancel();
     ingest.stopped().await;
     detection.stopped().await;
+    alerting.stopped().await;
     grpc_stop.cancel();
     let grpc_result = match early {
         Some(r) => r,

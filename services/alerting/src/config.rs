@@ -564,7 +564,8 @@ impl AlertingConfig {
 
 /// A rule's YAML as the proto `Rule` (id, version and times are set by the store).
 pub fn rule_to_proto(r: &RuleYaml) -> pb::Rule {
-    let dur = |d: Option<Duration>| d.map(|d| prost_types::Duration::try_from(d).unwrap_or_default());
+    let dur =
+        |d: Option<Duration>| d.map(|d| prost_types::Duration::try_from(d).unwrap_or_default());
     pb::Rule {
         id: String::new(),
         site: r.site.clone(),
@@ -697,7 +698,8 @@ rules:
         assert!(e.contains("alerting.sinks[0].webhook.url"), "{e}");
 
         let mut c = example();
-        c.time_zones.insert("yambol".into(), "Europe/Nowhere".into());
+        c.time_zones
+            .insert("yambol".into(), "Europe/Nowhere".into());
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("alerting.time_zones.yambol"), "{e}");
 

@@ -205,10 +205,10 @@ impl Engine {
                     continue;
                 }
                 let slot = (rule.id().to_string(), cam.clone());
-                if d.phase == dpb::TrackPhase::Ended as i32 {
-                    if let Some(p) = self.present.get_mut(&slot) {
-                        p.remove(&d.track_id);
-                    }
+                if d.phase == dpb::TrackPhase::Ended as i32
+                    && let Some(p) = self.present.get_mut(&slot)
+                {
+                    p.remove(&d.track_id);
                 }
                 let Some(m) = rule.matches(d) else {
                     continue;
@@ -732,7 +732,11 @@ mod tests {
         r.dedup = pb::DedupScope::Track;
         let mut e = engine(vec![Arc::new(r)]);
         let t = 5 * S;
-        let c = run(&mut e, &[det("a", 1, t), det("b", 2, t), det("c", 1, t + 1)], t);
+        let c = run(
+            &mut e,
+            &[det("a", 1, t), det("b", 2, t), det("c", 1, t + 1)],
+            t,
+        );
         assert_eq!(c.len(), 2);
     }
 
@@ -744,16 +748,43 @@ mod tests {
             version: 3,
             ..Default::default()
         };
-        let (held, k) = act(&a, &Action::Hold { note: "patrol on its way".into() }, "ivan", 7)
-            .unwrap()
-            .unwrap();
-        assert_eq!((held.state, k), (pb::AlertState::OnHold as i32, pb::AlertEventKind::Held));
+        let (held, k) = act(
+            &a,
+            &Action::Hold {
+                note: "patrol on its way".into(),
+            },
+            "ivan",
+            7,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (held.state, k),
+            (pb::AlertState::OnHold as i32, pb::AlertEventKind::Held)
+        );
         assert_eq!((held.held_by.as_str(), held.version), ("ivan", 4));
-        assert!(act(&held, &Action::Hold { note: String::new() }, "x", 8)
+        assert!(
+            act(
+                &held,
+                &Action::Hold {
+                    note: String::new()
+                },
+                "x",
+                8
+            )
             .unwrap()
-            .is_none());
-        let e = act(&held, &Action::Resolve { resolution: 0, note: String::new() }, "x", 8)
-            .unwrap_err();
+            .is_none()
+        );
+        let e = act(
+            &held,
+            &Action::Resolve {
+                resolution: 0,
+                note: String::new(),
+            },
+            "x",
+            8,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("resolution"), "{e}");
         let (done, _) = act(
             &held,
@@ -772,7 +803,15 @@ mod tests {
             ("maria", "maria"),
             "resolving records the acknowledgement too"
         );
-        let e = act(&done, &Action::Acknowledge { note: String::new() }, "x", 10).unwrap_err();
+        let e = act(
+            &done,
+            &Action::Acknowledge {
+                note: String::new(),
+            },
+            "x",
+            10,
+        )
+        .unwrap_err();
         assert!(matches!(e, AlertingError::FailedPrecondition(_)));
     }
 }

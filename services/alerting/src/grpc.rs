@@ -141,7 +141,11 @@ impl AlertingService for AlertingApi {
             auth::authorize(&p, &r.site, Permission::ViewStatus)?;
         }
         let size = page_size(&r.page) as usize;
-        let after = r.page.as_ref().map(|p| p.page_token.clone()).unwrap_or_default();
+        let after = r
+            .page
+            .as_ref()
+            .map(|p| p.page_token.clone())
+            .unwrap_or_default();
         let mut rules: Vec<pb::Rule> = self
             .alerting
             .rules()
@@ -160,7 +164,9 @@ impl AlertingService for AlertingApi {
             .filter(|x| after.is_empty() || format!("{}/{}", x.site, x.name) > after)
             .collect();
         rules.sort_by(|a, b| (&a.name, &a.site).cmp(&(&b.name, &b.site)));
-        rules.sort_by(|a, b| format!("{}/{}", a.site, a.name).cmp(&format!("{}/{}", b.site, b.name)));
+        rules.sort_by(|a, b| {
+            format!("{}/{}", a.site, a.name).cmp(&format!("{}/{}", b.site, b.name))
+        });
         let next = if rules.len() > size {
             rules.truncate(size);
             rules
@@ -264,7 +270,10 @@ impl AlertingService for AlertingApi {
             let more = rows.len() > size as usize;
             for a in rows.into_iter().take(size as usize) {
                 after = Some((
-                    a.opened_at.as_ref().and_then(micros_from_timestamp).unwrap_or(0),
+                    a.opened_at
+                        .as_ref()
+                        .and_then(micros_from_timestamp)
+                        .unwrap_or(0),
                     a.id.clone(),
                 ));
                 if can(&p, &a.site, Permission::ViewStatus) {
@@ -365,7 +374,9 @@ impl AlertingService for AlertingApi {
         let (tx, rx) = mpsc::channel::<Result<pb::WatchAlertsResponse, Status>>(buffered);
         let alerting = self.alerting.clone();
         let visible = move |a: &pb::Alert| can(&p, &a.site, Permission::ViewStatus);
-        let gauge = crate::metrics::get().subscribers.with_label_values::<&str>(&[]);
+        let gauge = crate::metrics::get()
+            .subscribers
+            .with_label_values::<&str>(&[]);
         gauge.set(alerting.subscribers() as i64);
         tokio::spawn(async move {
             let send = |m: Result<pb::WatchAlertsResponse, Status>| {
@@ -389,7 +400,10 @@ impl AlertingService for AlertingApi {
                         let n = page.len();
                         for a in page {
                             after = Some((
-                                a.opened_at.as_ref().and_then(micros_from_timestamp).unwrap_or(0),
+                                a.opened_at
+                                    .as_ref()
+                                    .and_then(micros_from_timestamp)
+                                    .unwrap_or(0),
                                 a.id.clone(),
                             ));
                             if visible(&a) {
@@ -435,8 +449,7 @@ impl AlertingService for AlertingApi {
                             }
                             sent = e.seq;
                             let a = e.response.alert.clone().unwrap_or_default();
-                            if f.matches(&a) && visible(&a) && !send(Ok(e.response.clone())).await
-                            {
+                            if f.matches(&a) && visible(&a) && !send(Ok(e.response.clone())).await {
                                 return Ok(());
                             }
                         }
@@ -473,9 +486,16 @@ impl AlertingService for AlertingApi {
         self.authorize_alert(&p, &r.alert_id).await?;
         let a = self
             .alerting
-            .act(&r.alert_id, Action::Acknowledge { note: r.note }, &who(&p), r.expected_version)
+            .act(
+                &r.alert_id,
+                Action::Acknowledge { note: r.note },
+                &who(&p),
+                r.expected_version,
+            )
             .await?;
-        Ok(Response::new(pb::AcknowledgeAlertResponse { alert: Some(a) }))
+        Ok(Response::new(pb::AcknowledgeAlertResponse {
+            alert: Some(a),
+        }))
     }
 
     async fn hold_alert(
@@ -487,7 +507,12 @@ impl AlertingService for AlertingApi {
         self.authorize_alert(&p, &r.alert_id).await?;
         let a = self
             .alerting
-            .act(&r.alert_id, Action::Hold { note: r.note }, &who(&p), r.expected_version)
+            .act(
+                &r.alert_id,
+                Action::Hold { note: r.note },
+                &who(&p),
+                r.expected_version,
+            )
             .await?;
         Ok(Response::new(pb::HoldAlertResponse { alert: Some(a) }))
     }

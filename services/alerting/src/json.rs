@@ -29,7 +29,9 @@ fn put(m: &mut Map<String, Value>, k: &str, v: Option<Value>) {
 }
 
 fn name<E: TryFrom<i32>>(v: i32, f: impl Fn(&E) -> &'static str) -> Option<Value> {
-    E::try_from(v).ok().map(|e| Value::String(f(&e).to_string()))
+    E::try_from(v)
+        .ok()
+        .map(|e| Value::String(f(&e).to_string()))
 }
 
 fn detection(d: &dpb::Detection) -> Value {
@@ -57,7 +59,11 @@ pub fn alert(a: &pb::Alert) -> Value {
     put(&mut m, "site", Some(json!(a.site)));
     put(&mut m, "ruleId", Some(json!(a.rule_id)));
     put(&mut m, "ruleName", Some(json!(a.rule_name)));
-    put(&mut m, "severity", name(a.severity, pb::AlertSeverity::as_str_name));
+    put(
+        &mut m,
+        "severity",
+        name(a.severity, pb::AlertSeverity::as_str_name),
+    );
     put(
         &mut m,
         "initialSeverity",
@@ -65,7 +71,11 @@ pub fn alert(a: &pb::Alert) -> Value {
     );
     put(&mut m, "state", name(a.state, pb::AlertState::as_str_name));
     if let Some(c) = &a.camera {
-        put(&mut m, "camera", Some(json!({"site": c.site, "camera": c.camera})));
+        put(
+            &mut m,
+            "camera",
+            Some(json!({"site": c.site, "camera": c.camera})),
+        );
     }
     put(&mut m, "classLabel", Some(json!(a.class_label)));
     put(&mut m, "zone", Some(json!(a.zone)));
@@ -94,7 +104,11 @@ pub fn alert(a: &pb::Alert) -> Value {
     put(&mut m, "resolvedBy", Some(json!(a.resolved_by)));
     put(&mut m, "resolvedAt", time(&a.resolved_at));
     if a.resolution != 0 {
-        put(&mut m, "resolution", name(a.resolution, pb::AlertResolution::as_str_name));
+        put(
+            &mut m,
+            "resolution",
+            name(a.resolution, pb::AlertResolution::as_str_name),
+        );
     }
     put(&mut m, "resolveNote", Some(json!(a.resolve_note)));
     if let Some(o) = &a.origin {
@@ -111,7 +125,11 @@ pub fn alert(a: &pb::Alert) -> Value {
 /// One event as JSON.
 pub fn event(e: &pb::WatchAlertsResponse) -> Value {
     let mut m = Map::new();
-    put(&mut m, "kind", name(e.kind, pb::AlertEventKind::as_str_name));
+    put(
+        &mut m,
+        "kind",
+        name(e.kind, pb::AlertEventKind::as_str_name),
+    );
     put(&mut m, "alert", e.alert.as_ref().map(alert));
     put(&mut m, "eventTime", time(&e.event_time));
     put(&mut m, "cursor", Some(json!(e.cursor)));
@@ -147,7 +165,10 @@ mod tests {
         assert_eq!(v["alert"]["severity"], "ALERT_SEVERITY_HIGH");
         assert_eq!(v["alert"]["openedAt"], "2026-01-01T00:00:00.5Z");
         assert_eq!(v["alert"]["trackId"], "7");
-        assert!(v["alert"].get("zone").is_none(), "empty fields are left out");
+        assert!(
+            v["alert"].get("zone").is_none(),
+            "empty fields are left out"
+        );
         assert_eq!(v["cursor"], "12");
     }
 }

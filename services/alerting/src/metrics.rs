@@ -53,11 +53,7 @@ pub fn get() -> &'static Metrics {
             "Alerts opened",
             &["site", "rule", "severity"],
         ),
-        events: counter(
-            "kordon_alerting_events_total",
-            "Alert events",
-            &["kind"],
-        ),
+        events: counter("kordon_alerting_events_total", "Alert events", &["kind"]),
         detections: counter(
             "kordon_alerting_detections_total",
             "Detections read, and those that matched a rule",

@@ -126,7 +126,12 @@ impl Rule {
         let severity = match pb::AlertSeverity::try_from(proto.severity) {
             Ok(pb::AlertSeverity::Unspecified) => pb::AlertSeverity::Medium,
             Ok(s) => s,
-            Err(_) => return Err(bad(format!("rule.severity: unknown value {}", proto.severity))),
+            Err(_) => {
+                return Err(bad(format!(
+                    "rule.severity: unknown value {}",
+                    proto.severity
+                )));
+            }
         };
         for (i, c) in proto.cameras.iter().enumerate() {
             if c.camera.is_empty() || (!c.site.is_empty() && c.site != proto.site) {
@@ -310,7 +315,10 @@ impl Rule {
                 }
                 if zones.is_empty() && d.zones.is_empty() {
                     // "Anywhere": presence that lasted, measured from the track's start.
-                    let since = d.track_started_at.as_ref().and_then(micros_from_timestamp)?;
+                    let since = d
+                        .track_started_at
+                        .as_ref()
+                        .and_then(micros_from_timestamp)?;
                     let dwell = Duration::from_micros((time_us - since).max(0) as u64);
                     return (dwell >= *min_dwell).then(|| Match {
                         zone: String::new(),
@@ -362,10 +370,7 @@ mod tests {
     use kordon_proto::time::timestamp_from_micros;
 
     fn us(rfc3339: &str) -> i64 {
-        rfc3339
-            .parse::<jiff::Timestamp>()
-            .unwrap()
-            .as_microsecond()
+        rfc3339.parse::<jiff::Timestamp>().unwrap().as_microsecond()
     }
 
     fn det(time_us: i64, zone: Option<(&str, i64)>) -> dpb::Detection {

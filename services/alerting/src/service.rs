@@ -246,8 +246,8 @@ impl Alerting {
             }
             n += 1;
             if n.is_multiple_of(3600) {
-                let cutoff =
-                    crate::now_us() - i64::try_from(self.config.retention.as_micros()).unwrap_or(i64::MAX);
+                let cutoff = crate::now_us()
+                    - i64::try_from(self.config.retention.as_micros()).unwrap_or(i64::MAX);
                 match self.store.delete_before(cutoff).await {
                     Ok(0) => {}
                     Ok(k) => tracing::info!(deleted = k, "resolved alerts past retention deleted"),
@@ -367,7 +367,12 @@ impl Alerting {
         };
         let change = engine.change_for(after.clone(), key, kind, now);
         self.write(&mut engine, vec![change], now).await?;
-        tracing::info!(alert = alert_id, by = who, event = kind.as_str_name(), "alert changed");
+        tracing::info!(
+            alert = alert_id,
+            by = who,
+            event = kind.as_str_name(),
+            "alert changed"
+        );
         Ok(after)
     }
 

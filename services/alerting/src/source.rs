@@ -41,8 +41,8 @@ pub async fn run(
             _ => None,
         };
         let result = async {
-            let channel = client::connect_lazy(&client_config.options(&url))
-                .map_err(|e| e.to_string())?;
+            let channel =
+                client::connect_lazy(&client_config.options(&url)).map_err(|e| e.to_string())?;
             let mut c = DetectionServiceClient::new(channel);
             let mut stream = c
                 .watch_detections(dpb::WatchDetectionsRequest {

@@ -557,10 +557,7 @@ impl Store {
     }
 
     /// Dead letters of a sink, oldest first: `(seq, attempts, reason)`.
-    pub async fn dead_letters(
-        &self,
-        sink: &str,
-    ) -> Result<Vec<(i64, u32, String)>, AlertingError> {
+    pub async fn dead_letters(&self, sink: &str) -> Result<Vec<(i64, u32, String)>, AlertingError> {
         let rows = dispatch!(&self.pool, pool => {
             let rows = sqlx::query(
                 "SELECT seq, attempts, reason FROM dead_letters WHERE sink = $1 ORDER BY seq",
@@ -728,7 +725,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(s.queue("hook", 1).await.unwrap()[0].attempts, 1);
-        s.dead_letter("hook", ev[0].seq, 8, "HTTP 400").await.unwrap();
+        s.dead_letter("hook", ev[0].seq, 8, "HTTP 400")
+            .await
+            .unwrap();
         assert!(s.queue("hook", 10).await.unwrap().is_empty());
         assert_eq!(
             s.dead_letters("hook").await.unwrap(),

@@ -226,7 +226,9 @@ pub async fn run(sink: Arc<Sink>, store: Store, replica: String, cancel: Cancell
                             tracing::warn!(sink = %name, error = %e, "dead letter not written");
                             break;
                         }
-                        m.deliveries.with_label_values(&[&name, "dead_letter"]).inc();
+                        m.deliveries
+                            .with_label_values(&[&name, "dead_letter"])
+                            .inc();
                         sink.health(|h| {
                             h.failed += 1;
                             h.dead_letters += 1;
@@ -247,7 +249,10 @@ pub async fn run(sink: Arc<Sink>, store: Store, replica: String, cancel: Cancell
                     let next = now + retry.backoff(attempt).as_micros() as i64;
                     tracing::debug!(sink = %name, seq = q.seq, attempt, error = %reason, "delivery failed; will retry");
                     m.deliveries.with_label_values(&[&name, "retried"]).inc();
-                    if let Err(e) = store.retry_later(&name, q.seq, attempt, next, &reason).await {
+                    if let Err(e) = store
+                        .retry_later(&name, q.seq, attempt, next, &reason)
+                        .await
+                    {
                         tracing::warn!(sink = %name, error = %e, "retry not recorded");
                     }
                     break;

@@ -111,13 +111,13 @@ impl Mqtt {
         while want > 0 {
             let Ok(ev) = tokio::time::timeout_at(deadline, self.events.poll()).await else {
                 self.reset();
-                return Err(Failure::Transient("no acknowledgement from the broker".into()));
+                return Err(Failure::Transient(
+                    "no acknowledgement from the broker".into(),
+                ));
             };
             match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => self.connected = true,
-                Ok(Event::Incoming(Packet::PubAck(_))) if self.qos == QoS::AtLeastOnce => {
-                    want -= 1
-                }
+                Ok(Event::Incoming(Packet::PubAck(_))) if self.qos == QoS::AtLeastOnce => want -= 1,
                 Ok(Event::Incoming(Packet::PubComp(_))) if self.qos == QoS::ExactlyOnce => {
                     want -= 1
                 }
@@ -135,11 +135,21 @@ impl Mqtt {
     }
 
     /// Publishes one event of `site`/`camera`.
-    pub async fn publish(&mut self, site: &str, camera: &str, body: Vec<u8>) -> Result<(), Failure> {
+    pub async fn publish(
+        &mut self,
+        site: &str,
+        camera: &str,
+        body: Vec<u8>,
+    ) -> Result<(), Failure> {
         if !self.connected {
             // Announce availability on (re)connection; settles with the first acknowledgement.
             self.client
-                .publish(format!("{}/available", self.prefix), QoS::AtLeastOnce, true, "online")
+                .publish(
+                    format!("{}/available", self.prefix),
+                    QoS::AtLeastOnce,
+                    true,
+                    "online",
+                )
                 .await
                 .map_err(|e| Failure::Transient(format!("MQTT: {e}")))?;
             let q = self.qos;
