@@ -19,6 +19,7 @@ KORDON_APT_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   ffmpeg python3-venv
+  mosquitto mosquitto-clients
 )
 
 install_apt_packages() {
@@ -57,6 +58,11 @@ install_python_tools() {
     log "installing grpcio tools into $KORDON_VENV"
     "$KORDON_VENV/bin/pip" install -q --disable-pip-version-check \
       'grpcio==1.*' 'grpcio-health-checking==1.*' 'grpcio-reflection==1.*' 'protobuf>=5'
+  fi
+  if ! "$KORDON_VENV/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
+    # The alerting check verifies webhook signatures with an implementation that is not Kordon's.
+    log "installing standardwebhooks into $KORDON_VENV"
+    "$KORDON_VENV/bin/pip" install -q --disable-pip-version-check 'standardwebhooks==1.*'
   fi
   if ! "$KORDON_VENV/bin/python" -c 'import onnx, onnxruntime, numpy' 2>/dev/null; then
     log "installing onnxruntime $KORDON_ONNXRUNTIME_VERSION (CPU) into $KORDON_VENV"

@@ -42,6 +42,9 @@ log "end-to-end: recording from RTSP servers that are not Kordon's (Perl, Node; 
 log "end-to-end: detections through the CLI (people and vehicles, track lifecycles, zone, line crossings' direction, snapshot read logged, watch replay)"
 "$KORDON_VENV/bin/python" e2e/detection_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
+log "end-to-end: alerts from the real clip to a gRPC subscriber, a webhook receiver (standardwebhooks) and MQTT (Mosquitto); receiver down 60 s; ack/hold/resolve; dead letters; restart"
+"$KORDON_VENV/bin/python" e2e/alert_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
 

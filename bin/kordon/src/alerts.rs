@@ -28,6 +28,8 @@ pub enum AlertsCommand {
     Hold(ActArgs),
     /// Resolve an alert.
     Resolve(ResolveArgs),
+    /// Where alerts are delivered, with each sink's health, queue and dead letters.
+    Sinks(ClientFlags),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -256,6 +258,7 @@ pub async fn run(cmd: AlertsCommand) -> anyhow::Result<()> {
         AlertsCommand::Ack(a) => act(a, None, false).await,
         AlertsCommand::Hold(a) => act(a, None, true).await,
         AlertsCommand::Resolve(r) => act(r.act, Some(r.resolution), false).await,
+        AlertsCommand::Sinks(f) => sinks(f).await,
     }
 }
 
@@ -475,6 +478,72 @@ async fn act(a: ActArgs, resolve: Option<i32>, hold: bool) -> anyhow::Result<()>
                 rfc3339(at),
                 alert.version
             );
+        }
+    }
+    Ok(())
+}
+
+async fn sinks(flags: ClientFlags) -> anyhow::Result<()> {
+    let mut c = connect(&flags).await?;
+    let list = c
+        .list_sinks(pb::ListSinksRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .sinks;
+    let rows: Vec<serde_json::Value> = list
+        .iter()
+        .map(|s| {
+            let st = s.status.clone().unwrap_or_default();
+            let (kind, target) = match &s.target {
+                Some(pb::sink::Target::Webhook(w)) => ("webhook", w.url.clone()),
+                Some(pb::sink::Target::Mqtt(m)) => ("mqtt", m.broker_url.clone()),
+                Some(pb::sink::Target::GrpcStream(_)) => ("grpc", "WatchAlerts".to_string()),
+                None => ("", String::new()),
+            };
+            serde_json::json!({
+                "name": s.name,
+                "kind": kind,
+                "target": target,
+                "healthy": st.healthy,
+                "delivered": st.delivered_total,
+                "failed": st.failed_total,
+                "dead_letters": st.dead_letters_total,
+                "pending": st.pending,
+                "subscribers": st.subscribers,
+                "last_delivery_at": rfc3339(&st.last_delivery_at),
+                "last_error": st.last_error,
+                "last_error_at": rfc3339(&st.last_error_at),
+                "disabled_reason": st.disabled_reason,
+            })
+        })
+        .collect();
+    match flags.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Table => {
+            println!(
+                "{:<16} {:<8} {:<8} {:>9} {:>7} {:>6} {:>7}  LAST ERROR",
+                "SINK", "KIND", "HEALTHY", "DELIVERED", "PENDING", "DEAD", "FAILED"
+            );
+            for r in &rows {
+                let why = [&r["disabled_reason"], &r["last_error"]]
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .find(|s| !s.is_empty())
+                    .unwrap_or("")
+                    .to_string();
+                println!(
+                    "{:<16} {:<8} {:<8} {:>9} {:>7} {:>6} {:>7}  {}",
+                    r["name"].as_str().unwrap_or(""),
+                    r["kind"].as_str().unwrap_or(""),
+                    if r["healthy"].as_bool() == Some(true) { "yes" } else { "no" },
+                    r["delivered"],
+                    r["pending"],
+                    r["dead_letters"],
+                    r["failed"],
+                    why
+                );
+            }
         }
     }
     Ok(())

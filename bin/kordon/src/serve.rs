@@ -405,7 +405,8 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     // With no cameras configured, simulate some (Kordon's main job on embedded defaults).
     let mut camsim = None;
     let mut detection_cameras = config.detection_cameras();
-    let demo = config.sites.is_empty() && flags.config.is_none();
+    // A config without cameras (e.g. one that only sets alert sinks) runs the demo cameras too.
+    let demo = config.sites.is_empty();
     let cameras = if demo {
         let sim = kordon_camsim::Camsim::start(kordon_camsim::CamsimConfig {
             cameras: DEMO_CAMERAS.len(),
