@@ -536,7 +536,11 @@ async fn sinks(flags: ClientFlags) -> anyhow::Result<()> {
                     "{:<16} {:<8} {:<8} {:>9} {:>7} {:>6} {:>7}  {}",
                     r["name"].as_str().unwrap_or(""),
                     r["kind"].as_str().unwrap_or(""),
-                    if r["healthy"].as_bool() == Some(true) { "yes" } else { "no" },
+                    if r["healthy"].as_bool() == Some(true) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
                     r["delivered"],
                     r["pending"],
                     r["dead_letters"],

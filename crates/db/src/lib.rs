@@ -155,6 +155,23 @@ impl Pool {
         Ok(())
     }
 
+    /// [`Pool::migrate`] with the service's own bookkeeping table, so services sharing one
+    /// PostgreSQL database (a Site's `spec.database`) do not read each other's migrations.
+    pub async fn migrate_in(
+        &self,
+        migrations: &[Migration],
+        table: &'static str,
+    ) -> Result<(), DbError> {
+        let postgres = matches!(self, Pool::Postgres(_));
+        let mut m = migrator(migrations, postgres);
+        m.dangerous_set_table_name(table);
+        match self {
+            Pool::Sqlite(p) => m.run(p).await?,
+            Pool::Postgres(p) => m.run(p).await?,
+        }
+        Ok(())
+    }
+
     /// Closes the pool (waits for connections in use to be returned).
     pub async fn close(&self) {
         match self {

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub detection_to_event: HistogramVec,
     /// WatchAlerts subscribers.
     pub subscribers: IntGaugeVec,
+    /// Seconds from a detection's frame time to its arrival here (detection's share of the
+    /// alert latency).
+    pub detection_arrival: HistogramVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -87,6 +90,11 @@ pub fn get() -> &'static Metrics {
         subscribers: gauge(
             "kordon_alerting_watch_subscribers",
             "WatchAlerts subscribers",
+            &[],
+        ),
+        detection_arrival: histogram(
+            "kordon_alerting_detection_arrival_seconds",
+            "Seconds from a detection's frame time to its arrival at alerting",
             &[],
         ),
     })

@@ -275,6 +275,17 @@ impl Alerting {
                 return;
             }
             let (sources, batch): (Vec<usize>, Vec<dpb::Detection>) = buf.drain(..).unzip();
+            let arrived = crate::now_us();
+            let arrival = m.detection_arrival.with_label_values::<&str>(&[]);
+            for d in &batch {
+                if let Some(t) = d
+                    .time
+                    .as_ref()
+                    .and_then(kordon_proto::time::micros_from_timestamp)
+                {
+                    arrival.observe((arrived - t).max(0) as f64 / 1e6);
+                }
+            }
             loop {
                 let mut engine = self.engine.lock().await;
                 let now = crate::now_us();

@@ -113,7 +113,9 @@ impl Store {
     /// Opens (creating if needed) and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Store, AlertingError> {
         let pool = Pool::connect(url, 4, "kordon-alerting").await?;
-        pool.migrate(MIGRATIONS).await?;
+        // Its own bookkeeping table: alerting may share the site's PostgreSQL with storage.
+        pool.migrate_in(MIGRATIONS, "_kordon_alerting_migrations")
+            .await?;
         Ok(Store { pool })
     }
 

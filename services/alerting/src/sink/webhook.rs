@@ -17,7 +17,13 @@ use crate::config::WebhookYaml;
 pub struct Webhook {
     url: String,
     key: Vec<u8>,
+    /// A mounted Secret is updated in place when it changes: re-read when its mtime moves.
+    secret_file: Option<(std::path::PathBuf, Option<std::time::SystemTime>)>,
     client: reqwest::Client,
+}
+
+fn mtime(p: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
 /// The key of a `whsec_…` secret (a secret without the prefix is taken as base64 too).
@@ -62,12 +68,40 @@ impl Webhook {
         Ok(Webhook {
             url: c.url.clone(),
             key: key_of(&secret)?,
+            secret_file: c.secret_file.clone().map(|f| {
+                let m = mtime(&f);
+                (f, m)
+            }),
             client,
         })
     }
 
+    /// Takes a rotated secret (the file changed since it was read).
+    fn reload(&mut self) {
+        let Some((path, seen)) = &mut self.secret_file else {
+            return;
+        };
+        let now = mtime(path);
+        if now == *seen {
+            return;
+        }
+        match std::fs::read_to_string(&*path)
+            .map_err(|e| e.to_string())
+            .and_then(|s| key_of(&s))
+        {
+            Ok(k) => {
+                self.key = k;
+                *seen = now;
+                tracing::info!(file = %path.display(), "webhook signing secret rotated");
+            }
+            Err(e) => tracing::warn!(file = %path.display(), error = %e,
+                                     "webhook signing secret changed but is unreadable; keeping the old one"),
+        }
+    }
+
     /// Posts one message; `id` is the same on every retry of it.
-    pub async fn post(&self, id: &str, body: Vec<u8>) -> Result<(), Failure> {
+    pub async fn post(&mut self, id: &str, body: Vec<u8>) -> Result<(), Failure> {
+        self.reload();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
