@@ -498,7 +498,7 @@ fn assert_mounts_its_certificate(body: &Value, component: &str, issued: &IssuedC
 }
 
 #[tokio::test]
-async fn current_certificates_are_kept_and_a_due_or_foreign_one_is_reissued() {
+async fn current_certificates_are_kept_and_a_due_foreign_or_short_named_one_is_reissued() {
     use std::time::{Duration, SystemTime};
     let s = finalized(site("yambol", 1));
     let (ctx, mut api) = context(std::slice::from_ref(&s), &[]);
@@ -516,9 +516,9 @@ async fn current_certificates_are_kept_and_a_due_or_foreign_one_is_reissued() {
             "data": data,
         })
     };
-    let cert_secret = move |ca: &SiteCa, c: &str, issued_at: SystemTime| {
+    let cert_secret = move |ca: &SiteCa, c: &str, issued_at: SystemTime, names: &[String]| {
         let id = kordon_runtime::auth::ServiceIdentity::new(NS, "yambol", c).unwrap();
-        let i = ca.issue(&id, &[], issued_at).unwrap();
+        let i = ca.issue(&id, names, issued_at).unwrap();
         secret(
             &format!("yambol-{c}-tls"),
             json!({ "tls.crt": b64(&i.cert_pem), "tls.key": b64(&i.key_pem), "ca.crt": b64(&i.ca_pem) }),
@@ -536,19 +536,23 @@ async fn current_certificates_are_kept_and_a_due_or_foreign_one_is_reissued() {
         .await;
         for c in COMPONENTS {
             let path = format!("{base}/secrets/yambol-{c}-tls");
+            let names = pki::dns_names(NS, "yambol", c);
             let existing = match c {
                 // Signed by a CA this site does not trust (e.g. restored from elsewhere).
-                "storage" => cert_secret(&stranger, c, now),
+                "storage" => cert_secret(&stranger, c, now, &names),
                 // Issued 25 of its 30 days ago: less than a third of its lifetime left.
-                "detection" => cert_secret(&ca, c, now - Duration::from_secs(25 * 86_400)),
-                _ => cert_secret(&ca, c, now),
+                "detection" => cert_secret(&ca, c, now - Duration::from_secs(25 * 86_400), &names),
+                // Issued before its server answered by replica name (`*.yambol-ingest...`).
+                "ingest" => cert_secret(&ca, c, now, &names[..4]),
+                _ => cert_secret(&ca, c, now, &names),
             };
             api.expect(Method::GET, &path, |_| (200, existing)).await;
-            if c == "storage" || c == "detection" {
+            if c == "storage" || c == "detection" || c == "ingest" {
                 let seen = api.expect(Method::PATCH, &path, echo).await;
                 let cert = secret_data(&seen.body, "tls.crt");
                 let info = pki::inspect(&cert).unwrap();
                 assert!(!info.due(SystemTime::now()), "{c} renewed");
+                assert_eq!(info.dns_names, names, "{c}");
                 assert_eq!(secret_data(&seen.body, "ca.crt"), ca.cert_pem());
             }
         }

@@ -277,7 +277,8 @@ pub fn inspect(cert_pem: &str) -> Result<CertInfo, PkiError> {
 }
 
 /// The DNS names a component's server certificate answers to: its Service in every form a
-/// client may use, and for ingest every replica behind the headless Service.
+/// client may use, and for ingest and detection every replica behind the headless Service
+/// (the operator calls each replica, alerting each detection replica, by its own name).
 pub fn dns_names(namespace: &str, site: &str, component: &str) -> Vec<String> {
     let service = crate::render::component_name(site, component);
     let mut names = vec![
@@ -286,7 +287,7 @@ pub fn dns_names(namespace: &str, site: &str, component: &str) -> Vec<String> {
         format!("{service}.{namespace}.svc"),
         format!("{service}.{namespace}.svc.cluster.local"),
     ];
-    if component == "ingest" {
+    if crate::render::SHARDED.contains(&component) {
         names.push(format!("*.{service}.{namespace}.svc"));
         names.push(format!("*.{service}.{namespace}.svc.cluster.local"));
     }
@@ -314,6 +315,10 @@ mod tests {
                 .dns_names
                 .contains(&"*.burgas-ingest.kordon.svc".to_string())
         );
+        let detection = dns_names("kordon", "burgas", "detection");
+        assert!(detection.contains(&"*.burgas-detection.kordon.svc".to_string()));
+        let storage = dns_names("kordon", "burgas", "storage");
+        assert!(!storage.iter().any(|n| n.starts_with('*')), "{storage:?}");
         assert!(!cert.info.is_ca);
         assert_eq!(cert.ca_pem, ca.cert_pem());
         assert_eq!(
