@@ -52,10 +52,10 @@ use tokio_util::sync::CancellationToken;
 pub use config::{OperatorConfig, OperatorFlags};
 pub use error::{Error, Result};
 
-/// The Site and Camera CustomResourceDefinitions as one multi-document YAML stream.
+/// The Site, Camera and AlertRule CustomResourceDefinitions as one multi-document YAML stream.
 pub fn crds_yaml() -> Result<String> {
     let mut out = String::new();
-    for crd in [crd::Site::crd(), crd::Camera::crd()] {
+    for crd in [crd::Site::crd(), crd::Camera::crd(), crd::AlertRule::crd()] {
         let doc = serde_yaml::to_string(&crd).map_err(|e| Error::Render {
             what: "CustomResourceDefinition".into(),
             message: e.to_string(),

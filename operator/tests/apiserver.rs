@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{FakeDetection, FakeIngest, eventually};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
-use kordon_operator::crd::{Camera, Site};
+use kordon_operator::crd::{AlertRule, Camera, Site};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -49,6 +49,22 @@ fn camera_json(name: &str, site: &str) -> serde_json::Value {
                 "lines": [{ "name": "fence", "from": [0.0, 0.8], "to": [1.0, 0.7], "direction": "leftToRight" }],
                 "motion": { "threshold": 0.01 },
             },
+        }
+    })
+}
+
+fn rule_json(name: &str, site: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "kordon.io/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": { "name": name },
+        "spec": {
+            "site": site,
+            "severity": "high",
+            "classes": ["person"],
+            "zone": { "zones": ["gate"], "minDwell": "5s" },
+            "schedule": { "windows": [{ "days": ["mon", "tue"], "start": "22:00", "end": "06:00" }] },
+            "cooldown": "1m",
         }
     })
 }
@@ -593,24 +609,28 @@ async fn an_earlier_detection_deployment_and_service_give_way_to_the_statefulset
     common::drop_namespace(&client, &ns).await;
 }
 
+/// Creates `obj` as it is (untyped: the apiserver, not serde, judges it).
+async fn create<K>(client: &Client, ns: &str, obj: serde_json::Value) -> kube::Result<()>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let resource = kube::api::ApiResource::erase::<K>(&());
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(obj).unwrap(),
+    )
+    .await
+    .map(|_| ())
+}
+
 async fn rejected(client: &Client, ns: &str, obj: serde_json::Value) -> String {
     let kind = obj["kind"].as_str().unwrap().to_string();
-    let res = if kind == "Site" {
-        let api: Api<Site> = Api::namespaced(client.clone(), ns);
-        api.create(
-            &PostParams::default(),
-            &serde_json::from_value(obj).unwrap(),
-        )
-        .await
-        .map(|_| ())
-    } else {
-        let api: Api<Camera> = Api::namespaced(client.clone(), ns);
-        api.create(
-            &PostParams::default(),
-            &serde_json::from_value(obj).unwrap(),
-        )
-        .await
-        .map(|_| ())
+    let res = match kind.as_str() {
+        "Site" => create::<Site>(client, ns, obj).await,
+        "Camera" => create::<Camera>(client, ns, obj).await,
+        "AlertRule" => create::<AlertRule>(client, ns, obj).await,
+        other => panic!("no {other} here"),
     };
     match res {
         Err(kube::Error::Api(s)) => {
@@ -694,6 +714,56 @@ async fn invalid_resources_are_rejected_with_clear_messages() {
     ] {
         assert!(msg.contains(want), "missing {want:?} in {msg}");
     }
+
+    // Alert rules: the schema first (the apiserver checks CEL rules only on an object the
+    // schema admits), then the CEL rules.
+    let mut rule = rule_json("schema", "burgas");
+    rule["spec"]["cooldown"] = json!("1 minute");
+    rule["spec"]["severity"] = json!("urgent");
+    rule["spec"]["site"] = json!("");
+    rule["spec"]["zone"] = json!(null);
+    rule["spec"]["line"] = json!({ "lines": [], "direction": "leftToRight" });
+    let msg = rejected(&client, &ns, rule).await;
+    for want in [
+        "spec.cooldown",
+        "spec.severity",
+        "spec.site",
+        "spec.line.lines",
+        "spec.line.direction",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    let mut rule = rule_json("cel", "burgas");
+    rule["spec"]["line"] = json!({ "lines": ["fence"], "direction": "left-to-right" });
+    rule["spec"]["schedule"]["windows"][0]["start"] = json!("25:00");
+    rule["spec"]["schedule"]["windows"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "start": "08:00", "end": "8:30" }));
+    rule["spec"]["minConfidence"] = json!(1.5);
+    let msg = rejected(&client, &ns, rule).await;
+    for want in [
+        "an alert rule watches zones or lines, not both",
+        "schedule.windows.start must be HH:MM",
+        "schedule.windows.end must be HH:MM",
+        "minConfidence must be within 0..1",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    // A well-formed rule is admitted (its Site need not exist yet) and cannot move.
+    create::<AlertRule>(&client, &ns, rule_json("night-gate", "burgas"))
+        .await
+        .unwrap();
+    let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
+    let err = rules
+        .patch(
+            "night-gate",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "site": "edirne" } })),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.site cannot change"), "{err}");
 
     // A camera cannot move to another site.
     let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);

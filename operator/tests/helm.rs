@@ -122,7 +122,14 @@ fn chart_lints_and_renders_valid_objects() {
         .filter(|(k, _)| k == "CustomResourceDefinition")
         .map(|(_, v)| v["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(crds, ["sites.kordon.io", "cameras.kordon.io"]);
+    assert_eq!(
+        crds,
+        [
+            "sites.kordon.io",
+            "cameras.kordon.io",
+            "alertrules.kordon.io"
+        ]
+    );
 
     // The operator config the chart renders is one the operator accepts.
     let cm = objs.iter().find(|(k, _)| k == "ConfigMap").unwrap();
