@@ -94,14 +94,17 @@ async fn a_finalized_site_applies_its_workloads_then_its_status() {
                 .await;
             assert_ssa(&seen.query);
         }
-        let pvc = api
-            .expect(
-                Method::PATCH,
-                &format!("{base}/persistentvolumeclaims/burgas-storage-data"),
-                echo,
-            )
-            .await;
-        assert!(pvc.body["metadata"].get("ownerReferences").is_none());
+        // Storage's and alerting's data claims: retained, so without an owner.
+        for claim in ["storage", "alerting"] {
+            let pvc = api
+                .expect(
+                    Method::PATCH,
+                    &format!("{base}/persistentvolumeclaims/burgas-{claim}-data"),
+                    echo,
+                )
+                .await;
+            assert!(pvc.body["metadata"].get("ownerReferences").is_none());
+        }
         let sts = api
             .expect(
                 Method::PATCH,
@@ -656,4 +659,39 @@ async fn a_user_tls_secret_wins_and_its_certificate_acts_for_its_own_site_only()
         } => assert!(p.contains("does not exist"), "{p}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_rule_without_its_site_says_so_and_one_with_its_site_is_left_to_the_site() {
+    use crate::alert_rule;
+    use crate::fixtures::{alert_rule as rule, context_with_rules};
+    let orphan = rule("night", "edirne");
+    let kept = rule("gate", "burgas");
+    let (ctx, mut api) = context_with_rules(&[site("burgas", 1)], &[orphan.clone(), kept.clone()]);
+    let reply = serde_json::to_value(&orphan).unwrap();
+    let server = tokio::spawn(async move {
+        let seen = api
+            .expect(
+                Method::PATCH,
+                &format!("/apis/kordon.io/v1alpha1/namespaces/{NS}/alertrules/night/status"),
+                with_status(reply),
+            )
+            .await;
+        assert_ssa(&seen.query);
+        let st = &seen.body["status"];
+        assert_eq!(st["observedGeneration"], json!(1));
+        for c in st["conditions"].as_array().unwrap() {
+            assert_eq!(c["status"], json!("False"), "{c}");
+            assert_eq!(c["reason"], json!("SiteNotFound"), "{c}");
+        }
+        // The rule whose Site exists: the Site reconciler writes its status, not this one.
+        api.silence().await;
+    });
+    let action = alert_rule::reconcile(Arc::new(orphan), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(alert_rule::RECHECK));
+    let action = alert_rule::reconcile(Arc::new(kept), ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(alert_rule::RECHECK));
+    server.await.unwrap();
 }

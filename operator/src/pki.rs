@@ -24,6 +24,14 @@ use rcgen::{
 };
 use sha2::{Digest, Sha256};
 
+/// SHA-256 of `bytes`, lower-case hex: certificate fingerprints, config digests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// How long a site CA is valid.
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// How long a workload's (or the operator's) certificate is valid.
@@ -265,10 +273,7 @@ pub fn inspect(cert_pem: &str) -> Result<CertInfo, PkiError> {
     Ok(CertInfo {
         not_before: time(validity.not_before)?,
         not_after: time(validity.not_after)?,
-        fingerprint: Sha256::digest(&der)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        fingerprint: sha256_hex(&der),
         identities,
         subject: dns_names.first().cloned().or(cn),
         dns_names,

@@ -175,6 +175,34 @@ fn chart_lints_and_renders_valid_objects() {
         .filter_map(|v| v.as_str())
         .collect();
     assert_eq!(verbs, ["get", "create", "patch", "delete"]);
+
+    // What the controllers watch and whose status they write, AlertRules included.
+    let grants = |resource: &str| -> Vec<String> {
+        rules
+            .iter()
+            .filter(|r| {
+                r["resources"]
+                    .as_sequence()
+                    .is_some_and(|res| res.iter().any(|x| x.as_str() == Some(resource)))
+            })
+            .flat_map(|r| r["verbs"].as_sequence().unwrap().clone())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    for resource in ["sites", "cameras", "alertrules"] {
+        let verbs = grants(resource);
+        assert!(
+            ["list", "watch"]
+                .iter()
+                .all(|v| verbs.iter().any(|g| g == v)),
+            "{resource}: {verbs:?}"
+        );
+        let status = grants(&format!("{resource}/status"));
+        assert!(
+            status.iter().any(|v| v == "patch"),
+            "{resource}/status: {status:?}"
+        );
+    }
 }
 
 #[test]
