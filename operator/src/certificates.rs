@@ -10,7 +10,8 @@
 //! - Secret `<site>-<component>-tls` (type `kubernetes.io/tls`: `tls.crt`, `tls.key`, `ca.crt`)
 //!   for each workload — ingest, storage, transcode, detection, alerting — naming the identity
 //!   `spiffe://kordon.io/ns/<namespace>/site/<site>/<component>`. It is (re-)issued when it is
-//!   missing, signed by another CA, names another identity, or has less than a third of its
+//!   missing, signed by another CA, names another identity, lacks one of the DNS names the
+//!   component's server answers to ([`pki::dns_names`]), or has less than a third of its
 //!   lifetime left. The pod template carries the certificate's fingerprint, so a new
 //!   certificate rolls the workload's pods (services read their certificates at start).
 //! - The operator's own client certificate for the site (component `operator`, which may
@@ -211,15 +212,16 @@ async fn operator_ca(
     for component in COMPONENTS {
         let secret_name = cert_secret_name(name, component);
         let identity = identity(ns, name, component)?;
+        let dns_names = pki::dns_names(ns, name, component);
         let current = api
             .get_opt(&secret_name)
             .await?
-            .and_then(|s| usable(&s, &ca, &identity, now));
+            .and_then(|s| usable(&s, &ca, &identity, &dns_names, now));
         let info = match current {
             Some(info) => info,
             None => {
                 let issued = ca
-                    .issue(&identity, &pki::dns_names(ns, name, component), now)
+                    .issue(&identity, &dns_names, now)
                     .map_err(|e| Error::Certificate(format!("{secret_name}: {e}")))?;
                 let secret = cert_secret(&secret_name, ns, name, component, &owner, &issued);
                 api.patch(&secret_name, &pp, &Patch::Apply(&secret)).await?;
@@ -322,18 +324,21 @@ async fn site_ca(
     })
 }
 
-/// The certificate in `secret` when it can stay: from this CA, for this identity, not due.
+/// The certificate in `secret` when it can stay: from this CA, for this identity, naming at
+/// least `dns_names` (a name added since it was issued gets it re-issued), not due.
 fn usable(
     secret: &Secret,
     ca: &SiteCa,
     identity: &ServiceIdentity,
+    dns_names: &[String],
     now: SystemTime,
 ) -> Option<CertInfo> {
     let ca_pem = data(secret, "ca.crt")?;
     data(secret, "tls.key")?;
     let info = pki::inspect(data(secret, "tls.crt")?).ok()?;
     let same_ca = pki::inspect(ca_pem).ok()?.fingerprint == ca.info().fingerprint;
-    (same_ca && info.identities == [identity.clone()] && !info.due(now)).then_some(info)
+    let names = dns_names.iter().all(|n| info.dns_names.contains(n));
+    (same_ca && names && info.identities == [identity.clone()] && !info.due(now)).then_some(info)
 }
 
 fn data<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {

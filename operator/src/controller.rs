@@ -1,13 +1,16 @@
-//! Wiring: the shared [`Context`] and the two controllers.
+//! Wiring: the shared [`Context`] and the three controllers.
 //!
 //! - The Site controller reconciles each Site; it also runs when one of the Site's Cameras
-//!   changes (placement and configs depend on the set of cameras), when its StatefulSet
-//!   changes, and every `ingest.status_interval` to read camera status from ingest.
+//!   changes (placement and configs depend on the set of cameras), when one of its AlertRules
+//!   changes (they are rendered into its config), when its StatefulSet changes, and every
+//!   `ingest.status_interval` to read camera status from ingest.
 //! - The Camera controller reconciles each Camera; it also runs for every Camera of a Site
 //!   whose generation changed (e.g. scaled), was created or is being deleted, and every
 //!   `ingest.status_interval` to publish what the Site reconciler collected.
+//! - The AlertRule controller reconciles each AlertRule (the status of rules without a Site,
+//!   [`crate::alert_rule`]); it also runs for the rules of a Site being deleted.
 //!
-//! Both read each other's objects from the controllers' own caches (reflector stores), never
+//! They read each other's objects from the controllers' own caches (reflector stores), never
 //! from the apiserver, so a reconcile costs API calls only for what it writes.
 
 use std::collections::HashMap;
@@ -25,11 +28,11 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{FIELD_MANAGER, OperatorConfig};
-use crate::crd::{Camera, Site};
+use crate::crd::{AlertRule, Camera, Site};
 use crate::detection::DetectionClient;
 use crate::ingest::{IngestClient, Observations};
 use crate::metrics::Metrics;
-use crate::{Result, camera, site};
+use crate::{Result, alert_rule, camera, site};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -41,6 +44,8 @@ pub struct Context {
     pub sites: Store<Site>,
     /// Every Camera being watched.
     pub cameras: Store<Camera>,
+    /// Every AlertRule being watched.
+    pub alert_rules: Store<AlertRule>,
     pub ingest: Arc<dyn IngestClient>,
     /// The last camera status read from each site's ingest replicas.
     pub observations: Observations,
@@ -66,6 +71,7 @@ impl Context {
         identity: &str,
         sites: Store<Site>,
         cameras: Store<Camera>,
+        alert_rules: Store<AlertRule>,
         clients: Clients,
     ) -> Self {
         let reporter = Reporter {
@@ -79,6 +85,7 @@ impl Context {
             metrics: Metrics::get(),
             sites,
             cameras,
+            alert_rules,
             ingest: clients.ingest,
             observations: Observations::default(),
             detection: clients.detection,
@@ -104,6 +111,16 @@ impl Context {
         use futures::FutureExt;
         matches!(self.cameras.wait_until_ready().now_or_never(), Some(Ok(())))
     }
+
+    /// Whether the AlertRule cache holds the cluster's rules: before, a site's config would
+    /// be rendered without some of them (and its alerting pods rolled twice).
+    pub fn alert_rules_synced(&self) -> bool {
+        use futures::FutureExt;
+        matches!(
+            self.alert_rules.wait_until_ready().now_or_never(),
+            Some(Ok(()))
+        )
+    }
 }
 
 /// The gRPC clients of the site workloads the operator talks to.
@@ -123,7 +140,7 @@ where
     }
 }
 
-/// Runs both controllers until `stop` is cancelled. `ready` is called once both caches hold
+/// Runs the controllers until `stop` is cancelled. `ready` is called once their caches hold
 /// the cluster's state.
 pub async fn run_controllers(
     client: Client,
@@ -136,20 +153,23 @@ pub async fn run_controllers(
     let ns = config.namespace.as_deref();
     let sites_api: Api<Site> = api(&client, ns);
     let cameras_api: Api<Camera> = api(&client, ns);
+    let rules_api: Api<AlertRule> = api(&client, ns);
     let sts_api: Api<StatefulSet> = api(&client, ns);
 
     let site_ctrl = Controller::new(sites_api.clone(), watcher::Config::default());
     let camera_ctrl = Controller::new(cameras_api.clone(), watcher::Config::default());
+    let rule_ctrl = Controller::new(rules_api.clone(), watcher::Config::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         config.clone(),
         identity,
         site_ctrl.store(),
         camera_ctrl.store(),
+        rule_ctrl.store(),
         clients,
     ));
 
-    // Camera -> its Site.
+    // Camera -> its Site; AlertRule -> its Site.
     let site_ctrl = site_ctrl
         .owns(
             sts_api,
@@ -162,6 +182,10 @@ pub async fn run_controllers(
             cam.namespace()
                 .map(|ns| ObjectRef::<Site>::new(&cam.spec.site).within(&ns))
         })
+        .watches(rules_api, watcher::Config::default(), |rule: AlertRule| {
+            rule.namespace()
+                .map(|ns| ObjectRef::<Site>::new(&rule.spec.site).within(&ns))
+        })
         .with_config(
             controller::Config::default()
                 .debounce(Duration::from_millis(500))
@@ -170,6 +194,7 @@ pub async fn run_controllers(
 
     // Site -> its Cameras, when the Site's generation (e.g. replicas) or existence changed.
     let camera_store = ctx.cameras.clone();
+    let sites_for_rules = sites_api.clone();
     // (namespace, site) -> (generation, being deleted) last seen.
     type Seen = HashMap<(String, String), (Option<i64>, bool)>;
     let seen: Mutex<Seen> = Mutex::new(HashMap::new());
@@ -200,8 +225,19 @@ pub async fn run_controllers(
         })
         .with_config(controller::Config::default().concurrency(32));
 
+    // Site being deleted -> its AlertRules (their status then says so).
+    let rule_store = ctx.alert_rules.clone();
+    let rule_ctrl = rule_ctrl
+        .watches(
+            sites_for_rules,
+            watcher::Config::default(),
+            move |s: Site| alert_rule::rules_of_deleted_site(&rule_store, &s),
+        )
+        .with_config(controller::Config::default().concurrency(8));
+
     let site_store = ctx.sites.clone();
     let cam_store = ctx.cameras.clone();
+    let rules_store = ctx.alert_rules.clone();
     let sites_run = site_ctrl
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(site::reconcile, site::error_policy, ctx.clone())
@@ -218,13 +254,25 @@ pub async fn run_controllers(
                 tracing::debug!(error = %e, "camera controller");
             }
         });
+    let rules_run = rule_ctrl
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(alert_rule::reconcile, alert_rule::error_policy, ctx.clone())
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "alert rule controller");
+            }
+        });
     let readiness = async move {
-        let (a, b) = futures::join!(site_store.wait_until_ready(), cam_store.wait_until_ready());
-        if a.is_ok() && b.is_ok() {
+        let (a, b, c) = futures::join!(
+            site_store.wait_until_ready(),
+            cam_store.wait_until_ready(),
+            rules_store.wait_until_ready()
+        );
+        if a.is_ok() && b.is_ok() && c.is_ok() {
             tracing::info!("caches synced: reconciling");
             ready();
         }
     };
-    futures::join!(sites_run, cameras_run, readiness);
+    futures::join!(sites_run, cameras_run, rules_run, readiness);
     Ok(())
 }

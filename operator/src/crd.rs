@@ -1,14 +1,16 @@
-//! The `Site` and `Camera` custom resources (`kordon.io/v1alpha1`).
+//! The `Site`, `Camera` and `AlertRule` custom resources (`kordon.io/v1alpha1`).
 //!
 //! What the apiserver guarantees before the operator sees an object, by the schema alone:
-//! names and URLs are well-formed (a record URL is `rtsp://` or `rtsps://`), a camera names a
-//! site (and cannot move to another), polygon and line points lie in the normalised image
-//! (0..1), retention and durations are positive and bounded, and list sizes are bounded so CEL
-//! rules stay within the apiserver's cost budget. The operator still checks what the schema
-//! cannot express (the referenced Site exists) and reports it in conditions.
+//! names and URLs are well-formed (a record URL is `rtsp://` or `rtsps://`), a camera and an
+//! alert rule name a site (and cannot move to another), polygon and line points lie in the
+//! normalised image (0..1), retention and durations are positive and bounded (a rule's
+//! durations match [`DURATION_PATTERN`], its schedule's times are HH:MM), a rule watches zones
+//! or lines but not both, and list sizes are bounded so CEL rules stay within the apiserver's
+//! cost budget. The operator still checks what the schema cannot express (the referenced Site
+//! exists, a rule's sinks are the Site's) and reports it in conditions.
 //!
-//! `kubectl get cameras` and `kubectl get sites` read like a dashboard through the printer
-//! columns declared here.
+//! `kubectl get cameras`, `kubectl get sites` and `kubectl get alertrules` read like a
+//! dashboard through the printer columns declared here.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -777,4 +779,245 @@ pub struct CameraDetectionStatus {
     /// Where inference runs, e.g. `cpu` or `cuda`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+}
+
+/// The pattern of a duration in rules: whole numbers of ms, s, m or h, e.g. `40s`, `1m30s`
+/// (what the alerting service reads with humantime).
+pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
+
+/// An alert rule: which detections of a site raise an alert, when, how loud, and where it is
+/// delivered. The operator renders every accepted rule of a Site into the `alerting` section of
+/// the site's configuration; the alerting service evaluates them.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kordon.io",
+    version = "v1alpha1",
+    kind = "AlertRule",
+    namespaced,
+    status = "AlertRuleStatus",
+    derive = "PartialEq",
+    shortname = "ar",
+    category = "kordon",
+    selectable = ".spec.site",
+    validation = Rule::new("self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("an AlertRule's name must be a DNS label (a-z, 0-9, '-'; at most 63 characters)"),
+    doc = "A Kordon alert rule: which detections of a site raise an alert, when, and where it goes.",
+    printcolumn(name = "Site", type_ = "string", json_path = ".spec.site"),
+    printcolumn(name = "Severity", type_ = "string", json_path = ".spec.severity"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Disabled",
+        type_ = "boolean",
+        json_path = ".spec.disabled",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.zone) || !has(self.line)").message("an alert rule watches zones or lines, not both: set zone or line"))]
+pub struct AlertRuleSpec {
+    /// The Site (in this namespace) whose detections the rule watches. Cannot change.
+    #[schemars(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.site cannot change: create a new AlertRule for another site"))]
+    pub site: String,
+    /// What the rule is for, shown with its alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+    /// True: the rule is kept but raises nothing.
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub severity: Severity,
+    /// Camera names of the site; empty means every camera of the site.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 256),
+        inner(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
+    pub cameras: Vec<String>,
+    /// Object classes (model labels, e.g. person, car); empty means any class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 64)))]
+    pub classes: Vec<String>,
+    /// Detections below this confidence (0..1) are ignored; unset means the detector's own
+    /// threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("minConfidence must be within 0..1"))]
+    pub min_confidence: Option<f64>,
+    /// Only objects inside these zones count (not with `line`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<ZoneTrigger>,
+    /// Only objects crossing these lines count (not with `zone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<LineTrigger>,
+    /// Raise only when at least this many matching objects are seen together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("minObjects must be between 1 and 1000"))]
+    pub min_objects: Option<i32>,
+    /// When the rule is active; unset means always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// What counts as the same alert (which is not raised again while it is open).
+    #[serde(default)]
+    pub dedup: Dedup,
+    /// How long a matching condition must last before the alert is raised, e.g. `40s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub quiet_period: Option<String>,
+    /// How long after an alert the same alert is not raised again, e.g. `1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub cooldown: Option<String>,
+    /// An alert nobody acknowledged within this is escalated, e.g. `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub escalate_after: Option<String>,
+    /// Names of the Site's `spec.alertSinks` to deliver to; empty means every sink.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
+    pub sinks: Vec<String>,
+}
+
+/// How loud an alert is.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    #[default]
+    Medium,
+    High,
+    Critical,
+}
+
+/// What makes two alerts of a rule the same one.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Dedup {
+    /// One open alert per camera.
+    #[default]
+    Camera,
+    /// One per camera and zone (or line).
+    Zone,
+    /// One per tracked object.
+    Track,
+}
+
+/// Presence in zones of the cameras (`spec.detection.zones`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneTrigger {
+    /// Zone names; an object inside any of them counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(
+            length(max = 63),
+            regex(pattern = r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$")
+        )
+    )]
+    pub zones: Vec<String>,
+    /// How long an object must stay inside before it counts, e.g. `5s`; unset means at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub min_dwell: Option<String>,
+}
+
+/// Crossings of lines of the cameras (`spec.detection.lines`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LineTrigger {
+    /// Line names; a crossing of any of them counts.
+    #[schemars(
+        length(min = 1, max = 32),
+        inner(
+            length(max = 63),
+            regex(pattern = r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$")
+        )
+    )]
+    pub lines: Vec<String>,
+    #[serde(default)]
+    pub direction: CrossingDirection,
+}
+
+/// Which crossings of a line count; left and right as for the camera's line (standing on
+/// `from`, facing `to`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrossingDirection {
+    #[default]
+    Any,
+    LeftToRight,
+    RightToLeft,
+}
+
+/// When a rule is active: any of its windows, in its time zone.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    /// IANA time zone, e.g. "Europe/Sofia"; unset means the Site's `spec.timeZone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+    )]
+    pub time_zone: Option<String>,
+    #[schemars(length(min = 1, max = 32))]
+    pub windows: Vec<TimeWindow>,
+}
+
+/// A daily window, `start` to `end` local time; a window whose end is before its start runs
+/// past midnight into the next day (e.g. 22:00 to 06:00).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.start != self.end").message("schedule.windows: start and end must differ"))]
+pub struct TimeWindow {
+    /// The days the window starts on; empty means every day.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
+    pub days: Vec<Weekday>,
+    /// HH:MM, 24-hour.
+    #[schemars(length(max = 5))]
+    #[x_kube(validation = Rule::new("self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')").message("schedule.windows.start must be HH:MM (00:00 to 23:59)"))]
+    pub start: String,
+    /// HH:MM, 24-hour.
+    #[schemars(length(max = 5))]
+    #[x_kube(validation = Rule::new("self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')").message("schedule.windows.end must be HH:MM (00:00 to 23:59)"))]
+    pub end: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// What the operator last saw of a rule.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertRuleStatus {
+    /// Accepted (the Site and every named sink exist) and Ready (rendered into the Site's
+    /// configuration); False with reason SiteNotFound, SiteDeleting or UnknownSink.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }

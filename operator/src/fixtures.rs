@@ -3,7 +3,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::crd::{Camera, CameraSpec, Site, SiteSpec, SiteStorage, Streams};
+use crate::crd::{
+    AlertRule, AlertRuleSpec, Camera, CameraSpec, Site, SiteSpec, SiteStorage, Streams,
+};
 
 pub const NS: &str = "kordon";
 
@@ -65,6 +67,39 @@ pub fn camera(name: &str, site: &str) -> Camera {
         ..ObjectMeta::default()
     };
     c
+}
+
+/// A rule of `site` with every optional setting unset.
+pub fn alert_rule(name: &str, site: &str) -> AlertRule {
+    let mut r = AlertRule::new(
+        name,
+        AlertRuleSpec {
+            site: site.into(),
+            description: None,
+            disabled: false,
+            severity: Default::default(),
+            cameras: Vec::new(),
+            classes: Vec::new(),
+            min_confidence: None,
+            zone: None,
+            line: None,
+            min_objects: None,
+            schedule: None,
+            dedup: Default::default(),
+            quiet_period: None,
+            cooldown: None,
+            escalate_after: None,
+            sinks: Vec::new(),
+        },
+    );
+    r.metadata = ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(NS.into()),
+        uid: Some(format!("uid-{name}")),
+        generation: Some(1),
+        ..ObjectMeta::default()
+    };
+    r
 }
 
 use std::sync::Arc;
@@ -208,6 +243,23 @@ pub fn context_with(
     cameras: &[Camera],
     detection: Arc<dyn DetectionClient>,
 ) -> (Arc<Context>, ApiServerVerifier) {
+    context_full(sites, cameras, &[], detection)
+}
+
+/// [`context`] with `rules` in the (synced) AlertRule cache.
+pub fn context_with_rules(
+    sites: &[Site],
+    rules: &[AlertRule],
+) -> (Arc<Context>, ApiServerVerifier) {
+    context_full(sites, &[], rules, Arc::new(NoDetection))
+}
+
+fn context_full(
+    sites: &[Site],
+    cameras: &[Camera],
+    rules: &[AlertRule],
+    detection: Arc<dyn DetectionClient>,
+) -> (Arc<Context>, ApiServerVerifier) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let (site_store, mut site_writer) = reflector::store::<Site>();
@@ -221,12 +273,19 @@ pub fn context_with(
         camera_writer.apply_watcher_event(&watcher::Event::InitApply(c.clone()));
     }
     camera_writer.apply_watcher_event(&watcher::Event::InitDone);
+    let (rule_store, mut rule_writer) = reflector::store::<AlertRule>();
+    rule_writer.apply_watcher_event(&watcher::Event::Init);
+    for r in rules {
+        rule_writer.apply_watcher_event(&watcher::Event::InitApply(r.clone()));
+    }
+    rule_writer.apply_watcher_event(&watcher::Event::InitDone);
     let mut ctx = Context::new(
         client,
         Arc::new(OperatorConfig::default()),
         "test",
         site_store,
         camera_store,
+        rule_store,
         Clients {
             ingest: Arc::new(NoIngest),
             detection,

@@ -1,13 +1,15 @@
-//! Kordon operator: reconciles `Site` and `Camera` resources (`kordon.io/v1alpha1`).
+//! Kordon operator: reconciles `Site`, `Camera` and `AlertRule` resources
+//! (`kordon.io/v1alpha1`).
 //!
 //! - [`crd`]: the resources, their schema validation and printer columns; [`crds_yaml`] is what
 //!   `kordon crdgen` prints and `crds/` holds.
 //! - [`placement`]: rendezvous hashing of cameras onto ingest replicas.
-//! - [`render`]: what a Site becomes (StatefulSet, Deployments, Services, ConfigMaps).
+//! - [`render`]: what a Site becomes (StatefulSet, Deployments, Services, ConfigMaps);
+//!   [`alerting`]: the alerting service's section of it, from the Site's AlertRules.
 //! - [`pki`], [`certificates`]: each site's own CA and the certificate of every workload (mTLS
 //!   with no `tlsSecret` needed), kept in Secrets and renewed before they expire.
-//! - [`site`], [`camera`]: the reconcilers; [`controller`] wires them with their shared
-//!   [`controller::Context`].
+//! - [`site`], [`camera`], [`alert_rule`]: the reconcilers; [`controller`] wires them with
+//!   their shared [`controller::Context`].
 //! - [`ingest`]: camera status from ingest over gRPC, and camera handover between replicas.
 //! - [`detection`]: each detection replica's shard of cameras (zones, masks, lines) over gRPC,
 //!   and how they are analysed.
@@ -18,6 +20,8 @@
 //!
 //! [`run`] is `kordon operator`.
 
+pub mod alert_rule;
+pub mod alerting;
 pub mod camera;
 pub mod certificates;
 pub mod conditions;
@@ -52,10 +56,10 @@ use tokio_util::sync::CancellationToken;
 pub use config::{OperatorConfig, OperatorFlags};
 pub use error::{Error, Result};
 
-/// The Site and Camera CustomResourceDefinitions as one multi-document YAML stream.
+/// The Site, Camera and AlertRule CustomResourceDefinitions as one multi-document YAML stream.
 pub fn crds_yaml() -> Result<String> {
     let mut out = String::new();
-    for crd in [crd::Site::crd(), crd::Camera::crd()] {
+    for crd in [crd::Site::crd(), crd::Camera::crd(), crd::AlertRule::crd()] {
         let doc = serde_yaml::to_string(&crd).map_err(|e| Error::Render {
             what: "CustomResourceDefinition".into(),
             message: e.to_string(),
@@ -123,6 +127,10 @@ pub async fn run(config: OperatorConfig, shutdown: CancellationToken) -> Result<
         (
             "cameras.kordon.io",
             probe::<crd::Camera>(&client, config.namespace.as_deref()).await,
+        ),
+        (
+            "alertrules.kordon.io",
+            probe::<crd::AlertRule>(&client, config.namespace.as_deref()).await,
         ),
     ] {
         if let Err(e) = res {

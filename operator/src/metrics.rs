@@ -1,6 +1,6 @@
 //! The operator's Prometheus metrics, in the process registry served on `/metrics`.
 //!
-//! Labels come from fixed sets: `controller` is `site` or `camera`, `error` is
+//! Labels come from fixed sets: `controller` is `site`, `camera` or `alertrule`, `error` is
 //! [`crate::Error::metric_label`], `outcome` is `ok` or `unreachable`.
 
 use std::sync::OnceLock;

@@ -94,14 +94,17 @@ async fn a_finalized_site_applies_its_workloads_then_its_status() {
                 .await;
             assert_ssa(&seen.query);
         }
-        let pvc = api
-            .expect(
-                Method::PATCH,
-                &format!("{base}/persistentvolumeclaims/burgas-storage-data"),
-                echo,
-            )
-            .await;
-        assert!(pvc.body["metadata"].get("ownerReferences").is_none());
+        // Storage's and alerting's data claims: retained, so without an owner.
+        for claim in ["storage", "alerting"] {
+            let pvc = api
+                .expect(
+                    Method::PATCH,
+                    &format!("{base}/persistentvolumeclaims/burgas-{claim}-data"),
+                    echo,
+                )
+                .await;
+            assert!(pvc.body["metadata"].get("ownerReferences").is_none());
+        }
         let sts = api
             .expect(
                 Method::PATCH,
@@ -498,7 +501,7 @@ fn assert_mounts_its_certificate(body: &Value, component: &str, issued: &IssuedC
 }
 
 #[tokio::test]
-async fn current_certificates_are_kept_and_a_due_or_foreign_one_is_reissued() {
+async fn current_certificates_are_kept_and_a_due_foreign_or_short_named_one_is_reissued() {
     use std::time::{Duration, SystemTime};
     let s = finalized(site("yambol", 1));
     let (ctx, mut api) = context(std::slice::from_ref(&s), &[]);
@@ -516,9 +519,9 @@ async fn current_certificates_are_kept_and_a_due_or_foreign_one_is_reissued() {
             "data": data,
         })
     };
-    let cert_secret = move |ca: &SiteCa, c: &str, issued_at: SystemTime| {
+    let cert_secret = move |ca: &SiteCa, c: &str, issued_at: SystemTime, names: &[String]| {
         let id = kordon_runtime::auth::ServiceIdentity::new(NS, "yambol", c).unwrap();
-        let i = ca.issue(&id, &[], issued_at).unwrap();
+        let i = ca.issue(&id, names, issued_at).unwrap();
         secret(
             &format!("yambol-{c}-tls"),
             json!({ "tls.crt": b64(&i.cert_pem), "tls.key": b64(&i.key_pem), "ca.crt": b64(&i.ca_pem) }),
@@ -536,19 +539,23 @@ async fn current_certificates_are_kept_and_a_due_or_foreign_one_is_reissued() {
         .await;
         for c in COMPONENTS {
             let path = format!("{base}/secrets/yambol-{c}-tls");
+            let names = pki::dns_names(NS, "yambol", c);
             let existing = match c {
                 // Signed by a CA this site does not trust (e.g. restored from elsewhere).
-                "storage" => cert_secret(&stranger, c, now),
+                "storage" => cert_secret(&stranger, c, now, &names),
                 // Issued 25 of its 30 days ago: less than a third of its lifetime left.
-                "detection" => cert_secret(&ca, c, now - Duration::from_secs(25 * 86_400)),
-                _ => cert_secret(&ca, c, now),
+                "detection" => cert_secret(&ca, c, now - Duration::from_secs(25 * 86_400), &names),
+                // Issued before its server answered by replica name (`*.yambol-ingest...`).
+                "ingest" => cert_secret(&ca, c, now, &names[..4]),
+                _ => cert_secret(&ca, c, now, &names),
             };
             api.expect(Method::GET, &path, |_| (200, existing)).await;
-            if c == "storage" || c == "detection" {
+            if c == "storage" || c == "detection" || c == "ingest" {
                 let seen = api.expect(Method::PATCH, &path, echo).await;
                 let cert = secret_data(&seen.body, "tls.crt");
                 let info = pki::inspect(&cert).unwrap();
                 assert!(!info.due(SystemTime::now()), "{c} renewed");
+                assert_eq!(info.dns_names, names, "{c}");
                 assert_eq!(secret_data(&seen.body, "ca.crt"), ca.cert_pem());
             }
         }
@@ -652,4 +659,39 @@ async fn a_user_tls_secret_wins_and_its_certificate_acts_for_its_own_site_only()
         } => assert!(p.contains("does not exist"), "{p}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_rule_without_its_site_says_so_and_one_with_its_site_is_left_to_the_site() {
+    use crate::alert_rule;
+    use crate::fixtures::{alert_rule as rule, context_with_rules};
+    let orphan = rule("night", "edirne");
+    let kept = rule("gate", "burgas");
+    let (ctx, mut api) = context_with_rules(&[site("burgas", 1)], &[orphan.clone(), kept.clone()]);
+    let reply = serde_json::to_value(&orphan).unwrap();
+    let server = tokio::spawn(async move {
+        let seen = api
+            .expect(
+                Method::PATCH,
+                &format!("/apis/kordon.io/v1alpha1/namespaces/{NS}/alertrules/night/status"),
+                with_status(reply),
+            )
+            .await;
+        assert_ssa(&seen.query);
+        let st = &seen.body["status"];
+        assert_eq!(st["observedGeneration"], json!(1));
+        for c in st["conditions"].as_array().unwrap() {
+            assert_eq!(c["status"], json!("False"), "{c}");
+            assert_eq!(c["reason"], json!("SiteNotFound"), "{c}");
+        }
+        // The rule whose Site exists: the Site reconciler writes its status, not this one.
+        api.silence().await;
+    });
+    let action = alert_rule::reconcile(Arc::new(orphan), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(alert_rule::RECHECK));
+    let action = alert_rule::reconcile(Arc::new(kept), ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(alert_rule::RECHECK));
+    server.await.unwrap();
 }

@@ -24,6 +24,14 @@ use rcgen::{
 };
 use sha2::{Digest, Sha256};
 
+/// SHA-256 of `bytes`, lower-case hex: certificate fingerprints, config digests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// How long a site CA is valid.
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// How long a workload's (or the operator's) certificate is valid.
@@ -265,10 +273,7 @@ pub fn inspect(cert_pem: &str) -> Result<CertInfo, PkiError> {
     Ok(CertInfo {
         not_before: time(validity.not_before)?,
         not_after: time(validity.not_after)?,
-        fingerprint: Sha256::digest(&der)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        fingerprint: sha256_hex(&der),
         identities,
         subject: dns_names.first().cloned().or(cn),
         dns_names,
@@ -277,7 +282,8 @@ pub fn inspect(cert_pem: &str) -> Result<CertInfo, PkiError> {
 }
 
 /// The DNS names a component's server certificate answers to: its Service in every form a
-/// client may use, and for ingest every replica behind the headless Service.
+/// client may use, and for ingest and detection every replica behind the headless Service
+/// (the operator calls each replica, alerting each detection replica, by its own name).
 pub fn dns_names(namespace: &str, site: &str, component: &str) -> Vec<String> {
     let service = crate::render::component_name(site, component);
     let mut names = vec![
@@ -286,7 +292,7 @@ pub fn dns_names(namespace: &str, site: &str, component: &str) -> Vec<String> {
         format!("{service}.{namespace}.svc"),
         format!("{service}.{namespace}.svc.cluster.local"),
     ];
-    if component == "ingest" {
+    if crate::render::SHARDED.contains(&component) {
         names.push(format!("*.{service}.{namespace}.svc"));
         names.push(format!("*.{service}.{namespace}.svc.cluster.local"));
     }
@@ -314,6 +320,10 @@ mod tests {
                 .dns_names
                 .contains(&"*.burgas-ingest.kordon.svc".to_string())
         );
+        let detection = dns_names("kordon", "burgas", "detection");
+        assert!(detection.contains(&"*.burgas-detection.kordon.svc".to_string()));
+        let storage = dns_names("kordon", "burgas", "storage");
+        assert!(!storage.iter().any(|n| n.starts_with('*')), "{storage:?}");
         assert!(!cert.info.is_ca);
         assert_eq!(cert.ca_pem, ca.cert_pem());
         assert_eq!(

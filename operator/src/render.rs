@@ -16,16 +16,22 @@
 //!   shared `site.yaml`: each replica knows itself by its pod name, and receives its shard of
 //!   cameras (with zones, masks and lines) from the Site reconciler over gRPC
 //!   ([`crate::detection`]), so editing a zone touches no ConfigMap and restarts no pod.
-//! - Deployments and Services `<s>-storage`, `<s>-transcode`, `<s>-alerting`.
-//! - PersistentVolumeClaim `<s>-storage-data` for storage's data directory (signing keys, and
-//!   the SQLite index when no database is set). It has no owner and survives the Site: it may
-//!   hold evidence.
+//! - Deployments and Services `<s>-storage`, `<s>-transcode`, `<s>-alerting`. `site.yaml`
+//!   carries the alerting service's rules and sinks (the `alerting` section, from the Site's
+//!   AlertRules: [`crate::alerting`]); the alerting pods carry its digest
+//!   ([`crate::alerting::CONFIG_ANNOTATION`]), so a rule change rolls them.
+//! - PersistentVolumeClaims `<s>-storage-data` for storage's data directory (signing keys, and
+//!   the SQLite index when no database is set) and `<s>-alerting-data` for alerting's (its
+//!   SQLite database of alerts when no database is set). They have no owner and survive the
+//!   Site: they may hold evidence. Storage and alerting each have one replica writing its claim
+//!   and are replaced with `Recreate`, never two pods at once.
 //!
-//! Everything but the claim carries the Site as controlling owner and the labels of
+//! Everything but the claims carries the Site as controlling owner and the labels of
 //! [`labels`], which the finalizer uses to find what to delete.
 //!
 //! Secrets never enter a ConfigMap: object-store keys and the database URL reach the pods as
-//! environment variables from their Secrets.
+//! environment variables from their Secrets, and webhook signing keys as files mounted from
+//! theirs.
 //!
 //! Every workload serves gRPC over mTLS and calls its peers with its own certificate: the
 //! Secret named in [`TlsMounts`] ([`crate::certificates`] issues them, or the Site's
@@ -41,14 +47,14 @@ use kube::Resource;
 use serde_json::{Value, json};
 
 use crate::config::OperatorConfig;
-use crate::crd::Site;
+use crate::crd::{AlertRule, Site};
 use crate::{Error, Result};
 
 pub const GRPC_PORT: i32 = 8470;
 pub const ADMIN_PORT: i32 = 8471;
 pub const HTTP_PORT: i32 = 8472;
 const CONFIG_DIR: &str = "/etc/kordon";
-const TLS_DIR: &str = "/etc/kordon-tls";
+pub(crate) const TLS_DIR: &str = "/etc/kordon-tls";
 const DATA_DIR: &str = "/var/lib/kordon";
 /// Spool volume of each ingest replica.
 const SPOOL_SIZE: &str = "10Gi";
@@ -57,6 +63,9 @@ const STORAGE_DATA_SIZE: &str = "10Gi";
 /// Each detection replica's data volume: its detections database (SQLite) and the model file,
 /// kept across restarts.
 const DETECTION_DATA_SIZE: &str = "5Gi";
+/// Data volume of alerting: its SQLite database of alerts (rows, no media) when the Site has no
+/// database.
+const ALERTING_DATA_SIZE: &str = "1Gi";
 
 /// Label: the site an object belongs to.
 pub const SITE_LABEL: &str = "kordon.io/site";
@@ -87,6 +96,19 @@ pub fn site_config_name(site: &str) -> String {
 
 pub fn storage_claim_name(site: &str) -> String {
     format!("{site}-storage-data")
+}
+
+pub fn alerting_claim_name(site: &str) -> String {
+    format!("{site}-alerting-data")
+}
+
+/// The claim of a component's data directory, where it has one of its own (not per replica).
+fn data_claim_name(site: &str, component: &str) -> Option<String> {
+    match component {
+        "storage" => Some(storage_claim_name(site)),
+        "alerting" => Some(alerting_claim_name(site)),
+        _ => None,
+    }
 }
 
 /// The labels every object of a site's component carries.
@@ -180,11 +202,18 @@ pub struct SiteObjects {
     /// Ingest, then detection.
     pub statefulsets: Vec<StatefulSet>,
     pub deployments: Vec<Deployment>,
-    pub storage_claim: PersistentVolumeClaim,
+    /// Storage's, then alerting's data claim (retained: no owner).
+    pub claims: Vec<PersistentVolumeClaim>,
 }
 
-/// The objects of `site`; `tls` says what each workload mounts for mTLS.
-pub fn render(site: &Site, config: &OperatorConfig, tls: &TlsMounts) -> Result<SiteObjects> {
+/// The objects of `site`; `tls` says what each workload mounts for mTLS; `rules` are the
+/// Site's AlertRules (those not accepted are left out, see [`crate::alerting::verdict`]).
+pub fn render(
+    site: &Site,
+    config: &OperatorConfig,
+    tls: &TlsMounts,
+    rules: &[AlertRule],
+) -> Result<SiteObjects> {
     let name = site
         .metadata
         .name
@@ -197,7 +226,16 @@ pub fn render(site: &Site, config: &OperatorConfig, tls: &TlsMounts) -> Result<S
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let owner = owner_reference(site)?;
 
-    let base = base_config(site, name, ns, tls);
+    let mut base = base_config(site, name, ns, tls);
+    let alerting =
+        serde_json::to_value(crate::alerting::config(site, name, ns, rules)).map_err(|e| {
+            Error::Render {
+                what: "alerting".into(),
+                message: e.to_string(),
+            }
+        })?;
+    let alerting_digest = crate::pki::sha256_hex(to_yaml(&alerting, "alerting")?.as_bytes());
+    base["alerting"] = alerting;
     let site_yaml = to_yaml(&base, "site.yaml")?;
 
     let config_maps = vec![typed(
@@ -249,7 +287,7 @@ pub fn render(site: &Site, config: &OperatorConfig, tls: &TlsMounts) -> Result<S
             // Replicas are independent shards: start and stop them together.
             "podManagementPolicy": "Parallel",
             "selector": { "matchLabels": selector(name, component) },
-            "template": pod_template(site, name, component, config, tls, ingest),
+            "template": pod_template(site, name, component, config, tls, &BTreeMap::new()),
         });
         spec["volumeClaimTemplates"] = json!([{
             "metadata": { "name": if ingest { "spool" } else { "data" } },
@@ -277,10 +315,19 @@ pub fn render(site: &Site, config: &OperatorConfig, tls: &TlsMounts) -> Result<S
             // The index and the access log have one writer per site.
             _ => 1,
         };
-        let strategy = if component == "storage" {
+        // One writer of its claim at a time.
+        let strategy = if data_claim_name(name, component).is_some() {
             json!({ "type": "Recreate" })
         } else {
             json!({ "type": "RollingUpdate" })
+        };
+        let annotations = if component == "alerting" {
+            BTreeMap::from([(
+                crate::alerting::CONFIG_ANNOTATION.to_string(),
+                alerting_digest.clone(),
+            )])
+        } else {
+            BTreeMap::new()
         };
         deployments.push(typed(
             json!({
@@ -290,38 +337,44 @@ pub fn render(site: &Site, config: &OperatorConfig, tls: &TlsMounts) -> Result<S
                     "replicas": replicas,
                     "strategy": strategy,
                     "selector": { "matchLabels": selector(name, component) },
-                    "template": pod_template(site, name, component, config, tls, false),
+                    "template": pod_template(site, name, component, config, tls, &annotations),
                 },
             }),
             "Deployment",
         )?);
     }
 
-    let mut claim_meta = json!({
-        "name": storage_claim_name(name),
-        "namespace": ns,
-        "labels": labels(name, "storage"),
-    });
-    // Deliberately no owner: the claim may hold evidence and outlives the Site.
-    claim_meta["annotations"] = json!({ "kordon.io/retained": "true" });
-    let storage_claim = typed(
-        json!({
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": claim_meta,
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": { "requests": { "storage": STORAGE_DATA_SIZE } },
-            },
-        }),
-        "PersistentVolumeClaim",
-    )?;
+    let mut claims = Vec::new();
+    for (claim, component, size) in [
+        (storage_claim_name(name), "storage", STORAGE_DATA_SIZE),
+        (alerting_claim_name(name), "alerting", ALERTING_DATA_SIZE),
+    ] {
+        let mut claim_meta = json!({
+            "name": claim,
+            "namespace": ns,
+            "labels": labels(name, component),
+        });
+        // Deliberately no owner: the claim may hold evidence and outlives the Site.
+        claim_meta["annotations"] = json!({ "kordon.io/retained": "true" });
+        claims.push(typed(
+            json!({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": claim_meta,
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": { "requests": { "storage": size } },
+                },
+            }),
+            "PersistentVolumeClaim",
+        )?);
+    }
 
     Ok(SiteObjects {
         config_maps,
         services,
         statefulsets,
         deployments,
-        storage_claim,
+        claims,
     })
 }
 
@@ -409,14 +462,16 @@ fn pod_field(name: &str, field_path: &str) -> Value {
     json!({ "name": name, "valueFrom": { "fieldRef": { "fieldPath": field_path } } })
 }
 
+/// The pod template of `component`, with `annotations` besides the certificate's.
 fn pod_template(
     site: &Site,
     name: &str,
     component: &str,
     config: &OperatorConfig,
     tls: &TlsMounts,
-    ingest: bool,
+    annotations: &BTreeMap<String, String>,
 ) -> Value {
+    let ingest = component == "ingest";
     let config_file = format!("{CONFIG_DIR}/site.yaml");
     let mut env = vec![pod_field("POD_NAME", "metadata.name")];
     if ingest {
@@ -442,11 +497,21 @@ fn pod_template(
             "metadata.labels['apps.kubernetes.io/pod-index']",
         ));
     }
-    if component == "storage"
-        && let Some(db) = &site.spec.database
+    if component == "alerting" {
+        // Which replica raised an alert, as detection and ingest know theirs.
+        env.push(pod_field("KORDON_ALERTING__REPLICA", "metadata.name"));
+    }
+    // Storage's index and alerting's alerts live in the Site's database when it has one
+    // (otherwise SQLite in their data claims).
+    if let Some(db) = &site.spec.database
+        && let Some(var) = match component {
+            "storage" => Some("KORDON_STORAGE__DATABASE_URL"),
+            "alerting" => Some("KORDON_ALERTING__DATABASE_URL"),
+            _ => None,
+        }
     {
         env.push(json!({
-            "name": "KORDON_STORAGE__DATABASE_URL",
+            "name": var,
             "valueFrom": { "secretKeyRef": { "name": db.secret_name, "key": db.key } },
         }));
     }
@@ -456,14 +521,42 @@ fn pod_template(
     ];
     let mut volumes =
         vec![json!({ "name": "config", "configMap": { "name": site_config_name(name) } })];
-    if component != "ingest" && component != "detection" {
-        if component == "storage" {
-            volumes.push(json!({
+    // Ingest and detection have a claim per replica (the StatefulSets' templates).
+    if !SHARDED.contains(&component) {
+        match data_claim_name(name, component) {
+            Some(claim) => volumes.push(json!({
                 "name": "data",
-                "persistentVolumeClaim": { "claimName": storage_claim_name(name) },
+                "persistentVolumeClaim": { "claimName": claim },
+            })),
+            None => volumes.push(json!({ "name": "data", "emptyDir": {} })),
+        }
+    }
+    if component == "alerting" {
+        // Each signed webhook's key, read-only at <SINKS_DIR>/<sink>/key. Volume names are
+        // by position: a sink name may be as long as a volume name may be.
+        for (i, sink) in site.spec.alert_sinks.iter().enumerate() {
+            let Some(secret) = sink
+                .webhook
+                .as_ref()
+                .and_then(|w| w.signing_secret.as_ref())
+            else {
+                continue;
+            };
+            let volume = format!("sink-{i}");
+            mounts.push(json!({
+                "name": volume,
+                "mountPath": crate::alerting::sink_dir(&sink.name),
+                "readOnly": true,
             }));
-        } else {
-            volumes.push(json!({ "name": "data", "emptyDir": {} }));
+            volumes.push(json!({
+                "name": volume,
+                "secret": {
+                    "secretName": secret,
+                    "items": [{ "key": crate::alerting::SIGNING_KEY, "path": crate::alerting::SIGNING_KEY }],
+                    // Readable by the pod's group (fsGroup) only.
+                    "defaultMode": 0o440,
+                },
+            }));
         }
     }
     if let Some(secret) = tls.secrets.get(component) {
@@ -501,8 +594,12 @@ fn pod_template(
         container["imagePullPolicy"] = json!(p);
     }
     let mut metadata = json!({ "labels": labels(name, component) });
+    let mut annotations = annotations.clone();
     if let Some(fp) = tls.revisions.get(component) {
-        metadata["annotations"] = json!({ CERT_ANNOTATION: fp });
+        annotations.insert(CERT_ANNOTATION.to_string(), fp.clone());
+    }
+    if !annotations.is_empty() {
+        metadata["annotations"] = json!(annotations);
     }
     json!({
         "metadata": metadata,
@@ -537,7 +634,7 @@ mod tests {
 
     /// The objects of `s` with no cameras, mounting what its TLS settings say.
     fn rendered(s: &Site) -> SiteObjects {
-        render(s, &OperatorConfig::default(), &TlsMounts::for_site(s)).unwrap()
+        render(s, &OperatorConfig::default(), &TlsMounts::for_site(s), &[]).unwrap()
     }
 
     fn yaml_of(cm: &ConfigMap, key: &str) -> serde_yaml::Value {
@@ -628,7 +725,9 @@ mod tests {
             let text = serde_json::to_string(cm).unwrap();
             assert!(!text.contains("yambol-db") && !text.contains("secretAccessKey"));
         }
-        assert!(objs.storage_claim.metadata.owner_references.is_none());
+        for claim in &objs.claims {
+            assert!(claim.metadata.owner_references.is_none());
+        }
         let args =
             serde_json::to_value(&spec.template).unwrap()["spec"]["containers"][0]["args"].clone();
         assert_eq!(args, json!(["ingest", "--config", "/etc/kordon/site.yaml"]));
@@ -704,6 +803,233 @@ mod tests {
         assert_eq!(off.statefulsets[1].spec.replicas, Some(0));
     }
 
+    /// The alerting Deployment's pod template.
+    fn alerting_pod(objs: &SiteObjects) -> Value {
+        let d = objs
+            .deployments
+            .iter()
+            .find(|d| {
+                d.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.ends_with("-alerting"))
+            })
+            .expect("alerting Deployment");
+        pod_spec(&d.spec.template)
+    }
+
+    fn alerting_digest(objs: &SiteObjects) -> String {
+        alerting_pod(objs)["metadata"]["annotations"][crate::alerting::CONFIG_ANNOTATION]
+            .as_str()
+            .expect("the alerting config annotation")
+            .to_string()
+    }
+
+    #[test]
+    fn the_site_config_carries_the_accepted_rules_sorted_and_a_rule_change_rolls_alerting() {
+        use crate::crd::{AlertSink, MqttSink, Severity, WebhookSink};
+        use crate::fixtures::alert_rule;
+        let mut s = site("burgas", 1);
+        s.spec.time_zone = Some("Europe/Sofia".into());
+        s.spec.alert_sinks = vec![
+            AlertSink {
+                name: "duty".into(),
+                webhook: Some(WebhookSink {
+                    url: "https://hooks.example/duty".into(),
+                    signing_secret: Some("duty-hmac".into()),
+                }),
+                mqtt: None,
+            },
+            AlertSink {
+                name: "scada".into(),
+                webhook: None,
+                mqtt: Some(MqttSink {
+                    url: "mqtts://broker:8883".into(),
+                    topic: "kordon/burgas".into(),
+                }),
+            },
+        ];
+        let mut night = alert_rule("night-fence", "burgas");
+        night.spec.severity = Severity::High;
+        night.spec.sinks = vec!["duty".into()];
+        let mut gate = alert_rule("gate", "burgas");
+        gate.spec.schedule = Some(crate::crd::Schedule {
+            time_zone: Some("Europe/Istanbul".into()),
+            windows: vec![crate::crd::TimeWindow {
+                days: Vec::new(),
+                start: "22:00".into(),
+                end: "06:00".into(),
+            }],
+        });
+        let mut stray = alert_rule("stray", "burgas");
+        stray.spec.sinks = vec!["sms".into()];
+        let rules = vec![night.clone(), stray, gate.clone()];
+        let render_with = |rules: &[crate::crd::AlertRule]| {
+            render(
+                &s,
+                &OperatorConfig::default(),
+                &TlsMounts::for_site(&s),
+                rules,
+            )
+            .unwrap()
+        };
+        let objs = render_with(&rules);
+        let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
+        let alerting = &cfg["alerting"];
+        let names: Vec<&str> = alerting["rules"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["gate", "night-fence"],
+            "sorted; the unknown sink's rule left out"
+        );
+        assert_eq!(alerting["rules"][1]["severity"].as_str(), Some("high"));
+        // Times of day read back as the strings they are (not YAML 1.1 base-60 numbers).
+        let window = &alerting["rules"][0]["schedule"]["windows"][0];
+        assert_eq!(window["end"].as_str(), Some("06:00"), "{window:?}");
+        assert_eq!(
+            alerting["rules"][0]["schedule"]["time_zone"].as_str(),
+            Some("Europe/Istanbul")
+        );
+        assert_eq!(
+            alerting["time_zones"]["burgas"].as_str(),
+            Some("Europe/Sofia")
+        );
+        assert_eq!(
+            alerting["sinks"][1]["mqtt"]["topic_prefix"].as_str(),
+            Some("kordon/burgas")
+        );
+        assert_eq!(
+            alerting["detection"]["endpoints"][0].as_str(),
+            Some("https://burgas-detection-0.burgas-detection.kordon.svc:8470")
+        );
+        // Alerting presents its own certificate to detection, as detection does to storage.
+        for key in ["ca_file", "cert_file", "key_file"] {
+            assert_eq!(alerting["detection"][key], cfg["detection"]["storage"][key]);
+        }
+        assert!(alerting.get("replica").is_none() && alerting.get("database_url").is_none());
+
+        // The digest is that of the section, stable while nothing changes, and moves with a rule.
+        let digest = alerting_digest(&objs);
+        let section = serde_yaml::to_string(alerting).unwrap();
+        assert_eq!(digest, crate::pki::sha256_hex(section.as_bytes()));
+        assert_eq!(alerting_digest(&render_with(&rules)), digest);
+        let mut reordered = rules.clone();
+        reordered.reverse();
+        assert_eq!(alerting_digest(&render_with(&reordered)), digest);
+        night.spec.severity = Severity::Critical;
+        let changed = alerting_digest(&render_with(&[night, gate.clone()]));
+        assert_ne!(changed, digest);
+        assert_ne!(alerting_digest(&render_with(&[gate])), changed);
+        // Only alerting rolls with its rules.
+        for d in &objs.deployments {
+            let t = pod_spec(&d.spec.template);
+            let has = t["metadata"]["annotations"]
+                .get(crate::alerting::CONFIG_ANNOTATION)
+                .is_some();
+            assert_eq!(has, d.metadata.name.as_deref() == Some("burgas-alerting"));
+        }
+
+        // The signed webhook's key is mounted read-only where secret_file points.
+        let pod = alerting_pod(&objs);
+        let secret_file = alerting["sinks"][0]["webhook"]["secret_file"]
+            .as_str()
+            .unwrap();
+        assert_eq!(secret_file, "/var/run/kordon/sinks/duty/key");
+        let mount = pod["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == json!("/var/run/kordon/sinks/duty"))
+            .expect("the duty sink's key is mounted");
+        assert_eq!(mount["readOnly"], json!(true));
+        let volume = pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        assert_eq!(volume["secret"]["secretName"], json!("duty-hmac"));
+        assert_eq!(
+            volume["secret"]["items"],
+            json!([{ "key": "key", "path": "key" }])
+        );
+        assert_eq!(
+            pod["spec"]["volumes"].as_array().unwrap().len(),
+            4,
+            "config, data, tls and one sink key (the MQTT sink has none)"
+        );
+        let text = serde_json::to_string(&objs.config_maps).unwrap();
+        assert!(!text.contains("duty-hmac"), "no Secret name in the config");
+    }
+
+    #[test]
+    fn alerting_keeps_its_alerts_in_a_retained_claim_or_the_sites_database() {
+        let mut s = site("yambol", 1);
+        let objs = rendered(&s);
+        let claim = objs
+            .claims
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some("yambol-alerting-data"))
+            .expect("alerting's data claim");
+        assert!(claim.metadata.owner_references.is_none());
+        let d = objs
+            .deployments
+            .iter()
+            .find(|d| d.metadata.name.as_deref() == Some("yambol-alerting"))
+            .unwrap();
+        let spec = &d.spec;
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(
+            spec.strategy.as_ref().unwrap().type_.as_deref(),
+            Some("Recreate"),
+            "never two writers of the claim"
+        );
+        let pod = pod_spec(&spec.template);
+        let data = pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == json!("data"))
+            .unwrap();
+        assert_eq!(
+            data["persistentVolumeClaim"]["claimName"],
+            json!("yambol-alerting-data"),
+            "{data}"
+        );
+        let env = |pod: &Value| -> Vec<String> {
+            pod["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert!(env(&pod).contains(&"KORDON_ALERTING__REPLICA".to_string()));
+        assert!(!env(&pod).contains(&"KORDON_ALERTING__DATABASE_URL".to_string()));
+
+        s.spec.database = Some(crate::crd::DatabaseRef {
+            secret_name: "yambol-db".into(),
+            key: "url".into(),
+        });
+        let pod = alerting_pod(&rendered(&s));
+        let db = pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == json!("KORDON_ALERTING__DATABASE_URL"))
+            .cloned()
+            .expect("the site's database");
+        assert_eq!(
+            db["valueFrom"]["secretKeyRef"],
+            json!({ "name": "yambol-db", "key": "url" })
+        );
+    }
+
     fn pod_spec(template: &impl serde::Serialize) -> Value {
         serde_json::to_value(template).unwrap()
     }
@@ -713,7 +1039,7 @@ mod tests {
         let s = site("burgas", 2);
         let mut tls = TlsMounts::for_site(&s);
         tls.revisions.insert("storage".into(), "ab12".into());
-        let objs = render(&s, &OperatorConfig::default(), &tls).unwrap();
+        let objs = render(&s, &OperatorConfig::default(), &tls, &[]).unwrap();
         let mut templates = Vec::new();
         for d in &objs.statefulsets {
             templates.push((
@@ -773,7 +1099,7 @@ mod tests {
         let mut tls = TlsMounts::for_site(&s);
         tls.subjects
             .insert("kordon.edirne.svc".into(), vec!["edirne".into()]);
-        let objs = render(&s, &OperatorConfig::default(), &tls).unwrap();
+        let objs = render(&s, &OperatorConfig::default(), &tls, &[]).unwrap();
         let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
         let sites = &cfg["auth"]["mtls"]["subjects"]["kordon.edirne.svc"];
         assert_eq!(sites.as_sequence().unwrap().len(), 1);

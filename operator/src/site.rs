@@ -3,10 +3,12 @@
 //! Under the finalizer `kordon.io/site-cleanup`:
 //! - **apply**: makes sure the site's certificates exist and are current
 //!   ([`crate::certificates`]: the operator's per-site CA unless the Site names a `tlsSecret`),
-//!   renders the site's objects ([`crate::render`]) and server-side applies them with
-//!   field manager `kordon-operator` (skipped when nothing changed since the last apply a short
-//!   while ago); reads camera status from every ingest replica and hands moved cameras over
-//!   ([`crate::ingest`]); gives every detection replica its shard of cameras
+//!   renders the site's objects ([`crate::render`], its AlertRules included: it waits until
+//!   the AlertRule cache is synced) and server-side applies them with field manager
+//!   `kordon-operator` (skipped when nothing changed since the last apply a short while ago),
+//!   then writes each of its AlertRules' status (Ready once rendered, or why it was left out:
+//!   [`crate::alerting`]); reads camera status from every ingest replica and hands moved
+//!   cameras over ([`crate::ingest`]); gives every detection replica its shard of cameras
 //!   ([`crate::detection`]; only once the camera cache is synced, as a shard replaces what the
 //!   replica holds); writes the Site's status — conditions Ready, Progressing and Degraded
 //!   with `observedGeneration`, TLS (which CA the site's services trust), camera counts, and
@@ -14,7 +16,7 @@
 //!   It comes back after `ingest.status_interval`, or sooner when a certificate falls due.
 //! - **cleanup**: deletes every object it made for the site (found by label), explicitly, so
 //!   nothing is left even where no garbage collector runs (its certificate Secrets by name);
-//!   the storage data claim is retained.
+//!   the storage and alerting data claims are retained.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -37,7 +39,9 @@ use crate::certificates::{self, TlsSource};
 use crate::conditions::{FALSE, TRUE, bool_status, condition};
 use crate::config::FIELD_MANAGER;
 use crate::controller::Context;
-use crate::crd::{Camera, CameraCounts, Site, SiteDetectionStatus, SiteIngestStatus, SiteStatus};
+use crate::crd::{
+    AlertRule, Camera, CameraCounts, Site, SiteDetectionStatus, SiteIngestStatus, SiteStatus,
+};
 use crate::detection;
 use crate::ingest::{self, SiteObservation};
 use crate::render::{self, SiteObjects};
@@ -99,6 +103,35 @@ pub fn cameras_of(ctx: &Context, ns: &str, site: &str) -> Vec<Arc<Camera>> {
     cams
 }
 
+/// The AlertRules of a site, from the shared cache, sorted by name.
+pub fn rules_of(ctx: &Context, ns: &str, site: &str) -> Vec<AlertRule> {
+    let mut rules: Vec<AlertRule> = ctx
+        .alert_rules
+        .state()
+        .into_iter()
+        .filter(|r| {
+            r.spec.site == site
+                && r.metadata.namespace.as_deref() == Some(ns)
+                && r.metadata.deletion_timestamp.is_none()
+        })
+        .map(|r| r.as_ref().clone())
+        .collect();
+    rules.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    rules
+}
+
+/// Writes each rule's status now that the site's config (with the accepted ones) is applied.
+/// A failure is logged and retried on the next reconcile; it never blocks the Site.
+async fn publish_rule_statuses(ctx: &Context, site: &Site, ns: &str, rules: &[AlertRule]) {
+    let now = crate::conditions::now();
+    for rule in rules {
+        let status = crate::alerting::desired_status(rule, Some(site), &now);
+        if let Err(error) = crate::alert_rule::write_status(ctx, rule, ns, &status).await {
+            tracing::warn!(rule = %rule.name_any(), %error, "alert rule status not written");
+        }
+    }
+}
+
 /// Reads camera credentials from Secrets in `namespace` (see [`crate::credentials`]).
 fn resolver(client: kube::Client, namespace: String) -> detection::ResolveCredentials {
     Arc::new(move |r| {
@@ -112,10 +145,15 @@ async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = site.name_any();
+    if !ctx.alert_rules_synced() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let cameras = cameras_of(ctx, &ns, &name);
+    let rules = rules_of(ctx, &ns, &name);
     let tls = certificates::ensure(ctx, site, &ns, &name).await?;
-    let objects = render::render(site, &ctx.config, &tls.mounts)?;
+    let objects = render::render(site, &ctx.config, &tls.mounts, &rules)?;
     apply_objects(ctx, &ns, &name, &objects).await?;
+    publish_rule_statuses(ctx, site, &ns, &rules).await;
 
     let replicas = u32::try_from(site.spec.ingest.replicas).unwrap_or(0);
     let observation = ingest::collect(
@@ -207,7 +245,7 @@ async fn apply_objects(ctx: &Context, ns: &str, name: &str, objects: &SiteObject
             &objects.services,
             &objects.statefulsets,
             &objects.deployments,
-            &objects.storage_claim,
+            &objects.claims,
         ))
         .map_err(|e| Error::Render {
             what: "fingerprint".into(),
@@ -244,7 +282,9 @@ async fn apply_objects(ctx: &Context, ns: &str, name: &str, objects: &SiteObject
             }
         }
     }
-    ssa::<PersistentVolumeClaim>(ctx, ns, &objects.storage_claim, &pp).await?;
+    for claim in &objects.claims {
+        ssa::<PersistentVolumeClaim>(ctx, ns, claim, &pp).await?;
+    }
     for sts in &objects.statefulsets {
         ssa::<StatefulSet>(ctx, ns, sts, &pp).await?;
     }
@@ -638,8 +678,10 @@ async fn cleanup(site: &Site, ctx: &Context) -> Result<Action> {
         "Deleted",
         "Cleanup",
         format!(
-            "deleted {deleted} objects; kept PersistentVolumeClaim {} (may hold evidence)",
-            render::storage_claim_name(&name)
+            "deleted {deleted} objects; kept PersistentVolumeClaims {} and {} (may hold \
+             evidence)",
+            render::storage_claim_name(&name),
+            render::alerting_claim_name(&name)
         ),
     )
     .await;

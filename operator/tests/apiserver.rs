@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{FakeDetection, FakeIngest, eventually};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
-use kordon_operator::crd::{Camera, Site};
+use kordon_operator::crd::{AlertRule, Camera, Site};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -49,6 +49,22 @@ fn camera_json(name: &str, site: &str) -> serde_json::Value {
                 "lines": [{ "name": "fence", "from": [0.0, 0.8], "to": [1.0, 0.7], "direction": "leftToRight" }],
                 "motion": { "threshold": 0.01 },
             },
+        }
+    })
+}
+
+fn rule_json(name: &str, site: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "kordon.io/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": { "name": name },
+        "spec": {
+            "site": site,
+            "severity": "high",
+            "classes": ["person"],
+            "zone": { "zones": ["gate"], "minDwell": "5s" },
+            "schedule": { "windows": [{ "days": ["mon", "tue"], "start": "22:00", "end": "06:00" }] },
+            "cooldown": "1m",
         }
     })
 }
@@ -487,14 +503,11 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
     assert!(services.list(&lp).await.unwrap().items.is_empty());
     assert!(config_maps.list(&lp).await.unwrap().items.is_empty());
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    assert!(
-        claims
-            .get_opt("burgas-storage-data")
+    for claim in ["burgas-storage-data", "burgas-alerting-data"] {
+        eventually(WAIT, || async { claims.get_opt(claim).await.ok()? })
             .await
-            .unwrap()
-            .is_some(),
-        "the storage data claim is retained"
-    );
+            .unwrap_or_else(|| panic!("the data claim {claim} is retained"));
+    }
     // Cameras of a deleted site say so.
     eventually(WAIT, || async {
         let c = cameras.get("cam-01").await.ok()?;
@@ -593,24 +606,28 @@ async fn an_earlier_detection_deployment_and_service_give_way_to_the_statefulset
     common::drop_namespace(&client, &ns).await;
 }
 
+/// Creates `obj` as it is (untyped: the apiserver, not serde, judges it).
+async fn create<K>(client: &Client, ns: &str, obj: serde_json::Value) -> kube::Result<()>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let resource = kube::api::ApiResource::erase::<K>(&());
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(obj).unwrap(),
+    )
+    .await
+    .map(|_| ())
+}
+
 async fn rejected(client: &Client, ns: &str, obj: serde_json::Value) -> String {
     let kind = obj["kind"].as_str().unwrap().to_string();
-    let res = if kind == "Site" {
-        let api: Api<Site> = Api::namespaced(client.clone(), ns);
-        api.create(
-            &PostParams::default(),
-            &serde_json::from_value(obj).unwrap(),
-        )
-        .await
-        .map(|_| ())
-    } else {
-        let api: Api<Camera> = Api::namespaced(client.clone(), ns);
-        api.create(
-            &PostParams::default(),
-            &serde_json::from_value(obj).unwrap(),
-        )
-        .await
-        .map(|_| ())
+    let res = match kind.as_str() {
+        "Site" => create::<Site>(client, ns, obj).await,
+        "Camera" => create::<Camera>(client, ns, obj).await,
+        "AlertRule" => create::<AlertRule>(client, ns, obj).await,
+        other => panic!("no {other} here"),
     };
     match res {
         Err(kube::Error::Api(s)) => {
@@ -694,6 +711,56 @@ async fn invalid_resources_are_rejected_with_clear_messages() {
     ] {
         assert!(msg.contains(want), "missing {want:?} in {msg}");
     }
+
+    // Alert rules: the schema first (the apiserver checks CEL rules only on an object the
+    // schema admits), then the CEL rules.
+    let mut rule = rule_json("schema", "burgas");
+    rule["spec"]["cooldown"] = json!("1 minute");
+    rule["spec"]["severity"] = json!("urgent");
+    rule["spec"]["site"] = json!("");
+    rule["spec"]["zone"] = json!(null);
+    rule["spec"]["line"] = json!({ "lines": [], "direction": "leftToRight" });
+    let msg = rejected(&client, &ns, rule).await;
+    for want in [
+        "spec.cooldown",
+        "spec.severity",
+        "spec.site",
+        "spec.line.lines",
+        "spec.line.direction",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    let mut rule = rule_json("cel", "burgas");
+    rule["spec"]["line"] = json!({ "lines": ["fence"], "direction": "left-to-right" });
+    rule["spec"]["schedule"]["windows"][0]["start"] = json!("25:00");
+    rule["spec"]["schedule"]["windows"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "start": "08:00", "end": "8:30" }));
+    rule["spec"]["minConfidence"] = json!(1.5);
+    let msg = rejected(&client, &ns, rule).await;
+    for want in [
+        "an alert rule watches zones or lines, not both",
+        "schedule.windows.start must be HH:MM",
+        "schedule.windows.end must be HH:MM",
+        "minConfidence must be within 0..1",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    // A well-formed rule is admitted (its Site need not exist yet) and cannot move.
+    create::<AlertRule>(&client, &ns, rule_json("night-gate", "burgas"))
+        .await
+        .unwrap();
+    let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
+    let err = rules
+        .patch(
+            "night-gate",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "site": "edirne" } })),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.site cannot change"), "{err}");
 
     // A camera cannot move to another site.
     let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);
@@ -887,6 +954,177 @@ async fn camera_credentials_come_from_their_secret() {
     })
     .await
     .expect("cam-b ready");
+
+    stop.cancel();
+    operator.await.unwrap();
+    common::drop_namespace(&client, &ns).await;
+}
+
+/// The rules of `site.yaml`'s alerting section in ConfigMap `<site>-config`, by name.
+async fn rendered_rules(config_maps: &Api<ConfigMap>, site: &str) -> Option<Vec<String>> {
+    let cm = config_maps.get(&format!("{site}-config")).await.ok()?;
+    let cfg: serde_yaml::Value = serde_yaml::from_str(cm.data?.get("site.yaml")?).ok()?;
+    Some(
+        cfg["alerting"]["rules"]
+            .as_sequence()?
+            .iter()
+            .filter_map(|r| r["name"].as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// The rule's Ready condition once it is `status` with `reason`, for its current generation.
+async fn rule_ready(
+    rules: &Api<AlertRule>,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    eventually(WAIT, || async {
+        let r = rules.get(name).await.ok()?;
+        let generation = r.metadata.generation;
+        let st = r.status?;
+        let ready = condition(&st.conditions, "Ready")?.clone();
+        (ready.status == status
+            && ready.reason == reason
+            && st.observed_generation == generation
+            && ready.observed_generation == generation)
+            .then_some(ready)
+    })
+    .await
+}
+
+/// AlertRules are rendered into their Site's config (sorted, the alerting pods rolled by the
+/// digest), say Ready once they are, and say why not when their sink or Site is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_rules_are_rendered_into_their_sites_config_or_say_why_not() {
+    let Some(client) = common::client().await else {
+        return;
+    };
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "kordon-rules").await;
+    let (stop, operator) = common::start_operator(
+        &client,
+        &ns,
+        Arc::new(FakeIngest::default()),
+        Arc::new(FakeDetection::default()),
+        Duration::from_secs(1),
+    );
+    let pp = PostParams::default();
+    let mut site = site_json("burgas", 1);
+    site["spec"]["alertSinks"] = json!([
+        { "name": "duty", "webhook": { "url": "https://hooks.example/duty", "signingSecret": "duty-hmac" } },
+        { "name": "scada", "mqtt": { "url": "mqtts://broker:8883", "topic": "kordon/burgas" } },
+    ]);
+    let sites: Api<Site> = Api::namespaced(client.clone(), &ns);
+    sites
+        .create(&pp, &serde_json::from_value(site).unwrap())
+        .await
+        .unwrap();
+    let mut night = rule_json("night-fence", "burgas");
+    night["spec"]["zone"] = json!(null);
+    night["spec"]["line"] = json!({ "lines": ["fence"], "direction": "right-to-left" });
+    let mut gate = rule_json("gate-dwell", "burgas");
+    gate["spec"]["sinks"] = json!(["duty"]);
+    let mut stray = rule_json("stray", "burgas");
+    stray["spec"]["sinks"] = json!(["duty", "sms"]);
+    let orphan = rule_json("orphan", "edirne");
+    for rule in [night, gate, stray, orphan] {
+        create::<AlertRule>(&client, &ns, rule).await.unwrap();
+    }
+
+    // Both good rules in the site's config, by name; the one with an unknown sink left out.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    eventually(WAIT, || async {
+        let names = rendered_rules(&config_maps, "burgas").await?;
+        (names == ["gate-dwell", "night-fence"]).then_some(())
+    })
+    .await
+    .expect("both rules rendered into burgas-config");
+    let cm = eventually(WAIT, || async {
+        config_maps.get("burgas-config").await.ok()
+    })
+    .await
+    .expect("burgas-config");
+    let cfg: serde_yaml::Value = serde_yaml::from_str(&cm.data.unwrap()["site.yaml"]).unwrap();
+    let night = &cfg["alerting"]["rules"][1];
+    assert_eq!(night["line"]["direction"].as_str(), Some("right_to_left"));
+    assert_eq!(night["severity"].as_str(), Some("high"));
+    assert_eq!(
+        cfg["alerting"]["sinks"][0]["webhook"]["secret_file"].as_str(),
+        Some("/var/run/kordon/sinks/duty/key")
+    );
+
+    let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
+    for name in ["gate-dwell", "night-fence"] {
+        let ready = rule_ready(&rules, name, "True", "Rendered")
+            .await
+            .unwrap_or_else(|| panic!("{name} Ready"));
+        assert!(ready.message.contains("burgas-config"), "{}", ready.message);
+    }
+    let unknown = rule_ready(&rules, "stray", "False", "UnknownSink")
+        .await
+        .expect("stray reports its unknown sink");
+    assert!(unknown.message.contains("`sms`"), "{}", unknown.message);
+    let orphan = rule_ready(&rules, "orphan", "False", "SiteNotFound")
+        .await
+        .expect("orphan reports its missing Site");
+    assert!(orphan.message.contains("`edirne`"), "{}", orphan.message);
+
+    // The alerting pods carry the digest of the section; deleting a rule renders it out and
+    // changes the digest.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let digest = |d: Deployment| -> Option<String> {
+        d.spec
+            .template
+            .metadata?
+            .annotations?
+            .get("kordon.io/alerting-config")
+            .cloned()
+    };
+    let before = eventually(WAIT, || async {
+        digest(deployments.get("burgas-alerting").await.ok()?)
+    })
+    .await
+    .expect("the alerting Deployment carries the config digest");
+    rules
+        .delete("night-fence", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        let names = rendered_rules(&config_maps, "burgas").await?;
+        (names == ["gate-dwell"]).then_some(())
+    })
+    .await
+    .expect("the deleted rule is rendered out");
+    eventually(WAIT, || async {
+        let now = digest(deployments.get("burgas-alerting").await.ok()?)?;
+        (now != before).then_some(())
+    })
+    .await
+    .expect("the alerting pods roll with the rule set");
+
+    // The Site gains the missing sink: the rule is rendered and says so.
+    sites
+        .patch(
+            "burgas",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "alertSinks": [
+                { "name": "duty", "webhook": { "url": "https://hooks.example/duty", "signingSecret": "duty-hmac" } },
+                { "name": "sms", "webhook": { "url": "https://sms.example/send" } },
+            ] } })),
+        )
+        .await
+        .unwrap();
+    rule_ready(&rules, "stray", "True", "Rendered")
+        .await
+        .expect("stray Ready once the Site has its sink");
+    eventually(WAIT, || async {
+        let names = rendered_rules(&config_maps, "burgas").await?;
+        (names == ["gate-dwell", "stray"]).then_some(())
+    })
+    .await
+    .expect("stray rendered");
 
     stop.cancel();
     operator.await.unwrap();

@@ -20,7 +20,7 @@ fn committed_crds_match_crdgen() {
 }
 
 #[test]
-fn crds_parse_as_two_custom_resource_definitions() {
+fn crds_parse_as_three_custom_resource_definitions() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use serde::Deserialize;
     let text = kordon_operator::crds_yaml().unwrap();
@@ -31,7 +31,14 @@ fn crds_parse_as_two_custom_resource_definitions() {
         .iter()
         .map(|c| c.metadata.name.clone().unwrap())
         .collect();
-    assert_eq!(names, ["sites.kordon.io", "cameras.kordon.io"]);
+    assert_eq!(
+        names,
+        [
+            "sites.kordon.io",
+            "cameras.kordon.io",
+            "alertrules.kordon.io"
+        ]
+    );
     let site = &crds[0].spec.versions[0];
     let scale = site.subresources.as_ref().unwrap().scale.as_ref().unwrap();
     assert_eq!(scale.spec_replicas_path, ".spec.ingest.replicas");
@@ -60,6 +67,21 @@ fn crds_parse_as_two_custom_resource_definitions() {
     ] {
         assert!(camera_columns.contains(&col), "missing column {col}");
     }
+    let rules = &crds[2].spec;
+    assert_eq!(rules.scope, "Namespaced");
+    assert_eq!(
+        rules.names.short_names.as_deref(),
+        Some(&["ar".to_string()][..])
+    );
+    let rule_columns: Vec<_> = rules.versions[0]
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|c| c.priority.unwrap_or(0) == 0)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(rule_columns, ["Site", "Severity", "Ready", "Age"]);
     // Go's YAML 1.1 reader (kubectl, helm) would read a bare `y` as `true`.
     assert!(
         !text.lines().any(|l| l.trim_end().ends_with("- y")),

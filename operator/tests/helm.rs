@@ -122,7 +122,14 @@ fn chart_lints_and_renders_valid_objects() {
         .filter(|(k, _)| k == "CustomResourceDefinition")
         .map(|(_, v)| v["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(crds, ["sites.kordon.io", "cameras.kordon.io"]);
+    assert_eq!(
+        crds,
+        [
+            "sites.kordon.io",
+            "cameras.kordon.io",
+            "alertrules.kordon.io"
+        ]
+    );
 
     // The operator config the chart renders is one the operator accepts.
     let cm = objs.iter().find(|(k, _)| k == "ConfigMap").unwrap();
@@ -168,6 +175,34 @@ fn chart_lints_and_renders_valid_objects() {
         .filter_map(|v| v.as_str())
         .collect();
     assert_eq!(verbs, ["get", "create", "patch", "delete"]);
+
+    // What the controllers watch and whose status they write, AlertRules included.
+    let grants = |resource: &str| -> Vec<String> {
+        rules
+            .iter()
+            .filter(|r| {
+                r["resources"]
+                    .as_sequence()
+                    .is_some_and(|res| res.iter().any(|x| x.as_str() == Some(resource)))
+            })
+            .flat_map(|r| r["verbs"].as_sequence().unwrap().clone())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    for resource in ["sites", "cameras", "alertrules"] {
+        let verbs = grants(resource);
+        assert!(
+            ["list", "watch"]
+                .iter()
+                .all(|v| verbs.iter().any(|g| g == v)),
+            "{resource}: {verbs:?}"
+        );
+        let status = grants(&format!("{resource}/status"));
+        assert!(
+            status.iter().any(|v| v == "patch"),
+            "{resource}/status: {status:?}"
+        );
+    }
 }
 
 #[test]

@@ -46,6 +46,7 @@ pub async fn install_crds(client: &Client) {
     for crd in [
         kordon_operator::crd::Site::crd(),
         kordon_operator::crd::Camera::crd(),
+        kordon_operator::crd::AlertRule::crd(),
     ] {
         let name = crd.metadata.name.clone().unwrap();
         api.patch(
