@@ -265,11 +265,13 @@ pub struct AlertSink {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.signingSecret)").message("webhook.signingSecret must name a Secret whose `key` holds the whsec_ signing secret: deliveries are always signed (Standard Webhooks)"))]
 pub struct WebhookSink {
     #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("webhook.url must be an http:// or https:// URL"))]
     pub url: String,
-    /// Secret with the HMAC key (`key`) that signs deliveries.
+    /// Secret whose `key` holds the `whsec_…` secret that signs deliveries (Standard
+    /// Webhooks); required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub signing_secret: Option<String>,

@@ -1111,7 +1111,7 @@ async fn alert_rules_are_rendered_into_their_sites_config_or_say_why_not() {
             &PatchParams::default(),
             &Patch::Merge(json!({ "spec": { "alertSinks": [
                 { "name": "duty", "webhook": { "url": "https://hooks.example/duty", "signingSecret": "duty-hmac" } },
-                { "name": "sms", "webhook": { "url": "https://sms.example/send" } },
+                { "name": "sms", "webhook": { "url": "https://sms.example/send", "signingSecret": "sms-hmac" } },
             ] } })),
         )
         .await

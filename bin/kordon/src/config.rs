@@ -441,4 +441,83 @@ mod tests {
         let err = Config::load(&flags).unwrap_err().to_string();
         assert!(err.contains("grpc_lisen"), "{err}");
     }
+
+    /// What the operator renders for a Site with sinks and AlertRules is what every service
+    /// of the site loads: the `alerting:` section parses and passes alerting's checks.
+    #[test]
+    fn the_operators_site_yaml_with_rules_and_sinks_loads() {
+        use kordon_operator::crd::{AlertRule, Site};
+        let site: Site = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kordon.io/v1alpha1", "kind": "Site",
+            "metadata": { "name": "burgas", "namespace": "police", "uid": "u1", "generation": 1 },
+            "spec": {
+                "timeZone": "Europe/Sofia",
+                "storage": { "bucket": "kordon-burgas" },
+                "detection": { "replicas": 2 },
+                "alertSinks": [
+                    { "name": "duty", "webhook": { "url": "https://hooks.example/duty", "signingSecret": "duty-hmac" } },
+                    { "name": "scada", "mqtt": { "url": "mqtts://broker:8883", "topic": "kordon/burgas" } }
+                ]
+            }
+        }))
+        .unwrap();
+        let rule = |name: &str, spec: serde_json::Value| -> AlertRule {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "kordon.io/v1alpha1", "kind": "AlertRule",
+                "metadata": { "name": name, "namespace": "police", "uid": name, "generation": 1 },
+                "spec": spec
+            }))
+            .unwrap()
+        };
+        let rules = [
+            rule(
+                "night-fence",
+                serde_json::json!({
+                    "site": "burgas", "severity": "high", "classes": ["person"],
+                    "zone": { "zones": ["fence"], "minDwell": "5s" },
+                    "schedule": { "windows": [{ "days": ["mon", "fri"], "start": "22:00", "end": "06:00" }] },
+                    "escalateAfter": "10m", "sinks": ["duty"]
+                }),
+            ),
+            rule(
+                "wrong-way",
+                serde_json::json!({
+                    "site": "burgas", "classes": ["car"], "minObjects": 2, "dedup": "track",
+                    "line": { "lines": ["gate"], "direction": "left-to-right" },
+                    "quietPeriod": "20s", "cooldown": "2m"
+                }),
+            ),
+        ];
+        let objs = kordon_operator::render::render(
+            &site,
+            &kordon_operator::config::OperatorConfig::default(),
+            &kordon_operator::render::TlsMounts::operator("burgas"),
+            &rules,
+        )
+        .unwrap();
+        let yaml = objs
+            .config_maps
+            .iter()
+            .find_map(|c| c.data.as_ref()?.get("site.yaml").cloned())
+            .expect("site.yaml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.yaml");
+        std::fs::write(&path, &yaml).unwrap();
+        let config = Config::load(&ServerFlags {
+            config: Some(path),
+            ..ServerFlags::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let a = config.alerting();
+        a.validate().unwrap();
+        assert_eq!(a.rules.len(), 2, "{yaml}");
+        assert_eq!(a.sinks.len(), 2);
+        assert_eq!(a.detection.endpoints.len(), 2, "one per detection replica");
+        assert_eq!(a.time_zone("burgas"), "Europe/Sofia");
+        let night = kordon_alerting::rules::Rule::from_yaml(&a.rules[0], &a.time_zones).unwrap();
+        assert_eq!(
+            night.escalate_after,
+            Some(std::time::Duration::from_secs(600))
+        );
+    }
 }
