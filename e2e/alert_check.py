@@ -23,7 +23,8 @@ any car or person, one alert per track, 5 s quiet period: many alerts, to load t
       webhook-id) and in order (cursor), and so does MQTT; the gRPC subscriber's cursors have no
       gap;
   (d) ack, hold and resolve through the CLI, each attributed and with its note, and the webhook
-      receives the three events;
+      receives the three events; `alerts get --snapshot` saves the alert's snapshot, a footage
+      read that needs a reason and is in the access log;
   (e) a sink whose receiver refuses (HTTP 400) moves the event to the dead letters and its queue
       goes on (`kordon alerts sinks`); the metrics count alerts;
   (f) `kordon alerts watch --cursor C` resumes exactly after C;
@@ -323,6 +324,23 @@ def main():
             "ALERT_EVENT_KIND_ACKNOWLEDGED", "ALERT_EVENT_KIND_HELD", "ALERT_EVENT_KIND_RESOLVED"} or None,
             time.time() + 60, 1)
         check("(d) the webhook receives acknowledged, held and resolved", steps is not None)
+
+        # (d) the alert's snapshot: a footage read, with a reason, in the access log.
+        jpg = os.path.join(work, "alert.jpg")
+        case = "BG-E2E-ALERT-1"
+        p = run(kordon, ["alerts", "get", aid, "--snapshot", jpg, "--reason", "e2e alert check", "--case", case,
+                         *server], env)
+        head = open(jpg, "rb").read(2) if os.path.exists(jpg) else b""
+        check("(d) alerts get --snapshot saves the alert's snapshot as a JPEG",
+              p.returncode == 0 and head == b"\xff\xd8", p.stderr[-300:] + f" snapshot_id={first.get('snapshot_id')!r}")
+        p = run(kordon, ["audit", "list", "--site", "burgas", "--for-case", case, "--reason", "e2e audit",
+                         "--output", "json", *server], env)
+        entries = json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else []
+        check("(d) the snapshot read is in the access log with its case",
+              any(e.get("action") == "read" and e.get("case_id") == case for e in entries), p.stderr[-300:])
+        p = run(kordon, ["alerts", "get", aid, "--snapshot", jpg + ".2", *server], env)
+        check("(d) alerts get --snapshot without --reason is refused", p.returncode != 0
+              and not os.path.exists(jpg + ".2"), p.stderr[-200:])
 
         # (b) lingering: one alert per incident.
         p = run(kordon, ["alerts", "list", "--site", "burgas", "--limit", "1000", "--output", "json", *server], env)

@@ -71,6 +71,10 @@ def run_one(kordon, sub, env):
         # Ingest and detection need to know where storage is; they connect lazily, so nothing
         # need listen.
         env[f"KORDON_{sub.upper()}__STORAGE__URL"] = "http://127.0.0.1:9"
+    if sub == "alerting":
+        # Alerting reads the site's detection replicas; it reconnects on its own, so nothing
+        # need listen.
+        env["KORDON_ALERTING__DETECTION__ENDPOINTS"] = "[http://127.0.0.1:9]"
     grpc_port, admin_port, http_port = free_ports(3)
     with tempfile.TemporaryDirectory() as data:
         proc = subprocess.Popen(

@@ -163,7 +163,6 @@ impl AlertingService for AlertingApi {
             })
             .filter(|x| after.is_empty() || format!("{}/{}", x.site, x.name) > after)
             .collect();
-        rules.sort_by(|a, b| (&a.name, &a.site).cmp(&(&b.name, &b.site)));
         rules.sort_by(|a, b| {
             format!("{}/{}", a.site, a.name).cmp(&format!("{}/{}", b.site, b.name))
         });

@@ -97,6 +97,14 @@ enum Target {
 }
 
 impl Target {
+    /// Waits up to `dur` with nothing to deliver (MQTT keeps its connection meanwhile).
+    async fn idle(&mut self, dur: Duration) {
+        match self {
+            Target::Webhook(_) => tokio::time::sleep(dur).await,
+            Target::Mqtt(m) => m.idle(dur).await,
+        }
+    }
+
     async fn deliver(&mut self, e: &pb::WatchAlertsResponse) -> Result<(), Failure> {
         let body = serde_json::to_vec(&crate::json::event(e)).unwrap_or_default();
         let alert = e.alert.clone().unwrap_or_default();
@@ -159,7 +167,7 @@ pub async fn run(sink: Arc<Sink>, store: Store, replica: String, cancel: Cancell
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = sink.notify.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = target.idle(Duration::from_secs(5)) => {}
             }
             continue;
         }

@@ -134,6 +134,25 @@ impl Mqtt {
         Ok(())
     }
 
+    /// Keeps the connection (pings, reconnects) while there is nothing to publish, for up to
+    /// `dur`: an alert after a quiet night goes out at once, not after a failed attempt on a
+    /// connection the broker dropped.
+    pub async fn idle(&mut self, dur: Duration) {
+        let until = tokio::time::Instant::now() + dur;
+        loop {
+            match tokio::time::timeout_at(until, self.events.poll()).await {
+                Err(_) => return,
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => self.connected = true,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "MQTT connection lost while idle; reconnecting");
+                    self.reset();
+                    tokio::time::sleep_until(until.min(tokio::time::Instant::now() + Duration::from_secs(1))).await;
+                }
+            }
+        }
+    }
+
     /// Publishes one event of `site`/`camera`.
     pub async fn publish(
         &mut self,
