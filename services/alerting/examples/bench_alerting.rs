@@ -46,6 +46,8 @@ fn now_us() -> i64 {
 struct Generator {
     rate: u64,
     seconds: u64,
+    /// Set once every subscriber listens: nothing is sent before.
+    go: tokio::sync::watch::Receiver<bool>,
 }
 
 #[tonic::async_trait]
@@ -56,7 +58,11 @@ impl DetectionService for Generator {
     ) -> Result<tonic::Response<BoxStream<dpb::WatchDetectionsResponse>>, tonic::Status> {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let (rate, seconds) = (self.rate, self.seconds);
+        let mut go = self.go.clone();
         tokio::spawn(async move {
+            if go.wait_for(|g| *g).await.is_err() {
+                return;
+            }
             // A tick every 10 ms, carrying the events due by then (smooth, not bursts).
             let start = Instant::now();
             let total = rate * seconds;
@@ -156,7 +162,11 @@ fn cpu_seconds() -> f64 {
         .map(|(_, r)| r.split_whitespace().collect())
         .unwrap_or_default();
     let tick = 100.0; // USER_HZ on Linux
-    let f = |i: usize| rest.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    let f = |i: usize| {
+        rest.get(i)
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (f(11) + f(12)) / tick
 }
 
@@ -245,16 +255,18 @@ async fn run_rate(rate: u64, seconds: u64, mosquitto: &str) -> anyhow::Result<()
 
     // The load generator.
     let gen_port = free_port();
+    let (go, go_rx) = tokio::sync::watch::channel(false);
     {
-        let g = Generator { rate, seconds };
+        let g = Generator {
+            rate,
+            seconds,
+            go: go_rx,
+        };
         let stop = stop.clone();
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(DetectionServiceServer::new(g))
-                .serve_with_shutdown(
-                    ([127, 0, 0, 1], gen_port).into(),
-                    stop.cancelled_owned(),
-                ),
+                .serve_with_shutdown(([127, 0, 0, 1], gen_port).into(), stop.cancelled_owned()),
         );
     }
     wait_port(gen_port).await;
@@ -351,9 +363,10 @@ async fn run_rate(rate: u64, seconds: u64, mosquitto: &str) -> anyhow::Result<()
     // The gRPC subscriber.
     let grpc_seen = Seen::default();
     {
-        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))?
-            .connect()
-            .await?;
+        let channel =
+            tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))?
+                .connect()
+                .await?;
         let mut c = apb::alerting_service_client::AlertingServiceClient::new(channel);
         let mut s = c
             .watch_alerts(apb::WatchAlertsRequest::default())
@@ -376,10 +389,17 @@ async fn run_rate(rate: u64, seconds: u64, mosquitto: &str) -> anyhow::Result<()
         });
     }
 
+    // Every subscriber is connected: the load starts now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    go.send_replace(true);
     let cpu0 = cpu_seconds();
     let expected = (rate * seconds) as usize;
     let started = Instant::now();
-    let sinks = [("gRPC", &grpc_seen), ("webhook", &hook_seen), ("MQTT", &mqtt_seen)];
+    let sinks = [
+        ("gRPC", &grpc_seen),
+        ("webhook", &hook_seen),
+        ("MQTT", &mqtt_seen),
+    ];
     // The run, then up to 60 s for every sink to catch up.
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -430,7 +450,9 @@ async fn main() -> anyhow::Result<()> {
             }
             "--seconds" => seconds = args.next().unwrap_or_default().parse()?,
             "--mosquitto" => mosquitto = args.next().unwrap_or_default(),
-            other => anyhow::bail!("unknown argument {other} (--rates 100,1000 --seconds 20 --mosquitto PATH)"),
+            other => anyhow::bail!(
+                "unknown argument {other} (--rates 100,1000 --seconds 20 --mosquitto PATH)"
+            ),
         }
     }
     println!(

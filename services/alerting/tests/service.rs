@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kordon_alerting::config::{AlertingConfig, RetryConfig, RuleYaml, Severity, SinkYaml, WebhookYaml};
+use kordon_alerting::config::{
+    AlertingConfig, RetryConfig, RuleYaml, Severity, SinkYaml, WebhookYaml,
+};
 use kordon_proto::alerting::v1 as pb;
 use kordon_proto::common::v1 as common;
 use kordon_proto::detection::v1 as dpb;
@@ -146,7 +148,10 @@ async fn alerts_and_their_pending_deliveries_survive_a_restart() {
         .unwrap();
     a.ingest(person(1)).await.unwrap();
     a.ingest(person(2)).await.unwrap();
-    eventually("two alerts", async || (alerts(&a).await.len() == 2).then_some(())).await;
+    eventually("two alerts", async || {
+        (alerts(&a).await.len() == 2).then_some(())
+    })
+    .await;
     // The receiver answers 503: retried, still queued.
     eventually("a failed attempt", async || {
         let h = a.sinks()[0].status(0);
@@ -173,7 +178,9 @@ async fn alerts_and_their_pending_deliveries_survive_a_restart() {
     let ids: Vec<String> = {
         let mut v = alerts(&a).await;
         v.sort_by_key(|x| x.id.clone());
-        v.iter().map(|x| format!("{}-v{}", x.id, x.version)).collect()
+        v.iter()
+            .map(|x| format!("{}-v{}", x.id, x.version))
+            .collect()
     };
     let mut sorted = got.clone();
     sorted.sort();
@@ -219,7 +226,11 @@ async fn a_refusal_is_a_dead_letter_and_410_disables_the_sink() {
         (a.store().dead_letters("desk").await.unwrap().len() == 3).then_some(())
     })
     .await;
-    assert_eq!(rx.accepted.lock().unwrap().len(), 1, "nothing sent after 410");
+    assert_eq!(
+        rx.accepted.lock().unwrap().len(),
+        1,
+        "nothing sent after 410"
+    );
     stop.cancel();
     a.stopped().await;
 }

@@ -147,7 +147,10 @@ impl Mqtt {
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "MQTT connection lost while idle; reconnecting");
                     self.reset();
-                    tokio::time::sleep_until(until.min(tokio::time::Instant::now() + Duration::from_secs(1))).await;
+                    tokio::time::sleep_until(
+                        until.min(tokio::time::Instant::now() + Duration::from_secs(1)),
+                    )
+                    .await;
                 }
             }
         }
