@@ -20,7 +20,13 @@ pub struct Mqtt {
     events: EventLoop,
     qos: QoS,
     prefix: String,
-    connected: bool,
+    /// `online` was published on this connection.
+    announced: bool,
+    /// Publish requests not yet written, oldest first: whether each is one a delivery waits
+    /// for (an alert) or not (the `online` announcement). rumqttc writes them in this order.
+    requested: std::collections::VecDeque<bool>,
+    /// Packet ids of written publishes a delivery waits for.
+    waiting: std::collections::HashSet<u16>,
 }
 
 fn qos(q: u8) -> QoS {
@@ -87,13 +93,28 @@ impl Mqtt {
         }
         let (client, events) = AsyncClient::new(o.clone(), 64);
         Ok(Mqtt {
+            requested: Default::default(),
+            waiting: Default::default(),
             options: o,
             client,
             events,
             qos: qos(c.qos),
             prefix: c.topic_prefix.clone(),
-            connected: false,
+            announced: false,
         })
+    }
+
+    /// `online` on `<prefix>/available`, retained (the last will says `offline`).
+    fn announce(&mut self) {
+        let topic = format!("{}/available", self.prefix);
+        if self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, true, "online")
+            .is_ok()
+        {
+            self.requested.push_back(false);
+            self.announced = true;
+        }
     }
 
     /// A fresh connection: nothing queued before a failure is sent after it, so every
@@ -102,7 +123,31 @@ impl Mqtt {
         let (client, events) = AsyncClient::new(self.options.clone(), 64);
         self.client = client;
         self.events = events;
-        self.connected = false;
+        self.announced = false;
+        self.requested.clear();
+        self.waiting.clear();
+    }
+
+    /// Follows one event: 1 when it completes a publish a delivery waits for (acknowledged at
+    /// QoS 1 and 2, written at QoS 0).
+    fn follow(&mut self, ev: &Event) -> usize {
+        match ev {
+            Event::Outgoing(Outgoing::Publish(pkid)) => match self.requested.pop_front() {
+                Some(true) if self.qos == QoS::AtMostOnce => 1,
+                Some(true) => {
+                    self.waiting.insert(*pkid);
+                    0
+                }
+                _ => 0,
+            },
+            Event::Incoming(Packet::PubAck(a)) if self.qos == QoS::AtLeastOnce => {
+                usize::from(self.waiting.remove(&a.pkid))
+            }
+            Event::Incoming(Packet::PubComp(c)) if self.qos == QoS::ExactlyOnce => {
+                usize::from(self.waiting.remove(&c.pkid))
+            }
+            _ => 0,
+        }
     }
 
     /// Drives the connection until `want` acknowledgements (or, at QoS 0, writes) arrived.
@@ -116,15 +161,7 @@ impl Mqtt {
                 ));
             };
             match ev {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => self.connected = true,
-                Ok(Event::Incoming(Packet::PubAck(_))) if self.qos == QoS::AtLeastOnce => want -= 1,
-                Ok(Event::Incoming(Packet::PubComp(_))) if self.qos == QoS::ExactlyOnce => {
-                    want -= 1
-                }
-                Ok(Event::Outgoing(Outgoing::Publish(0))) if self.qos == QoS::AtMostOnce => {
-                    want -= 1
-                }
-                Ok(_) => {}
+                Ok(ev) => want = want.saturating_sub(self.follow(&ev)),
                 Err(e) => {
                     self.reset();
                     return Err(Failure::Transient(format!("MQTT: {e}")));
@@ -142,8 +179,13 @@ impl Mqtt {
         loop {
             match tokio::time::timeout_at(until, self.events.poll()).await {
                 Err(_) => return,
-                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => self.connected = true,
-                Ok(Ok(_)) => {}
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) if !self.announced => {
+                    // Connected while idle: say so now (the broker keeps it, retained).
+                    self.announce();
+                }
+                Ok(Ok(ev)) => {
+                    self.follow(&ev);
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "MQTT connection lost while idle; reconnecting");
                     self.reset();
@@ -163,22 +205,8 @@ impl Mqtt {
         camera: &str,
         body: Vec<u8>,
     ) -> Result<(), Failure> {
-        if !self.connected {
-            // Announce availability on (re)connection; settles with the first acknowledgement.
-            self.client
-                .publish(
-                    format!("{}/available", self.prefix),
-                    QoS::AtLeastOnce,
-                    true,
-                    "online",
-                )
-                .await
-                .map_err(|e| Failure::Transient(format!("MQTT: {e}")))?;
-            let q = self.qos;
-            self.qos = QoS::AtLeastOnce;
-            let r = self.settle(1).await;
-            self.qos = q;
-            r?;
+        if !self.announced {
+            self.announce();
         }
         let topics = [
             format!("{}/{site}/alerts", self.prefix),
@@ -189,6 +217,7 @@ impl Mqtt {
                 .publish(t, self.qos, false, body.clone())
                 .await
                 .map_err(|e| Failure::Transient(format!("MQTT: {e}")))?;
+            self.requested.push_back(true);
         }
         self.settle(topics.len()).await
     }
