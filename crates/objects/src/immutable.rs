@@ -66,12 +66,24 @@ pub async fn put_immutable(
     }
 }
 
+/// How [`link_immutable`] makes sure `file` holds the bytes `expected_sha256` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Read and hash the file first: a file of unknown history (left by an earlier run, or
+    /// queued long enough for its disk to matter).
+    Rehash,
+    /// The caller hashed these very bytes as it wrote them, in this process, moments ago (a
+    /// segment its recorder just closed): the hash is taken as is, and the file is read once
+    /// fewer. Storage's verification re-hashes every object later either way.
+    WrittenHere,
+}
+
 /// [`put_immutable`] of a payload that is already a file, into a store of local files: the
 /// object becomes a hard link to `file`, so its bytes are written to disk once (e.g. by ingest's
-/// spool) instead of twice. The same guarantees: `file` is hashed first and nothing is linked
-/// if it does not match; `link(2)` never replaces an existing object, which is hashed and
-/// compared instead; the file's data and the new directory entry are fsynced. The caller must
-/// not write to `file` afterwards (it may unlink it).
+/// spool) instead of twice. The same guarantees: `file` is hashed first (unless `check` says
+/// the caller just did) and nothing is linked if it does not match; `link(2)` never replaces an
+/// existing object, which is hashed and compared instead; the file's data and the new directory
+/// entry are fsynced. The caller must not write to `file` afterwards (it may unlink it).
 ///
 /// Blocking (call it from a blocking task). `Ok(None)` when no link can be made (`file` is on
 /// another filesystem, or links are not supported): use [`put_immutable`] then.
@@ -80,19 +92,22 @@ pub fn link_immutable(
     key: &Path,
     file: &std::path::Path,
     expected_sha256: &[u8; 32],
+    check: Check,
 ) -> Result<Option<PutOutcome>, ObjectsError> {
     let io = |e: std::io::Error| ObjectsError::Io {
         path: file.to_path_buf(),
         source: e,
     };
     let mut f = std::fs::File::open(file).map_err(io)?;
-    let actual = hash_reader(&mut f).map_err(io)?;
-    if &actual != expected_sha256 {
-        return Err(ObjectsError::PayloadMismatch {
-            key: key.to_string(),
-            expected: hex::encode(expected_sha256),
-            actual: hex::encode(actual),
-        });
+    if check == Check::Rehash {
+        let actual = hash_reader(&mut f).map_err(io)?;
+        if &actual != expected_sha256 {
+            return Err(ObjectsError::PayloadMismatch {
+                key: key.to_string(),
+                expected: hex::encode(expected_sha256),
+                actual: hex::encode(actual),
+            });
+        }
     }
     // The data must be durable before a name in the store points at it.
     f.sync_all().map_err(io)?;

@@ -30,7 +30,7 @@ pub mod time;
 
 pub use config::{ObjectLockConfig, ObjectLockMode, ObjectStoreConfig, build, build_local};
 pub use error::ObjectsError;
-pub use immutable::{PutOutcome, link_immutable, put_immutable, sha256};
+pub use immutable::{Check, PutOutcome, link_immutable, put_immutable, sha256};
 pub use key::{
     camera_folder, in_camera_folder, segment_key, still_key, validate_name, validate_prefix,
 };

@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 
 use kordon_objects::{
-    ObjectPath, ObjectStoreConfig, ObjectStoreExt, ObjectsError, PutOutcome, build_local,
+    Check, ObjectPath, ObjectStoreConfig, ObjectStoreExt, ObjectsError, PutOutcome, build_local,
     link_immutable, sha256,
 };
 
@@ -27,7 +27,7 @@ async fn a_file_is_linked_once_and_reads_back_as_the_object() {
     let sha = sha256(b"segment bytes");
     let key = ObjectPath::from("edirne/gate-1/2026/12/01/seg.mp4");
 
-    let outcome = link_immutable(&local, &key, &spooled, &sha).unwrap();
+    let outcome = link_immutable(&local, &key, &spooled, &sha, Check::Rehash).unwrap();
     assert_eq!(outcome, Some(PutOutcome::Created));
     let dest = local.path_to_filesystem(&key).unwrap();
     assert_eq!(
@@ -43,7 +43,7 @@ async fn a_file_is_linked_once_and_reads_back_as_the_object() {
     // A retry after a lost answer: the same bytes are success, nothing replaced.
     std::fs::write(&spooled, b"segment bytes").unwrap();
     assert_eq!(
-        link_immutable(&local, &key, &spooled, &sha).unwrap(),
+        link_immutable(&local, &key, &spooled, &sha, Check::Rehash).unwrap(),
         Some(PutOutcome::AlreadyPresent)
     );
 }
@@ -55,15 +55,22 @@ fn wrong_bytes_are_never_linked_and_a_different_object_is_never_replaced() {
     let key = ObjectPath::from("edirne/gate-1/seg.mp4");
     let file = dir.path().join("seg.mp4");
     std::fs::write(&file, b"tampered in the spool").unwrap();
-    let e = link_immutable(&local, &key, &file, &sha256(b"what was recorded")).unwrap_err();
+    let e = link_immutable(
+        &local,
+        &key,
+        &file,
+        &sha256(b"what was recorded"),
+        Check::Rehash,
+    )
+    .unwrap_err();
     assert!(matches!(e, ObjectsError::PayloadMismatch { .. }), "{e}");
     assert!(!local.path_to_filesystem(&key).unwrap().exists());
 
     let other = dir.path().join("other.mp4");
     std::fs::write(&other, b"first").unwrap();
-    link_immutable(&local, &key, &other, &sha256(b"first")).unwrap();
+    link_immutable(&local, &key, &other, &sha256(b"first"), Check::Rehash).unwrap();
     std::fs::write(&file, b"second").unwrap();
-    let e = link_immutable(&local, &key, &file, &sha256(b"second")).unwrap_err();
+    let e = link_immutable(&local, &key, &file, &sha256(b"second"), Check::Rehash).unwrap_err();
     assert!(matches!(e, ObjectsError::ConflictingObject { .. }), "{e}");
     assert_eq!(
         std::fs::read(local.path_to_filesystem(&key).unwrap()).unwrap(),
@@ -91,8 +98,28 @@ fn a_file_on_another_filesystem_is_left_to_a_copy() {
     std::fs::write(&file, b"bytes").unwrap();
     let key = ObjectPath::from("s/c/seg.mp4");
     assert_eq!(
-        link_immutable(&local, &key, &file, &sha256(b"bytes")).unwrap(),
+        link_immutable(&local, &key, &file, &sha256(b"bytes"), Check::Rehash).unwrap(),
         None
     );
     assert!(!local.path_to_filesystem(&key).unwrap().exists());
+}
+
+#[test]
+fn a_file_its_writer_just_hashed_is_linked_without_reading_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = store(&dir.path().join("media"));
+    let file = dir.path().join("spool-segment.mp4");
+    std::fs::write(&file, b"segment bytes").unwrap();
+    let key = ObjectPath::from("burgas/gate-1/fresh.mp4");
+    let outcome = link_immutable(
+        &local,
+        &key,
+        &file,
+        &sha256(b"segment bytes"),
+        Check::WrittenHere,
+    )
+    .unwrap();
+    assert_eq!(outcome, Some(PutOutcome::Created));
+    let linked = dir.path().join("media/burgas/gate-1/fresh.mp4");
+    assert_eq!(std::fs::read(&linked).unwrap(), b"segment bytes");
 }

@@ -60,6 +60,8 @@ pub struct Entry {
     pub media_path: Option<PathBuf>,
     /// Bytes the entry holds on disk.
     pub bytes: u64,
+    /// When this process queued it; `None` for an entry found on disk at start.
+    pub queued_at: Option<std::time::Instant>,
 }
 
 impl Entry {
@@ -221,6 +223,7 @@ impl Spool {
             meta_path: file.meta_path,
             media_path: Some(file.final_path),
             bytes: size,
+            queued_at: Some(std::time::Instant::now()),
         });
         Ok(())
     }
@@ -245,6 +248,7 @@ impl Spool {
             meta_path,
             media_path: None,
             bytes: 0,
+            queued_at: Some(std::time::Instant::now()),
         });
         Ok(())
     }
@@ -457,6 +461,7 @@ impl Spool {
                         meta_path: path.clone(),
                         media_path,
                         bytes,
+                        queued_at: None,
                     });
                 }
             }

@@ -37,6 +37,10 @@ use crate::segment::{GapMeta, GapReason, Record, ResumeMeta, SegmentMeta, UnixMi
 use crate::spool::{Entry, Spool};
 use crate::status::StatusBoard;
 
+/// A segment queued by this process less than this long ago is linked on the hash its recorder
+/// computed while writing it (see [`kordon_objects::Check`]).
+pub const TRUST_FRESH_SEGMENTS_FOR: Duration = Duration::from_secs(60);
+
 /// A spooled segment file that cannot be read: gone is a refusal for good (its entry goes to
 /// dead-letter), anything else a spool error to retry.
 fn unreadable(path: &std::path::Path, e: std::io::Error) -> IngestError {
@@ -222,8 +226,19 @@ impl Uploader {
                 .len();
             check_size(size, m.size)?;
             let (local, key2, file, sha) = (local.clone(), key.clone(), path.clone(), m.sha256);
+            // A segment this process's recorder hashed as it wrote it and closed moments ago is
+            // linked on that hash; one found on disk at start, or queued for long (storage was
+            // down), is read and checked first.
+            let check = if entry
+                .queued_at
+                .is_some_and(|t| t.elapsed() < TRUST_FRESH_SEGMENTS_FOR)
+            {
+                kordon_objects::Check::WrittenHere
+            } else {
+                kordon_objects::Check::Rehash
+            };
             let linked = tokio::task::spawn_blocking(move || {
-                kordon_objects::link_immutable(&local, &key2, &file, &sha)
+                kordon_objects::link_immutable(&local, &key2, &file, &sha, check)
             })
             .await
             .map_err(|e| IngestError::Objects(format!("link task: {e}")))?
