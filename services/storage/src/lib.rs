@@ -26,14 +26,16 @@
 //!   ([`retention`]). Spawn [`Storage::run_retention`] beside the servers.
 //!
 //! # Layout
-//! [`config`] (configuration), [`index`], [`audit`] and [`retention`] (the database and the
-//! operations on it), [`chain`], [`recordings`] and [`playback`] (pure logic), [`service`]
+//! [`config`] (configuration), [`db`] (the index database: migrations and every SQL
+//! statement), [`index`], [`audit`] and [`retention`] (the records in it and the operations on
+//! them), [`chain`], [`recordings`] and [`playback`] (pure logic), [`service`]
 //! (domain operations over index and objects), [`grpc`] and [`http`] (transport), [`keys`],
 //! [`metrics`].
 
 pub mod audit;
 pub mod chain;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod evidence;
 pub mod grpc;
