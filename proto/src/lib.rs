@@ -18,6 +18,23 @@ pub mod common {
                     .finish()
             }
         }
+
+        /// A request's camera filter as `(site, camera)` pairs; INVALID_ARGUMENT naming the
+        /// entry when one lacks its site or camera.
+        pub fn camera_pairs(list: &[CameraRef]) -> Result<Vec<(String, String)>, tonic::Status> {
+            list.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if c.site.is_empty() || c.camera.is_empty() {
+                        Err(tonic::Status::invalid_argument(format!(
+                            "cameras[{i}]: site and camera are required"
+                        )))
+                    } else {
+                        Ok((c.site.clone(), c.camera.clone()))
+                    }
+                })
+                .collect()
+        }
     }
 }
 

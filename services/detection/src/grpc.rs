@@ -55,21 +55,6 @@ fn can(p: &Principal, site: &str, perm: Permission) -> bool {
     auth::authorize(p, site, perm).is_ok()
 }
 
-fn cameras_of(list: &[common::CameraRef]) -> Result<Vec<(String, String)>, Status> {
-    list.iter()
-        .enumerate()
-        .map(|(i, c)| {
-            if c.site.is_empty() || c.camera.is_empty() {
-                Err(invalid(format!(
-                    "cameras[{i}]: site and camera are required"
-                )))
-            } else {
-                Ok((c.site.clone(), c.camera.clone()))
-            }
-        })
-        .collect()
-}
-
 /// Checks that the caller may view what a filter names; with no site and no cameras, results
 /// are filtered per detection instead (see [`visible`]).
 fn authorize_filter(p: &Principal, f: &Filter) -> Result<(), Status> {
@@ -118,7 +103,7 @@ impl DetectionService for DetectionApi {
         }
         let f = Filter {
             site: r.site,
-            cameras: cameras_of(&r.cameras)?,
+            cameras: common::camera_pairs(&r.cameras)?,
             classes: r.classes,
             min_confidence: r.min_confidence,
             zones: r.zones,
@@ -199,7 +184,7 @@ impl DetectionService for DetectionApi {
         };
         let mut f = Filter {
             site: r.site,
-            cameras: cameras_of(&r.cameras)?,
+            cameras: common::camera_pairs(&r.cameras)?,
             classes: r.classes,
             min_confidence: r.min_confidence,
             ..Default::default()
@@ -353,7 +338,7 @@ impl DetectionService for DetectionApi {
         if !r.site.is_empty() {
             auth::authorize(&who, &r.site, Permission::ViewStatus)?;
         }
-        let wanted = cameras_of(&r.cameras)?;
+        let wanted = common::camera_pairs(&r.cameras)?;
         for (site, _) in &wanted {
             auth::authorize(&who, site, Permission::ViewStatus)?;
         }
