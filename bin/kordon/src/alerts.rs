@@ -255,9 +255,9 @@ pub async fn run(cmd: AlertsCommand) -> anyhow::Result<()> {
         AlertsCommand::List(a) => list(a).await,
         AlertsCommand::Watch(a) => watch(a).await,
         AlertsCommand::Get(a) => get(a).await,
-        AlertsCommand::Ack(a) => act(a, None, false).await,
-        AlertsCommand::Hold(a) => act(a, None, true).await,
-        AlertsCommand::Resolve(r) => act(r.act, Some(r.resolution), false).await,
+        AlertsCommand::Ack(a) => act(a, Step::Acknowledge).await,
+        AlertsCommand::Hold(a) => act(a, Step::Hold).await,
+        AlertsCommand::Resolve(r) => act(r.act, Step::Resolve(r.resolution)).await,
         AlertsCommand::Sinks(f) => sinks(f).await,
     }
 }
@@ -423,10 +423,18 @@ async fn get(a: GetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn act(a: ActArgs, resolve: Option<i32>, hold: bool) -> anyhow::Result<()> {
+/// An officer's step on an alert.
+enum Step {
+    Acknowledge,
+    Hold,
+    /// With the resolution.
+    Resolve(i32),
+}
+
+async fn act(a: ActArgs, step: Step) -> anyhow::Result<()> {
     let mut c = connect(&a.client).await?;
-    let alert = match (resolve, hold) {
-        (Some(resolution), _) => {
+    let alert = match step {
+        Step::Resolve(resolution) => {
             c.resolve_alert(pb::ResolveAlertRequest {
                 alert_id: a.id.clone(),
                 resolution,
@@ -438,7 +446,7 @@ async fn act(a: ActArgs, resolve: Option<i32>, hold: bool) -> anyhow::Result<()>
             .into_inner()
             .alert
         }
-        (None, true) => {
+        Step::Hold => {
             c.hold_alert(pb::HoldAlertRequest {
                 alert_id: a.id.clone(),
                 note: a.note.clone(),
@@ -449,7 +457,7 @@ async fn act(a: ActArgs, resolve: Option<i32>, hold: bool) -> anyhow::Result<()>
             .into_inner()
             .alert
         }
-        (None, false) => {
+        Step::Acknowledge => {
             c.acknowledge_alert(pb::AcknowledgeAlertRequest {
                 alert_id: a.id.clone(),
                 note: a.note.clone(),

@@ -376,13 +376,13 @@ impl Engine {
         out
     }
 
-    /// An officer's action on an incident the engine holds (`None` when it holds no incident
-    /// of that alert: the service then acts on the stored alert with [`act`]).
-    pub fn incident_alert(&self, alert_id: &str) -> Option<pb::Alert> {
+    /// The engine's copy of an alert it holds an incident of (with folds not yet written), and
+    /// its dedup key; `None` when it holds none (then the stored alert is current).
+    pub fn incident_of(&self, alert_id: &str) -> Option<(pb::Alert, String)> {
         self.incidents
             .values()
             .find(|i| i.alert.id == alert_id)
-            .map(|i| i.alert.clone())
+            .map(|i| (i.alert.clone(), i.dedup_key.clone()))
     }
 
     /// Routes for an action's change on `alert` (whether or not the engine holds it).
@@ -400,14 +400,6 @@ impl Engine {
             kind,
             time_us: now_us,
         }
-    }
-
-    /// The dedup key the engine files an alert under (for writing an action's change).
-    pub fn dedup_key_of(&self, alert_id: &str) -> Option<String> {
-        self.incidents
-            .values()
-            .find(|i| i.alert.id == alert_id)
-            .map(|i| i.dedup_key.clone())
     }
 
     /// Applies committed changes: the engine's incidents now hold what the database holds.

@@ -28,6 +28,9 @@ pub enum AlertingError {
     /// A stored row that does not decode: a bug or a damaged database, never the caller's.
     #[error("alerting database holds a damaged record: {0}")]
     Corrupt(String),
+    /// The caller may not do this (on this site).
+    #[error(transparent)]
+    Auth(#[from] kordon_runtime::auth::AuthError),
     #[error(transparent)]
     Db(#[from] kordon_db::DbError),
     #[error("alerting database: {0}")]
@@ -54,6 +57,7 @@ impl From<AlertingError> for Status {
             AlertingError::Aborted(m) => Status::aborted(m),
             AlertingError::OutOfRange(m) => Status::out_of_range(m),
             AlertingError::Unavailable(m) => Status::unavailable(m),
+            AlertingError::Auth(a) => a.into(),
             AlertingError::Corrupt(_) | AlertingError::Db(_) | AlertingError::Sqlx(_) => {
                 tracing::error!(error = %e, "alerting database error");
                 Status::unavailable("alerting database unavailable")

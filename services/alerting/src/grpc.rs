@@ -55,21 +55,6 @@ fn who(p: &Principal) -> String {
     p.subject.clone()
 }
 
-fn cameras_of(list: &[common::CameraRef]) -> Result<Vec<(String, String)>, Status> {
-    list.iter()
-        .enumerate()
-        .map(|(i, c)| {
-            if c.site.is_empty() || c.camera.is_empty() {
-                Err(invalid(format!(
-                    "cameras[{i}]: site and camera are required"
-                )))
-            } else {
-                Ok((c.site.clone(), c.camera.clone()))
-            }
-        })
-        .collect()
-}
-
 fn origin(o: i32) -> Result<Option<bool>, Status> {
     match pb::AlertOriginFilter::try_from(o) {
         Ok(pb::AlertOriginFilter::Local) => Ok(Some(false)),
@@ -239,7 +224,7 @@ impl AlertingService for AlertingApi {
         let range = r.range.unwrap_or_default();
         let f = AlertFilter {
             site: r.site,
-            cameras: cameras_of(&r.cameras)?,
+            cameras: common::camera_pairs(&r.cameras)?,
             states: r.states,
             min_severity: r.min_severity,
             rule_id: r.rule_id,
@@ -327,7 +312,7 @@ impl AlertingService for AlertingApi {
         let r = req.into_inner();
         let f = AlertFilter {
             site: r.site,
-            cameras: cameras_of(&r.cameras)?,
+            cameras: common::camera_pairs(&r.cameras)?,
             min_severity: r.min_severity,
             partner: origin(r.origin)?,
             ..Default::default()
@@ -482,19 +467,11 @@ impl AlertingService for AlertingApi {
     ) -> Result<Response<pb::AcknowledgeAlertResponse>, Status> {
         let p = principal(&req)?;
         let r = req.into_inner();
-        self.authorize_alert(&p, &r.alert_id).await?;
-        let a = self
-            .alerting
-            .act(
-                &r.alert_id,
-                Action::Acknowledge { note: r.note },
-                &who(&p),
-                r.expected_version,
-            )
+        let action = Action::Acknowledge { note: r.note };
+        let alert = self
+            .step(&p, &r.alert_id, action, r.expected_version)
             .await?;
-        Ok(Response::new(pb::AcknowledgeAlertResponse {
-            alert: Some(a),
-        }))
+        Ok(Response::new(pb::AcknowledgeAlertResponse { alert }))
     }
 
     async fn hold_alert(
@@ -503,17 +480,11 @@ impl AlertingService for AlertingApi {
     ) -> Result<Response<pb::HoldAlertResponse>, Status> {
         let p = principal(&req)?;
         let r = req.into_inner();
-        self.authorize_alert(&p, &r.alert_id).await?;
-        let a = self
-            .alerting
-            .act(
-                &r.alert_id,
-                Action::Hold { note: r.note },
-                &who(&p),
-                r.expected_version,
-            )
+        let action = Action::Hold { note: r.note };
+        let alert = self
+            .step(&p, &r.alert_id, action, r.expected_version)
             .await?;
-        Ok(Response::new(pb::HoldAlertResponse { alert: Some(a) }))
+        Ok(Response::new(pb::HoldAlertResponse { alert }))
     }
 
     async fn resolve_alert(
@@ -522,20 +493,14 @@ impl AlertingService for AlertingApi {
     ) -> Result<Response<pb::ResolveAlertResponse>, Status> {
         let p = principal(&req)?;
         let r = req.into_inner();
-        self.authorize_alert(&p, &r.alert_id).await?;
-        let a = self
-            .alerting
-            .act(
-                &r.alert_id,
-                Action::Resolve {
-                    resolution: r.resolution,
-                    note: r.note,
-                },
-                &who(&p),
-                r.expected_version,
-            )
+        let action = Action::Resolve {
+            resolution: r.resolution,
+            note: r.note,
+        };
+        let alert = self
+            .step(&p, &r.alert_id, action, r.expected_version)
             .await?;
-        Ok(Response::new(pb::ResolveAlertResponse { alert: Some(a) }))
+        Ok(Response::new(pb::ResolveAlertResponse { alert }))
     }
 
     async fn list_sinks(
@@ -635,10 +600,17 @@ impl AlertingService for AlertingApi {
 }
 
 impl AlertingApi {
-    async fn authorize_alert(&self, p: &Principal, id: &str) -> Result<(), Status> {
-        let a = self.alerting.alert(id).await?;
-        auth::authorize(p, &a.site, Permission::HandleAlerts)?;
-        Ok(())
+    /// One lifecycle step; the service checks the caller may handle alerts on its site.
+    async fn step(
+        &self,
+        p: &Principal,
+        id: &str,
+        action: Action,
+        expected_version: u64,
+    ) -> Result<Option<pb::Alert>, Status> {
+        Ok(Some(
+            self.alerting.act(id, action, p, expected_version).await?,
+        ))
     }
 }
 

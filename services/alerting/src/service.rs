@@ -347,25 +347,29 @@ impl Alerting {
 
     // ---- alerts ----
 
-    /// An officer's action, attributed to `who`; `expected_version` 0 skips the check.
+    /// An officer's action, by `who` (who must handle alerts on the alert's site), attributed
+    /// to their subject; `expected_version` 0 skips the check.
     pub async fn act(
         &self,
         alert_id: &str,
         action: Action,
-        who: &str,
+        who: &kordon_runtime::auth::Principal,
         expected_version: u64,
     ) -> Result<pb::Alert, AlertingError> {
         let mut engine = self.engine.lock().await;
-        let (current, key) = match engine.incident_alert(alert_id) {
-            Some(a) => {
-                let k = engine.dedup_key_of(alert_id).unwrap_or_default();
-                (a, k)
-            }
+        let (current, key) = match engine.incident_of(alert_id) {
+            Some(found) => found,
             None => match self.store.alert(alert_id).await? {
                 Some(a) => (a, String::new()),
                 None => return Err(AlertingError::NotFound(format!("no alert {alert_id}"))),
             },
         };
+        kordon_runtime::auth::authorize(
+            who,
+            &current.site,
+            kordon_runtime::auth::Permission::HandleAlerts,
+        )?;
+        let who = who.subject.as_str();
         if expected_version != 0 && expected_version != current.version {
             return Err(AlertingError::Aborted(format!(
                 "alert {alert_id} is at version {}, not {expected_version}: read it again",
@@ -389,7 +393,7 @@ impl Alerting {
 
     /// An alert as it is now (the engine's copy holds folds not yet written).
     pub async fn alert(&self, id: &str) -> Result<pb::Alert, AlertingError> {
-        if let Some(a) = self.engine.lock().await.incident_alert(id) {
+        if let Some((a, _)) = self.engine.lock().await.incident_of(id) {
             return Ok(a);
         }
         self.store

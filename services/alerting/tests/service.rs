@@ -121,6 +121,17 @@ fn person(track: u64) -> dpb::Detection {
     }
 }
 
+/// An operator of burgas (handles its alerts).
+fn officer(subject: &str) -> kordon_runtime::auth::Principal {
+    use kordon_runtime::auth::{Principal, PrincipalKind, Role};
+    Principal {
+        kind: PrincipalKind::Person,
+        subject: subject.to_string(),
+        display_name: None,
+        roles: [("burgas".to_string(), [Role::Operator].into())].into(),
+    }
+}
+
 async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     for _ in 0..200 {
         if let Some(v) = f().await {
@@ -274,7 +285,7 @@ async fn the_store_works_on_postgresql() {
             kordon_alerting::engine::Action::Acknowledge {
                 note: "on it".into(),
             },
-            "maria",
+            &officer("maria"),
             list[0].version,
         )
         .await
