@@ -55,6 +55,8 @@ pub enum Role {
     Auditor,
     Admin,
     Service,
+    /// A partner installation on the partner link ([`crate::partner`]): in no permission.
+    Partner,
 }
 
 impl Role {
@@ -76,6 +78,7 @@ impl Role {
             Role::Auditor => "auditor",
             Role::Admin => "admin",
             Role::Service => "service",
+            Role::Partner => "partner",
         }
     }
 
@@ -86,6 +89,7 @@ impl Role {
             Role::Auditor => pb::Role::Auditor,
             Role::Admin => pb::Role::Admin,
             Role::Service => pb::Role::Service,
+            Role::Partner => pb::Role::Partner,
         }
     }
 }
@@ -95,6 +99,8 @@ pub enum PrincipalKind {
     Person,
     Service,
     Development,
+    /// A partner installation's service on the partner link.
+    Partner,
 }
 
 /// An authenticated caller. Found in every authenticated request's extensions.
@@ -151,6 +157,7 @@ impl Principal {
                 PrincipalKind::Person => pb::PrincipalKind::Person,
                 PrincipalKind::Service => pb::PrincipalKind::Service,
                 PrincipalKind::Development => pb::PrincipalKind::Development,
+                PrincipalKind::Partner => pb::PrincipalKind::Partner,
             } as i32,
             subject: self.subject.clone(),
             display_name: self.display_name.clone().unwrap_or_default(),
@@ -172,6 +179,7 @@ impl fmt::Display for Principal {
             PrincipalKind::Person => "person",
             PrincipalKind::Service => "service",
             PrincipalKind::Development => "dev",
+            PrincipalKind::Partner => "partner",
         };
         write!(f, "{kind}:{}", self.subject)
     }
@@ -318,6 +326,8 @@ pub struct Authenticator {
     jwt: Option<JwtVerifier>,
     mtls: Option<MtlsConfig>,
     dev_identity: bool,
+    /// The partner link: only partner certificates, nothing else.
+    partners: Option<std::sync::Arc<crate::partner::PartnerTrust>>,
 }
 
 impl Authenticator {
@@ -332,7 +342,19 @@ impl Authenticator {
             jwt,
             mtls,
             dev_identity: config.dev_identity,
+            partners: None,
         })
+    }
+
+    /// The partner link's authenticator: a caller is the partner whose CA signed its
+    /// certificate; bearer tokens and the development identity are never accepted.
+    pub fn partner_link(trust: std::sync::Arc<crate::partner::PartnerTrust>) -> Self {
+        Authenticator {
+            jwt: None,
+            mtls: None,
+            dev_identity: false,
+            partners: Some(trust),
+        }
     }
 
     pub fn dev_identity(&self) -> bool {
@@ -341,15 +363,25 @@ impl Authenticator {
 
     /// Whether any way to authenticate is configured.
     pub fn accepts_anything(&self) -> bool {
-        self.jwt.is_some() || self.mtls.is_some() || self.dev_identity
+        self.jwt.is_some() || self.mtls.is_some() || self.dev_identity || self.partners.is_some()
     }
 
-    /// Authenticates one call from its headers and (verified) client certificate chain.
+    /// Authenticates one call from its headers and (verified) client certificate chain, leaf
+    /// first.
     pub fn authenticate(
         &self,
         headers: &http::HeaderMap,
-        client_cert: Option<&[u8]>,
+        chain: &[Vec<u8>],
     ) -> Result<Principal, AuthError> {
+        if let Some(trust) = &self.partners {
+            if headers.contains_key(http::header::AUTHORIZATION) {
+                return Err(AuthError::Unauthenticated(
+                    "the partner link accepts partner certificates only, no bearer tokens".into(),
+                ));
+            }
+            return trust.identify(chain);
+        }
+        let client_cert = chain.first().map(Vec::as_slice);
         if let Some(value) = headers.get(http::header::AUTHORIZATION) {
             let value = value.to_str().map_err(|_| {
                 AuthError::Unauthenticated("authorization header is not valid text".into())
@@ -805,7 +837,7 @@ mod tests {
             "kordon_roles": {"burgas": ["viewer", "auditor"], "*": ["bogus"]}
         });
         let p = auth
-            .authenticate(&bearer(&sign(&private, &good)), None)
+            .authenticate(&bearer(&sign(&private, &good)), &[])
             .unwrap();
         assert_eq!(p.kind, PrincipalKind::Person);
         assert_eq!(p.subject, "ivan.petrov");
@@ -821,29 +853,27 @@ mod tests {
         let mut expired = good.clone();
         expired["exp"] = (now() - 3600).into();
         let e = auth
-            .authenticate(&bearer(&sign(&private, &expired)), None)
+            .authenticate(&bearer(&sign(&private, &expired)), &[])
             .unwrap_err();
         assert!(e.to_string().contains("expired"), "{e}");
 
         let mut wrong_aud = good.clone();
         wrong_aud["aud"] = "someone-else".into();
         let e = auth
-            .authenticate(&bearer(&sign(&private, &wrong_aud)), None)
+            .authenticate(&bearer(&sign(&private, &wrong_aud)), &[])
             .unwrap_err();
         assert!(e.to_string().contains("audience"), "{e}");
 
         let (other_private, _) = keypair();
         let e = auth
-            .authenticate(&bearer(&sign(&other_private, &good)), None)
+            .authenticate(&bearer(&sign(&other_private, &good)), &[])
             .unwrap_err();
         assert!(e.to_string().contains("signature"), "{e}");
 
-        let e = auth.authenticate(&bearer("not.a.jwt"), None).unwrap_err();
+        let e = auth.authenticate(&bearer("not.a.jwt"), &[]).unwrap_err();
         assert!(matches!(e, AuthError::Unauthenticated(_)));
 
-        let e = auth
-            .authenticate(&http::HeaderMap::new(), None)
-            .unwrap_err();
+        let e = auth.authenticate(&http::HeaderMap::new(), &[]).unwrap_err();
         assert!(e.to_string().contains("no credentials"), "{e}");
     }
 
@@ -863,12 +893,12 @@ mod tests {
         let strict = Authenticator::from_config(&cfg).unwrap();
         // Issued for tomorrow's shift: not usable today.
         let e = strict
-            .authenticate(&bearer(&sign(&private, &claims(now() + 3600))), None)
+            .authenticate(&bearer(&sign(&private, &claims(now() + 3600))), &[])
             .unwrap_err();
         assert!(e.to_string().contains("not valid yet"), "{e}");
         assert!(
             strict
-                .authenticate(&bearer(&sign(&private, &claims(now() - 5))), None)
+                .authenticate(&bearer(&sign(&private, &claims(now() - 5))), &[])
                 .is_ok()
         );
 
@@ -879,12 +909,12 @@ mod tests {
         let skewed = Authenticator::from_config(&cfg).unwrap();
         assert!(
             skewed
-                .authenticate(&bearer(&sign(&private, &claims(now() + 20))), None)
+                .authenticate(&bearer(&sign(&private, &claims(now() + 20))), &[])
                 .is_ok()
         );
         assert!(
             skewed
-                .authenticate(&bearer(&sign(&private, &claims(now() + 600))), None)
+                .authenticate(&bearer(&sign(&private, &claims(now() + 600))), &[])
                 .is_err()
         );
     }
@@ -892,15 +922,15 @@ mod tests {
     #[test]
     fn dev_identity_only_when_enabled_and_never_over_bad_credentials() {
         let off = Authenticator::from_config(&common(None, false)).unwrap();
-        assert!(off.authenticate(&http::HeaderMap::new(), None).is_err());
+        assert!(off.authenticate(&http::HeaderMap::new(), &[]).is_err());
         assert!(!off.accepts_anything());
         let on = Authenticator::from_config(&common(None, true)).unwrap();
         assert_eq!(
-            on.authenticate(&http::HeaderMap::new(), None).unwrap().kind,
+            on.authenticate(&http::HeaderMap::new(), &[]).unwrap().kind,
             PrincipalKind::Development
         );
         // A presented token is verified even when the dev identity is on.
-        let e = on.authenticate(&bearer("x.y.z"), None).unwrap_err();
+        let e = on.authenticate(&bearer("x.y.z"), &[]).unwrap_err();
         assert!(e.to_string().contains("accepts no bearer tokens"), "{e}");
     }
 

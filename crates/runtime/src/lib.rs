@@ -10,6 +10,7 @@
 //!   do on which site. Authorisation decisions are made only in [`auth::authorize`].
 //! - [`server`]: the gRPC server every service runs on: health, reflection, the identity
 //!   service, authentication, tracing and metrics in one place.
+//! - [`partner`]: partner installations, their agreements and the partner link (mTLS).
 //! - [`client`]: connecting to a Kordon server with credentials and trace context.
 //! - [`shutdown`]: one signal (SIGTERM or Ctrl-C) that drains everything.
 
@@ -19,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod partner;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

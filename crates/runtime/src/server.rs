@@ -108,6 +108,48 @@ impl GrpcServer {
         Ok(server)
     }
 
+    /// The partner link's server ([`crate::partner`]): TLS with this site's partner-link
+    /// certificate, a client certificate required and verified against the declared partner
+    /// CAs, and each caller identified as the one partner whose CA signed it. Add only the
+    /// services partners call; their RPCs admit partners by [`Principal::partner_site`].
+    pub fn partner_link(
+        name: &str,
+        config: &crate::partner::PartnersConfig,
+    ) -> Result<Self, RuntimeError> {
+        crate::install_crypto_provider();
+        config.validate()?;
+        let trust = Arc::new(crate::partner::PartnerTrust::new(config)?);
+        let read = |key: &str, p: &Option<std::path::PathBuf>| match p {
+            Some(p) => std::fs::read(p).map_err(|source| RuntimeError::ReadFile {
+                path: p.to_path_buf(),
+                source,
+            }),
+            None => Err(RuntimeError::config(key, "required for the partner link")),
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+            read("partners.cert_file", &config.cert_file)?,
+            read("partners.key_file", &config.key_file)?,
+        ));
+        if !config.partners.is_empty() {
+            tls = tls
+                .client_ca_root(Certificate::from_pem(trust.ca_bundle()))
+                .client_auth_optional(false);
+        }
+        let mut server = GrpcServer {
+            name: format!("{name}-partner-link"),
+            routes: RoutesBuilder::default(),
+            names: BTreeSet::new(),
+            authenticator: Arc::new(Authenticator::partner_link(trust)),
+            tls: Some(tls),
+        };
+        server = server.add_service(pb::identity_service_server::IdentityServiceServer::new(
+            IdentityService {
+                server: name.to_string(),
+            },
+        ));
+        Ok(server)
+    }
+
     /// Adds a generated tonic service.
     pub fn add_service<S>(mut self, svc: S) -> Self
     where
@@ -368,15 +410,13 @@ where
         crate::telemetry::link_remote_parent(&span, req.headers());
 
         if !open {
-            let cert = req
+            let chain: Vec<Vec<u8>> = req
                 .extensions()
                 .get::<TlsConnectInfo<TcpConnectInfo>>()
                 .and_then(|i| i.peer_certs())
-                .and_then(|chain| chain.first().map(|c| c.as_ref().to_vec()));
-            match self
-                .authenticator
-                .authenticate(req.headers(), cert.as_deref())
-            {
+                .map(|chain| chain.iter().map(|c| c.as_ref().to_vec()).collect())
+                .unwrap_or_default();
+            match self.authenticator.authenticate(req.headers(), &chain) {
                 Ok(principal) => {
                     span.record("principal", tracing::field::display(&principal));
                     req.extensions_mut().insert::<Principal>(principal);
