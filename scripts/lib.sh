@@ -20,6 +20,7 @@ KORDON_APT_PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   ffmpeg python3-venv
   mosquitto mosquitto-clients
+  openssl
 )
 
 install_apt_packages() {

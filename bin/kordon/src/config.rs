@@ -10,6 +10,12 @@
 //! auth:
 //!   jwt: { issuer: ..., audience: ..., keys: [{ algorithm: EdDSA, public_key_file: ... }] }
 //!   mtls: { subjects: { ingest.burgas.kordon: [burgas] } }
+//! partners:                       # partner installations (see docs/partners.md)
+//!   site: burgas
+//!   listen: 127.0.0.1:8473        # the partner link, mTLS only
+//!   cert_file: ..., key_file: ...
+//!   partners: [{ site: edirne, endpoint: https://..., ca_file: ..., evidence_public_key: ...,
+//!                shares: {...}, receives: {...} }]
 //! ```
 
 use std::net::SocketAddr;
@@ -51,6 +57,10 @@ pub struct Config {
     /// The cameras to record, by site (ingest, standalone).
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
+    /// Partner installations, the agreements with them and the partner link (alerting and
+    /// storage).
+    #[serde(default)]
+    pub partners: kordon_runtime::partner::PartnersConfig,
 }
 
 /// A site (partner district) and its cameras.
@@ -124,6 +134,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "detection",
     "alerting",
     "sites",
+    "partners",
 ];
 
 /// Command-line values that override the file and the environment.
@@ -201,6 +212,16 @@ impl Config {
             other => RuntimeError::config("storage", other.to_string()),
         })?;
         self.alerting().validate().map_err(alerting_config_error)?;
+        self.partners.validate()?;
+        if let Some(l) = self.partners.listen
+            && [self.grpc_listen, self.admin_listen, self.http_listen].contains(&l)
+            && l.port() != 0
+        {
+            return Err(RuntimeError::config(
+                "partners.listen",
+                format!("{l} is used by another listener"),
+            ));
+        }
         let mut sites = std::collections::BTreeSet::new();
         for (i, site) in self.sites.iter().enumerate() {
             if !sites.insert(site.name.as_str()) {
@@ -265,6 +286,7 @@ impl Config {
     /// wins).
     pub fn alerting(&self) -> kordon_alerting::config::AlertingConfig {
         let mut a = self.alerting.clone();
+        a.partners = self.partners.clone();
         for s in &self.sites {
             if let Some(tz) = &s.time_zone {
                 a.time_zones

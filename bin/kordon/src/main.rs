@@ -10,6 +10,7 @@ mod detections;
 mod evidence;
 mod footage;
 mod operator;
+mod partners;
 mod serve;
 
 use std::process::ExitCode;
@@ -71,6 +72,9 @@ enum Command {
     /// Alerts: list, watch, read, acknowledge, hold and resolve (each step attributed).
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// Partner installations: agreements, whether both sides accepted them, what was shared.
+    #[command(subcommand)]
+    Partners(partners::PartnersCommand),
 }
 
 fn main() -> ExitCode {
@@ -135,5 +139,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Detections(cmd) => detections::run(cmd).await,
         Command::Alerts(cmd) => alerts::run(cmd).await,
+        Command::Partners(cmd) => partners::run(cmd).await,
     }
 }

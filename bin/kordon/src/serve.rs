@@ -225,10 +225,14 @@ async fn start_alerting(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<kordon_alerting::Alerting>> {
     let mut ac = config.alerting();
-    if ac.detection.endpoints.is_empty()
-        && let Some(u) = own_url
-    {
-        ac.detection.endpoints = vec![u];
+    if let Some(u) = own_url {
+        if ac.detection.endpoints.is_empty() {
+            ac.detection.endpoints = vec![u.clone()];
+        }
+        // Standalone: the access log is this process's storage.
+        if ac.storage.url.is_none() {
+            ac.storage.url = Some(u);
+        }
     }
     if demo && ac.rules.is_empty() {
         ac.rules.push(demo_rule());
@@ -281,11 +285,13 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
     let mut ingest = None;
     let mut detection = None;
     let mut alerting = None;
+    let mut storage = None;
     match which {
         Service::Storage => {
-            let (storage, http) = start_storage(&config, &common, &shutdown).await?;
+            let (s, http) = start_storage(&config, &common, &shutdown).await?;
             tasks.push(http);
-            server = server.add_service(kordon_storage::grpc_service(storage));
+            server = server.add_service(kordon_storage::grpc_service(s.clone()));
+            storage = Some(s);
         }
         Service::Ingest => {
             let url = config.ingest.storage.url.clone().ok_or_else(|| {
@@ -332,6 +338,21 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
             alerting = Some(a);
         }
     }
+    // Alerting and storage also answer partners, on the partner link.
+    if let Some(addr) = config.partners.listen
+        && (storage.is_some() || alerting.is_some())
+    {
+        let mut link = GrpcServer::partner_link(which.name(), &config.partners)?;
+        if let Some(s) = &storage {
+            link = link.add_service(kordon_storage::grpc_service(s.clone()));
+        }
+        if let Some(a) = &alerting {
+            link = link.add_service(kordon_alerting::grpc_service(
+                kordon_alerting::AlertingApi::new(a.clone()),
+            ));
+        }
+        tasks.push(spawn_partner_link(link, addr, shutdown.clone()).await?);
+    }
     let result = server::run(server, &common, Readiness::new(), shutdown.clone()).await;
     shutdown.cancel();
     if let Some(i) = ingest {
@@ -349,6 +370,25 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
     result?;
     tracing::info!(service = which.name(), "stopped");
     Ok(())
+}
+
+/// Binds the partner link (so a busy port fails start-up) and serves it until `shutdown`.
+async fn spawn_partner_link(
+    link: GrpcServer,
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Task> {
+    let bound = link
+        .bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (partners.listen)"))?;
+    tracing::info!(listen = %bound.local_addr(), "partner link listening (mTLS, partners only)");
+    Ok(tokio::spawn(async move {
+        bound
+            .serve(Readiness::new(), shutdown)
+            .await
+            .context("partner link failed")
+    }))
 }
 
 /// Simulated cameras of `kordon standalone` without a config: two sites, four cameras, the real
@@ -485,6 +525,7 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
+    let storage_for_link = storage.clone();
     let server = GrpcServer::new("standalone", &common)?
         .add_service(kordon_storage::grpc_service(storage))
         .add_service(kordon_ingest::grpc_service(kordon_ingest::IngestApi::new(
@@ -497,6 +538,19 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         .add_service(kordon_alerting::grpc_service(
             kordon_alerting::AlertingApi::new(alerting.clone()),
         ));
+
+    // Partners reach alerting and storage on the partner link.
+    let partner_link = match config.partners.listen {
+        Some(addr) => {
+            let link = GrpcServer::partner_link("standalone", &config.partners)?
+                .add_service(kordon_storage::grpc_service(storage_for_link))
+                .add_service(kordon_alerting::grpc_service(
+                    kordon_alerting::AlertingApi::new(alerting.clone()),
+                ));
+            Some(spawn_partner_link(link, addr, shutdown.clone()).await?)
+        }
+        None => None,
+    };
 
     // The gRPC server keeps serving storage while ingest drains its spool after shutdown.
     let grpc_stop = CancellationToken::new();
@@ -522,6 +576,9 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     }
     .context("gRPC server panicked")?;
     http.await.context("playback server panicked")??;
+    if let Some(link) = partner_link {
+        link.await.context("partner link panicked")??;
+    }
     if let Some(sim) = camsim {
         sim.shutdown().await;
     }

@@ -15,6 +15,7 @@
 //!       webhook: { url: https://desk.example/hooks/kordon, secret_file: /var/run/kordon/sinks/duty-desk/key }
 //!     - name: mqtt
 //!       mqtt: { broker_url: mqtt://mosquitto:1883, topic_prefix: kordon }
+//!   storage: { url: https://burgas-storage.ns.svc:8470, ca_file: …, cert_file: …, key_file: … }
 //!   rules:
 //!     - name: person-on-the-road
 //!       site: burgas
@@ -347,6 +348,13 @@ pub struct AlertingConfig {
     /// Alerts (and their events and dead letters) older than this are deleted.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// The site's storage service, where alerts shared with partners and received from them
+    /// are recorded in the access log (`url` unset: this process, in standalone).
+    pub storage: ServiceClientConfig,
+    /// Partner installations and the agreements with them: the top-level `partners:` section,
+    /// set by the binary.
+    #[serde(skip)]
+    pub partners: kordon_runtime::partner::PartnersConfig,
 }
 
 impl Default for AlertingConfig {
@@ -360,6 +368,8 @@ impl Default for AlertingConfig {
             sinks: Vec::new(),
             rules: Vec::new(),
             retention: DEFAULT_RETENTION,
+            storage: ServiceClientConfig::default(),
+            partners: Default::default(),
         }
     }
 }

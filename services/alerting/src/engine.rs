@@ -36,6 +36,9 @@ pub struct Route {
     pub name: String,
     pub min_severity: i32,
     pub include_partner_alerts: bool,
+    /// A partner's route: this site's alerts its agreement covers while accepted, and
+    /// officers' steps on that partner's alerts (joint response).
+    pub partner: Option<std::sync::Arc<crate::partner::Link>>,
 }
 
 /// Events external sinks (webhooks, MQTT) receive; UPDATED goes to `WatchAlerts` only.
@@ -142,6 +145,31 @@ impl Engine {
             .iter()
             .filter(|s| alert.severity >= s.min_severity)
             .filter(|s| {
+                if let Some(link) = &s.partner {
+                    return link.accepted()
+                        && match &alert.origin {
+                            // Only an officer's step here (never an update received from
+                            // the origin, which is UPDATED) goes back.
+                            Some(o) => {
+                                o.site == link.config.site
+                                    && matches!(
+                                        kind,
+                                        pb::AlertEventKind::Acknowledged
+                                            | pb::AlertEventKind::Held
+                                            | pb::AlertEventKind::Resolved
+                                    )
+                            }
+                            None => link.config.shares.covers_alert(
+                                alert
+                                    .camera
+                                    .as_ref()
+                                    .map(|c| c.camera.as_str())
+                                    .unwrap_or(""),
+                                &alert.rule_name,
+                                alert.severity,
+                            ),
+                        };
+                }
                 if alert.origin.is_some() {
                     s.include_partner_alerts
                 } else {
@@ -610,6 +638,7 @@ mod tests {
                 name: "hook".into(),
                 min_severity: 0,
                 include_partner_alerts: false,
+                partner: None,
             }],
         )
     }

@@ -17,6 +17,8 @@ pub enum AlertingError {
     /// The object is not in a state that allows it (a resolved alert, a managed rule).
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     /// `expected_version` did not match.
     #[error("{0}")]
     Aborted(String),
@@ -58,6 +60,7 @@ impl From<AlertingError> for Status {
             AlertingError::OutOfRange(m) => Status::out_of_range(m),
             AlertingError::Unavailable(m) => Status::unavailable(m),
             AlertingError::Auth(a) => a.into(),
+            AlertingError::PermissionDenied(m) => Status::permission_denied(m),
             AlertingError::Corrupt(_) | AlertingError::Db(_) | AlertingError::Sqlx(_) => {
                 tracing::error!(error = %e, "alerting database error");
                 Status::unavailable("alerting database unavailable")

@@ -3,8 +3,10 @@
 //! Reading needs ROLE_VIEWER (view status) on the alert's or rule's site, and a request without
 //! a site sees only the sites the caller holds a role on; acknowledging, holding and resolving
 //! need ROLE_OPERATOR (handle alerts); rules need ROLE_ADMIN. Sinks are configured in the Site
-//! resource (`spec.alertSinks`) or the `alerting.sinks` config; sharing agreements belong to
-//! cross-border cooperation and are not served by this version.
+//! resource (`spec.alertSinks`) or the `alerting.sinks` config; sharing agreements are declared
+//! as `Partner` resources or in the `partners:` config, and listed with their bilateral state.
+//! `ExchangeAgreement`, `ReceivePartnerAlert` and `ReceivePartnerAction` answer only partner
+//! installations on the partner link ([`crate::partner`]).
 
 use std::sync::Arc;
 
@@ -596,6 +598,119 @@ impl AlertingService for AlertingApi {
         Err(Status::failed_precondition(
             "sinks are configured in the Site resource (spec.alertSinks) or in alerting.sinks",
         ))
+    }
+
+    async fn list_sharing_agreements(
+        &self,
+        req: Request<pb::ListSharingAgreementsRequest>,
+    ) -> Result<Response<pb::ListSharingAgreementsResponse>, Status> {
+        let p = principal(&req)?;
+        let partners = self.alerting.partners();
+        let here = partners.here();
+        if here.is_empty() {
+            if matches!(p.scope(Permission::ViewStatus), auth::SiteScope::Sites(s) if s.is_empty())
+            {
+                return Err(Status::permission_denied(format!(
+                    "{p} holds no role on any site"
+                )));
+            }
+        } else {
+            auth::authorize(&p, here, Permission::ViewStatus)?;
+        }
+        let mut agreements = Vec::new();
+        for link in &partners.links {
+            let pending = self
+                .alerting
+                .store()
+                .pending(&crate::partner::route_name(&link.config.site))
+                .await?;
+            agreements.push(link.to_proto(pending));
+        }
+        agreements.sort_by(|a, b| a.partner_site.cmp(&b.partner_site));
+        Ok(Response::new(pb::ListSharingAgreementsResponse {
+            agreements,
+        }))
+    }
+
+    async fn put_sharing_agreement(
+        &self,
+        _req: Request<pb::PutSharingAgreementRequest>,
+    ) -> Result<Response<pb::PutSharingAgreementResponse>, Status> {
+        Err(Status::failed_precondition(
+            "agreements are declared as Partner resources (or in the partners: config), so that \
+             what leaves the site is reviewed like the rest of its configuration",
+        ))
+    }
+
+    async fn delete_sharing_agreement(
+        &self,
+        _req: Request<pb::DeleteSharingAgreementRequest>,
+    ) -> Result<Response<pb::DeleteSharingAgreementResponse>, Status> {
+        Err(Status::failed_precondition(
+            "agreements are declared as Partner resources (or in the partners: config): delete \
+             the Partner to end one",
+        ))
+    }
+
+    async fn receive_partner_alert(
+        &self,
+        req: Request<pb::ReceivePartnerAlertRequest>,
+    ) -> Result<Response<pb::ReceivePartnerAlertResponse>, Status> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let alert = r.alert.ok_or_else(|| invalid("alert: required"))?;
+        let (copy, outcome) = self
+            .alerting
+            .receive_partner_alert(&p, &r.from_site, alert)
+            .await?;
+        Ok(Response::new(pb::ReceivePartnerAlertResponse {
+            local_alert_id: copy.id,
+            outcome: outcome as i32,
+        }))
+    }
+
+    async fn exchange_agreement(
+        &self,
+        req: Request<pb::ExchangeAgreementRequest>,
+    ) -> Result<Response<pb::ExchangeAgreementResponse>, Status> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        match p.partner_site() {
+            Some(s) if s == r.from_site => {}
+            Some(s) => {
+                return Err(Status::permission_denied(format!(
+                    "the caller's certificate is partner {s}'s, not {}'s",
+                    r.from_site
+                )));
+            }
+            None => {
+                return Err(Status::permission_denied(format!(
+                    "{p} is not a partner site: partner calls come over the partner link"
+                )));
+            }
+        }
+        let shares = kordon_runtime::partner::Terms::from_proto(&r.shares.unwrap_or_default());
+        let receives = kordon_runtime::partner::Terms::from_proto(&r.receives.unwrap_or_default());
+        Ok(Response::new(self.alerting.partners().exchange(
+            &r.from_site,
+            &shares,
+            &receives,
+        )))
+    }
+
+    async fn receive_partner_action(
+        &self,
+        req: Request<pb::ReceivePartnerActionRequest>,
+    ) -> Result<Response<pb::ReceivePartnerActionResponse>, Status> {
+        let p = principal(&req)?;
+        let (alert, changed) = self
+            .alerting
+            .receive_partner_action(&p, req.into_inner())
+            .await?;
+        Ok(Response::new(pb::ReceivePartnerActionResponse {
+            alert: Some(alert),
+            changed,
+        }))
     }
 }
 

@@ -6,7 +6,8 @@
 //! ([`engine`]); alerts go `open → acknowledged → resolved` (or on hold), each step attributed;
 //! all of it is stored ([`store`]) and delivered at least once ([`sink`]): `WatchAlerts`
 //! subscribers (resumable by cursor), Standard Webhooks, MQTT. The gRPC surface is
-//! `kordon.alerting.v1.AlertingService` ([`grpc::AlertingApi`]).
+//! `kordon.alerting.v1.AlertingService` ([`grpc::AlertingApi`]). Alerts an agreement covers are
+//! shared with partner installations, and theirs received, over the partner link ([`partner`]).
 
 pub mod config;
 pub mod engine;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod grpc;
 pub mod json;
 pub mod metrics;
+pub mod partner;
 pub mod rules;
 pub mod service;
 pub mod sink;

@@ -28,6 +28,10 @@ pub struct Metrics {
     /// Seconds from a detection's frame time to its arrival here (detection's share of the
     /// alert latency).
     pub detection_arrival: HistogramVec,
+    /// 1 while the agreement with a partner is accepted by both sides.
+    pub partner_accepted: IntGaugeVec,
+    /// Alerts received from partners, by partner and outcome (created, updated, duplicate).
+    pub partner_received: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -96,6 +100,16 @@ pub fn get() -> &'static Metrics {
             "kordon_alerting_detection_arrival_seconds",
             "Seconds from a detection's frame time to its arrival at alerting",
             &[],
+        ),
+        partner_accepted: gauge(
+            "kordon_alerting_partner_agreement_accepted",
+            "1 while both sides declare matching agreements with the partner",
+            &["partner"],
+        ),
+        partner_received: counter(
+            "kordon_alerting_partner_alerts_received_total",
+            "Alerts received from partners by outcome (created, updated, duplicate, refused)",
+            &["partner", "outcome"],
         ),
     })
 }

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::AlertingError;
 use crate::config::{AlertingConfig, rule_to_proto};
 use crate::engine::{Action, Engine, Route};
+use crate::partner::Partners;
 use crate::rules::Rule;
 use crate::sink::Sink;
 use crate::store::{Change, Event, Store, StoredRule};
@@ -38,6 +39,7 @@ pub struct Alerting {
     engine: Mutex<Engine>,
     hub: broadcast::Sender<Arc<Event>>,
     sinks: Vec<Arc<Sink>>,
+    partners: Arc<Partners>,
     intake: mpsc::Sender<(usize, dpb::Detection)>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -73,10 +75,18 @@ impl Alerting {
                 "name the site's detection replicas (e.g. https://burgas-detection-0.burgas-detection:8470)",
             ));
         }
+        let storage = match &config.storage.url {
+            Some(url) if !config.partners.partners.is_empty() => Some(
+                kordon_runtime::client::connect_lazy(&config.storage.options(url))
+                    .map_err(|e| AlertingError::config("storage", &e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let partners = Arc::new(Partners::new(config.partners.clone(), storage)?);
         let store = Store::open(&config.database_url(data_dir)).await?;
         sync_managed_rules(&store, &config).await?;
         let rules = compile(&config, store.rules().await?);
-        let routes = config
+        let mut routes: Vec<Route> = config
             .sinks
             .iter()
             .filter(|s| !s.disabled)
@@ -84,8 +94,17 @@ impl Alerting {
                 name: s.name.clone(),
                 min_severity: s.min_severity.to_proto() as i32,
                 include_partner_alerts: s.include_partner_alerts,
+                partner: None,
             })
             .collect();
+        for link in &partners.links {
+            routes.push(Route {
+                name: crate::partner::route_name(&link.config.site),
+                min_severity: 0,
+                include_partner_alerts: false,
+                partner: Some(link.clone()),
+            });
+        }
         let mut engine = Engine::new(rules, routes);
         let longest = config
             .rules
@@ -104,6 +123,12 @@ impl Alerting {
             .iter()
             .filter(|s| !s.disabled)
             .map(|s| s.name.clone())
+            .chain(
+                partners
+                    .links
+                    .iter()
+                    .map(|l| crate::partner::route_name(&l.config.site)),
+            )
             .collect();
         let dropped = store.drop_queues_except(&kept).await?;
         if dropped > 0 {
@@ -117,6 +142,12 @@ impl Alerting {
             .iter()
             .filter(|s| !s.disabled)
             .map(|s| Sink::new(s.clone()))
+            .chain(
+                partners
+                    .links
+                    .iter()
+                    .map(|l| Sink::partner(partners.clone(), l.clone())),
+            )
             .collect();
         let (intake, rx) = mpsc::channel(INTAKE);
         let me = Arc::new(Alerting {
@@ -125,6 +156,7 @@ impl Alerting {
             store,
             engine: Mutex::new(engine),
             sinks,
+            partners,
             intake,
             shutdown,
             tasks: TaskTracker::new(),
@@ -143,6 +175,13 @@ impl Alerting {
                 me.config.replica.clone(),
                 me.shutdown.clone(),
             ));
+        }
+        for link in &me.partners.links {
+            me.tasks.spawn(
+                me.partners
+                    .clone()
+                    .run_exchange(link.clone(), me.shutdown.clone()),
+            );
         }
         me.tasks.spawn(me.clone().clock());
         me.tasks.spawn(me.clone().consume(rx));
@@ -169,6 +208,10 @@ impl Alerting {
 
     pub fn sinks(&self) -> &[Arc<Sink>] {
         &self.sinks
+    }
+
+    pub fn partners(&self) -> &Arc<Partners> {
+        &self.partners
     }
 
     /// Live events; subscribe before reading the store so nothing falls between.
@@ -347,8 +390,9 @@ impl Alerting {
 
     // ---- alerts ----
 
-    /// An officer's action, by `who` (who must handle alerts on the alert's site), attributed
-    /// to their subject; `expected_version` 0 skips the check.
+    /// An officer's action, by `who` (who must handle alerts on the alert's site, or on this
+    /// installation's site for a partner's alert), attributed to their subject;
+    /// `expected_version` 0 skips the check.
     pub async fn act(
         &self,
         alert_id: &str,
@@ -356,6 +400,39 @@ impl Alerting {
         who: &kordon_runtime::auth::Principal,
         expected_version: u64,
     ) -> Result<pb::Alert, AlertingError> {
+        let here = self.partners.here().to_string();
+        self.step(
+            alert_id,
+            action,
+            &who.subject,
+            expected_version,
+            |current| {
+                let site = if current.origin.is_some() {
+                    here.as_str()
+                } else {
+                    current.site.as_str()
+                };
+                kordon_runtime::auth::authorize(
+                    who,
+                    site,
+                    kordon_runtime::auth::Permission::HandleAlerts,
+                )?;
+                Ok(())
+            },
+        )
+        .await
+        .map(|(a, _)| a)
+    }
+
+    /// A lifecycle step on an alert after `check` allowed it; whether it changed anything.
+    async fn step(
+        &self,
+        alert_id: &str,
+        action: Action,
+        who: &str,
+        expected_version: u64,
+        check: impl FnOnce(&pb::Alert) -> Result<(), AlertingError>,
+    ) -> Result<(pb::Alert, bool), AlertingError> {
         let mut engine = self.engine.lock().await;
         let (current, key) = match engine.incident_of(alert_id) {
             Some(found) => found,
@@ -364,12 +441,7 @@ impl Alerting {
                 None => return Err(AlertingError::NotFound(format!("no alert {alert_id}"))),
             },
         };
-        kordon_runtime::auth::authorize(
-            who,
-            &current.site,
-            kordon_runtime::auth::Permission::HandleAlerts,
-        )?;
-        let who = who.subject.as_str();
+        check(&current)?;
         if expected_version != 0 && expected_version != current.version {
             return Err(AlertingError::Aborted(format!(
                 "alert {alert_id} is at version {}, not {expected_version}: read it again",
@@ -378,7 +450,7 @@ impl Alerting {
         }
         let now = crate::now_us();
         let Some((after, kind)) = crate::engine::act(&current, &action, who, now)? else {
-            return Ok(current);
+            return Ok((current, false));
         };
         let change = engine.change_for(after.clone(), key, kind, now);
         self.write(&mut engine, vec![change], now).await?;
@@ -388,7 +460,212 @@ impl Alerting {
             event = kind.as_str_name(),
             "alert changed"
         );
-        Ok(after)
+        Ok((after, true))
+    }
+
+    // ---- partners ----
+
+    /// The partner calling, if it may exchange alerts: its agreement is accepted.
+    fn partner_link(
+        &self,
+        who: &kordon_runtime::auth::Principal,
+        from_site: &str,
+    ) -> Result<Arc<crate::partner::Link>, AlertingError> {
+        let Some(caller) = who.partner_site() else {
+            return Err(AlertingError::PermissionDenied(format!(
+                "{who} is not a partner site: partner calls come over the partner link"
+            )));
+        };
+        if caller != from_site {
+            return Err(AlertingError::PermissionDenied(format!(
+                "the caller's certificate is partner {caller}'s, not {from_site}'s"
+            )));
+        }
+        let link = self.partners.link(caller).ok_or_else(|| {
+            AlertingError::FailedPrecondition(format!(
+                "{} declares no agreement with {caller}",
+                self.partners.here()
+            ))
+        })?;
+        if !link.accepted() {
+            return Err(AlertingError::FailedPrecondition(format!(
+                "the agreement between {} and {caller} is not accepted: {}",
+                self.partners.here(),
+                link.state().reason
+            )));
+        }
+        Ok(link.clone())
+    }
+
+    /// A partner's alert (new or a newer version): stored as this site's copy, with its
+    /// origin; logged (source = partner) before it is stored.
+    pub async fn receive_partner_alert(
+        &self,
+        who: &kordon_runtime::auth::Principal,
+        from_site: &str,
+        alert: pb::Alert,
+    ) -> Result<(pb::Alert, pb::ReceiveOutcome), AlertingError> {
+        let m = crate::metrics::get();
+        let link = self.partner_link(who, from_site)?;
+        let terms = &link.config.receives;
+        let camera = alert.camera.clone().unwrap_or_default();
+        if alert.id.is_empty() {
+            return Err(AlertingError::Invalid("alert.id: required".into()));
+        }
+        if alert.site != from_site || camera.site != from_site {
+            return Err(AlertingError::Invalid(format!(
+                "alert.site and alert.camera.site must be {from_site}, the sending site"
+            )));
+        }
+        if !terms.alerts || !terms.covers_alert(&camera.camera, &alert.rule_name, alert.severity) {
+            m.partner_received
+                .with_label_values(&[from_site, "refused"])
+                .inc();
+            return Err(AlertingError::PermissionDenied(format!(
+                "alert {} (camera {}, rule {}) is not covered by the agreement with {from_site}",
+                alert.id, camera.camera, alert.rule_name
+            )));
+        }
+        // Whatever the sender sends, keep only what this side agreed to receive.
+        let incoming = crate::partner::shared_copy(&alert, terms);
+        let mut engine = self.engine.lock().await;
+        let existing = self.store.alert(&alert.id).await?;
+        let now = crate::now_us();
+        let origin = pb::PartnerOrigin {
+            site: from_site.to_string(),
+            alert_id: alert.id.clone(),
+            state: alert.state,
+            version: alert.version,
+            received_at: Some(timestamp_from_micros(now)),
+            footage: if terms.footage.requests {
+                pb::FootageSharing::OnRequest
+            } else {
+                pb::FootageSharing::None
+            } as i32,
+        };
+        let (copy, kind, outcome, log) = match existing {
+            None => {
+                let mut c = incoming;
+                c.origin = Some(origin);
+                c.version = 1;
+                (
+                    c,
+                    pb::AlertEventKind::Opened,
+                    pb::ReceiveOutcome::Created,
+                    true,
+                )
+            }
+            Some(c) if c.origin.is_none() => {
+                return Err(AlertingError::AlreadyExists(format!(
+                    "alert id {} is taken by an alert of this site",
+                    alert.id
+                )));
+            }
+            Some(c)
+                if c.origin
+                    .as_ref()
+                    .is_some_and(|o| o.version >= alert.version) =>
+            {
+                m.partner_received
+                    .with_label_values(&[from_site, "duplicate"])
+                    .inc();
+                return Ok((c, pb::ReceiveOutcome::Duplicate));
+            }
+            Some(c) => {
+                let mut n = incoming;
+                let advanced = crate::partner::rank(alert.state) > crate::partner::rank(c.state);
+                if !advanced {
+                    // This side's steps are as far along or further: keep them.
+                    n.state = c.state;
+                    n.acknowledged_by = c.acknowledged_by.clone();
+                    n.acknowledged_at = c.acknowledged_at;
+                    n.acknowledge_note = c.acknowledge_note.clone();
+                    n.held_by = c.held_by.clone();
+                    n.held_at = c.held_at;
+                    n.hold_note = c.hold_note.clone();
+                    n.resolved_by = c.resolved_by.clone();
+                    n.resolved_at = c.resolved_at;
+                    n.resolution = c.resolution;
+                    n.resolve_note = c.resolve_note.clone();
+                }
+                let state_changed = c.origin.as_ref().is_some_and(|o| o.state != alert.state);
+                n.origin = Some(origin);
+                n.version = c.version + 1;
+                (
+                    n,
+                    pb::AlertEventKind::Updated,
+                    pb::ReceiveOutcome::Updated,
+                    state_changed,
+                )
+            }
+        };
+        if log {
+            self.partners
+                .log(&copy, from_site, true)
+                .await
+                .map_err(AlertingError::Unavailable)?;
+        }
+        let change = engine.change_for(copy.clone(), String::new(), kind, now);
+        self.write(&mut engine, vec![change], now).await?;
+        drop(engine);
+        self.partners.note_received(&link);
+        m.partner_received
+            .with_label_values(&[
+                from_site,
+                if outcome == pb::ReceiveOutcome::Created {
+                    "created"
+                } else {
+                    "updated"
+                },
+            ])
+            .inc();
+        tracing::info!(partner = from_site, alert = %copy.id, outcome = outcome.as_str_name(),
+                       "partner alert received");
+        Ok((copy, outcome))
+    }
+
+    /// A partner officer's step on this site's alert (joint response).
+    pub async fn receive_partner_action(
+        &self,
+        who: &kordon_runtime::auth::Principal,
+        r: pb::ReceivePartnerActionRequest,
+    ) -> Result<(pb::Alert, bool), AlertingError> {
+        let link = self.partner_link(who, &r.from_site)?;
+        let action = match pb::PartnerStep::try_from(r.step).unwrap_or_default() {
+            pb::PartnerStep::Acknowledge => Action::Acknowledge { note: r.note },
+            pb::PartnerStep::Hold => Action::Hold { note: r.note },
+            pb::PartnerStep::Resolve => Action::Resolve {
+                resolution: r.resolution,
+                note: r.note,
+            },
+            pb::PartnerStep::Unspecified => {
+                return Err(AlertingError::Invalid("step: required".into()));
+            }
+        };
+        let by = format!(
+            "{}/{}",
+            r.from_site,
+            if r.by.is_empty() { "unknown" } else { &r.by }
+        );
+        let here = self.partners.here().to_string();
+        self.step(&r.alert_id, action, &by, 0, |a| {
+            let camera = a.camera.clone().unwrap_or_default();
+            if a.origin.is_some()
+                || a.site != here
+                || !link
+                    .config
+                    .shares
+                    .covers_alert(&camera.camera, &a.rule_name, a.severity)
+            {
+                // Not one this site shared with the caller: as if it did not exist.
+                return Err(AlertingError::NotFound(format!(
+                    "no alert {} shared with {}",
+                    a.id, link.config.site
+                )));
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// An alert as it is now (the engine's copy holds folds not yet written).

@@ -309,6 +309,7 @@ impl DetectionService for DetectionApi {
                 }],
                 audit: Some(audit),
                 method: "/kordon.detection.v1.DetectionService/GetSnapshot".into(),
+                source: String::new(),
             })
             .await
             .map_err(|s| Status::new(s.code(), format!("access log: {}", s.message())))?;

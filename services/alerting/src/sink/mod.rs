@@ -47,6 +47,8 @@ pub struct Sink {
     pub config: SinkYaml,
     pub notify: Notify,
     pub health: Mutex<Health>,
+    /// A partner's route: delivered over the partner link ([`crate::partner`]).
+    pub partner: Option<(Arc<crate::partner::Partners>, Arc<crate::partner::Link>)>,
 }
 
 impl Sink {
@@ -58,6 +60,30 @@ impl Sink {
                 healthy: true,
                 ..Default::default()
             }),
+            partner: None,
+        })
+    }
+
+    /// The delivery route of a partner (named `partner:<site>`).
+    pub fn partner(
+        partners: Arc<crate::partner::Partners>,
+        link: Arc<crate::partner::Link>,
+    ) -> Arc<Sink> {
+        Arc::new(Sink {
+            config: SinkYaml {
+                name: crate::partner::route_name(&link.config.site),
+                disabled: false,
+                min_severity: Default::default(),
+                include_partner_alerts: false,
+                webhook: None,
+                mqtt: None,
+            },
+            notify: Notify::new(),
+            health: Mutex::new(Health {
+                healthy: true,
+                ..Default::default()
+            }),
+            partner: Some((partners, link)),
         })
     }
 
@@ -94,30 +120,41 @@ impl Sink {
 enum Target {
     Webhook(webhook::Webhook),
     Mqtt(Box<mqtt::Mqtt>),
+    Partner(Arc<crate::partner::Partners>, Arc<crate::partner::Link>),
 }
 
 impl Target {
     /// Waits up to `dur` with nothing to deliver (MQTT keeps its connection meanwhile).
     async fn idle(&mut self, dur: Duration) {
         match self {
-            Target::Webhook(_) => tokio::time::sleep(dur).await,
+            Target::Webhook(_) | Target::Partner(..) => tokio::time::sleep(dur).await,
             Target::Mqtt(m) => m.idle(dur).await,
         }
     }
 
+    /// Whether deliveries may go now: a partner's only while its agreement is accepted (the
+    /// queue waits meanwhile, using no attempts).
+    fn ready(&self) -> bool {
+        match self {
+            Target::Partner(_, link) => link.accepted(),
+            _ => true,
+        }
+    }
+
     async fn deliver(&mut self, e: &pb::WatchAlertsResponse) -> Result<(), Failure> {
-        let body = serde_json::to_vec(&crate::json::event(e)).unwrap_or_default();
+        let body = || serde_json::to_vec(&crate::json::event(e)).unwrap_or_default();
         let alert = e.alert.clone().unwrap_or_default();
         match self {
             Target::Webhook(w) => {
                 // The same id on every retry of the event: receivers deduplicate by it.
                 let id = format!("{}-v{}", alert.id, alert.version);
-                w.post(&id, body).await
+                w.post(&id, body()).await
             }
             Target::Mqtt(m) => {
                 let cam = alert.camera.unwrap_or_default();
-                m.publish(&alert.site, &cam.camera, body).await
+                m.publish(&alert.site, &cam.camera, body()).await
             }
+            Target::Partner(partners, link) => partners.deliver(link, e).await,
         }
     }
 }
@@ -129,9 +166,10 @@ const BATCH: u32 = 64;
 pub async fn run(sink: Arc<Sink>, store: Store, replica: String, cancel: CancellationToken) {
     let name = sink.config.name.clone();
     let m = crate::metrics::get();
-    let target = match (&sink.config.webhook, &sink.config.mqtt) {
-        (Some(w), _) => webhook::Webhook::new(w).map(Target::Webhook),
-        (_, Some(q)) => mqtt::Mqtt::new(q, &replica).map(|m| Target::Mqtt(Box::new(m))),
+    let target = match (&sink.partner, &sink.config.webhook, &sink.config.mqtt) {
+        (Some((p, l)), _, _) => Ok(Target::Partner(p.clone(), l.clone())),
+        (None, Some(w), _) => webhook::Webhook::new(w).map(Target::Webhook),
+        (None, _, Some(q)) => mqtt::Mqtt::new(q, &replica).map(|m| Target::Mqtt(Box::new(m))),
         _ => Err("neither webhook nor mqtt".to_string()),
     };
     let mut target = match target {
@@ -163,7 +201,7 @@ pub async fn run(sink: Arc<Sink>, store: Store, replica: String, cancel: Cancell
         m.pending
             .with_label_values(&[&name])
             .set(queue.len() as i64);
-        if queue.is_empty() {
+        if queue.is_empty() || !target.ready() {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = sink.notify.notified() => {}

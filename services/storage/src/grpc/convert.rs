@@ -346,6 +346,7 @@ pub(super) fn access_entry_pb(e: &AccessEntry) -> pb::AccessLogEntry {
         method: e.method.clone(),
         prev_hash: e.prev_hash.to_vec(),
         hash: e.hash.to_vec(),
+        ..Default::default()
     }
 }
 
