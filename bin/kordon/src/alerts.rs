@@ -219,6 +219,13 @@ fn json(a: &pb::Alert) -> serde_json::Value {
         "resolution": lower(pb::AlertResolution::try_from(a.resolution).unwrap_or_default().as_str_name(), "ALERT_RESOLUTION_"),
         "resolve_note": a.resolve_note,
         "version": a.version,
+        "origin": a.origin.as_ref().map(|o| serde_json::json!({
+            "site": o.site,
+            "alert_id": o.alert_id,
+            "state": state_name(o.state),
+            "version": o.version,
+            "received_at": rfc3339(&o.received_at),
+        })),
     })
 }
 

@@ -36,7 +36,8 @@ pub struct ListArgs {
     #[arg(long)]
     pub principal: Option<String>,
     /// Only these actions (repeat): list, read, playback, export, download, verify, hold,
-    /// release, delete, retention-change, audit-read, footage-request, footage-decision.
+    /// release, delete, retention-change, audit-read, footage-request, footage-decision,
+    /// alert-forward, alert-receive.
     #[arg(long = "action", value_parser = parse_action)]
     pub actions: Vec<i32>,
     /// Only entries of this case.
@@ -90,6 +91,8 @@ fn parse_action(s: &str) -> Result<i32, String> {
         "audit-read" => A::AuditRead,
         "footage-request" => A::FootageRequest,
         "footage-decision" => A::FootageDecision,
+        "alert-forward" => A::AlertForward,
+        "alert-receive" => A::AlertReceive,
         other => return Err(format!("unknown action `{other}`")),
     };
     Ok(a as i32)
@@ -111,6 +114,8 @@ fn action_name(a: i32) -> &'static str {
         Ok(A::AuditRead) => "audit-read",
         Ok(A::FootageRequest) => "footage-request",
         Ok(A::FootageDecision) => "footage-decision",
+        Ok(A::AlertForward) => "alert-forward",
+        Ok(A::AlertReceive) => "alert-receive",
         _ => "unspecified",
     }
 }
@@ -209,6 +214,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
                         "reason": e.reason,
                         "case_id": e.case_id,
                         "recipient": e.recipient,
+                        "source": e.source,
                         "method": e.method,
                         "prev_hash": hex::encode(&e.prev_hash),
                         "hash": hex::encode(&e.hash),
@@ -235,6 +241,9 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
                     .join("; ");
                 if !e.recipient.is_empty() {
                     what = format!("{what} → {}", e.recipient);
+                }
+                if !e.source.is_empty() {
+                    what = format!("{what} ← from {}", e.source);
                 }
                 println!(
                     "{:>6}  {:<24} {:<18} {:<16} {:<14} {:<22} {}",
