@@ -14,8 +14,12 @@
 //!     action                               i32 big-endian (kordon.storage.v1.AccessAction)
 //!     objects                              u32 length + the stored JSON text, byte for byte
 //!     reason, case_id, recipient, method   each u32 length + UTF-8
+//!     source                               u32 length + UTF-8, only when non-empty
 //! )
 //! ```
+//!
+//! `source` (the partner site an access came from) is appended only when set, so every entry
+//! written before it existed, and every local access, hashes exactly as before.
 //!
 //! An entry is durable (committed) before the call that caused it returns anything. Appends
 //! are serialised per site like chain registrations (read head, insert `sequence + 1`, retry on
@@ -73,6 +77,8 @@ pub struct NewAccessEntry {
     pub case_id: String,
     pub recipient: String,
     pub method: String,
+    /// The partner site the access came from; empty for local accesses.
+    pub source: String,
 }
 
 /// A stored entry.
@@ -91,6 +97,8 @@ pub struct AccessEntry {
     pub case_id: String,
     pub recipient: String,
     pub method: String,
+    /// The partner site the access came from; empty for local accesses.
+    pub source: String,
     pub prev_hash: [u8; 32],
     pub hash: [u8; 32],
 }
@@ -119,6 +127,9 @@ impl AccessEntry {
         put_str(&mut h, &self.case_id);
         put_str(&mut h, &self.recipient);
         put_str(&mut h, &self.method);
+        if !self.source.is_empty() {
+            put_str(&mut h, &self.source);
+        }
         h.finalize().into()
     }
 

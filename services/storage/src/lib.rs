@@ -38,6 +38,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod evidence;
+pub mod grants;
 pub mod grpc;
 pub mod http;
 pub mod index;
