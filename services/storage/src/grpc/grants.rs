@@ -968,12 +968,16 @@ async fn fetch_from_partner(
             recipient: audit.recipient.trim().to_string(),
         }),
     });
-    let mut stream = api
-        .partner_client(&partner)?
-        .fetch_footage_grant(req)
-        .await
-        .map_err(|s| from_partner(owner, s))?
-        .into_inner();
+    let mut stream = match api.partner_client(&partner)?.fetch_footage_grant(req).await {
+        Ok(s) => s.into_inner(),
+        Err(s) => {
+            // Refused (pending, denied, expired): the mirror learns the decision, logged once.
+            if s.code() == tonic::Code::FailedPrecondition {
+                refresh_outgoing(api, here).await;
+            }
+            return Err(from_partner(owner, s));
+        }
+    };
     let first = stream
         .message()
         .await
