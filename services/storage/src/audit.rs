@@ -352,3 +352,55 @@ impl Index {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(source: &str) -> AccessEntry {
+        AccessEntry {
+            site: "burgas".into(),
+            sequence: 1,
+            time_us: 1_795_773_600_000_000,
+            principal: "auditor-2".into(),
+            principal_name: String::new(),
+            via_service: String::new(),
+            action: 12,
+            objects_json: "[]".into(),
+            reason: "r".into(),
+            case_id: "c".into(),
+            recipient: "edirne".into(),
+            method: "/kordon.storage.v1.StorageService/RequestFootage".into(),
+            source: source.into(),
+            prev_hash: ZERO_HASH,
+            hash: ZERO_HASH,
+        }
+    }
+
+    /// The hash as it was computed before `source` existed.
+    fn legacy_hash(e: &AccessEntry) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(DOMAIN);
+        h.update(e.prev_hash);
+        h.update(e.sequence.to_be_bytes());
+        h.update(e.time_us.to_be_bytes());
+        for s in [&e.site, &e.principal, &e.principal_name, &e.via_service] {
+            put_str(&mut h, s);
+        }
+        h.update(e.action.to_be_bytes());
+        for s in [&e.objects_json, &e.reason, &e.case_id, &e.recipient, &e.method] {
+            put_str(&mut h, s);
+        }
+        h.finalize().into()
+    }
+
+    #[test]
+    fn source_is_hashed_only_when_set() {
+        let local = entry("");
+        assert_eq!(local.compute_hash(), legacy_hash(&local));
+        let from_partner = entry("edirne");
+        assert_ne!(from_partner.compute_hash(), local.compute_hash());
+        // Changing or removing the source of a stored entry breaks its hash.
+        assert_ne!(entry("yambol").compute_hash(), from_partner.compute_hash());
+    }
+}
