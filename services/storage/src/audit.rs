@@ -388,7 +388,13 @@ mod tests {
             put_str(&mut h, s);
         }
         h.update(e.action.to_be_bytes());
-        for s in [&e.objects_json, &e.reason, &e.case_id, &e.recipient, &e.method] {
+        for s in [
+            &e.objects_json,
+            &e.reason,
+            &e.case_id,
+            &e.recipient,
+            &e.method,
+        ] {
             put_str(&mut h, s);
         }
         h.finalize().into()

@@ -661,5 +661,49 @@ async fn footage_grants_between_two_installations() {
     );
     assert_eq!(log_of(&burgas, OWNER).await.len(), before);
 
+    // 10. Alerting records a received partner alert (the partner's camera) with its source:
+    // it lands on this installation's log; an undeclared source is refused.
+    let alerting = Principal {
+        kind: PrincipalKind::Service,
+        subject: "alerting.burgas".into(),
+        display_name: None,
+        roles: [(OWNER.to_string(), [Role::Service].into_iter().collect())]
+            .into_iter()
+            .collect(),
+    };
+    let received = |source: &str| pb::RecordAccessRequest {
+        principal: format!("partner:{ASKER}"),
+        principal_name: format!("partner site {ASKER}"),
+        action: pb::AccessAction::AlertReceive as i32,
+        objects: vec![pb::AccessObject {
+            kind: pb::AccessObjectKind::Alert as i32,
+            camera: Some(common::CameraRef {
+                site: ASKER.into(),
+                camera: "border-road".into(),
+            }),
+            range: None,
+            id: "alert-1".into(),
+        }],
+        audit: audit("alert shared under the agreement"),
+        method: "/kordon.alerting.v1.AlertingService/ReceivePartnerAlert".into(),
+        source: source.into(),
+    };
+    let entry = burgas
+        .api
+        .record_access(as_(&alerting, received(ASKER)))
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
+    assert_eq!(entry.site, OWNER);
+    assert_eq!(entry.source, ASKER);
+    let e = burgas
+        .api
+        .record_access(as_(&alerting, received("yambol")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+
     shutdown.cancel();
 }
