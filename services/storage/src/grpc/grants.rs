@@ -236,7 +236,7 @@ pub(super) async fn request_footage(
     let caller = principal(&req)?.clone();
     let r = req.into_inner();
     match caller.partner_site() {
-        Some(partner) => owner_request(api, &caller, &partner.to_string(), r).await,
+        Some(partner) => owner_request(api, &caller, partner, r).await,
         None => relay_request(api, &caller, r).await,
     }
 }
