@@ -661,7 +661,57 @@ async fn footage_grants_between_two_installations() {
     );
     assert_eq!(log_of(&burgas, OWNER).await.len(), before);
 
-    // 10. Alerting records a received partner alert (the partner's camera) with its source:
+    // 10. While the agreement is not accepted by both sides, nothing flows.
+    burgas
+        .storage
+        .set_agreement_check(std::sync::Arc::new(|_: &str| false));
+    let e = ask(&edirne, &officer, SHARED, T0, T0 + 60 * SEC, "req-6")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("not accepted"), "{}", e.message());
+    burgas
+        .storage
+        .set_agreement_check(std::sync::Arc::new(|_: &str| true));
+
+    // 11. A masked agreement cannot be approved: no masking without transcode (issue #14).
+    let mut masked = burgas
+        .storage
+        .index()
+        .grant(OWNER, &d.id)
+        .await
+        .unwrap()
+        .unwrap();
+    masked.id = "masked-1".into();
+    masked.request_id = "masked-1".into();
+    masked.state = kordon_storage::grants::STATE_PENDING;
+    masked.form = "masked".into();
+    burgas.storage.index().insert_grant(&masked).await.unwrap();
+    let e = decide(
+        &burgas,
+        &auditor,
+        "masked-1",
+        pb::FootageDecision::Approve,
+        None,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("issue #14"), "{}", e.message());
+    assert_eq!(
+        burgas
+            .storage
+            .index()
+            .grant(OWNER, "masked-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        kordon_storage::grants::STATE_PENDING
+    );
+
+    // 12. Alerting records a received partner alert (the partner's camera) with its source:
     // it lands on this installation's log; an undeclared source is refused.
     let alerting = Principal {
         kind: PrincipalKind::Service,
