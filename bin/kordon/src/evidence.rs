@@ -312,7 +312,10 @@ async fn download_and_verify(
 #[error("{0}")]
 pub struct UnknownSigner(pub String);
 
-async fn verify_file(path: &Path, trusted: Vec<TrustedKey>) -> anyhow::Result<BundleReport> {
+pub(crate) async fn verify_file(
+    path: &Path,
+    trusted: Vec<TrustedKey>,
+) -> anyhow::Result<BundleReport> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);

@@ -24,6 +24,118 @@ pub enum FootageCommand {
     /// files and an index in a directory. Every segment is checked against its recorded
     /// SHA-256.
     Get(GetArgs),
+    /// Ask a partner site for footage of its cameras (relayed by this site's storage over the
+    /// partner link; the partner's people decide).
+    Request(RequestArgs),
+    /// Footage grants: those partners asked of this site, and those this site asked of
+    /// partners (their state refreshed from the partner).
+    Grants(GrantsArgs),
+    /// Approve a partner's pending request (optionally a narrower range): builds the signed
+    /// evidence bundle the partner may fetch.
+    Approve(ApproveArgs),
+    /// Refuse a partner's pending request.
+    Refuse(RefuseArgs),
+    /// Fetch the bundle of an approved grant from the partner: this site's storage verifies
+    /// it with the partner's pinned evidence key and keeps a copy.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RequestArgs {
+    #[command(flatten)]
+    pub client: ClientFlags,
+    /// The partner site whose footage you ask for.
+    #[arg(long)]
+    pub partner: String,
+    /// A camera of the partner (its name, or PARTNER/CAMERA); repeat for several.
+    #[arg(long = "camera", required = true)]
+    pub cameras: Vec<String>,
+    /// Start, RFC 3339.
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub from: SystemTime,
+    /// End, RFC 3339.
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub to: SystemTime,
+    /// Case or file number (required).
+    #[arg(long)]
+    pub case: String,
+    /// The law or agreement article the request rests on (required).
+    #[arg(long)]
+    pub legal_basis: String,
+    /// Why you need this footage (required; logged at both sites).
+    #[arg(long)]
+    pub reason: String,
+    /// Idempotency key: repeating the command with it returns the same grant.
+    #[arg(long, default_value = "")]
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GrantState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GrantsArgs {
+    #[command(flatten)]
+    pub client: ClientFlags,
+    /// Only grants asked by this site.
+    #[arg(long)]
+    pub partner: Option<String>,
+    /// Only grants in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<GrantState>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    pub client: ClientFlags,
+    /// The grant id.
+    pub grant: String,
+    /// Approve from here only (RFC 3339; within the requested range).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak, requires = "to")]
+    pub from: Option<SystemTime>,
+    /// Approve until here only (RFC 3339; within the requested range).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak, requires = "from")]
+    pub to: Option<SystemTime>,
+    /// How long the partner may fetch it (default 7d, at most 90d).
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    pub access_for: Option<Duration>,
+    /// Why it is approved (required; logged).
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RefuseArgs {
+    #[command(flatten)]
+    pub client: ClientFlags,
+    /// The grant id.
+    pub grant: String,
+    /// Why it is refused (required; the partner sees it).
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub client: ClientFlags,
+    /// The grant id.
+    pub grant: String,
+    /// The partner site that owns the footage.
+    #[arg(long)]
+    pub partner: String,
+    /// Why you fetch it (required; logged at both sites).
+    #[arg(long)]
+    pub reason: String,
+    /// Where to write the bundle (default `<grant>.tar`).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +203,11 @@ pub async fn run(cmd: FootageCommand) -> anyhow::Result<()> {
     match cmd {
         FootageCommand::List(args) => list(args).await,
         FootageCommand::Get(args) => get(args).await,
+        FootageCommand::Request(args) => grants::request(args).await,
+        FootageCommand::Grants(args) => grants::list(args).await,
+        FootageCommand::Approve(args) => grants::approve(args).await,
+        FootageCommand::Refuse(args) => grants::refuse(args).await,
+        FootageCommand::Fetch(args) => grants::fetch(args).await,
     }
 }
 
@@ -487,6 +604,9 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[path = "footage_grants.rs"]
+mod grants;
 
 #[cfg(test)]
 mod redact_tests {

@@ -221,6 +221,9 @@ pub enum Permission {
     Administer,
     /// Write media and index records (ingest, transcode, detection acting for a site).
     WriteMedia,
+    /// Footage grants with partner sites: ask a partner for footage, decide a partner's
+    /// request, fetch an approved grant's bundle.
+    PartnerFootage,
 }
 
 impl Permission {
@@ -235,6 +238,7 @@ impl Permission {
             Permission::ReadAccessLog => &[Auditor, Admin],
             Permission::Administer => &[Admin],
             Permission::WriteMedia => &[Service, Admin],
+            Permission::PartnerFootage => &[Operator, Auditor, Admin],
         }
     }
 
@@ -248,6 +252,7 @@ impl Permission {
             Permission::ReadAccessLog => "read the access log",
             Permission::Administer => "administer",
             Permission::WriteMedia => "write media",
+            Permission::PartnerFootage => "request or decide footage grants with partners",
         }
     }
 }

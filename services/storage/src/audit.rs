@@ -14,8 +14,12 @@
 //!     action                               i32 big-endian (kordon.storage.v1.AccessAction)
 //!     objects                              u32 length + the stored JSON text, byte for byte
 //!     reason, case_id, recipient, method   each u32 length + UTF-8
+//!     source                               u32 length + UTF-8, only when non-empty
 //! )
 //! ```
+//!
+//! `source` (the partner site an access came from) is appended only when set, so every entry
+//! written before it existed, and every local access, hashes exactly as before.
 //!
 //! An entry is durable (committed) before the call that caused it returns anything. Appends
 //! are serialised per site like chain registrations (read head, insert `sequence + 1`, retry on
@@ -73,6 +77,8 @@ pub struct NewAccessEntry {
     pub case_id: String,
     pub recipient: String,
     pub method: String,
+    /// The partner site the access came from; empty for local accesses.
+    pub source: String,
 }
 
 /// A stored entry.
@@ -91,6 +97,8 @@ pub struct AccessEntry {
     pub case_id: String,
     pub recipient: String,
     pub method: String,
+    /// The partner site the access came from; empty for local accesses.
+    pub source: String,
     pub prev_hash: [u8; 32],
     pub hash: [u8; 32],
 }
@@ -119,6 +127,9 @@ impl AccessEntry {
         put_str(&mut h, &self.case_id);
         put_str(&mut h, &self.recipient);
         put_str(&mut h, &self.method);
+        if !self.source.is_empty() {
+            put_str(&mut h, &self.source);
+        }
         h.finalize().into()
     }
 
@@ -339,5 +350,63 @@ impl Index {
             })
             .collect();
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(source: &str) -> AccessEntry {
+        AccessEntry {
+            site: "burgas".into(),
+            sequence: 1,
+            time_us: 1_795_773_600_000_000,
+            principal: "auditor-2".into(),
+            principal_name: String::new(),
+            via_service: String::new(),
+            action: 12,
+            objects_json: "[]".into(),
+            reason: "r".into(),
+            case_id: "c".into(),
+            recipient: "edirne".into(),
+            method: "/kordon.storage.v1.StorageService/RequestFootage".into(),
+            source: source.into(),
+            prev_hash: ZERO_HASH,
+            hash: ZERO_HASH,
+        }
+    }
+
+    /// The hash as it was computed before `source` existed.
+    fn legacy_hash(e: &AccessEntry) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(DOMAIN);
+        h.update(e.prev_hash);
+        h.update(e.sequence.to_be_bytes());
+        h.update(e.time_us.to_be_bytes());
+        for s in [&e.site, &e.principal, &e.principal_name, &e.via_service] {
+            put_str(&mut h, s);
+        }
+        h.update(e.action.to_be_bytes());
+        for s in [
+            &e.objects_json,
+            &e.reason,
+            &e.case_id,
+            &e.recipient,
+            &e.method,
+        ] {
+            put_str(&mut h, s);
+        }
+        h.finalize().into()
+    }
+
+    #[test]
+    fn source_is_hashed_only_when_set() {
+        let local = entry("");
+        assert_eq!(local.compute_hash(), legacy_hash(&local));
+        let from_partner = entry("edirne");
+        assert_ne!(from_partner.compute_hash(), local.compute_hash());
+        // Changing or removing the source of a stored entry breaks its hash.
+        assert_ne!(entry("yambol").compute_hash(), from_partner.compute_hash());
     }
 }

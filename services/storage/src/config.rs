@@ -89,6 +89,10 @@ pub struct StorageConfig {
     /// How often the retention sweep runs (default 10 min).
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
+    /// Partner installations and the agreements with them (footage grants). Not part of the
+    /// `storage:` section: the binary copies the top-level `partners:` section here.
+    #[serde(skip)]
+    pub partners: kordon_runtime::partner::PartnersConfig,
 }
 
 impl Default for StorageConfig {
@@ -109,6 +113,7 @@ impl Default for StorageConfig {
             continuous_timestamps: true,
             default_retention: DEFAULT_RETENTION,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
+            partners: Default::default(),
         }
     }
 }

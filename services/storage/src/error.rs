@@ -18,6 +18,11 @@ pub enum StorageError {
     #[error("{0}")]
     AlreadyExists(String),
 
+    /// The caller may not do this (e.g. a partner asking for footage the agreement does not
+    /// share); the message says why.
+    #[error("{0}")]
+    PermissionDenied(String),
+
     /// The system is not in the state the call needs (e.g. the object is not in the bucket).
     #[error("{0}")]
     FailedPrecondition(String),

@@ -24,11 +24,15 @@
 //! - Retention deletes footage older than the site's or camera's policy, never footage on an
 //!   active legal hold; each deletion is logged first and leaves a tombstone in the chain
 //!   ([`retention`]). Spawn [`Storage::run_retention`] beside the servers.
+//! - Footage reaches a partner installation only through a footage grant that this site's
+//!   people approved, as one evidence bundle signed with the site's key; footage received from
+//!   a partner is kept only once it verified with the partner's pinned key ([`grants`]). With
+//!   partners configured, spawn [`grpc::poll_partner_grants`] beside the servers.
 //!
 //! # Layout
 //! [`config`] (configuration), [`db`] (the index database: migrations and every SQL
-//! statement), [`index`], [`audit`] and [`retention`] (the records in it and the operations on
-//! them), [`chain`], [`recordings`] and [`playback`] (pure logic), [`service`]
+//! statement), [`index`], [`audit`], [`retention`] and [`grants`] (the records in it and the
+//! operations on them), [`chain`], [`recordings`] and [`playback`] (pure logic), [`service`]
 //! (domain operations over index and objects), [`grpc`] and [`http`] (transport), [`keys`],
 //! [`metrics`].
 
@@ -38,6 +42,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod evidence;
+pub mod grants;
 pub mod grpc;
 pub mod http;
 pub mod index;

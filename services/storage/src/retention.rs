@@ -237,6 +237,7 @@ impl Storage {
             principal: RETENTION_PRINCIPAL.to_string(),
             principal_name: "retention".to_string(),
             via_service: String::new(),
+            source: String::new(),
             action: kordon_proto::storage::v1::AccessAction::Delete as i32,
             objects: segments
                 .iter()

@@ -42,6 +42,8 @@ pub struct StorageOptions {
     pub retention_interval: Duration,
     /// See [`StorageConfig::object_prefix`].
     pub object_prefix: String,
+    /// See [`StorageConfig::partners`].
+    pub partners: kordon_runtime::partner::PartnersConfig,
 }
 
 impl Default for StorageOptions {
@@ -55,6 +57,7 @@ impl Default for StorageOptions {
             default_retention: c.default_retention,
             retention_interval: c.retention_interval,
             object_prefix: c.object_prefix,
+            partners: c.partners,
         }
     }
 }
@@ -71,7 +74,12 @@ struct Inner {
     playback: PlaybackSigner,
     signing_key: SigningKey,
     options: StorageOptions,
+    agreement_accepted: std::sync::RwLock<Option<AgreementCheck>>,
 }
+
+/// Whether the agreement with a partner site is currently accepted by both sides (see
+/// [`Storage::set_agreement_check`]).
+pub type AgreementCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// A chain verification's result.
 #[derive(Debug, Clone, Default)]
@@ -165,6 +173,7 @@ impl Storage {
                 default_retention: config.default_retention,
                 retention_interval: config.retention_interval,
                 object_prefix: config.object_prefix.clone(),
+                partners: config.partners.clone(),
             },
         ))
     }
@@ -184,8 +193,31 @@ impl Storage {
                 playback,
                 signing_key,
                 options,
+                agreement_accepted: std::sync::RwLock::new(None),
             }),
         }
+    }
+
+    /// Installs the check that the agreement with a partner is accepted (bilateral
+    /// acceptance, known to alerting's agreement exchange). Without one, the local
+    /// `partners:` declaration is taken as accepted.
+    pub fn set_agreement_check(&self, check: AgreementCheck) {
+        if let Ok(mut slot) = self.inner.agreement_accepted.write() {
+            *slot = Some(check);
+        }
+    }
+
+    /// Whether footage may flow with `partner_site` now (see [`Storage::set_agreement_check`]).
+    pub fn agreement_accepted(&self, partner_site: &str) -> bool {
+        match self.inner.agreement_accepted.read() {
+            Ok(slot) => slot.as_ref().is_none_or(|f| f(partner_site)),
+            Err(_) => false,
+        }
+    }
+
+    /// The partner installations this site has agreements with.
+    pub fn partners(&self) -> &kordon_runtime::partner::PartnersConfig {
+        &self.inner.options.partners
     }
 
     pub fn index(&self) -> &Index {
@@ -772,6 +804,8 @@ fn action_label(action: i32) -> &'static str {
         Ok(AccessAction::AuditRead) => "audit_read",
         Ok(AccessAction::FootageRequest) => "footage_request",
         Ok(AccessAction::FootageDecision) => "footage_decision",
+        Ok(AccessAction::AlertForward) => "alert_forward",
+        Ok(AccessAction::AlertReceive) => "alert_receive",
         _ => "unspecified",
     }
 }

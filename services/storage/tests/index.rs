@@ -436,6 +436,7 @@ async fn access_log_is_a_verifiable_chain(index: Index) {
         case_id: case.into(),
         recipient: String::new(),
         method: "/kordon.storage.v1.StorageService/ListSegments".into(),
+        source: String::new(),
     };
     // Concurrent appends stay gapless.
     let mut tasks = Vec::new();

@@ -398,6 +398,7 @@ mod grpc {
                 ..Default::default()
             }),
             method: "/kordon.alerting.v1.AlertingService/GetAlert".into(),
+            source: String::new(),
         };
         let e = client
             .record_access(bearer(record("ivan"), &admin))

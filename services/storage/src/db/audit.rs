@@ -13,7 +13,7 @@ const MAX_ATTEMPTS: u32 = 50;
 macro_rules! access_columns {
     () => {
         "site, sequence, time_us, principal, principal_name, via_service, action, objects, \
-         reason, case_id, recipient, method, prev_hash, hash"
+         reason, case_id, recipient, method, prev_hash, hash, source"
     };
 }
 
@@ -36,6 +36,7 @@ macro_rules! access_from_row {
             method: r.try_get("method")?,
             prev_hash: hash32(r.try_get("prev_hash")?, "prev_hash")?,
             hash: hash32(r.try_get("hash")?, "hash")?,
+            source: r.try_get("source")?,
         }
     }};
 }
@@ -95,13 +96,14 @@ impl Index {
                         case_id: new.case_id.clone(),
                         recipient: new.recipient.clone(),
                         method: new.method.clone(),
+                        source: new.source.clone(),
                         prev_hash,
                         hash: ZERO_HASH,
                     };
                     entry.hash = entry.compute_hash();
                     sqlx::query(concat!(
                         "INSERT INTO access_log (", access_columns!(), ") VALUES \
-                         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                     ))
                     .bind(&entry.site)
                     .bind(prev_seq + 1)
@@ -117,6 +119,7 @@ impl Index {
                     .bind(&entry.method)
                     .bind(entry.prev_hash.to_vec())
                     .bind(entry.hash.to_vec())
+                    .bind(&entry.source)
                     .execute(&mut *tx)
                     .await?;
                     for camera in &cameras {

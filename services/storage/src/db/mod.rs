@@ -9,7 +9,7 @@
 //! One submodule per table group, each an `impl Index` block: [`segments`] (segments, gaps
 //! and chain heads; see [`crate::index`] for the guarantees), [`audit`] (the access log),
 //! [`retention`] (policies and legal holds), [`media`] (renditions and snapshots) and
-//! [`evidence`] (evidence bundles). The types they read and write, and the logic over them,
+//! [`evidence`] (evidence bundles) and [`grants`] (footage grants to and from partners). The types they read and write, and the logic over them,
 //! live in the domain modules of the same names.
 
 use kordon_db::Migration;
@@ -20,6 +20,7 @@ use crate::StorageError;
 
 mod audit;
 mod evidence;
+mod grants;
 mod media;
 mod retention;
 mod segments;
@@ -55,6 +56,12 @@ const MIGRATIONS: &[Migration] = &[
         description: "object owners",
         sqlite: include_str!("../../migrations/sqlite/0005_object_owners.sql"),
         postgres: include_str!("../../migrations/postgres/0005_object_owners.sql"),
+    },
+    Migration {
+        version: 6,
+        description: "footage grants",
+        sqlite: include_str!("../../migrations/sqlite/0006_footage_grants.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_footage_grants.sql"),
     },
 ];
 

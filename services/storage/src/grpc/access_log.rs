@@ -212,7 +212,26 @@ pub(super) async fn record_access(
             id: o.id.clone(),
         });
     }
-    let caller = authorize_request(&req, &site, Permission::WriteMedia)?.clone();
+    // An access that came from a partner (source) may be about the partner's own footage
+    // or alert (a received alert names the partner's camera): it is logged on this
+    // installation's site, with the source saying where it came from.
+    let source = g.source.trim().to_string();
+    let log_site = if source.is_empty() {
+        site.clone()
+    } else {
+        let partners = api.storage.partners();
+        if crate::grants::partner(partners, &source).is_none() {
+            return Err(invalid(format!(
+                "source: `{source}` is not a partner declared in this installation's partners:"
+            )));
+        }
+        if site == source {
+            partners.site.clone()
+        } else {
+            site.clone()
+        }
+    };
+    let caller = authorize_request(&req, &log_site, Permission::WriteMedia)?.clone();
     let r = req.into_inner();
     if r.principal.trim().is_empty() {
         return Err(invalid("principal: required"));
@@ -236,7 +255,7 @@ pub(super) async fn record_access(
     let entry = api
         .storage
         .record_access(&NewAccessEntry {
-            site,
+            site: log_site,
             principal: r.principal,
             principal_name: r.principal_name,
             via_service: caller.to_string(),
@@ -246,6 +265,7 @@ pub(super) async fn record_access(
             case_id: audit.case_id.trim().to_string(),
             recipient: audit.recipient.trim().to_string(),
             method: r.method,
+            source,
         })
         .await?;
     Ok(Response::new(pb::RecordAccessResponse {

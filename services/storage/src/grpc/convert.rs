@@ -13,6 +13,7 @@ use super::invalid;
 use crate::audit::{AccessEntry, AccessObjectRec, Checkpoint};
 use crate::chain::FindingKind;
 use crate::evidence::{self, Bundle};
+use crate::grants::{self, Grant};
 use crate::index::{GapRecord, SegmentRecord};
 use crate::media::{Rendition, Snapshot};
 use crate::playback::LIVE;
@@ -346,7 +347,7 @@ pub(super) fn access_entry_pb(e: &AccessEntry) -> pb::AccessLogEntry {
         method: e.method.clone(),
         prev_hash: e.prev_hash.to_vec(),
         hash: e.hash.to_vec(),
-        ..Default::default()
+        source: e.source.clone(),
     }
 }
 
@@ -454,6 +455,142 @@ pub(super) fn hold_objects(h: &LegalHold) -> Vec<AccessObjectRec> {
         id: String::new(),
     }));
     objects
+}
+
+pub(super) fn grant_state_pb(state: i64) -> pb::FootageGrantState {
+    match state {
+        grants::STATE_PENDING => pb::FootageGrantState::Pending,
+        grants::STATE_APPROVED => pb::FootageGrantState::Approved,
+        grants::STATE_DENIED => pb::FootageGrantState::Denied,
+        grants::STATE_EXPIRED => pb::FootageGrantState::Expired,
+        _ => pb::FootageGrantState::Unspecified,
+    }
+}
+
+/// A grant as the API shows it, with its state as of `now_us` (expired once access ends).
+pub(super) fn grant_pb(g: &Grant, now_us: i64) -> pb::FootageGrant {
+    pb::FootageGrant {
+        id: g.id.clone(),
+        requesting_site: g.requesting_site.clone(),
+        requested_by: g.requested_by.clone(),
+        cameras: g
+            .cameras
+            .iter()
+            .map(|c| camera_ref(&g.owner_site, c))
+            .collect(),
+        range: Some(time_range(g.from_us, g.to_us)),
+        audit: Some(common::AuditContext {
+            reason: g.reason.clone(),
+            case_id: g.case_id.clone(),
+            recipient: g.recipient.clone(),
+        }),
+        state: grant_state_pb(g.state_at(now_us)) as i32,
+        created_at: Some(timestamp(g.created_at_us)),
+        decided_by: g.decided_by.clone(),
+        decided_at: g.decided_at_us.map(timestamp),
+        decision_reason: g.decision_reason.clone(),
+        access_until: g.access_until_us.map(timestamp),
+        legal_basis: g.legal_basis.clone(),
+        owner_site: g.owner_site.clone(),
+        requested_range: Some(time_range(g.requested_from_us, g.requested_to_us)),
+        bundle_id: g.bundle_id.clone(),
+        bundle_sha256: g.bundle_sha256.clone(),
+        bundle_size: g.bundle_size,
+        form: g.form.clone(),
+        keep_for: Some(duration_pb(g.keep_for_us)),
+    }
+}
+
+/// A partner's answer about one of its grants, as this site mirrors it. Refuses an answer
+/// about another owner, another requesting site or cameras of another site.
+pub(super) fn mirror_of(
+    p: &pb::FootageGrant,
+    owner_site: &str,
+    here: &str,
+    request_id: &str,
+) -> Result<Grant, Status> {
+    let bad = |what: &str| {
+        Status::internal(format!(
+            "partner {owner_site} answered with a malformed grant ({what})"
+        ))
+    };
+    if p.id.is_empty() || p.owner_site != owner_site || p.requesting_site != here {
+        return Err(bad("id, owner or requesting site"));
+    }
+    let mut cameras = Vec::with_capacity(p.cameras.len());
+    for c in &p.cameras {
+        if c.site != owner_site {
+            return Err(bad("a camera of another site"));
+        }
+        cameras.push(c.camera.clone());
+    }
+    let range = |r: &Option<common::TimeRange>| -> Result<(i64, i64), Status> {
+        closed_range(r).map_err(|_| bad("range"))
+    };
+    let (from_us, to_us) = range(&p.range)?;
+    let (requested_from_us, requested_to_us) = range(&p.requested_range)?;
+    let t = |t: &Option<Timestamp>| t.as_ref().and_then(|t| micros(t, "t").ok());
+    let audit = p.audit.clone().unwrap_or_default();
+    let state = match pb::FootageGrantState::try_from(p.state) {
+        Ok(pb::FootageGrantState::Pending) => grants::STATE_PENDING,
+        // Expired is approved with access_until passed: stored as approved.
+        Ok(pb::FootageGrantState::Approved | pb::FootageGrantState::Expired) => {
+            grants::STATE_APPROVED
+        }
+        Ok(pb::FootageGrantState::Denied) => grants::STATE_DENIED,
+        _ => return Err(bad("state")),
+    };
+    Ok(Grant {
+        id: p.id.clone(),
+        owner_site: owner_site.to_string(),
+        requesting_site: here.to_string(),
+        request_id: request_id.to_string(),
+        mirror: true,
+        requested_by: p.requested_by.clone(),
+        requested_by_name: String::new(),
+        cameras,
+        requested_from_us,
+        requested_to_us,
+        from_us,
+        to_us,
+        reason: audit.reason,
+        case_id: audit.case_id,
+        recipient: audit.recipient,
+        legal_basis: p.legal_basis.clone(),
+        form: p.form.clone(),
+        keep_for_us: p
+            .keep_for
+            .map(|d| d.seconds.saturating_mul(MICROS))
+            .unwrap_or(0),
+        state,
+        created_at_us: t(&p.created_at).unwrap_or(0),
+        decided_by: p.decided_by.clone(),
+        decided_at_us: t(&p.decided_at),
+        decision_reason: p.decision_reason.clone(),
+        access_until_us: t(&p.access_until),
+        bundle_id: p.bundle_id.clone(),
+        bundle_sha256: p.bundle_sha256.clone(),
+        bundle_size: p.bundle_size,
+        decision_logged: false,
+    })
+}
+
+/// The access-log objects of a grant: the grant, then each camera over its range.
+pub(super) fn grant_objects(g: &Grant) -> Vec<AccessObjectRec> {
+    std::iter::once(AccessObjectRec {
+        kind: pb::AccessObjectKind::FootageGrant as i32,
+        site: g.owner_site.clone(),
+        camera: String::new(),
+        start_us: Some(g.from_us),
+        end_us: Some(g.to_us),
+        id: g.id.clone(),
+    })
+    .chain(
+        g.cameras
+            .iter()
+            .map(|c| recording_object(&g.owner_site, c, g.from_us, g.to_us)),
+    )
+    .collect()
 }
 
 #[cfg(test)]

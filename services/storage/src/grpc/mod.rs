@@ -14,7 +14,9 @@
 //! Get/SetRetentionPolicy (`ViewStatus`/`Administer`), Create/Release/ListLegalHolds
 //! (`ManageHolds`), ExportEvidence and GetEvidenceBundle (`ExportEvidence`),
 //! RegisterRendition and RegisterSnapshot (`WriteMedia`), ListRenditions, GetSnapshot and
-//! ListSnapshots (`ReadFootage`, logged). The footage-grant calls answer UNIMPLEMENTED.
+//! ListSnapshots (`ReadFootage`, logged), and the footage grants with partners — RequestFootage,
+//! ListFootageGrants, DecideFootageGrant, FetchFootageGrant — which admit partners on the
+//! partner link and people with `PartnerFootage` ([`grants`]).
 //!
 //! Layout: this module holds [`StorageApi`], the error table, the access-log helper and the
 //! `StorageService` impl, which hands each call to its feature module: [`chain`] (registration,
@@ -42,6 +44,7 @@ mod access_log;
 mod chain;
 mod convert;
 mod evidence;
+mod grants;
 mod media;
 mod recordings;
 mod retention;
@@ -68,6 +71,7 @@ pub(crate) fn classify(e: &StorageError) -> Public {
         E::InvalidArgument(m) => public(tonic::Code::InvalidArgument, StatusCode::BAD_REQUEST, m),
         E::NotFound(m) => public(tonic::Code::NotFound, StatusCode::NOT_FOUND, m),
         E::AlreadyExists(m) => public(tonic::Code::AlreadyExists, StatusCode::CONFLICT, m),
+        E::PermissionDenied(m) => public(tonic::Code::PermissionDenied, StatusCode::FORBIDDEN, m),
         E::FailedPrecondition(m) => public(
             tonic::Code::FailedPrecondition,
             StatusCode::PRECONDITION_FAILED,
@@ -137,6 +141,8 @@ impl StorageApi {
     }
 }
 
+pub use grants::poll_partner_grants;
+
 /// The tonic service to add to a server.
 pub fn service(storage: Storage) -> StorageServiceServer<StorageApi> {
     StorageServiceServer::new(StorageApi::new(storage))
@@ -174,6 +180,7 @@ impl StorageApi {
                 case_id: audit.case_id.trim().to_string(),
                 recipient: audit.recipient.trim().to_string(),
                 method: format!("{SERVICE}{method}"),
+                source: String::new(),
             })
             .await?)
     }
@@ -348,6 +355,34 @@ impl StorageService for StorageApi {
         req: Request<pb::RecordAccessRequest>,
     ) -> Result<Response<pb::RecordAccessResponse>, Status> {
         access_log::record_access(self, req).await
+    }
+
+    async fn request_footage(
+        &self,
+        req: Request<pb::RequestFootageRequest>,
+    ) -> Result<Response<pb::RequestFootageResponse>, Status> {
+        grants::request_footage(self, req).await
+    }
+
+    async fn list_footage_grants(
+        &self,
+        req: Request<pb::ListFootageGrantsRequest>,
+    ) -> Result<Response<pb::ListFootageGrantsResponse>, Status> {
+        grants::list_footage_grants(self, req).await
+    }
+
+    async fn decide_footage_grant(
+        &self,
+        req: Request<pb::DecideFootageGrantRequest>,
+    ) -> Result<Response<pb::DecideFootageGrantResponse>, Status> {
+        grants::decide_footage_grant(self, req).await
+    }
+
+    async fn fetch_footage_grant(
+        &self,
+        req: Request<pb::FetchFootageGrantRequest>,
+    ) -> Result<Response<BoxStream<pb::FetchFootageGrantResponse>>, Status> {
+        grants::fetch_footage_grant(self, req).await
     }
 }
 
