@@ -30,6 +30,7 @@ pub fn site(name: &str, replicas: i32) -> Site {
             alert_sinks: Vec::new(),
             sharing: Vec::new(),
             tls_secret: None,
+            partner_link: None,
         },
     );
     s.metadata = ObjectMeta {
@@ -123,6 +124,18 @@ use kordon_proto::detection::v1 as dpb;
 
 /// An ingest that cannot be reached, as before its pods exist.
 pub struct NoIngest;
+
+/// An alerting that is never reached (the Partner reconciler is not under test).
+pub struct NoAlerting;
+
+impl crate::partner::AlertingClient for NoAlerting {
+    fn agreements(
+        &self,
+        _: Replica,
+    ) -> BoxFuture<'static, Result<Vec<kordon_proto::alerting::v1::SharingAgreement>, String>> {
+        Box::pin(async { Err("alerting is not under test".to_string()) })
+    }
+}
 
 impl IngestClient for NoIngest {
     fn list(
@@ -279,6 +292,9 @@ fn context_full(
         rule_writer.apply_watcher_event(&watcher::Event::InitApply(r.clone()));
     }
     rule_writer.apply_watcher_event(&watcher::Event::InitDone);
+    let (partner_store, mut partner_writer) = reflector::store::<crate::crd::Partner>();
+    partner_writer.apply_watcher_event(&watcher::Event::Init);
+    partner_writer.apply_watcher_event(&watcher::Event::InitDone);
     let mut ctx = Context::new(
         client,
         Arc::new(OperatorConfig::default()),
@@ -286,9 +302,11 @@ fn context_full(
         site_store,
         camera_store,
         rule_store,
+        partner_store,
         Clients {
             ingest: Arc::new(NoIngest),
             detection,
+            alerting: Arc::new(NoAlerting),
         },
     );
     // Past start-up, unless a test says otherwise.

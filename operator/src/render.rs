@@ -20,6 +20,13 @@
 //!   carries the alerting service's rules and sinks (the `alerting` section, from the Site's
 //!   AlertRules: [`crate::alerting`]); the alerting pods carry its digest
 //!   ([`crate::alerting::CONFIG_ANNOTATION`]), so a rule change rolls them.
+//! - The partner link: with accepted Partners ([`crate::partner`]), `site.yaml` carries the
+//!   `partners` section (this site's agreements with other installations) and the alerting
+//!   and storage pods mount the partner-link certificate (at
+//!   [`crate::partner::PARTNER_LINK_DIR`]) and each partner's CA (from its ConfigMap, at
+//!   `<PARTNERS_DIR>/<partner site>/ca.crt`), listen on port 8473 (`partner-link`, also on their
+//!   Services) and carry [`crate::partner::CONFIG_ANNOTATION`], so a changed agreement or
+//!   certificate rolls them.
 //! - PersistentVolumeClaims `<s>-storage-data` for storage's data directory (signing keys, and
 //!   the SQLite index when no database is set) and `<s>-alerting-data` for alerting's (its
 //!   SQLite database of alerts when no database is set). They have no owner and survive the
@@ -47,7 +54,7 @@ use kube::Resource;
 use serde_json::{Value, json};
 
 use crate::config::OperatorConfig;
-use crate::crd::{AlertRule, Site};
+use crate::crd::{AlertRule, Partner, Site};
 use crate::{Error, Result};
 
 pub const GRPC_PORT: i32 = 8470;
@@ -150,6 +157,10 @@ pub struct TlsMounts {
     pub revisions: BTreeMap<String, String>,
     /// Rendered as `auth.mtls.subjects` (a user certificate without a Kordon identity).
     pub subjects: BTreeMap<String, Vec<String>>,
+    /// The Secret (`tls.crt`, `tls.key`) the partner link presents, when the Site has a
+    /// `spec.partnerLink`: the operator's `<site>-partner-link-tls`, or the user's
+    /// `tlsSecret`. Its fingerprint is `revisions["partner-link"]`.
+    pub partner_link: Option<String>,
 }
 
 impl TlsMounts {
@@ -184,10 +195,21 @@ impl TlsMounts {
 
     /// What a Site mounts before anything is known of its certificates.
     pub fn for_site(site: &Site) -> Self {
-        match &site.spec.tls_secret {
+        let name = site.metadata.name.as_deref().unwrap_or_default();
+        let mut mounts = match &site.spec.tls_secret {
             Some(secret) => Self::from_secret(secret),
-            None => Self::operator(site.metadata.name.as_deref().unwrap_or_default()),
+            None => Self::operator(name),
+        };
+        if site.spec.partner_link.is_some() {
+            mounts.partner_link = Some(match &site.spec.tls_secret {
+                Some(secret) => secret.clone(),
+                None => crate::certificates::cert_secret_name(
+                    name,
+                    crate::partner::LINK_COMPONENT,
+                ),
+            });
         }
+        mounts
     }
 }
 
@@ -206,13 +228,26 @@ pub struct SiteObjects {
     pub claims: Vec<PersistentVolumeClaim>,
 }
 
-/// The objects of `site`; `tls` says what each workload mounts for mTLS; `rules` are the
-/// Site's AlertRules (those not accepted are left out, see [`crate::alerting::verdict`]).
+/// The objects of `site` without partners (see [`render_with_partners`]).
 pub fn render(
     site: &Site,
     config: &OperatorConfig,
     tls: &TlsMounts,
     rules: &[AlertRule],
+) -> Result<SiteObjects> {
+    render_with_partners(site, config, tls, rules, &[])
+}
+
+/// The objects of `site`; `tls` says what each workload mounts for mTLS; `rules` are the
+/// Site's AlertRules (those not accepted are left out, see [`crate::alerting::verdict`]);
+/// `partners` are its accepted Partners ([`crate::partner::accepted`]; those of another Site
+/// are ignored). Partners are rendered only when `tls` names a partner-link certificate.
+pub fn render_with_partners(
+    site: &Site,
+    config: &OperatorConfig,
+    tls: &TlsMounts,
+    rules: &[AlertRule],
+    partners: &[Partner],
 ) -> Result<SiteObjects> {
     let name = site
         .metadata
@@ -236,6 +271,29 @@ pub fn render(
         })?;
     let alerting_digest = crate::pki::sha256_hex(to_yaml(&alerting, "alerting")?.as_bytes());
     base["alerting"] = alerting;
+    let partners: Vec<Partner> = match &tls.partner_link {
+        Some(_) => partners
+            .iter()
+            .filter(|p| p.spec.site == name && crate::partner::to_config(p).is_ok())
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut partners_digest = None;
+    if let Some(section) = crate::partner::section(name, &partners) {
+        let section = serde_json::to_value(section).map_err(|e| Error::Render {
+            what: "partners".into(),
+            message: e.to_string(),
+        })?;
+        let certificate = tls
+            .revisions
+            .get(crate::partner::LINK_COMPONENT)
+            .cloned()
+            .unwrap_or_default();
+        let text = format!("{}\n{certificate}", to_yaml(&section, "partners")?);
+        partners_digest = Some(crate::pki::sha256_hex(text.as_bytes()));
+        base["partners"] = section;
+    }
     let site_yaml = to_yaml(&base, "site.yaml")?;
 
     let config_maps = vec![typed(
@@ -258,7 +316,7 @@ pub fn render(
                     "clusterIP": "None",
                     "publishNotReadyAddresses": true,
                     "selector": selector(name, component),
-                    "ports": ports(false),
+                    "ports": ports(component),
                 },
             }),
             "Service",
@@ -271,7 +329,7 @@ pub fn render(
                 "metadata": meta(&component_name(name, component), ns, name, component, &owner),
                 "spec": {
                     "selector": selector(name, component),
-                    "ports": ports(component == "storage"),
+                    "ports": ports(component),
                 },
             }),
             "Service",
@@ -287,7 +345,7 @@ pub fn render(
             // Replicas are independent shards: start and stop them together.
             "podManagementPolicy": "Parallel",
             "selector": { "matchLabels": selector(name, component) },
-            "template": pod_template(site, name, component, config, tls, &BTreeMap::new()),
+            "template": pod_template(site, name, component, config, tls, &BTreeMap::new(), &[]),
         });
         spec["volumeClaimTemplates"] = json!([{
             "metadata": { "name": if ingest { "spool" } else { "data" } },
@@ -321,13 +379,22 @@ pub fn render(
         } else {
             json!({ "type": "RollingUpdate" })
         };
-        let annotations = if component == "alerting" {
+        let mut annotations = if component == "alerting" {
             BTreeMap::from([(
                 crate::alerting::CONFIG_ANNOTATION.to_string(),
                 alerting_digest.clone(),
             )])
         } else {
             BTreeMap::new()
+        };
+        let linked = LINKED.contains(&component);
+        if linked && let Some(d) = &partners_digest {
+            annotations.insert(crate::partner::CONFIG_ANNOTATION.to_string(), d.clone());
+        }
+        let mounted: &[Partner] = if linked && partners_digest.is_some() {
+            &partners
+        } else {
+            &[]
         };
         deployments.push(typed(
             json!({
@@ -337,7 +404,7 @@ pub fn render(
                     "replicas": replicas,
                     "strategy": strategy,
                     "selector": { "matchLabels": selector(name, component) },
-                    "template": pod_template(site, name, component, config, tls, &annotations),
+                    "template": pod_template(site, name, component, config, tls, &annotations, mounted),
                 },
             }),
             "Deployment",
@@ -393,13 +460,21 @@ fn meta(name: &str, ns: &str, site: &str, component: &str, owner: &OwnerReferenc
     })
 }
 
-fn ports(http: bool) -> Value {
+/// The components serving the partner link (alerting: agreements and shared alerts; storage:
+/// footage requests).
+pub const LINKED: [&str; 2] = ["alerting", "storage"];
+
+fn ports(component: &str) -> Value {
     let mut p = vec![
         json!({ "name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc" }),
         json!({ "name": "admin", "port": ADMIN_PORT, "targetPort": "admin" }),
     ];
-    if http {
+    if component == "storage" {
         p.push(json!({ "name": "http", "port": HTTP_PORT, "targetPort": "http" }));
+    }
+    if LINKED.contains(&component) {
+        let port = crate::partner::PARTNER_LINK_PORT;
+        p.push(json!({ "name": "partner-link", "port": port, "targetPort": "partner-link", "appProtocol": "grpc" }));
     }
     Value::Array(p)
 }
@@ -462,7 +537,9 @@ fn pod_field(name: &str, field_path: &str) -> Value {
     json!({ "name": name, "valueFrom": { "fieldRef": { "fieldPath": field_path } } })
 }
 
-/// The pod template of `component`, with `annotations` besides the certificate's.
+/// The pod template of `component`, with `annotations` besides the certificate's; `partners`
+/// (rendered ones, alerting and storage only) get their CA mounted, and the partner-link
+/// certificate with them.
 fn pod_template(
     site: &Site,
     name: &str,
@@ -470,6 +547,7 @@ fn pod_template(
     config: &OperatorConfig,
     tls: &TlsMounts,
     annotations: &BTreeMap<String, String>,
+    partners: &[Partner],
 ) -> Value {
     let ingest = component == "ingest";
     let config_file = format!("{CONFIG_DIR}/site.yaml");
@@ -563,12 +641,46 @@ fn pod_template(
         mounts.push(json!({ "name": "tls", "mountPath": TLS_DIR, "readOnly": true }));
         volumes.push(json!({ "name": "tls", "secret": { "secretName": secret } }));
     }
+    if let (Some(secret), false) = (&tls.partner_link, partners.is_empty()) {
+        use crate::partner::PARTNER_LINK_DIR;
+        mounts.push(json!({ "name": "partner-link", "mountPath": PARTNER_LINK_DIR, "readOnly": true }));
+        volumes.push(json!({
+            "name": "partner-link",
+            "secret": {
+                "secretName": secret,
+                "items": [
+                    { "key": "tls.crt", "path": "tls.crt" },
+                    { "key": "tls.key", "path": "tls.key" },
+                ],
+                "defaultMode": 0o440,
+            },
+        }));
+        // Each partner's CA at <PARTNERS_DIR>/<partner site>/ca.crt. Volume names are by
+        // position: a partner site may be as long as a volume name may be.
+        for (i, p) in partners.iter().enumerate() {
+            let volume = format!("partner-{i}");
+            let dir = format!("{}/{}", crate::partner::PARTNERS_DIR, p.spec.partner_site);
+            mounts.push(json!({ "name": volume, "mountPath": dir, "readOnly": true }));
+            volumes.push(json!({
+                "name": volume,
+                "configMap": {
+                    "name": p.spec.ca.config_map_name,
+                    "items": [{ "key": p.spec.ca.key, "path": "ca.crt" }],
+                },
+            }));
+        }
+    }
     let mut container_ports = vec![
         json!({ "name": "grpc", "containerPort": GRPC_PORT }),
         json!({ "name": "admin", "containerPort": ADMIN_PORT }),
     ];
     if component == "storage" {
         container_ports.push(json!({ "name": "http", "containerPort": HTTP_PORT }));
+    }
+    if LINKED.contains(&component) {
+        container_ports.push(
+            json!({ "name": "partner-link", "containerPort": crate::partner::PARTNER_LINK_PORT }),
+        );
     }
     let mut container = json!({
         "name": component,
