@@ -103,6 +103,61 @@ pub fn alert_rule(name: &str, site: &str) -> AlertRule {
     r
 }
 
+/// A Partner of `site` with `partner_site`: alerts both ways, footage requests from the
+/// partner, its CA in ConfigMap `<partner_site>-ca`.
+pub fn partner(name: &str, site: &str, partner_site: &str) -> crate::crd::Partner {
+    use crate::crd::{PartnerCaRef, PartnerFootageTerms, PartnerSpec, PartnerTerms};
+    let mut p = crate::crd::Partner::new(
+        name,
+        PartnerSpec {
+            site: site.into(),
+            partner_site: partner_site.into(),
+            display_name: Some(format!("{partner_site} directorate")),
+            endpoint: format!("https://partner.kordon.{partner_site}.example:8473"),
+            storage_endpoint: None,
+            ca: PartnerCaRef {
+                config_map_name: format!("{partner_site}-ca"),
+                key: "ca.crt".into(),
+            },
+            evidence_public_key: "3b".repeat(32),
+            shares: PartnerTerms {
+                alerts: true,
+                min_severity: Some(crate::crd::Severity::High),
+                cameras: vec!["port-gate".into()],
+                snapshots: true,
+                footage: PartnerFootageTerms {
+                    requests: true,
+                    max_range: Some("1h".into()),
+                    keep_for: Some("30d".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            receives: PartnerTerms {
+                alerts: true,
+                ..Default::default()
+            },
+        },
+    );
+    p.metadata = ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(NS.into()),
+        uid: Some(format!("uid-{name}")),
+        generation: Some(1),
+        ..ObjectMeta::default()
+    };
+    p
+}
+
+/// `site` with a partner link named `partner.kordon.<site>.example`.
+pub fn linked_site(name: &str) -> Site {
+    let mut s = site(name, 1);
+    s.spec.partner_link = Some(crate::crd::PartnerLinkSpec {
+        hostnames: vec![format!("partner.kordon.{name}.example")],
+    });
+    s
+}
+
 use std::sync::Arc;
 
 use futures::future::BoxFuture;

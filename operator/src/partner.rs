@@ -608,3 +608,135 @@ pub fn error_policy(partner: Arc<Partner>, error: &Error, ctx: Arc<Context>) -> 
     ctx.metrics.failure(CONTROLLER, error);
     Action::requeue(Duration::from_secs(5))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{linked_site, partner, site};
+
+    fn t(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    #[test]
+    fn a_partner_is_accepted_only_for_an_existing_linked_site_and_only_once() {
+        let p = partner("edirne", "burgas", "edirne");
+        assert_eq!(
+            verdict(&p, None, &[]).unwrap_err(),
+            Problem::SiteNotFound("burgas".into())
+        );
+        let unlinked = site("burgas", 1);
+        let e = verdict(&p, Some(&unlinked), &[]).unwrap_err();
+        assert_eq!(e.reason(), "PartnerLinkMissing");
+        assert!(e.message().contains("spec.partnerLink"), "{}", e.message());
+        let mut going = linked_site("burgas");
+        going.metadata.deletion_timestamp = Some(t(1));
+        assert_eq!(
+            verdict(&p, Some(&going), &[]).unwrap_err().reason(),
+            "SiteDeleting"
+        );
+
+        let s = linked_site("burgas");
+        let cfg = verdict(&p, Some(&s), std::slice::from_ref(&p)).unwrap();
+        assert_eq!(cfg.site, "edirne");
+        assert_eq!(cfg.ca_file, PathBuf::from("/var/run/kordon/partners/edirne/ca.crt"));
+        assert_eq!(cfg.shares.min_severity.as_deref(), Some("high"));
+        assert_eq!(cfg.shares.footage.keep_for, Duration::from_secs(30 * 86_400));
+        assert_eq!(cfg.receives.footage, FootageTerms::default());
+
+        // Two Partners of one Site declaring the same partner site: the older one wins.
+        let mut old = partner("edirne-old", "burgas", "edirne");
+        old.metadata.creation_timestamp = Some(t(100));
+        let mut new = partner("edirne-new", "burgas", "edirne");
+        new.metadata.creation_timestamp = Some(t(200));
+        let both = [old.clone(), new.clone()];
+        assert!(verdict(&old, Some(&s), &both).is_ok());
+        assert_eq!(
+            verdict(&new, Some(&s), &both).unwrap_err(),
+            Problem::Duplicate("edirne-old".into())
+        );
+    }
+
+    #[test]
+    fn durations_the_schema_cannot_judge_are_invalid_spec() {
+        let s = linked_site("burgas");
+        let mut p = partner("edirne", "burgas", "edirne");
+        p.spec.shares.footage.max_range = Some("0s".into());
+        let e = verdict(&p, Some(&s), &[]).unwrap_err();
+        assert_eq!(e.reason(), "InvalidSpec");
+        assert!(e.message().contains("spec.shares.footage.maxRange"), "{}", e.message());
+        // Without footage requests the range is irrelevant.
+        p.spec.shares.footage.requests = false;
+        assert!(verdict(&p, Some(&s), &[]).is_ok());
+    }
+
+    fn agreement(site: &str, state: apb::AgreementState, reason: &str) -> apb::SharingAgreement {
+        apb::SharingAgreement {
+            partner_site: site.into(),
+            status: Some(apb::SharingStatus {
+                state: state as i32,
+                state_reason: reason.into(),
+                last_contact_at: Some(prost_types::Timestamp {
+                    seconds: 1_800_000_000,
+                    nanos: 0,
+                }),
+                terms_digest: "aa".into(),
+                partner_terms_digest: "bb".into(),
+                forwarded_total: 7,
+                received_total: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn cond<'a>(s: &'a PartnerStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn the_status_copies_what_alerting_reports_of_the_partner() {
+        let p = partner("edirne", "burgas", "edirne");
+        let now = t(2_000_000_000);
+        let why = "the agreements differ: what burgas shares with edirne (burgas vs edirne) — snapshots: true vs false";
+        let answer: Answer = Ok(vec![
+            agreement("yambol", apb::AgreementState::Accepted, ""),
+            agreement("edirne", apb::AgreementState::Mismatch, why),
+        ]);
+        let st = desired_status(&p, &Ok(()), Some(&answer), &now);
+        assert_eq!(st.state.as_deref(), Some("Mismatch"));
+        assert_eq!(st.state_reason.as_deref(), Some(why));
+        assert_eq!(st.terms_digest.as_deref(), Some("aa"));
+        assert_eq!(st.partner_terms_digest.as_deref(), Some("bb"));
+        assert_eq!((st.forwarded, st.received), (Some(7), Some(3)));
+        assert_eq!(st.last_contact, Some(t(1_800_000_000)));
+        assert_eq!(cond(&st, "Accepted").status, TRUE);
+        let agreed = cond(&st, "Agreed");
+        assert_eq!((agreed.status.as_str(), agreed.reason.as_str()), (FALSE, "Mismatch"));
+        assert_eq!(agreed.message, why);
+        assert_eq!(cond(&st, "Ready").status, FALSE);
+
+        let ok: Answer = Ok(vec![agreement("edirne", apb::AgreementState::Accepted, "")]);
+        let st = desired_status(&p, &Ok(()), Some(&ok), &now);
+        assert_eq!(st.state.as_deref(), Some("Accepted"));
+        assert_eq!(st.state_reason, None);
+        assert_eq!(cond(&st, "Agreed").status, TRUE);
+        assert_eq!(cond(&st, "Ready").status, TRUE);
+
+        // Not listed yet, and alerting not answering: never a made-up state.
+        let st = desired_status(&p, &Ok(()), Some(&Ok(Vec::new())), &now);
+        assert_eq!(cond(&st, "Agreed").reason, "NotListed");
+        assert_eq!(st.state, None);
+        let down: Answer = Err("Unavailable: connection refused".into());
+        let st = desired_status(&p, &Ok(()), Some(&down), &now);
+        let agreed = cond(&st, "Agreed");
+        assert_eq!((agreed.status.as_str(), agreed.reason.as_str()), (UNKNOWN, "AlertingUnreachable"));
+        assert!(agreed.message.contains("connection refused"));
+
+        // Not accepted: says why, and asks nothing.
+        let st = desired_status(&p, &Err(Problem::SiteNotFound("burgas".into())), None, &now);
+        assert_eq!(cond(&st, "Accepted").reason, "SiteNotFound");
+        assert_eq!(cond(&st, "Ready").status, FALSE);
+        assert_eq!(st.observed_generation, Some(1));
+    }
+}

@@ -1204,6 +1204,144 @@ mod tests {
         );
     }
 
+    /// The pod template of `site`'s `component` Deployment.
+    fn deployment_pod(objs: &SiteObjects, component: &str) -> Value {
+        let d = objs
+            .deployments
+            .iter()
+            .find(|d| d.metadata.labels.as_ref().unwrap()[COMPONENT_LABEL] == component)
+            .unwrap();
+        pod_spec(&d.spec.template)
+    }
+
+    fn partners_digest(objs: &SiteObjects, component: &str) -> Option<String> {
+        deployment_pod(objs, component)["metadata"]["annotations"]
+            .get(crate::partner::CONFIG_ANNOTATION)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn a_sites_partners_and_only_its_own_reach_its_config_and_roll_alerting_and_storage() {
+        use crate::fixtures::{linked_site, partner};
+        use kordon_runtime::partner::PartnersConfig;
+        let burgas = linked_site("burgas");
+        let yambol = linked_site("yambol");
+        let edirne = partner("edirne", "burgas", "edirne");
+        let kirklareli = partner("kirklareli", "burgas", "kirklareli");
+        let mut of_yambol = partner("yambol-edirne", "yambol", "edirne");
+        of_yambol.spec.endpoint = "https://yambol-only.example:8473".into();
+        let all = vec![kirklareli.clone(), of_yambol.clone(), edirne.clone()];
+        let render_with = |s: &Site, tls: &TlsMounts, partners: &[Partner]| {
+            render_with_partners(s, &OperatorConfig::default(), tls, &[], partners).unwrap()
+        };
+        let mut tls = TlsMounts::for_site(&burgas);
+        assert_eq!(tls.partner_link.as_deref(), Some("burgas-partner-link-tls"));
+        tls.revisions.insert("partner-link".into(), "c0ffee".into());
+        let objs = render_with(&burgas, &tls, &all);
+        let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
+        let section: PartnersConfig = serde_yaml::from_value(cfg["partners"].clone())
+            .expect("the section reads as the services' PartnersConfig (strict)");
+        assert_eq!(section.site, "burgas");
+        assert_eq!(section.listen, Some("0.0.0.0:8473".parse().unwrap()));
+        assert_eq!(
+            section.cert_file.as_deref(),
+            Some(std::path::Path::new("/var/run/kordon/partner-link/tls.crt"))
+        );
+        let sites: Vec<&str> = section.partners.iter().map(|p| p.site.as_str()).collect();
+        assert_eq!(sites, ["edirne", "kirklareli"], "sorted, yambol's own left out");
+        assert_eq!(section.partners[0], crate::partner::to_config(&edirne).unwrap());
+        assert!(!cfg["partners"].as_mapping().unwrap().is_empty());
+        let text = objs.config_maps[0].data.as_ref().unwrap()["site.yaml"].clone();
+        assert!(!text.contains("yambol-only"), "another Site's partner leaked");
+        assert!(text.contains("max_range: 1h"), "{text}");
+
+        // The other Site gets its own partner, not burgas's.
+        let y = render_with(&yambol, &TlsMounts::for_site(&yambol), &all);
+        let ycfg = yaml_of(&y.config_maps[0], "site.yaml");
+        assert_eq!(ycfg["partners"]["partners"].as_sequence().unwrap().len(), 1);
+        assert_eq!(
+            ycfg["partners"]["partners"][0]["endpoint"].as_str(),
+            Some("https://yambol-only.example:8473")
+        );
+
+        // Alerting and storage mount the link's certificate and each partner's CA, listen on
+        // 8473 and carry the digest; nothing else does.
+        for component in ["alerting", "storage"] {
+            let pod = deployment_pod(&objs, component);
+            let container = &pod["spec"]["containers"][0];
+            let mounts = container["volumeMounts"].as_array().unwrap();
+            let volumes = pod["spec"]["volumes"].as_array().unwrap();
+            let volume_of = |path: &str| {
+                let m = mounts
+                    .iter()
+                    .find(|m| m["mountPath"] == json!(path))
+                    .unwrap_or_else(|| panic!("{component}: nothing at {path}"));
+                assert_eq!(m["readOnly"], json!(true));
+                volumes.iter().find(|v| v["name"] == m["name"]).unwrap().clone()
+            };
+            let link = volume_of("/var/run/kordon/partner-link");
+            assert_eq!(link["secret"]["secretName"], json!("burgas-partner-link-tls"));
+            let ca = volume_of("/var/run/kordon/partners/edirne");
+            assert_eq!(ca["configMap"]["name"], json!("edirne-ca"));
+            assert_eq!(
+                ca["configMap"]["items"],
+                json!([{ "key": "ca.crt", "path": "ca.crt" }])
+            );
+            assert!(
+                container["ports"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!({ "name": "partner-link", "containerPort": 8473 }))
+            );
+            assert!(partners_digest(&objs, component).is_some(), "{component}");
+            let svc = objs
+                .services
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(&format!("burgas-{component}")))
+                .unwrap();
+            let ports = serde_json::to_value(&svc.spec.as_ref().unwrap().ports).unwrap();
+            assert!(
+                ports.as_array().unwrap().iter().any(|p| p["name"] == json!("partner-link")
+                    && p["port"] == json!(8473)),
+                "{component}: {ports}"
+            );
+        }
+        assert_eq!(partners_digest(&objs, "transcode"), None);
+        let sts = serde_json::to_string(&objs.statefulsets).unwrap();
+        assert!(!sts.contains("partner-link"));
+
+        // The digest is stable, and moves with the terms and with the certificate.
+        let digest = partners_digest(&objs, "alerting").unwrap();
+        assert_eq!(partners_digest(&objs, "storage").as_deref(), Some(digest.as_str()));
+        let mut reordered = all.clone();
+        reordered.reverse();
+        assert_eq!(partners_digest(&render_with(&burgas, &tls, &reordered), "alerting"), Some(digest.clone()));
+        let mut masked = edirne.clone();
+        masked.spec.shares.footage.form = crate::crd::FootageFormSpec::Masked;
+        let changed = render_with(&burgas, &tls, &[masked, kirklareli.clone()]);
+        assert_ne!(partners_digest(&changed, "alerting").unwrap(), digest);
+        assert!(
+            yaml_of(&changed.config_maps[0], "site.yaml")["partners"]["partners"][0]["shares"]["footage"]["form"]
+                .as_str()
+                == Some("masked")
+        );
+        let mut renewed = tls.clone();
+        renewed.revisions.insert("partner-link".into(), "beef".into());
+        assert_ne!(partners_digest(&render_with(&burgas, &renewed, &all), "storage").unwrap(), digest);
+
+        // No partners, or no partner link: no section, no mounts, no digest.
+        for objs in [
+            render_with(&burgas, &tls, &[]),
+            render_with(&site("burgas", 1), &TlsMounts::for_site(&site("burgas", 1)), &all),
+        ] {
+            let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
+            assert!(cfg.get("partners").is_none());
+            assert_eq!(partners_digest(&objs, "alerting"), None);
+            assert!(!deployment_pod(&objs, "storage").to_string().contains("/var/run/kordon/partner"));
+        }
+    }
+
     #[test]
     fn a_user_certificate_is_mapped_to_its_own_site_only() {
         let mut s = site("edirne", 1);
