@@ -475,7 +475,13 @@ pub async fn delete(
     let mut deleted = 0;
     let link = partner_link.then_some(crate::partner::LINK_COMPONENT);
     let names = std::iter::once(ca_secret_name(name))
-        .chain(COMPONENTS.iter().copied().chain(link).map(|c| cert_secret_name(name, c)))
+        .chain(
+            COMPONENTS
+                .iter()
+                .copied()
+                .chain(link)
+                .map(|c| cert_secret_name(name, c)),
+        )
         .filter(|n| Some(n.as_str()) != tls_secret);
     for n in names {
         match api.delete(&n, &DeleteParams::background()).await {

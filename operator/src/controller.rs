@@ -81,12 +81,15 @@ impl Context {
         client: Client,
         config: Arc<OperatorConfig>,
         identity: &str,
-        sites: Store<Site>,
-        cameras: Store<Camera>,
-        alert_rules: Store<AlertRule>,
-        partners: Store<Partner>,
+        stores: Stores,
         clients: Clients,
     ) -> Self {
+        let Stores {
+            sites,
+            cameras,
+            alert_rules,
+            partners,
+        } = stores;
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
             instance: Some(identity.to_string()),
@@ -148,6 +151,14 @@ impl Context {
     }
 }
 
+/// The controllers' caches every reconcile reads.
+pub struct Stores {
+    pub sites: Store<Site>,
+    pub cameras: Store<Camera>,
+    pub alert_rules: Store<AlertRule>,
+    pub partners: Store<Partner>,
+}
+
 /// The gRPC clients of the site workloads the operator talks to.
 pub struct Clients {
     pub ingest: Arc<dyn IngestClient>,
@@ -191,10 +202,12 @@ pub async fn run_controllers(
         client.clone(),
         config.clone(),
         identity,
-        site_ctrl.store(),
-        camera_ctrl.store(),
-        rule_ctrl.store(),
-        partner_ctrl.store(),
+        Stores {
+            sites: site_ctrl.store(),
+            cameras: camera_ctrl.store(),
+            alert_rules: rule_ctrl.store(),
+            partners: partner_ctrl.store(),
+        },
         clients,
     ));
 

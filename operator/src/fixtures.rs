@@ -172,7 +172,7 @@ use serde_json::Value;
 use tower_test::mock::{self, Handle};
 
 use crate::config::OperatorConfig;
-use crate::controller::{Clients, Context};
+use crate::controller::{Clients, Context, Stores};
 use crate::detection::DetectionClient;
 use crate::ingest::{IngestClient, Replica};
 use kordon_proto::detection::v1 as dpb;
@@ -354,10 +354,12 @@ fn context_full(
         client,
         Arc::new(OperatorConfig::default()),
         "test",
-        site_store,
-        camera_store,
-        rule_store,
-        partner_store,
+        Stores {
+            sites: site_store,
+            cameras: camera_store,
+            alert_rules: rule_store,
+            partners: partner_store,
+        },
         Clients {
             ingest: Arc::new(NoIngest),
             detection,

@@ -43,9 +43,7 @@ use tracing::Instrument;
 use crate::conditions::{FALSE, TRUE, UNKNOWN, condition};
 use crate::config::{AlertingClientConfig, FIELD_MANAGER, IngestClientConfig};
 use crate::controller::Context;
-use crate::crd::{
-    FootageFormSpec, Partner, PartnerStatus, PartnerTerms, Severity, Site,
-};
+use crate::crd::{FootageFormSpec, Partner, PartnerStatus, PartnerTerms, Severity, Site};
 use crate::render::site_config_name;
 use crate::replicas::{self, Channels, Replica};
 use crate::{Error, Result};
@@ -111,7 +109,11 @@ impl Problem {
 }
 
 /// The Partners of `site` in `ns` among `all`, not being deleted, sorted by name.
-pub fn of_site<'a>(all: impl IntoIterator<Item = &'a Partner>, ns: &str, site: &str) -> Vec<Partner> {
+pub fn of_site<'a>(
+    all: impl IntoIterator<Item = &'a Partner>,
+    ns: &str,
+    site: &str,
+) -> Vec<Partner> {
     let mut out: Vec<Partner> = all
         .into_iter()
         .filter(|p| {
@@ -127,7 +129,12 @@ pub fn of_site<'a>(all: impl IntoIterator<Item = &'a Partner>, ns: &str, site: &
 
 /// Which of two Partners declaring the same partner site wins: the older, then by name.
 fn precedes(a: &Partner, b: &Partner) -> bool {
-    let key = |p: &Partner| (p.metadata.creation_timestamp.clone().map(|t| t.0), p.name_any());
+    let key = |p: &Partner| {
+        (
+            p.metadata.creation_timestamp.clone().map(|t| t.0),
+            p.name_any(),
+        )
+    };
     key(a) < key(b)
 }
 
@@ -270,7 +277,11 @@ pub fn section(name: &str, accepted: &[Partner]) -> Option<PartnersConfig> {
 }
 
 /// Whether the Partner's CA ConfigMap holds a PEM certificate under its key.
-pub async fn check_ca(client: &kube::Client, ns: &str, partner: &Partner) -> std::result::Result<(), Problem> {
+pub async fn check_ca(
+    client: &kube::Client,
+    ns: &str,
+    partner: &Partner,
+) -> std::result::Result<(), Problem> {
     let r = &partner.spec.ca;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let cm = match api.get_opt(&r.config_map_name).await {
@@ -307,9 +318,7 @@ pub async fn accepted(ctx: &Context, site: &Site, ns: &str, name: &str) -> Vec<P
     let siblings = of_site(ctx.partners.state().iter().map(|p| p.as_ref()), ns, name);
     let mut out = Vec::new();
     for p in &siblings {
-        if verdict(p, Some(site), &siblings).is_ok()
-            && check_ca(&ctx.client, ns, p).await.is_ok()
-        {
+        if verdict(p, Some(site), &siblings).is_ok() && check_ca(&ctx.client, ns, p).await.is_ok() {
             out.push(p.clone());
         }
     }
@@ -427,7 +436,8 @@ pub fn desired_status(
         .map(|s| s.conditions.as_slice())
         .unwrap_or(&[]);
     let generation = partner.metadata.generation;
-    let cond = |t: &str, s: &str, r: &str, m: String| condition(previous, t, s, r, m, generation, now);
+    let cond =
+        |t: &str, s: &str, r: &str, m: String| condition(previous, t, s, r, m, generation, now);
     let mut status = PartnerStatus {
         observed_generation: generation,
         ..PartnerStatus::default()
@@ -457,7 +467,11 @@ pub fn desired_status(
     );
     let partner_site = &partner.spec.partner_site;
     let (agreed_status, reason, message) = match answer {
-        None => (UNKNOWN, "NotAsked", "the site's alerting was not asked".to_string()),
+        None => (
+            UNKNOWN,
+            "NotAsked",
+            "the site's alerting was not asked".to_string(),
+        ),
         Some(Err(e)) => (
             UNKNOWN,
             "AlertingUnreachable",
@@ -507,14 +521,22 @@ pub fn desired_status(
                 (
                     s,
                     r,
-                    status.state_reason.clone().unwrap_or_else(|| default.to_string()),
+                    status
+                        .state_reason
+                        .clone()
+                        .unwrap_or_else(|| default.to_string()),
                 )
             }
         },
     };
     let agreed = cond("Agreed", agreed_status, reason, message.clone());
     let ready = if agreed_status == TRUE {
-        cond("Ready", TRUE, "Agreed", "rendered, and both sides agree".into())
+        cond(
+            "Ready",
+            TRUE,
+            "Agreed",
+            "rendered, and both sides agree".into(),
+        )
     } else {
         cond("Ready", FALSE, reason, message)
     };
@@ -550,7 +572,12 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
             (Ok(()), Some(site)) => Some(agreements(&ctx, site, &ns, name).await),
             _ => None,
         };
-        let status = desired_status(&partner, &verdict, answer.as_ref(), &crate::conditions::now());
+        let status = desired_status(
+            &partner,
+            &verdict,
+            answer.as_ref(),
+            &crate::conditions::now(),
+        );
         write_status(&ctx, &partner, &ns, &status).await?;
         let deleting = matches!(verdict, Err(Problem::SiteDeleting(_)));
         Ok(Action::requeue(if deleting {
@@ -564,7 +591,12 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
 }
 
 /// Writes `status` unless the Partner already shows it; one deleted meanwhile is no error.
-async fn write_status(ctx: &Context, partner: &Partner, ns: &str, status: &PartnerStatus) -> Result<()> {
+async fn write_status(
+    ctx: &Context,
+    partner: &Partner,
+    ns: &str,
+    status: &PartnerStatus,
+) -> Result<()> {
     if partner.status.as_ref() == Some(status) {
         return Ok(());
     }
@@ -639,9 +671,15 @@ mod tests {
         let s = linked_site("burgas");
         let cfg = verdict(&p, Some(&s), std::slice::from_ref(&p)).unwrap();
         assert_eq!(cfg.site, "edirne");
-        assert_eq!(cfg.ca_file, PathBuf::from("/var/run/kordon/partners/edirne/ca.crt"));
+        assert_eq!(
+            cfg.ca_file,
+            PathBuf::from("/var/run/kordon/partners/edirne/ca.crt")
+        );
         assert_eq!(cfg.shares.min_severity.as_deref(), Some("high"));
-        assert_eq!(cfg.shares.footage.keep_for, Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            cfg.shares.footage.keep_for,
+            Duration::from_secs(30 * 86_400)
+        );
         assert_eq!(cfg.receives.footage, FootageTerms::default());
 
         // Two Partners of one Site declaring the same partner site: the older one wins.
@@ -664,7 +702,11 @@ mod tests {
         p.spec.shares.footage.max_range = Some("0s".into());
         let e = verdict(&p, Some(&s), &[]).unwrap_err();
         assert_eq!(e.reason(), "InvalidSpec");
-        assert!(e.message().contains("spec.shares.footage.maxRange"), "{}", e.message());
+        assert!(
+            e.message().contains("spec.shares.footage.maxRange"),
+            "{}",
+            e.message()
+        );
         // Without footage requests the range is irrelevant.
         p.spec.shares.footage.requests = false;
         assert!(verdict(&p, Some(&s), &[]).is_ok());
@@ -690,7 +732,10 @@ mod tests {
         }
     }
 
-    fn cond<'a>(s: &'a PartnerStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    fn cond<'a>(
+        s: &'a PartnerStatus,
+        t: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
         s.conditions.iter().find(|c| c.type_ == t).unwrap()
     }
 
@@ -712,7 +757,10 @@ mod tests {
         assert_eq!(st.last_contact, Some(t(1_800_000_000)));
         assert_eq!(cond(&st, "Accepted").status, TRUE);
         let agreed = cond(&st, "Agreed");
-        assert_eq!((agreed.status.as_str(), agreed.reason.as_str()), (FALSE, "Mismatch"));
+        assert_eq!(
+            (agreed.status.as_str(), agreed.reason.as_str()),
+            (FALSE, "Mismatch")
+        );
         assert_eq!(agreed.message, why);
         assert_eq!(cond(&st, "Ready").status, FALSE);
 
@@ -730,7 +778,10 @@ mod tests {
         let down: Answer = Err("Unavailable: connection refused".into());
         let st = desired_status(&p, &Ok(()), Some(&down), &now);
         let agreed = cond(&st, "Agreed");
-        assert_eq!((agreed.status.as_str(), agreed.reason.as_str()), (UNKNOWN, "AlertingUnreachable"));
+        assert_eq!(
+            (agreed.status.as_str(), agreed.reason.as_str()),
+            (UNKNOWN, "AlertingUnreachable")
+        );
         assert!(agreed.message.contains("connection refused"));
 
         // Not accepted: says why, and asks nothing.

@@ -203,10 +203,7 @@ impl TlsMounts {
         if site.spec.partner_link.is_some() {
             mounts.partner_link = Some(match &site.spec.tls_secret {
                 Some(secret) => secret.clone(),
-                None => crate::certificates::cert_secret_name(
-                    name,
-                    crate::partner::LINK_COMPONENT,
-                ),
+                None => crate::certificates::cert_secret_name(name, crate::partner::LINK_COMPONENT),
             });
         }
         mounts
@@ -643,7 +640,9 @@ fn pod_template(
     }
     if let (Some(secret), false) = (&tls.partner_link, partners.is_empty()) {
         use crate::partner::PARTNER_LINK_DIR;
-        mounts.push(json!({ "name": "partner-link", "mountPath": PARTNER_LINK_DIR, "readOnly": true }));
+        mounts.push(
+            json!({ "name": "partner-link", "mountPath": PARTNER_LINK_DIR, "readOnly": true }),
+        );
         volumes.push(json!({
             "name": "partner-link",
             "secret": {
@@ -1249,11 +1248,21 @@ mod tests {
             Some(std::path::Path::new("/var/run/kordon/partner-link/tls.crt"))
         );
         let sites: Vec<&str> = section.partners.iter().map(|p| p.site.as_str()).collect();
-        assert_eq!(sites, ["edirne", "kirklareli"], "sorted, yambol's own left out");
-        assert_eq!(section.partners[0], crate::partner::to_config(&edirne).unwrap());
+        assert_eq!(
+            sites,
+            ["edirne", "kirklareli"],
+            "sorted, yambol's own left out"
+        );
+        assert_eq!(
+            section.partners[0],
+            crate::partner::to_config(&edirne).unwrap()
+        );
         assert!(!cfg["partners"].as_mapping().unwrap().is_empty());
         let text = objs.config_maps[0].data.as_ref().unwrap()["site.yaml"].clone();
-        assert!(!text.contains("yambol-only"), "another Site's partner leaked");
+        assert!(
+            !text.contains("yambol-only"),
+            "another Site's partner leaked"
+        );
         assert!(text.contains("max_range: 1h"), "{text}");
 
         // The other Site gets its own partner, not burgas's.
@@ -1278,10 +1287,17 @@ mod tests {
                     .find(|m| m["mountPath"] == json!(path))
                     .unwrap_or_else(|| panic!("{component}: nothing at {path}"));
                 assert_eq!(m["readOnly"], json!(true));
-                volumes.iter().find(|v| v["name"] == m["name"]).unwrap().clone()
+                volumes
+                    .iter()
+                    .find(|v| v["name"] == m["name"])
+                    .unwrap()
+                    .clone()
             };
             let link = volume_of("/var/run/kordon/partner-link");
-            assert_eq!(link["secret"]["secretName"], json!("burgas-partner-link-tls"));
+            assert_eq!(
+                link["secret"]["secretName"],
+                json!("burgas-partner-link-tls")
+            );
             let ca = volume_of("/var/run/kordon/partners/edirne");
             assert_eq!(ca["configMap"]["name"], json!("edirne-ca"));
             assert_eq!(
@@ -1302,8 +1318,11 @@ mod tests {
                 .unwrap();
             let ports = serde_json::to_value(&svc.spec.as_ref().unwrap().ports).unwrap();
             assert!(
-                ports.as_array().unwrap().iter().any(|p| p["name"] == json!("partner-link")
-                    && p["port"] == json!(8473)),
+                ports
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == json!("partner-link") && p["port"] == json!(8473)),
                 "{component}: {ports}"
             );
         }
@@ -1313,10 +1332,16 @@ mod tests {
 
         // The digest is stable, and moves with the terms and with the certificate.
         let digest = partners_digest(&objs, "alerting").unwrap();
-        assert_eq!(partners_digest(&objs, "storage").as_deref(), Some(digest.as_str()));
+        assert_eq!(
+            partners_digest(&objs, "storage").as_deref(),
+            Some(digest.as_str())
+        );
         let mut reordered = all.clone();
         reordered.reverse();
-        assert_eq!(partners_digest(&render_with(&burgas, &tls, &reordered), "alerting"), Some(digest.clone()));
+        assert_eq!(
+            partners_digest(&render_with(&burgas, &tls, &reordered), "alerting"),
+            Some(digest.clone())
+        );
         let mut masked = edirne.clone();
         masked.spec.shares.footage.form = crate::crd::FootageFormSpec::Masked;
         let changed = render_with(&burgas, &tls, &[masked, kirklareli.clone()]);
@@ -1327,18 +1352,31 @@ mod tests {
                 == Some("masked")
         );
         let mut renewed = tls.clone();
-        renewed.revisions.insert("partner-link".into(), "beef".into());
-        assert_ne!(partners_digest(&render_with(&burgas, &renewed, &all), "storage").unwrap(), digest);
+        renewed
+            .revisions
+            .insert("partner-link".into(), "beef".into());
+        assert_ne!(
+            partners_digest(&render_with(&burgas, &renewed, &all), "storage").unwrap(),
+            digest
+        );
 
         // No partners, or no partner link: no section, no mounts, no digest.
         for objs in [
             render_with(&burgas, &tls, &[]),
-            render_with(&site("burgas", 1), &TlsMounts::for_site(&site("burgas", 1)), &all),
+            render_with(
+                &site("burgas", 1),
+                &TlsMounts::for_site(&site("burgas", 1)),
+                &all,
+            ),
         ] {
             let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
             assert!(cfg.get("partners").is_none());
             assert_eq!(partners_digest(&objs, "alerting"), None);
-            assert!(!deployment_pod(&objs, "storage").to_string().contains("/var/run/kordon/partner"));
+            assert!(
+                !deployment_pod(&objs, "storage")
+                    .to_string()
+                    .contains("/var/run/kordon/partner")
+            );
         }
     }
 

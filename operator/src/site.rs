@@ -152,8 +152,7 @@ async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
     let rules = rules_of(ctx, &ns, &name);
     let tls = certificates::ensure(ctx, site, &ns, &name).await?;
     let partners = crate::partner::accepted(ctx, site, &ns, &name).await;
-    let objects =
-        render::render_with_partners(site, &ctx.config, &tls.mounts, &rules, &partners)?;
+    let objects = render::render_with_partners(site, &ctx.config, &tls.mounts, &rules, &partners)?;
     apply_objects(ctx, &ns, &name, &objects).await?;
     publish_rule_statuses(ctx, site, &ns, &rules).await;
 

@@ -815,9 +815,13 @@ async fn invalid_resources_are_rejected_with_clear_messages() {
     let mut masked = partner_json("masked", "burgas", "edirne");
     masked["spec"]["shares"]["footage"]["form"] = json!("masked");
     create::<Partner>(&client, &ns, masked).await.unwrap();
-    create::<Partner>(&client, &ns, partner_json("original", "burgas", "kirklareli"))
-        .await
-        .unwrap();
+    create::<Partner>(
+        &client,
+        &ns,
+        partner_json("original", "burgas", "kirklareli"),
+    )
+    .await
+    .unwrap();
     let partners: Api<Partner> = Api::namespaced(client.clone(), &ns);
     let err = partners
         .patch(
@@ -1286,8 +1290,9 @@ async fn partners_are_rendered_into_their_sites_config_and_show_what_alerting_re
     );
     let pp = PostParams::default();
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let ca = kordon_operator::pki::SiteCa::generate("edirne", "edirne", std::time::SystemTime::now())
-        .unwrap();
+    let ca =
+        kordon_operator::pki::SiteCa::generate("edirne", "edirne", std::time::SystemTime::now())
+            .unwrap();
     config_maps
         .create(
             &pp,
@@ -1327,15 +1332,20 @@ async fn partners_are_rendered_into_their_sites_config_and_show_what_alerting_re
     })
     .await
     .expect("edirne rendered into burgas-config");
-    let cm = eventually(WAIT, || async { config_maps.get("burgas-config").await.ok() })
-        .await
-        .expect("burgas-config");
+    let cm = eventually(WAIT, || async {
+        config_maps.get("burgas-config").await.ok()
+    })
+    .await
+    .expect("burgas-config");
     let cfg: serde_yaml::Value = serde_yaml::from_str(&cm.data.unwrap()["site.yaml"]).unwrap();
     let section: kordon_runtime::partner::PartnersConfig =
         serde_yaml::from_value(cfg["partners"].clone()).expect("the services' PartnersConfig");
     assert_eq!(section.site, "burgas");
     let edirne = &section.partners[0];
-    assert_eq!(edirne.endpoint, "https://partner.kordon.edirne.example:8473");
+    assert_eq!(
+        edirne.endpoint,
+        "https://partner.kordon.edirne.example:8473"
+    );
     assert_eq!(edirne.shares.min_severity.as_deref(), Some("high"));
     assert_eq!(edirne.receives.footage.max_range, Duration::from_secs(3600));
     assert_eq!(
@@ -1367,7 +1377,11 @@ async fn partners_are_rendered_into_their_sites_config_and_show_what_alerting_re
     }
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
     eventually(WAIT, || async {
-        secrets.get("burgas-partner-link-tls").await.ok().map(|_| ())
+        secrets
+            .get("burgas-partner-link-tls")
+            .await
+            .ok()
+            .map(|_| ())
     })
     .await
     .expect("the partner-link certificate");
@@ -1377,20 +1391,35 @@ async fn partners_are_rendered_into_their_sites_config_and_show_what_alerting_re
         .await
         .expect("kirklareli reports its missing CA");
     assert!(
-        condition(&st.conditions, "Accepted").unwrap().message.contains("kirklareli-ca"),
+        condition(&st.conditions, "Accepted")
+            .unwrap()
+            .message
+            .contains("kirklareli-ca"),
         "{st:?}"
     );
-    partner_condition(&partners, "yambol-edirne", "Accepted", "False", "PartnerLinkMissing")
-        .await
-        .expect("yambol has no partner link");
+    partner_condition(
+        &partners,
+        "yambol-edirne",
+        "Accepted",
+        "False",
+        "PartnerLinkMissing",
+    )
+    .await
+    .expect("yambol has no partner link");
     partner_condition(&partners, "orphan", "Accepted", "False", "SiteNotFound")
         .await
         .expect("orphan reports its missing Site");
 
     // Alerting not answering: Unknown, never made up.
-    partner_condition(&partners, "edirne", "Agreed", "Unknown", "AlertingUnreachable")
-        .await
-        .expect("edirne: alerting unreachable");
+    partner_condition(
+        &partners,
+        "edirne",
+        "Agreed",
+        "Unknown",
+        "AlertingUnreachable",
+    )
+    .await
+    .expect("edirne: alerting unreachable");
 
     // Alerting reports a mismatch, then acceptance.
     let address = format!("http://burgas-alerting.{ns}.test:8470");

@@ -306,8 +306,7 @@ impl kordon_operator::partner::AlertingClient for FakeAlerting {
     fn agreements(
         &self,
         endpoint: Replica,
-    ) -> BoxFuture<'static, Result<Vec<kordon_proto::alerting::v1::SharingAgreement>, String>>
-    {
+    ) -> BoxFuture<'static, Result<Vec<kordon_proto::alerting::v1::SharingAgreement>, String>> {
         self.asked.lock().unwrap().push(endpoint.address.clone());
         let answer = self
             .agreements
