@@ -13,10 +13,11 @@
 //!   being deleted and declares `spec.partnerLink` (the names its certificate must carry); no
 //!   older Partner of the Site declares the same partner site; its durations are usable; and
 //!   its CA ConfigMap holds a PEM certificate under its key ([`check_ca`]). Partners of one
-//!   Site never reach another Site's section.
+//!   Site never reach another Site's section. The annotation covers the CAs' contents and the
+//!   partner-link certificate too, so a partner's new CA or a renewed certificate rolls them.
 //! - The status is written (server-side apply, field manager `kordon-operator`) only when it
 //!   differs. `Agreed` copies what the site's alerting reports (`ListSharingAgreements`, asked
-//!   at most once per site and [`crate::config::AlertingClientConfig::poll_interval`]); when
+//!   at most once per site per half [`crate::config::AlertingClientConfig::poll_interval`]); when
 //!   alerting cannot be asked the condition is Unknown with the reason, never made up.
 
 use std::collections::HashMap;
@@ -276,12 +277,20 @@ pub fn section(name: &str, accepted: &[Partner]) -> Option<PartnersConfig> {
     })
 }
 
-/// Whether the Partner's CA ConfigMap holds a PEM certificate under its key.
+/// A Partner rendered into its Site's configuration, with the SHA-256 (hex) of the CA it
+/// pins: a partner's new CA rolls the pods that read it (they load CAs at start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcceptedPartner {
+    pub partner: Partner,
+    pub ca_sha256: String,
+}
+
+/// Whether the Partner's CA ConfigMap holds a PEM certificate under its key; its SHA-256.
 pub async fn check_ca(
     client: &kube::Client,
     ns: &str,
     partner: &Partner,
-) -> std::result::Result<(), Problem> {
+) -> std::result::Result<String, Problem> {
     let r = &partner.spec.ca;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let cm = match api.get_opt(&r.config_map_name).await {
@@ -301,7 +310,9 @@ pub async fn check_ca(
         }
     };
     match cm.data.as_ref().and_then(|d| d.get(&r.key)) {
-        Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
+        Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {
+            Ok(crate::pki::sha256_hex(pem.as_bytes()))
+        }
         Some(_) => Err(Problem::CaNotFound(format!(
             "ConfigMap `{}` key `{}` holds no PEM certificate",
             r.config_map_name, r.key
@@ -313,13 +324,21 @@ pub async fn check_ca(
     }
 }
 
-/// The accepted Partners of `site` (named `name` in `ns`): verdict and CA check passed.
-pub async fn accepted(ctx: &Context, site: &Site, ns: &str, name: &str) -> Vec<Partner> {
+/// The accepted Partners of `site` (named `name` in `ns`): verdict and CA check passed. The
+/// CA ConfigMaps are read by name on every call (no watch), so one created or changed later
+/// is picked up by the Site's next reconcile (at most `ingest.status_interval` later).
+pub async fn accepted(ctx: &Context, site: &Site, ns: &str, name: &str) -> Vec<AcceptedPartner> {
     let siblings = of_site(ctx.partners.state().iter().map(|p| p.as_ref()), ns, name);
     let mut out = Vec::new();
     for p in &siblings {
-        if verdict(p, Some(site), &siblings).is_ok() && check_ca(&ctx.client, ns, p).await.is_ok() {
-            out.push(p.clone());
+        if verdict(p, Some(site), &siblings).is_err() {
+            continue;
+        }
+        if let Ok(ca_sha256) = check_ca(&ctx.client, ns, p).await {
+            out.push(AcceptedPartner {
+                partner: p.clone(),
+                ca_sha256,
+            });
         }
     }
     out
@@ -566,7 +585,7 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
         let siblings = of_site(ctx.partners.state().iter().map(|p| p.as_ref()), &ns, name);
         let mut verdict = verdict(&partner, site.as_deref(), &siblings).map(|_| ());
         if verdict.is_ok() {
-            verdict = check_ca(&ctx.client, &ns, &partner).await;
+            verdict = check_ca(&ctx.client, &ns, &partner).await.map(|_| ());
         }
         let answer = match (&verdict, site.as_deref()) {
             (Ok(()), Some(site)) => Some(agreements(&ctx, site, &ns, name).await),

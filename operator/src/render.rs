@@ -25,8 +25,8 @@
 //!   and storage pods mount the partner-link certificate (at
 //!   [`crate::partner::PARTNER_LINK_DIR`]) and each partner's CA (from its ConfigMap, at
 //!   `<PARTNERS_DIR>/<partner site>/ca.crt`), listen on port 8473 (`partner-link`, also on their
-//!   Services) and carry [`crate::partner::CONFIG_ANNOTATION`], so a changed agreement or
-//!   certificate rolls them.
+//!   Services) and carry [`crate::partner::CONFIG_ANNOTATION`], so a changed agreement, a
+//!   partner's new CA or a renewed partner-link certificate rolls them.
 //! - PersistentVolumeClaims `<s>-storage-data` for storage's data directory (signing keys, and
 //!   the SQLite index when no database is set) and `<s>-alerting-data` for alerting's (its
 //!   SQLite database of alerts when no database is set). They have no owner and survive the
@@ -244,7 +244,7 @@ pub fn render_with_partners(
     config: &OperatorConfig,
     tls: &TlsMounts,
     rules: &[AlertRule],
-    partners: &[Partner],
+    partners: &[crate::partner::AcceptedPartner],
 ) -> Result<SiteObjects> {
     let name = site
         .metadata
@@ -268,14 +268,22 @@ pub fn render_with_partners(
         })?;
     let alerting_digest = crate::pki::sha256_hex(to_yaml(&alerting, "alerting")?.as_bytes());
     base["alerting"] = alerting;
-    let partners: Vec<Partner> = match &tls.partner_link {
+    let mut rendered: Vec<&crate::partner::AcceptedPartner> = match &tls.partner_link {
         Some(_) => partners
             .iter()
-            .filter(|p| p.spec.site == name && crate::partner::to_config(p).is_ok())
-            .cloned()
+            .filter(|a| {
+                a.partner.spec.site == name && crate::partner::to_config(&a.partner).is_ok()
+            })
             .collect(),
         None => Vec::new(),
     };
+    rendered.sort_by(|a, b| {
+        a.partner
+            .spec
+            .partner_site
+            .cmp(&b.partner.spec.partner_site)
+    });
+    let partners: Vec<Partner> = rendered.iter().map(|a| a.partner.clone()).collect();
     let mut partners_digest = None;
     if let Some(section) = crate::partner::section(name, &partners) {
         let section = serde_json::to_value(section).map_err(|e| Error::Render {
@@ -287,7 +295,13 @@ pub fn render_with_partners(
             .get(crate::partner::LINK_COMPONENT)
             .cloned()
             .unwrap_or_default();
-        let text = format!("{}\n{certificate}", to_yaml(&section, "partners")?);
+        let mut text = format!("{}\n{certificate}\n", to_yaml(&section, "partners")?);
+        for a in &rendered {
+            text.push_str(&format!(
+                "{} {}\n",
+                a.partner.spec.partner_site, a.ca_sha256
+            ));
+        }
         partners_digest = Some(crate::pki::sha256_hex(text.as_bytes()));
         base["partners"] = section;
     }
@@ -1231,9 +1245,27 @@ mod tests {
         let mut of_yambol = partner("yambol-edirne", "yambol", "edirne");
         of_yambol.spec.endpoint = "https://yambol-only.example:8473".into();
         let all = vec![kirklareli.clone(), of_yambol.clone(), edirne.clone()];
-        let render_with = |s: &Site, tls: &TlsMounts, partners: &[Partner]| {
-            render_with_partners(s, &OperatorConfig::default(), tls, &[], partners).unwrap()
+        let accepted = |partners: &[Partner], ca: &str| -> Vec<crate::partner::AcceptedPartner> {
+            partners
+                .iter()
+                .map(|p| crate::partner::AcceptedPartner {
+                    partner: p.clone(),
+                    ca_sha256: ca.to_string(),
+                })
+                .collect()
         };
+        let render_ca = |s: &Site, tls: &TlsMounts, partners: &[Partner], ca: &str| {
+            render_with_partners(
+                s,
+                &OperatorConfig::default(),
+                tls,
+                &[],
+                &accepted(partners, ca),
+            )
+            .unwrap()
+        };
+        let render_with =
+            |s: &Site, tls: &TlsMounts, partners: &[Partner]| render_ca(s, tls, partners, "ca1");
         let mut tls = TlsMounts::for_site(&burgas);
         assert_eq!(tls.partner_link.as_deref(), Some("burgas-partner-link-tls"));
         tls.revisions.insert("partner-link".into(), "c0ffee".into());
@@ -1350,6 +1382,11 @@ mod tests {
             yaml_of(&changed.config_maps[0], "site.yaml")["partners"]["partners"][0]["shares"]["footage"]["form"]
                 .as_str()
                 == Some("masked")
+        );
+        assert_ne!(
+            partners_digest(&render_ca(&burgas, &tls, &all, "ca2"), "alerting").unwrap(),
+            digest,
+            "a partner's new CA rolls the pods"
         );
         let mut renewed = tls.clone();
         renewed
