@@ -1376,15 +1376,28 @@ async fn partners_are_rendered_into_their_sites_config_and_show_what_alerting_re
         .unwrap_or_else(|| panic!("burgas-{component} carries the partners digest"));
     }
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
-    eventually(WAIT, || async {
-        secrets
-            .get("burgas-partner-link-tls")
-            .await
-            .ok()
-            .map(|_| ())
+    let link = eventually(WAIT, || async {
+        let secret = secrets.get("burgas-partner-link-tls").await.ok()?;
+        let pem = secret.data?.get("tls.crt")?.0.clone();
+        String::from_utf8(pem).ok()
     })
     .await
     .expect("the partner-link certificate");
+    let info = kordon_operator::pki::inspect(&link).unwrap();
+    assert_eq!(info.identities.len(), 1);
+    assert_eq!(info.identities[0].site, "burgas");
+    assert_eq!(info.identities[0].component, "partner-link");
+    for name in [
+        "partner.kordon.burgas.example".to_string(),
+        format!("burgas-alerting.{ns}.svc"),
+        format!("burgas-storage.{ns}.svc"),
+    ] {
+        assert!(
+            info.dns_names.contains(&name),
+            "{name}: {:?}",
+            info.dns_names
+        );
+    }
 
     // Those that cannot be rendered say why.
     let st = partner_condition(&partners, "kirklareli", "Accepted", "False", "CaNotFound")
