@@ -14,11 +14,16 @@
 //!   component's server answers to ([`pki::dns_names`]), or has less than a third of its
 //!   lifetime left. The pod template carries the certificate's fingerprint, so a new
 //!   certificate rolls the workload's pods (services read their certificates at start).
+//! - With `spec.partnerLink`, Secret `<site>-partner-link-tls` for the partner link (identity
+//!   component `partner-link`), naming the host names partners dial besides the alerting and
+//!   storage Services' names ([`partner_link_names`]); partners pin the site CA (`ca.crt` of
+//!   `<site>-ca`). It is kept and re-issued like the workloads' certificates, and its
+//!   fingerprint rolls the alerting and storage pods.
 //! - The operator's own client certificate for the site (component `operator`, which may
 //!   administer that site's ingest) is minted in memory and never stored.
 //!
 //! With `spec.tlsSecret` the user's PKI wins: that Secret is mounted into every workload as
-//! it is and the operator issues nothing. Unless its certificate names a Kordon identity, its
+//! it is and the operator issues nothing; it is the partner link's certificate too. Unless its certificate names a Kordon identity, its
 //! subject is mapped to this one site in the rendered `auth.mtls.subjects`; the operator then
 //! presents `ingest.cert_file` from its own configuration to the site's ingest.
 //!
@@ -93,6 +98,8 @@ pub struct SiteTls {
     checked: Instant,
     /// `spec.tlsSecret` when this was worked out.
     spec: Option<String>,
+    /// `spec.partnerLink.hostnames` when this was worked out.
+    link: Option<Vec<String>>,
 }
 
 impl SiteTls {
@@ -104,6 +111,7 @@ impl SiteTls {
 
     fn fresh(&self, site: &Site, now: SystemTime) -> bool {
         self.spec == site.spec.tls_secret
+            && self.link == link_hostnames(site)
             && self.checked.elapsed() < REFRESH_AFTER
             && self.renew_at.is_none_or(|at| now < at)
     }
@@ -147,7 +155,7 @@ pub async fn ensure(ctx: &Context, site: &Site, ns: &str, name: &str) -> Result<
         return Ok(c.clone());
     }
     let tls = match &site.spec.tls_secret {
-        Some(secret) => user_secret(ctx, ns, name, secret).await?,
+        Some(secret) => user_secret(ctx, site, ns, name, secret).await?,
         None => operator_ca(ctx, site, ns, name, cached.as_deref(), now).await?,
     };
     let tls = Arc::new(tls);
@@ -155,9 +163,15 @@ pub async fn ensure(ctx: &Context, site: &Site, ns: &str, name: &str) -> Result<
     Ok(tls)
 }
 
-async fn user_secret(ctx: &Context, ns: &str, name: &str, secret: &str) -> Result<SiteTls> {
+async fn user_secret(
+    ctx: &Context,
+    site: &Site,
+    ns: &str,
+    name: &str,
+    secret: &str,
+) -> Result<SiteTls> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let mut mounts = TlsMounts::from_secret(secret);
+    let mut mounts = TlsMounts::for_site(site);
     let problem = match api.get_opt(secret).await? {
         None => Some(format!("Secret `{secret}` (spec.tlsSecret) does not exist")),
         Some(s) => match data(&s, "tls.crt").map(pki::inspect) {
@@ -168,6 +182,12 @@ async fn user_secret(ctx: &Context, ns: &str, name: &str, secret: &str) -> Resul
                     mounts
                         .revisions
                         .insert(c.to_string(), info.fingerprint.clone());
+                }
+                if mounts.partner_link.is_some() {
+                    mounts.revisions.insert(
+                        crate::partner::LINK_COMPONENT.to_string(),
+                        info.fingerprint.clone(),
+                    );
                 }
                 if info.identities.is_empty()
                     && let Some(subject) = info.subject
@@ -190,6 +210,7 @@ async fn user_secret(ctx: &Context, ns: &str, name: &str, secret: &str) -> Resul
         renew_at: None,
         checked: Instant::now(),
         spec: Some(secret.to_string()),
+        link: link_hostnames(site),
     })
 }
 
@@ -206,13 +227,22 @@ async fn operator_ca(
     let ca = site_ca(&api, site, ns, name, &owner, now).await?;
     let fingerprint = ca.info().fingerprint.clone();
 
-    let mut mounts = TlsMounts::operator(name);
+    let mut mounts = TlsMounts::for_site(site);
     let mut renew_at: Option<SystemTime> = None;
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    for component in COMPONENTS {
+    let link = site.spec.partner_link.as_ref().map(|l| {
+        (
+            crate::partner::LINK_COMPONENT,
+            partner_link_names(ns, name, &l.hostnames),
+        )
+    });
+    let certs = COMPONENTS
+        .iter()
+        .map(|c| (*c, pki::dns_names(ns, name, c)))
+        .chain(link);
+    for (component, dns_names) in certs {
         let secret_name = cert_secret_name(name, component);
         let identity = identity(ns, name, component)?;
-        let dns_names = pki::dns_names(ns, name, component);
         let current = api
             .get_opt(&secret_name)
             .await?
@@ -269,7 +299,26 @@ async fn operator_ca(
         renew_at: Some(first),
         checked: Instant::now(),
         spec: None,
+        link: link_hostnames(site),
     })
+}
+
+fn link_hostnames(site: &Site) -> Option<Vec<String>> {
+    site.spec.partner_link.as_ref().map(|l| l.hostnames.clone())
+}
+
+/// The DNS names of the partner-link certificate: the names partners dial, then the alerting
+/// and storage Services' own (for partners inside the cluster, and port-forwarding).
+pub fn partner_link_names(ns: &str, site: &str, hostnames: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = hostnames.to_vec();
+    for component in crate::render::LINKED {
+        for n in pki::dns_names(ns, site, component) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    names
 }
 
 fn identity(ns: &str, site: &str, component: &str) -> Result<ServiceIdentity> {
@@ -412,18 +461,27 @@ fn cert_secret(
     }
 }
 
-/// Deletes the Secrets the operator issues for a site (by name), never the user's
-/// `tls_secret` should it share a name; returns how many existed.
+/// Deletes the Secrets the operator issues for a site (by name; the partner link's when
+/// `partner_link`), never the user's `tls_secret` should it share a name; returns how many
+/// existed.
 pub async fn delete(
     ctx: &Context,
     ns: &str,
     name: &str,
     tls_secret: Option<&str>,
+    partner_link: bool,
 ) -> Result<usize> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let mut deleted = 0;
+    let link = partner_link.then_some(crate::partner::LINK_COMPONENT);
     let names = std::iter::once(ca_secret_name(name))
-        .chain(COMPONENTS.iter().map(|c| cert_secret_name(name, c)))
+        .chain(
+            COMPONENTS
+                .iter()
+                .copied()
+                .chain(link)
+                .map(|c| cert_secret_name(name, c)),
+        )
         .filter(|n| Some(n.as_str()) != tls_secret);
     for n in names {
         match api.delete(&n, &DeleteParams::background()).await {

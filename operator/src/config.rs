@@ -7,6 +7,7 @@
 //! leader_election: { enabled: true, lease_name: kordon-operator, lease_duration: 15s }
 //! ingest: { address: "https://{pod}.{service}.{namespace}.svc:8470", status_interval: 15s }
 //! detection: { address: "https://{pod}.{service}.{namespace}.svc:8470" }
+//! alerting: { address: "https://{service}.{namespace}.svc:8470", poll_interval: 30s }
 //! log: { format: json, filter: info }
 //! ```
 //!
@@ -38,6 +39,10 @@ pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_INGEST_ADDRESS: &str = "https://{pod}.{service}.{namespace}.svc:8470";
 /// Where detection replicas answer gRPC (the same placeholders).
 pub const DEFAULT_DETECTION_ADDRESS: &str = DEFAULT_INGEST_ADDRESS;
+/// Where a site's alerting service answers gRPC (`{service}` is e.g. `burgas-alerting`).
+pub const DEFAULT_ALERTING_ADDRESS: &str = "https://{service}.{namespace}.svc:8470";
+/// How often each site's alerting is asked how its partner agreements stand.
+pub const DEFAULT_AGREEMENT_POLL: Duration = Duration::from_secs(30);
 /// How often camera status is read from ingest (and detection's shards checked).
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(15);
 /// How long one status call to a replica may take.
@@ -54,6 +59,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "leader_election",
     "ingest",
     "detection",
+    "alerting",
     "log",
 ];
 
@@ -78,6 +84,8 @@ pub struct OperatorConfig {
     #[serde(default)]
     pub detection: DetectionClientConfig,
     #[serde(default)]
+    pub alerting: AlertingClientConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -91,6 +99,7 @@ impl Default for OperatorConfig {
             leader_election: LeaderElectionConfig::default(),
             ingest: IngestClientConfig::default(),
             detection: DetectionClientConfig::default(),
+            alerting: AlertingClientConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -200,6 +209,36 @@ impl DetectionClientConfig {
     }
 }
 
+/// How the operator asks each site's alerting about its partner agreements (Partner status).
+/// Deadline and, for sites with a user-supplied `tlsSecret`, the CA and client certificate are
+/// `ingest`'s.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingClientConfig {
+    /// URL template of the alerting Service, with the placeholders of
+    /// [`DEFAULT_INGEST_ADDRESS`] (`{service}` is e.g. `burgas-alerting`; `{pod}` and
+    /// `{ordinal}` name its one replica, ordinal 0).
+    pub address: String,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for AlertingClientConfig {
+    fn default() -> Self {
+        Self {
+            address: DEFAULT_ALERTING_ADDRESS.to_string(),
+            poll_interval: DEFAULT_AGREEMENT_POLL,
+        }
+    }
+}
+
+impl AlertingClientConfig {
+    /// The gRPC URL of a site's alerting.
+    pub fn address_of(&self, namespace: &str, site: &str) -> String {
+        crate::replicas::address(&self.address, "alerting", namespace, site, 0)
+    }
+}
+
 /// Command-line values that override the file and the environment.
 #[derive(Debug, Clone, Default, Serialize, clap::Args)]
 pub struct OperatorFlags {
@@ -286,6 +325,11 @@ impl OperatorConfig {
                 &self.detection.address,
                 self.detection.address_of("ns", "site", 0),
             ),
+            (
+                "alerting.address",
+                &self.alerting.address,
+                self.alerting.address_of("ns", "site"),
+            ),
         ] {
             let scheme_ok = template.starts_with("http://") || template.starts_with("https://");
             if !scheme_ok || url::Url::parse(&probe).is_err() {
@@ -294,6 +338,12 @@ impl OperatorConfig {
                     format!("`{template}` does not make an http:// or https:// URL (e.g. {probe})"),
                 ));
             }
+        }
+        if self.alerting.poll_interval < Duration::from_secs(1) {
+            return Err(RuntimeError::config(
+                "alerting.poll_interval",
+                "must be at least 1s",
+            ));
         }
         if ingest.status_interval < Duration::from_secs(1) {
             return Err(RuntimeError::config(

@@ -1,4 +1,4 @@
-//! Wiring: the shared [`Context`] and the three controllers.
+//! Wiring: the shared [`Context`] and the four controllers.
 //!
 //! - The Site controller reconciles each Site; it also runs when one of the Site's Cameras
 //!   changes (placement and configs depend on the set of cameras), when one of its AlertRules
@@ -9,6 +9,11 @@
 //!   `ingest.status_interval` to publish what the Site reconciler collected.
 //! - The AlertRule controller reconciles each AlertRule (the status of rules without a Site,
 //!   [`crate::alert_rule`]); it also runs for the rules of a Site being deleted.
+//! - The Partner controller reconciles each Partner ([`crate::partner`]: whether it is
+//!   accepted, and how the agreement stands as the site's alerting sees it); it also runs for
+//!   the Partners of a Site that changed, and every `alerting.poll_interval`. The Site
+//!   controller runs when one of the Site's Partners changes (they are rendered into its
+//!   config).
 //!
 //! They read each other's objects from the controllers' own caches (reflector stores), never
 //! from the apiserver, so a reconcile costs API calls only for what it writes.
@@ -28,11 +33,12 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{FIELD_MANAGER, OperatorConfig};
-use crate::crd::{AlertRule, Camera, Site};
+use crate::crd::{AlertRule, Camera, Partner, Site};
 use crate::detection::DetectionClient;
 use crate::ingest::{IngestClient, Observations};
 use crate::metrics::Metrics;
-use crate::{Result, alert_rule, camera, site};
+use crate::partner::AlertingClient;
+use crate::{Result, alert_rule, camera, partner, site};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -46,6 +52,12 @@ pub struct Context {
     pub cameras: Store<Camera>,
     /// Every AlertRule being watched.
     pub alert_rules: Store<AlertRule>,
+    /// Every Partner being watched.
+    pub partners: Store<Partner>,
+    /// Each site's alerting, asked how its partner agreements stand.
+    pub alerting: Arc<dyn AlertingClient>,
+    /// What each site's alerting last answered.
+    pub agreements: crate::partner::Agreements,
     pub ingest: Arc<dyn IngestClient>,
     /// The last camera status read from each site's ingest replicas.
     pub observations: Observations,
@@ -69,11 +81,15 @@ impl Context {
         client: Client,
         config: Arc<OperatorConfig>,
         identity: &str,
-        sites: Store<Site>,
-        cameras: Store<Camera>,
-        alert_rules: Store<AlertRule>,
+        stores: Stores,
         clients: Clients,
     ) -> Self {
+        let Stores {
+            sites,
+            cameras,
+            alert_rules,
+            partners,
+        } = stores;
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
             instance: Some(identity.to_string()),
@@ -86,6 +102,9 @@ impl Context {
             sites,
             cameras,
             alert_rules,
+            partners,
+            alerting: clients.alerting,
+            agreements: Default::default(),
             ingest: clients.ingest,
             observations: Observations::default(),
             detection: clients.detection,
@@ -121,12 +140,30 @@ impl Context {
             Some(Ok(()))
         )
     }
+
+    /// Whether the Partner cache holds the cluster's Partners (as for AlertRules).
+    pub fn partners_synced(&self) -> bool {
+        use futures::FutureExt;
+        matches!(
+            self.partners.wait_until_ready().now_or_never(),
+            Some(Ok(()))
+        )
+    }
+}
+
+/// The controllers' caches every reconcile reads.
+pub struct Stores {
+    pub sites: Store<Site>,
+    pub cameras: Store<Camera>,
+    pub alert_rules: Store<AlertRule>,
+    pub partners: Store<Partner>,
 }
 
 /// The gRPC clients of the site workloads the operator talks to.
 pub struct Clients {
     pub ingest: Arc<dyn IngestClient>,
     pub detection: Arc<dyn DetectionClient>,
+    pub alerting: Arc<dyn AlertingClient>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -154,18 +191,23 @@ pub async fn run_controllers(
     let sites_api: Api<Site> = api(&client, ns);
     let cameras_api: Api<Camera> = api(&client, ns);
     let rules_api: Api<AlertRule> = api(&client, ns);
+    let partners_api: Api<Partner> = api(&client, ns);
     let sts_api: Api<StatefulSet> = api(&client, ns);
 
     let site_ctrl = Controller::new(sites_api.clone(), watcher::Config::default());
     let camera_ctrl = Controller::new(cameras_api.clone(), watcher::Config::default());
     let rule_ctrl = Controller::new(rules_api.clone(), watcher::Config::default());
+    let partner_ctrl = Controller::new(partners_api.clone(), watcher::Config::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         config.clone(),
         identity,
-        site_ctrl.store(),
-        camera_ctrl.store(),
-        rule_ctrl.store(),
+        Stores {
+            sites: site_ctrl.store(),
+            cameras: camera_ctrl.store(),
+            alert_rules: rule_ctrl.store(),
+            partners: partner_ctrl.store(),
+        },
         clients,
     ));
 
@@ -186,6 +228,10 @@ pub async fn run_controllers(
             rule.namespace()
                 .map(|ns| ObjectRef::<Site>::new(&rule.spec.site).within(&ns))
         })
+        .watches(partners_api, watcher::Config::default(), |p: Partner| {
+            p.namespace()
+                .map(|ns| ObjectRef::<Site>::new(&p.spec.site).within(&ns))
+        })
         .with_config(
             controller::Config::default()
                 .debounce(Duration::from_millis(500))
@@ -195,6 +241,7 @@ pub async fn run_controllers(
     // Site -> its Cameras, when the Site's generation (e.g. replicas) or existence changed.
     let camera_store = ctx.cameras.clone();
     let sites_for_rules = sites_api.clone();
+    let sites_for_partners = sites_api.clone();
     // (namespace, site) -> (generation, being deleted) last seen.
     type Seen = HashMap<(String, String), (Option<i64>, bool)>;
     let seen: Mutex<Seen> = Mutex::new(HashMap::new());
@@ -235,9 +282,20 @@ pub async fn run_controllers(
         )
         .with_config(controller::Config::default().concurrency(8));
 
+    // Site -> its Partners (their acceptance depends on it).
+    let partner_store = ctx.partners.clone();
+    let partner_ctrl = partner_ctrl
+        .watches(
+            sites_for_partners,
+            watcher::Config::default(),
+            move |s: Site| partner::partners_of_site(&partner_store, &s),
+        )
+        .with_config(controller::Config::default().concurrency(8));
+
     let site_store = ctx.sites.clone();
     let cam_store = ctx.cameras.clone();
     let rules_store = ctx.alert_rules.clone();
+    let partners_store = ctx.partners.clone();
     let sites_run = site_ctrl
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(site::reconcile, site::error_policy, ctx.clone())
@@ -262,17 +320,26 @@ pub async fn run_controllers(
                 tracing::debug!(error = %e, "alert rule controller");
             }
         });
+    let partners_run = partner_ctrl
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(partner::reconcile, partner::error_policy, ctx.clone())
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "partner controller");
+            }
+        });
     let readiness = async move {
-        let (a, b, c) = futures::join!(
+        let (a, b, c, d) = futures::join!(
             site_store.wait_until_ready(),
             cam_store.wait_until_ready(),
-            rules_store.wait_until_ready()
+            rules_store.wait_until_ready(),
+            partners_store.wait_until_ready()
         );
-        if a.is_ok() && b.is_ok() && c.is_ok() {
+        if a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() {
             tracing::info!("caches synced: reconciling");
             ready();
         }
     };
-    futures::join!(sites_run, cameras_run, rules_run, readiness);
+    futures::join!(sites_run, cameras_run, rules_run, partners_run, readiness);
     Ok(())
 }

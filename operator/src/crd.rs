@@ -1,4 +1,4 @@
-//! The `Site`, `Camera` and `AlertRule` custom resources (`kordon.io/v1alpha1`).
+//! The `Site`, `Camera`, `AlertRule` and `Partner` custom resources (`kordon.io/v1alpha1`).
 //!
 //! What the apiserver guarantees before the operator sees an object, by the schema alone:
 //! names and URLs are well-formed (a record URL is `rtsp://` or `rtsps://`), a camera and an
@@ -117,6 +117,26 @@ pub struct SiteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub tls_secret: Option<String>,
+    /// The partner link (port 8473 of the alerting and storage Services) as partner
+    /// installations reach it; required before any `Partner` of this Site is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_link: Option<PartnerLinkSpec>,
+}
+
+/// How partner installations reach this site's partner link.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerLinkSpec {
+    /// The DNS names partners dial (e.g. `partner.kordon.burgas.example`, routed to port 8473
+    /// of `<site>-alerting` and `<site>-storage`): the partner-link certificate names them.
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(
+            length(max = 253),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        )
+    )]
+    pub hostnames: Vec<String>,
 }
 
 /// Object storage of a site.
@@ -1022,4 +1042,200 @@ pub struct AlertRuleStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The pattern of a partner agreement's durations: whole numbers of s, m, h or d, e.g. `1h`,
+/// `30d` (what the services read with humantime).
+pub const AGREEMENT_DURATION_PATTERN: &str = r"^([0-9]+(s|m|h|d))+$";
+
+/// A partner installation of a Site and the agreement with it: a site of another Kordon
+/// installation (its own cluster, CA and keys), what this Site shares with it and what it
+/// expects from it. The operator renders every accepted Partner of a Site into the `partners`
+/// section of the site's configuration; the site's alerting service checks with the partner
+/// that both declared the same agreement, and the Partner's status shows what it found.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kordon.io",
+    version = "v1alpha1",
+    kind = "Partner",
+    namespaced,
+    status = "PartnerStatus",
+    derive = "PartialEq",
+    shortname = "pt",
+    category = "kordon",
+    selectable = ".spec.site",
+    validation = Rule::new("self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("a Partner's name must be a DNS label (a-z, 0-9, '-'; at most 63 characters)"),
+    doc = "A Kordon partner: another installation's site, and what this site shares with it and receives from it.",
+    printcolumn(name = "Site", type_ = "string", json_path = ".spec.site"),
+    printcolumn(name = "Partner", type_ = "string", json_path = ".spec.partnerSite"),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "Bilateral acceptance as the site's alerting last saw it"
+    ),
+    printcolumn(name = "Last Contact", type_ = "date", json_path = ".status.lastContact"),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.stateReason",
+        priority = 1
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.site != self.partnerSite").message("spec.partnerSite must differ from spec.site: a site is not its own partner"))]
+pub struct PartnerSpec {
+    /// The local Site (in this namespace) the agreement belongs to. Cannot change.
+    #[schemars(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.site cannot change: create a new Partner for another site"))]
+    pub site: String,
+    /// The partner's site as its installation names it (its `partners.site`), e.g. `edirne`.
+    #[schemars(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub partner_site: String,
+    /// Human-readable name, e.g. "Edirne İl Emniyet Müdürlüğü".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200))]
+    pub display_name: Option<String>,
+    /// The partner's link, `https://host:port` (its alerting; its storage too unless
+    /// `storageEndpoint` is set).
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^https://[^/@]+(:[0-9]+)?/?$')").message("endpoint must be an https://host[:port] URL: the partner link is mTLS only"))]
+    pub endpoint: String,
+    /// The partner's storage link for footage requests, when not served at `endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^https://[^/@]+(:[0-9]+)?/?$')").message("storageEndpoint must be an https://host[:port] URL: the partner link is mTLS only"))]
+    pub storage_endpoint: Option<String>,
+    /// The CA that signs the partner's service certificates (PEM), from a ConfigMap of this
+    /// namespace: only certificates it signed are the partner.
+    pub ca: PartnerCaRef,
+    /// The partner's Ed25519 evidence-signing public key, 64 hex digits: bundles it sends are
+    /// verified with it and nothing else.
+    #[schemars(length(min = 64, max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{64}$')").message("evidencePublicKey must be 64 hex digits (an Ed25519 public key)"))]
+    pub evidence_public_key: String,
+    /// What this site shares with the partner.
+    #[serde(default)]
+    pub shares: PartnerTerms,
+    /// What this site expects the partner to share with it (the partner's `shares`).
+    #[serde(default)]
+    pub receives: PartnerTerms,
+}
+
+/// A CA certificate in a ConfigMap (CA certificates are public: no Secret needed).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerCaRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub config_map_name: String,
+    /// The key holding the PEM certificate(s).
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".to_string()
+}
+
+/// What one side shares with the other. Both sides must declare the same terms each way
+/// (this site's `shares` is the partner's `receives` and the other way round) before anything
+/// flows.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.alerts) && self.alerts) || (!has(self.minSeverity) && (!has(self.rules) || size(self.rules) == 0) && (!has(self.snapshots) || !self.snapshots))").message("minSeverity, rules and snapshots narrow alert sharing: set alerts: true, or leave them out"))]
+pub struct PartnerTerms {
+    /// Forward alerts at all.
+    #[serde(default)]
+    pub alerts: bool,
+    /// Only alerts of this severity or higher; unset means every severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
+    /// Only alerts of these rules (by name); empty means every rule.
+    #[serde(default)]
+    #[schemars(
+        length(max = 256),
+        inner(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
+    pub rules: Vec<String>,
+    /// Only alerts and footage of these cameras of the sharing site; empty means every camera.
+    #[serde(default)]
+    #[schemars(
+        length(max = 256),
+        inner(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
+    pub cameras: Vec<String>,
+    /// Forwarded alerts keep their snapshot.
+    #[serde(default)]
+    pub snapshots: bool,
+    #[serde(default)]
+    pub footage: PartnerFootageTerms,
+}
+
+/// Footage requests under an agreement.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerFootageTerms {
+    /// The receiving side may request footage.
+    #[serde(default)]
+    pub requests: bool,
+    /// The longest range one request may cover, e.g. `1h`; unset means 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = AGREEMENT_DURATION_PATTERN))]
+    pub max_range: Option<String>,
+    /// In which form footage leaves: `original`, or `masked` (privacy-masked by transcode).
+    #[serde(default)]
+    pub form: FootageFormSpec,
+    /// How long the receiving side may keep footage, e.g. `30d`; unset means 30d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = AGREEMENT_DURATION_PATTERN))]
+    pub keep_for: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FootageFormSpec {
+    #[default]
+    Original,
+    Masked,
+}
+
+/// What the operator and the site's alerting last reported of a partner.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerStatus {
+    /// Accepted (rendered into the Site's configuration; False with reason SiteNotFound,
+    /// SiteDeleting, PartnerLinkMissing, DuplicatePartner or InvalidSpec), Agreed (both sides
+    /// declared the same agreement, as the site's alerting found; False with reason Pending,
+    /// Mismatch, Unreachable or AlertingUnreachable) and Ready (both).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pending, Accepted, Mismatch or Unreachable, as the site's alerting reports it; unset
+    /// while unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Why the state is not Accepted, as alerting put it (which terms differ, the TLS error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    /// The last successful exchange with the partner, either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact: Option<Time>,
+    /// SHA-256 (hex) of the canonical terms as declared here, and as the partner declared them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_terms_digest: Option<String>,
+    /// Alerts forwarded to and received from the partner since the alerting replica started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<i64>,
+    /// Forwards dropped after their last attempt, and waiting or being retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<i64>,
 }

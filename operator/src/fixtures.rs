@@ -30,6 +30,7 @@ pub fn site(name: &str, replicas: i32) -> Site {
             alert_sinks: Vec::new(),
             sharing: Vec::new(),
             tls_secret: None,
+            partner_link: None,
         },
     );
     s.metadata = ObjectMeta {
@@ -102,6 +103,61 @@ pub fn alert_rule(name: &str, site: &str) -> AlertRule {
     r
 }
 
+/// A Partner of `site` with `partner_site`: alerts both ways, footage requests from the
+/// partner, its CA in ConfigMap `<partner_site>-ca`.
+pub fn partner(name: &str, site: &str, partner_site: &str) -> crate::crd::Partner {
+    use crate::crd::{PartnerCaRef, PartnerFootageTerms, PartnerSpec, PartnerTerms};
+    let mut p = crate::crd::Partner::new(
+        name,
+        PartnerSpec {
+            site: site.into(),
+            partner_site: partner_site.into(),
+            display_name: Some(format!("{partner_site} directorate")),
+            endpoint: format!("https://partner.kordon.{partner_site}.example:8473"),
+            storage_endpoint: None,
+            ca: PartnerCaRef {
+                config_map_name: format!("{partner_site}-ca"),
+                key: "ca.crt".into(),
+            },
+            evidence_public_key: "3b".repeat(32),
+            shares: PartnerTerms {
+                alerts: true,
+                min_severity: Some(crate::crd::Severity::High),
+                cameras: vec!["port-gate".into()],
+                snapshots: true,
+                footage: PartnerFootageTerms {
+                    requests: true,
+                    max_range: Some("1h".into()),
+                    keep_for: Some("30d".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            receives: PartnerTerms {
+                alerts: true,
+                ..Default::default()
+            },
+        },
+    );
+    p.metadata = ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(NS.into()),
+        uid: Some(format!("uid-{name}")),
+        generation: Some(1),
+        ..ObjectMeta::default()
+    };
+    p
+}
+
+/// `site` with a partner link named `partner.kordon.<site>.example`.
+pub fn linked_site(name: &str) -> Site {
+    let mut s = site(name, 1);
+    s.spec.partner_link = Some(crate::crd::PartnerLinkSpec {
+        hostnames: vec![format!("partner.kordon.{name}.example")],
+    });
+    s
+}
+
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -116,13 +172,25 @@ use serde_json::Value;
 use tower_test::mock::{self, Handle};
 
 use crate::config::OperatorConfig;
-use crate::controller::{Clients, Context};
+use crate::controller::{Clients, Context, Stores};
 use crate::detection::DetectionClient;
 use crate::ingest::{IngestClient, Replica};
 use kordon_proto::detection::v1 as dpb;
 
 /// An ingest that cannot be reached, as before its pods exist.
 pub struct NoIngest;
+
+/// An alerting that is never reached (the Partner reconciler is not under test).
+pub struct NoAlerting;
+
+impl crate::partner::AlertingClient for NoAlerting {
+    fn agreements(
+        &self,
+        _: Replica,
+    ) -> BoxFuture<'static, Result<Vec<kordon_proto::alerting::v1::SharingAgreement>, String>> {
+        Box::pin(async { Err("alerting is not under test".to_string()) })
+    }
+}
 
 impl IngestClient for NoIngest {
     fn list(
@@ -279,16 +347,23 @@ fn context_full(
         rule_writer.apply_watcher_event(&watcher::Event::InitApply(r.clone()));
     }
     rule_writer.apply_watcher_event(&watcher::Event::InitDone);
+    let (partner_store, mut partner_writer) = reflector::store::<crate::crd::Partner>();
+    partner_writer.apply_watcher_event(&watcher::Event::Init);
+    partner_writer.apply_watcher_event(&watcher::Event::InitDone);
     let mut ctx = Context::new(
         client,
         Arc::new(OperatorConfig::default()),
         "test",
-        site_store,
-        camera_store,
-        rule_store,
+        Stores {
+            sites: site_store,
+            cameras: camera_store,
+            alert_rules: rule_store,
+            partners: partner_store,
+        },
         Clients {
             ingest: Arc::new(NoIngest),
             detection,
+            alerting: Arc::new(NoAlerting),
         },
     );
     // Past start-up, unless a test says otherwise.

@@ -1,4 +1,4 @@
-//! Kordon operator: reconciles `Site`, `Camera` and `AlertRule` resources
+//! Kordon operator: reconciles `Site`, `Camera`, `AlertRule` and `Partner` resources
 //! (`kordon.io/v1alpha1`).
 //!
 //! - [`crd`]: the resources, their schema validation and printer columns; [`crds_yaml`] is what
@@ -8,6 +8,8 @@
 //!   [`alerting`]: the alerting service's section of it, from the Site's AlertRules.
 //! - [`pki`], [`certificates`]: each site's own CA and the certificate of every workload (mTLS
 //!   with no `tlsSecret` needed), kept in Secrets and renewed before they expire.
+//! - [`partner`]: which Partners (agreements with other installations) a Site's services are
+//!   told of, and the Partner reconciler that reports how each agreement stands.
 //! - [`site`], [`camera`], [`alert_rule`]: the reconcilers; [`controller`] wires them with
 //!   their shared [`controller::Context`].
 //! - [`ingest`]: camera status from ingest over gRPC, and camera handover between replicas.
@@ -35,6 +37,7 @@ pub mod error;
 pub mod ingest;
 pub mod leader;
 pub mod metrics;
+pub mod partner;
 pub mod pki;
 pub mod placement;
 pub mod render;
@@ -56,10 +59,15 @@ use tokio_util::sync::CancellationToken;
 pub use config::{OperatorConfig, OperatorFlags};
 pub use error::{Error, Result};
 
-/// The Site, Camera and AlertRule CustomResourceDefinitions as one multi-document YAML stream.
+/// The Site, Camera, AlertRule and Partner CustomResourceDefinitions as one multi-document YAML stream.
 pub fn crds_yaml() -> Result<String> {
     let mut out = String::new();
-    for crd in [crd::Site::crd(), crd::Camera::crd(), crd::AlertRule::crd()] {
+    for crd in [
+        crd::Site::crd(),
+        crd::Camera::crd(),
+        crd::AlertRule::crd(),
+        crd::Partner::crd(),
+    ] {
         let doc = serde_yaml::to_string(&crd).map_err(|e| Error::Render {
             what: "CustomResourceDefinition".into(),
             message: e.to_string(),
@@ -132,6 +140,10 @@ pub async fn run(config: OperatorConfig, shutdown: CancellationToken) -> Result<
             "alertrules.kordon.io",
             probe::<crd::AlertRule>(&client, config.namespace.as_deref()).await,
         ),
+        (
+            "partners.kordon.io",
+            probe::<crd::Partner>(&client, config.namespace.as_deref()).await,
+        ),
     ] {
         if let Err(e) = res {
             return Err(Error::config(
@@ -178,12 +190,18 @@ pub async fn run(config: OperatorConfig, shutdown: CancellationToken) -> Result<
         Arc::new(ingest::GrpcIngest::new(config.ingest.clone()));
     let detection: Arc<dyn detection::DetectionClient> =
         Arc::new(detection::GrpcDetection::new(config.ingest.clone()));
+    let alerting: Arc<dyn partner::AlertingClient> =
+        Arc::new(partner::GrpcAlerting::new(config.ingest.clone()));
     let ready = readiness.clone();
     controller::run_controllers(
         client,
         config.clone(),
         &identity,
-        controller::Clients { ingest, detection },
+        controller::Clients {
+            ingest,
+            detection,
+            alerting,
+        },
         stop,
         move || ready.set("controllers", true),
     )

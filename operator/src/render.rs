@@ -20,6 +20,13 @@
 //!   carries the alerting service's rules and sinks (the `alerting` section, from the Site's
 //!   AlertRules: [`crate::alerting`]); the alerting pods carry its digest
 //!   ([`crate::alerting::CONFIG_ANNOTATION`]), so a rule change rolls them.
+//! - The partner link: with accepted Partners ([`crate::partner`]), `site.yaml` carries the
+//!   `partners` section (this site's agreements with other installations) and the alerting
+//!   and storage pods mount the partner-link certificate (at
+//!   [`crate::partner::PARTNER_LINK_DIR`]) and each partner's CA (from its ConfigMap, at
+//!   `<PARTNERS_DIR>/<partner site>/ca.crt`), listen on port 8473 (`partner-link`, also on their
+//!   Services) and carry [`crate::partner::CONFIG_ANNOTATION`], so a changed agreement, a
+//!   partner's new CA or a renewed partner-link certificate rolls them.
 //! - PersistentVolumeClaims `<s>-storage-data` for storage's data directory (signing keys, and
 //!   the SQLite index when no database is set) and `<s>-alerting-data` for alerting's (its
 //!   SQLite database of alerts when no database is set). They have no owner and survive the
@@ -47,7 +54,7 @@ use kube::Resource;
 use serde_json::{Value, json};
 
 use crate::config::OperatorConfig;
-use crate::crd::{AlertRule, Site};
+use crate::crd::{AlertRule, Partner, Site};
 use crate::{Error, Result};
 
 pub const GRPC_PORT: i32 = 8470;
@@ -150,6 +157,10 @@ pub struct TlsMounts {
     pub revisions: BTreeMap<String, String>,
     /// Rendered as `auth.mtls.subjects` (a user certificate without a Kordon identity).
     pub subjects: BTreeMap<String, Vec<String>>,
+    /// The Secret (`tls.crt`, `tls.key`) the partner link presents, when the Site has a
+    /// `spec.partnerLink`: the operator's `<site>-partner-link-tls`, or the user's
+    /// `tlsSecret`. Its fingerprint is `revisions["partner-link"]`.
+    pub partner_link: Option<String>,
 }
 
 impl TlsMounts {
@@ -184,10 +195,18 @@ impl TlsMounts {
 
     /// What a Site mounts before anything is known of its certificates.
     pub fn for_site(site: &Site) -> Self {
-        match &site.spec.tls_secret {
+        let name = site.metadata.name.as_deref().unwrap_or_default();
+        let mut mounts = match &site.spec.tls_secret {
             Some(secret) => Self::from_secret(secret),
-            None => Self::operator(site.metadata.name.as_deref().unwrap_or_default()),
+            None => Self::operator(name),
+        };
+        if site.spec.partner_link.is_some() {
+            mounts.partner_link = Some(match &site.spec.tls_secret {
+                Some(secret) => secret.clone(),
+                None => crate::certificates::cert_secret_name(name, crate::partner::LINK_COMPONENT),
+            });
         }
+        mounts
     }
 }
 
@@ -206,13 +225,26 @@ pub struct SiteObjects {
     pub claims: Vec<PersistentVolumeClaim>,
 }
 
-/// The objects of `site`; `tls` says what each workload mounts for mTLS; `rules` are the
-/// Site's AlertRules (those not accepted are left out, see [`crate::alerting::verdict`]).
+/// The objects of `site` without partners (see [`render_with_partners`]).
 pub fn render(
     site: &Site,
     config: &OperatorConfig,
     tls: &TlsMounts,
     rules: &[AlertRule],
+) -> Result<SiteObjects> {
+    render_with_partners(site, config, tls, rules, &[])
+}
+
+/// The objects of `site`; `tls` says what each workload mounts for mTLS; `rules` are the
+/// Site's AlertRules (those not accepted are left out, see [`crate::alerting::verdict`]);
+/// `partners` are its accepted Partners ([`crate::partner::accepted`]; those of another Site
+/// are ignored). Partners are rendered only when `tls` names a partner-link certificate.
+pub fn render_with_partners(
+    site: &Site,
+    config: &OperatorConfig,
+    tls: &TlsMounts,
+    rules: &[AlertRule],
+    partners: &[crate::partner::AcceptedPartner],
 ) -> Result<SiteObjects> {
     let name = site
         .metadata
@@ -236,6 +268,43 @@ pub fn render(
         })?;
     let alerting_digest = crate::pki::sha256_hex(to_yaml(&alerting, "alerting")?.as_bytes());
     base["alerting"] = alerting;
+    let mut rendered: Vec<&crate::partner::AcceptedPartner> = match &tls.partner_link {
+        Some(_) => partners
+            .iter()
+            .filter(|a| {
+                a.partner.spec.site == name && crate::partner::to_config(&a.partner).is_ok()
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    rendered.sort_by(|a, b| {
+        a.partner
+            .spec
+            .partner_site
+            .cmp(&b.partner.spec.partner_site)
+    });
+    let partners: Vec<Partner> = rendered.iter().map(|a| a.partner.clone()).collect();
+    let mut partners_digest = None;
+    if let Some(section) = crate::partner::section(name, &partners) {
+        let section = serde_json::to_value(section).map_err(|e| Error::Render {
+            what: "partners".into(),
+            message: e.to_string(),
+        })?;
+        let certificate = tls
+            .revisions
+            .get(crate::partner::LINK_COMPONENT)
+            .cloned()
+            .unwrap_or_default();
+        let mut text = format!("{}\n{certificate}\n", to_yaml(&section, "partners")?);
+        for a in &rendered {
+            text.push_str(&format!(
+                "{} {}\n",
+                a.partner.spec.partner_site, a.ca_sha256
+            ));
+        }
+        partners_digest = Some(crate::pki::sha256_hex(text.as_bytes()));
+        base["partners"] = section;
+    }
     let site_yaml = to_yaml(&base, "site.yaml")?;
 
     let config_maps = vec![typed(
@@ -258,7 +327,7 @@ pub fn render(
                     "clusterIP": "None",
                     "publishNotReadyAddresses": true,
                     "selector": selector(name, component),
-                    "ports": ports(false),
+                    "ports": ports(component),
                 },
             }),
             "Service",
@@ -271,7 +340,7 @@ pub fn render(
                 "metadata": meta(&component_name(name, component), ns, name, component, &owner),
                 "spec": {
                     "selector": selector(name, component),
-                    "ports": ports(component == "storage"),
+                    "ports": ports(component),
                 },
             }),
             "Service",
@@ -287,7 +356,7 @@ pub fn render(
             // Replicas are independent shards: start and stop them together.
             "podManagementPolicy": "Parallel",
             "selector": { "matchLabels": selector(name, component) },
-            "template": pod_template(site, name, component, config, tls, &BTreeMap::new()),
+            "template": pod_template(site, name, component, config, tls, &BTreeMap::new(), &[]),
         });
         spec["volumeClaimTemplates"] = json!([{
             "metadata": { "name": if ingest { "spool" } else { "data" } },
@@ -321,13 +390,22 @@ pub fn render(
         } else {
             json!({ "type": "RollingUpdate" })
         };
-        let annotations = if component == "alerting" {
+        let mut annotations = if component == "alerting" {
             BTreeMap::from([(
                 crate::alerting::CONFIG_ANNOTATION.to_string(),
                 alerting_digest.clone(),
             )])
         } else {
             BTreeMap::new()
+        };
+        let linked = LINKED.contains(&component);
+        if linked && let Some(d) = &partners_digest {
+            annotations.insert(crate::partner::CONFIG_ANNOTATION.to_string(), d.clone());
+        }
+        let mounted: &[Partner] = if linked && partners_digest.is_some() {
+            &partners
+        } else {
+            &[]
         };
         deployments.push(typed(
             json!({
@@ -337,7 +415,7 @@ pub fn render(
                     "replicas": replicas,
                     "strategy": strategy,
                     "selector": { "matchLabels": selector(name, component) },
-                    "template": pod_template(site, name, component, config, tls, &annotations),
+                    "template": pod_template(site, name, component, config, tls, &annotations, mounted),
                 },
             }),
             "Deployment",
@@ -393,13 +471,21 @@ fn meta(name: &str, ns: &str, site: &str, component: &str, owner: &OwnerReferenc
     })
 }
 
-fn ports(http: bool) -> Value {
+/// The components serving the partner link (alerting: agreements and shared alerts; storage:
+/// footage requests).
+pub const LINKED: [&str; 2] = ["alerting", "storage"];
+
+fn ports(component: &str) -> Value {
     let mut p = vec![
         json!({ "name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc" }),
         json!({ "name": "admin", "port": ADMIN_PORT, "targetPort": "admin" }),
     ];
-    if http {
+    if component == "storage" {
         p.push(json!({ "name": "http", "port": HTTP_PORT, "targetPort": "http" }));
+    }
+    if LINKED.contains(&component) {
+        let port = crate::partner::PARTNER_LINK_PORT;
+        p.push(json!({ "name": "partner-link", "port": port, "targetPort": "partner-link", "appProtocol": "grpc" }));
     }
     Value::Array(p)
 }
@@ -462,7 +548,9 @@ fn pod_field(name: &str, field_path: &str) -> Value {
     json!({ "name": name, "valueFrom": { "fieldRef": { "fieldPath": field_path } } })
 }
 
-/// The pod template of `component`, with `annotations` besides the certificate's.
+/// The pod template of `component`, with `annotations` besides the certificate's; `partners`
+/// (rendered ones, alerting and storage only) get their CA mounted, and the partner-link
+/// certificate with them.
 fn pod_template(
     site: &Site,
     name: &str,
@@ -470,6 +558,7 @@ fn pod_template(
     config: &OperatorConfig,
     tls: &TlsMounts,
     annotations: &BTreeMap<String, String>,
+    partners: &[Partner],
 ) -> Value {
     let ingest = component == "ingest";
     let config_file = format!("{CONFIG_DIR}/site.yaml");
@@ -563,12 +652,48 @@ fn pod_template(
         mounts.push(json!({ "name": "tls", "mountPath": TLS_DIR, "readOnly": true }));
         volumes.push(json!({ "name": "tls", "secret": { "secretName": secret } }));
     }
+    if let (Some(secret), false) = (&tls.partner_link, partners.is_empty()) {
+        use crate::partner::PARTNER_LINK_DIR;
+        mounts.push(
+            json!({ "name": "partner-link", "mountPath": PARTNER_LINK_DIR, "readOnly": true }),
+        );
+        volumes.push(json!({
+            "name": "partner-link",
+            "secret": {
+                "secretName": secret,
+                "items": [
+                    { "key": "tls.crt", "path": "tls.crt" },
+                    { "key": "tls.key", "path": "tls.key" },
+                ],
+                "defaultMode": 0o440,
+            },
+        }));
+        // Each partner's CA at <PARTNERS_DIR>/<partner site>/ca.crt. Volume names are by
+        // position: a partner site may be as long as a volume name may be.
+        for (i, p) in partners.iter().enumerate() {
+            let volume = format!("partner-{i}");
+            let dir = format!("{}/{}", crate::partner::PARTNERS_DIR, p.spec.partner_site);
+            mounts.push(json!({ "name": volume, "mountPath": dir, "readOnly": true }));
+            volumes.push(json!({
+                "name": volume,
+                "configMap": {
+                    "name": p.spec.ca.config_map_name,
+                    "items": [{ "key": p.spec.ca.key, "path": "ca.crt" }],
+                },
+            }));
+        }
+    }
     let mut container_ports = vec![
         json!({ "name": "grpc", "containerPort": GRPC_PORT }),
         json!({ "name": "admin", "containerPort": ADMIN_PORT }),
     ];
     if component == "storage" {
         container_ports.push(json!({ "name": "http", "containerPort": HTTP_PORT }));
+    }
+    if LINKED.contains(&component) {
+        container_ports.push(
+            json!({ "name": "partner-link", "containerPort": crate::partner::PARTNER_LINK_PORT }),
+        );
     }
     let mut container = json!({
         "name": component,
@@ -1090,6 +1215,206 @@ mod tests {
             cfg.get("auth").is_none(),
             "identities come from the certificates"
         );
+    }
+
+    /// The pod template of `site`'s `component` Deployment.
+    fn deployment_pod(objs: &SiteObjects, component: &str) -> Value {
+        let d = objs
+            .deployments
+            .iter()
+            .find(|d| d.metadata.labels.as_ref().unwrap()[COMPONENT_LABEL] == component)
+            .unwrap();
+        pod_spec(&d.spec.template)
+    }
+
+    fn partners_digest(objs: &SiteObjects, component: &str) -> Option<String> {
+        deployment_pod(objs, component)["metadata"]["annotations"]
+            .get(crate::partner::CONFIG_ANNOTATION)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn a_sites_partners_and_only_its_own_reach_its_config_and_roll_alerting_and_storage() {
+        use crate::fixtures::{linked_site, partner};
+        use kordon_runtime::partner::PartnersConfig;
+        let burgas = linked_site("burgas");
+        let yambol = linked_site("yambol");
+        let edirne = partner("edirne", "burgas", "edirne");
+        let kirklareli = partner("kirklareli", "burgas", "kirklareli");
+        let mut of_yambol = partner("yambol-edirne", "yambol", "edirne");
+        of_yambol.spec.endpoint = "https://yambol-only.example:8473".into();
+        let all = vec![kirklareli.clone(), of_yambol.clone(), edirne.clone()];
+        let accepted = |partners: &[Partner], ca: &str| -> Vec<crate::partner::AcceptedPartner> {
+            partners
+                .iter()
+                .map(|p| crate::partner::AcceptedPartner {
+                    partner: p.clone(),
+                    ca_sha256: ca.to_string(),
+                })
+                .collect()
+        };
+        let render_ca = |s: &Site, tls: &TlsMounts, partners: &[Partner], ca: &str| {
+            render_with_partners(
+                s,
+                &OperatorConfig::default(),
+                tls,
+                &[],
+                &accepted(partners, ca),
+            )
+            .unwrap()
+        };
+        let render_with =
+            |s: &Site, tls: &TlsMounts, partners: &[Partner]| render_ca(s, tls, partners, "ca1");
+        let mut tls = TlsMounts::for_site(&burgas);
+        assert_eq!(tls.partner_link.as_deref(), Some("burgas-partner-link-tls"));
+        tls.revisions.insert("partner-link".into(), "c0ffee".into());
+        let objs = render_with(&burgas, &tls, &all);
+        let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
+        let section: PartnersConfig = serde_yaml::from_value(cfg["partners"].clone())
+            .expect("the section reads as the services' PartnersConfig (strict)");
+        assert_eq!(section.site, "burgas");
+        assert_eq!(section.listen, Some("0.0.0.0:8473".parse().unwrap()));
+        assert_eq!(
+            section.cert_file.as_deref(),
+            Some(std::path::Path::new("/var/run/kordon/partner-link/tls.crt"))
+        );
+        let sites: Vec<&str> = section.partners.iter().map(|p| p.site.as_str()).collect();
+        assert_eq!(
+            sites,
+            ["edirne", "kirklareli"],
+            "sorted, yambol's own left out"
+        );
+        assert_eq!(
+            section.partners[0],
+            crate::partner::to_config(&edirne).unwrap()
+        );
+        assert!(!cfg["partners"].as_mapping().unwrap().is_empty());
+        let text = objs.config_maps[0].data.as_ref().unwrap()["site.yaml"].clone();
+        assert!(
+            !text.contains("yambol-only"),
+            "another Site's partner leaked"
+        );
+        assert!(text.contains("max_range: 1h"), "{text}");
+
+        // The other Site gets its own partner, not burgas's.
+        let y = render_with(&yambol, &TlsMounts::for_site(&yambol), &all);
+        let ycfg = yaml_of(&y.config_maps[0], "site.yaml");
+        assert_eq!(ycfg["partners"]["partners"].as_sequence().unwrap().len(), 1);
+        assert_eq!(
+            ycfg["partners"]["partners"][0]["endpoint"].as_str(),
+            Some("https://yambol-only.example:8473")
+        );
+
+        // Alerting and storage mount the link's certificate and each partner's CA, listen on
+        // 8473 and carry the digest; nothing else does.
+        for component in ["alerting", "storage"] {
+            let pod = deployment_pod(&objs, component);
+            let container = &pod["spec"]["containers"][0];
+            let mounts = container["volumeMounts"].as_array().unwrap();
+            let volumes = pod["spec"]["volumes"].as_array().unwrap();
+            let volume_of = |path: &str| {
+                let m = mounts
+                    .iter()
+                    .find(|m| m["mountPath"] == json!(path))
+                    .unwrap_or_else(|| panic!("{component}: nothing at {path}"));
+                assert_eq!(m["readOnly"], json!(true));
+                volumes
+                    .iter()
+                    .find(|v| v["name"] == m["name"])
+                    .unwrap()
+                    .clone()
+            };
+            let link = volume_of("/var/run/kordon/partner-link");
+            assert_eq!(
+                link["secret"]["secretName"],
+                json!("burgas-partner-link-tls")
+            );
+            let ca = volume_of("/var/run/kordon/partners/edirne");
+            assert_eq!(ca["configMap"]["name"], json!("edirne-ca"));
+            assert_eq!(
+                ca["configMap"]["items"],
+                json!([{ "key": "ca.crt", "path": "ca.crt" }])
+            );
+            assert!(
+                container["ports"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!({ "name": "partner-link", "containerPort": 8473 }))
+            );
+            assert!(partners_digest(&objs, component).is_some(), "{component}");
+            let svc = objs
+                .services
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(&format!("burgas-{component}")))
+                .unwrap();
+            let ports = serde_json::to_value(&svc.spec.as_ref().unwrap().ports).unwrap();
+            assert!(
+                ports
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == json!("partner-link") && p["port"] == json!(8473)),
+                "{component}: {ports}"
+            );
+        }
+        assert_eq!(partners_digest(&objs, "transcode"), None);
+        let sts = serde_json::to_string(&objs.statefulsets).unwrap();
+        assert!(!sts.contains("partner-link"));
+
+        // The digest is stable, and moves with the terms and with the certificate.
+        let digest = partners_digest(&objs, "alerting").unwrap();
+        assert_eq!(
+            partners_digest(&objs, "storage").as_deref(),
+            Some(digest.as_str())
+        );
+        let mut reordered = all.clone();
+        reordered.reverse();
+        assert_eq!(
+            partners_digest(&render_with(&burgas, &tls, &reordered), "alerting"),
+            Some(digest.clone())
+        );
+        let mut masked = edirne.clone();
+        masked.spec.shares.footage.form = crate::crd::FootageFormSpec::Masked;
+        let changed = render_with(&burgas, &tls, &[masked, kirklareli.clone()]);
+        assert_ne!(partners_digest(&changed, "alerting").unwrap(), digest);
+        assert!(
+            yaml_of(&changed.config_maps[0], "site.yaml")["partners"]["partners"][0]["shares"]["footage"]["form"]
+                .as_str()
+                == Some("masked")
+        );
+        assert_ne!(
+            partners_digest(&render_ca(&burgas, &tls, &all, "ca2"), "alerting").unwrap(),
+            digest,
+            "a partner's new CA rolls the pods"
+        );
+        let mut renewed = tls.clone();
+        renewed
+            .revisions
+            .insert("partner-link".into(), "beef".into());
+        assert_ne!(
+            partners_digest(&render_with(&burgas, &renewed, &all), "storage").unwrap(),
+            digest
+        );
+
+        // No partners, or no partner link: no section, no mounts, no digest.
+        for objs in [
+            render_with(&burgas, &tls, &[]),
+            render_with(
+                &site("burgas", 1),
+                &TlsMounts::for_site(&site("burgas", 1)),
+                &all,
+            ),
+        ] {
+            let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
+            assert!(cfg.get("partners").is_none());
+            assert_eq!(partners_digest(&objs, "alerting"), None);
+            assert!(
+                !deployment_pod(&objs, "storage")
+                    .to_string()
+                    .contains("/var/run/kordon/partner")
+            );
+        }
     }
 
     #[test]

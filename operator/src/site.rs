@@ -3,8 +3,8 @@
 //! Under the finalizer `kordon.io/site-cleanup`:
 //! - **apply**: makes sure the site's certificates exist and are current
 //!   ([`crate::certificates`]: the operator's per-site CA unless the Site names a `tlsSecret`),
-//!   renders the site's objects ([`crate::render`], its AlertRules included: it waits until
-//!   the AlertRule cache is synced) and server-side applies them with field manager
+//!   renders the site's objects ([`crate::render`], its AlertRules and accepted Partners
+//!   included: it waits until the AlertRule and Partner caches are synced) and server-side applies them with field manager
 //!   `kordon-operator` (skipped when nothing changed since the last apply a short while ago),
 //!   then writes each of its AlertRules' status (Ready once rendered, or why it was left out:
 //!   [`crate::alerting`]); reads camera status from every ingest replica and hands moved
@@ -145,13 +145,14 @@ async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = site.name_any();
-    if !ctx.alert_rules_synced() {
+    if !ctx.alert_rules_synced() || !ctx.partners_synced() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let cameras = cameras_of(ctx, &ns, &name);
     let rules = rules_of(ctx, &ns, &name);
     let tls = certificates::ensure(ctx, site, &ns, &name).await?;
-    let objects = render::render(site, &ctx.config, &tls.mounts, &rules)?;
+    let partners = crate::partner::accepted(ctx, site, &ns, &name).await;
+    let objects = render::render_with_partners(site, &ctx.config, &tls.mounts, &rules, &partners)?;
     apply_objects(ctx, &ns, &name, &objects).await?;
     publish_rule_statuses(ctx, site, &ns, &rules).await;
 
@@ -664,7 +665,14 @@ async fn cleanup(site: &Site, ctx: &Context) -> Result<Action> {
     deleted += delete_labelled::<Service>(ctx, &ns, &selector).await?;
     deleted += delete_labelled::<ConfigMap>(ctx, &ns, &selector).await?;
     // Also after a switch to a tlsSecret: what the operator issued before is still its own.
-    deleted += certificates::delete(ctx, &ns, &name, site.spec.tls_secret.as_deref()).await?;
+    deleted += certificates::delete(
+        ctx,
+        &ns,
+        &name,
+        site.spec.tls_secret.as_deref(),
+        site.spec.partner_link.is_some(),
+    )
+    .await?;
     ctx.observations.remove(&ns, &name);
     ctx.detection_observations.remove(&ns, &name);
     ctx.detection_applied.forget(&ns, &name, 0);

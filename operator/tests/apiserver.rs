@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{FakeDetection, FakeIngest, eventually};
+use common::{FakeAlerting, FakeDetection, FakeIngest, eventually};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
-use kordon_operator::crd::{AlertRule, Camera, Site};
+use kordon_operator::crd::{AlertRule, Camera, Partner, Site};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -627,6 +627,7 @@ async fn rejected(client: &Client, ns: &str, obj: serde_json::Value) -> String {
         "Site" => create::<Site>(client, ns, obj).await,
         "Camera" => create::<Camera>(client, ns, obj).await,
         "AlertRule" => create::<AlertRule>(client, ns, obj).await,
+        "Partner" => create::<Partner>(client, ns, obj).await,
         other => panic!("no {other} here"),
     };
     match res {
@@ -780,7 +781,79 @@ async fn invalid_resources_are_rejected_with_clear_messages() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("spec.site cannot change"), "{err}");
+
+    // Partners: the schema (key length, form enum, severity enum), then the CEL rules.
+    let mut p = partner_json("schema", "burgas", "edirne");
+    p["spec"]["evidencePublicKey"] = json!("abcd");
+    p["spec"]["shares"]["footage"]["form"] = json!("blurred");
+    p["spec"]["receives"]["minSeverity"] = json!("urgent");
+    p["spec"]["shares"]["footage"]["keepFor"] = json!("30 days");
+    let msg = rejected(&client, &ns, p).await;
+    for want in [
+        "spec.evidencePublicKey",
+        "spec.shares.footage.form",
+        "\"original\", \"masked\"",
+        "spec.receives.minSeverity",
+        "spec.shares.footage.keepFor",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    let mut p = partner_json("cel", "burgas", "burgas");
+    p["spec"]["evidencePublicKey"] = json!("zz".repeat(32));
+    p["spec"]["endpoint"] = json!("http://partner.kordon.edirne.example:8473");
+    p["spec"]["receives"] = json!({ "alerts": false, "snapshots": true });
+    let msg = rejected(&client, &ns, p).await;
+    for want in [
+        "evidencePublicKey must be 64 hex digits",
+        "endpoint must be an https://host[:port] URL",
+        "spec.partnerSite must differ from spec.site",
+        "minSeverity, rules and snapshots narrow alert sharing",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    // Both footage forms are admitted; a Partner cannot move to another Site.
+    let mut masked = partner_json("masked", "burgas", "edirne");
+    masked["spec"]["shares"]["footage"]["form"] = json!("masked");
+    create::<Partner>(&client, &ns, masked).await.unwrap();
+    create::<Partner>(
+        &client,
+        &ns,
+        partner_json("original", "burgas", "kirklareli"),
+    )
+    .await
+    .unwrap();
+    let partners: Api<Partner> = Api::namespaced(client.clone(), &ns);
+    let err = partners
+        .patch(
+            "original",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "site": "yambol" } })),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.site cannot change"), "{err}");
     common::drop_namespace(&client, &ns).await;
+}
+
+fn partner_json(name: &str, site: &str, partner_site: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "kordon.io/v1alpha1",
+        "kind": "Partner",
+        "metadata": { "name": name },
+        "spec": {
+            "site": site,
+            "partnerSite": partner_site,
+            "displayName": "Edirne İl Emniyet Müdürlüğü",
+            "endpoint": format!("https://partner.kordon.{partner_site}.example:8473"),
+            "ca": { "configMapName": format!("{partner_site}-ca") },
+            "evidencePublicKey": "3b".repeat(32),
+            "shares": {
+                "alerts": true, "minSeverity": "high", "cameras": ["port-gate"], "snapshots": true,
+                "footage": { "requests": true, "maxRange": "1h", "form": "original", "keepFor": "30d" },
+            },
+            "receives": { "alerts": true, "footage": { "requests": true, "maxRange": "1h" } },
+        }
+    })
 }
 
 #[tokio::test]
@@ -1125,6 +1198,292 @@ async fn alert_rules_are_rendered_into_their_sites_config_or_say_why_not() {
     })
     .await
     .expect("stray rendered");
+
+    stop.cancel();
+    operator.await.unwrap();
+    common::drop_namespace(&client, &ns).await;
+}
+
+/// The partner sites of `site.yaml`'s partners section in ConfigMap `<site>-config`.
+async fn rendered_partners(config_maps: &Api<ConfigMap>, site: &str) -> Option<Vec<String>> {
+    let cm = config_maps.get(&format!("{site}-config")).await.ok()?;
+    let cfg: serde_yaml::Value = serde_yaml::from_str(cm.data?.get("site.yaml")?).ok()?;
+    Some(
+        cfg["partners"]["partners"]
+            .as_sequence()
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p["site"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// The Partner's status once its `type_` condition is `status` with `reason` for its current
+/// generation.
+async fn partner_condition(
+    partners: &Api<Partner>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> Option<kordon_operator::crd::PartnerStatus> {
+    eventually(WAIT, || async {
+        let p = partners.get(name).await.ok()?;
+        let generation = p.metadata.generation;
+        let st = p.status?;
+        let c = condition(&st.conditions, type_)?;
+        (c.status == status
+            && c.reason == reason
+            && st.observed_generation == generation
+            && c.observed_generation == generation)
+            .then_some(st)
+    })
+    .await
+}
+
+fn sharing_agreement(
+    partner: &str,
+    state: kordon_proto::alerting::v1::AgreementState,
+    reason: &str,
+) -> kordon_proto::alerting::v1::SharingAgreement {
+    use kordon_proto::alerting::v1 as apb;
+    apb::SharingAgreement {
+        partner_site: partner.into(),
+        status: Some(apb::SharingStatus {
+            state: state as i32,
+            state_reason: reason.into(),
+            last_contact_at: Some(prost_types::Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 0,
+            }),
+            terms_digest: "11".repeat(32),
+            partner_terms_digest: "22".repeat(32),
+            forwarded_total: 4,
+            received_total: 2,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Partners are rendered into their Site's config (and only their Site's), say why when they
+/// cannot be, and show the bilateral state the site's alerting reports — a mismatch with its
+/// reason, then acceptance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partners_are_rendered_into_their_sites_config_and_show_what_alerting_reports() {
+    use kordon_proto::alerting::v1::AgreementState;
+    let Some(client) = common::client().await else {
+        return;
+    };
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "kordon-partners").await;
+    let alerting = Arc::new(FakeAlerting::default());
+    let (stop, operator) = common::start_operator_with_alerting(
+        &client,
+        &ns,
+        Arc::new(FakeIngest::default()),
+        Arc::new(FakeDetection::default()),
+        alerting.clone(),
+        Duration::from_secs(1),
+    );
+    let pp = PostParams::default();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let ca =
+        kordon_operator::pki::SiteCa::generate("edirne", "edirne", std::time::SystemTime::now())
+            .unwrap();
+    config_maps
+        .create(
+            &pp,
+            &serde_json::from_value(json!({
+                "metadata": { "name": "edirne-ca" },
+                "data": { "ca.crt": ca.cert_pem() },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let sites: Api<Site> = Api::namespaced(client.clone(), &ns);
+    for (name, link) in [("burgas", true), ("yambol", false)] {
+        let mut site = site_json(name, 1);
+        if link {
+            site["spec"]["partnerLink"] = json!({ "hostnames": ["partner.kordon.burgas.example"] });
+        }
+        sites
+            .create(&pp, &serde_json::from_value(site).unwrap())
+            .await
+            .unwrap();
+    }
+    for p in [
+        partner_json("edirne", "burgas", "edirne"),
+        partner_json("kirklareli", "burgas", "kirklareli"),
+        partner_json("yambol-edirne", "yambol", "edirne"),
+        partner_json("orphan", "varna", "edirne"),
+    ] {
+        create::<Partner>(&client, &ns, p).await.unwrap();
+    }
+    let partners: Api<Partner> = Api::namespaced(client.clone(), &ns);
+
+    // Only burgas's partner with a usable CA is rendered, into burgas's config only.
+    eventually(WAIT, || async {
+        let names = rendered_partners(&config_maps, "burgas").await?;
+        (names == ["edirne"]).then_some(())
+    })
+    .await
+    .expect("edirne rendered into burgas-config");
+    let cm = eventually(WAIT, || async {
+        config_maps.get("burgas-config").await.ok()
+    })
+    .await
+    .expect("burgas-config");
+    let cfg: serde_yaml::Value = serde_yaml::from_str(&cm.data.unwrap()["site.yaml"]).unwrap();
+    let section: kordon_runtime::partner::PartnersConfig =
+        serde_yaml::from_value(cfg["partners"].clone()).expect("the services' PartnersConfig");
+    assert_eq!(section.site, "burgas");
+    let edirne = &section.partners[0];
+    assert_eq!(
+        edirne.endpoint,
+        "https://partner.kordon.edirne.example:8473"
+    );
+    assert_eq!(edirne.shares.min_severity.as_deref(), Some("high"));
+    assert_eq!(edirne.receives.footage.max_range, Duration::from_secs(3600));
+    assert_eq!(
+        edirne.ca_file,
+        std::path::PathBuf::from("/var/run/kordon/partners/edirne/ca.crt")
+    );
+    let yambol = eventually(WAIT, || async {
+        let cm = config_maps.get("yambol-config").await.ok()?;
+        cm.data?.get("site.yaml").cloned()
+    })
+    .await
+    .expect("yambol-config");
+    assert!(!yambol.contains("partners:"), "{yambol}");
+
+    // Alerting and storage roll with the partners; the link's certificate was issued.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    for component in ["alerting", "storage"] {
+        eventually(WAIT, || async {
+            let d = deployments.get(&format!("burgas-{component}")).await.ok()?;
+            d.spec
+                .template
+                .metadata?
+                .annotations?
+                .get("kordon.io/partners-config")
+                .map(|_| ())
+        })
+        .await
+        .unwrap_or_else(|| panic!("burgas-{component} carries the partners digest"));
+    }
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let link = eventually(WAIT, || async {
+        let secret = secrets.get("burgas-partner-link-tls").await.ok()?;
+        let pem = secret.data?.get("tls.crt")?.0.clone();
+        String::from_utf8(pem).ok()
+    })
+    .await
+    .expect("the partner-link certificate");
+    let info = kordon_operator::pki::inspect(&link).unwrap();
+    assert_eq!(info.identities.len(), 1);
+    assert_eq!(info.identities[0].site, "burgas");
+    assert_eq!(info.identities[0].component, "partner-link");
+    for name in [
+        "partner.kordon.burgas.example".to_string(),
+        format!("burgas-alerting.{ns}.svc"),
+        format!("burgas-storage.{ns}.svc"),
+    ] {
+        assert!(
+            info.dns_names.contains(&name),
+            "{name}: {:?}",
+            info.dns_names
+        );
+    }
+
+    // Those that cannot be rendered say why.
+    let st = partner_condition(&partners, "kirklareli", "Accepted", "False", "CaNotFound")
+        .await
+        .expect("kirklareli reports its missing CA");
+    assert!(
+        condition(&st.conditions, "Accepted")
+            .unwrap()
+            .message
+            .contains("kirklareli-ca"),
+        "{st:?}"
+    );
+    partner_condition(
+        &partners,
+        "yambol-edirne",
+        "Accepted",
+        "False",
+        "PartnerLinkMissing",
+    )
+    .await
+    .expect("yambol has no partner link");
+    partner_condition(&partners, "orphan", "Accepted", "False", "SiteNotFound")
+        .await
+        .expect("orphan reports its missing Site");
+
+    // Alerting not answering: Unknown, never made up.
+    partner_condition(
+        &partners,
+        "edirne",
+        "Agreed",
+        "Unknown",
+        "AlertingUnreachable",
+    )
+    .await
+    .expect("edirne: alerting unreachable");
+
+    // Alerting reports a mismatch, then acceptance.
+    let address = format!("http://burgas-alerting.{ns}.test:8470");
+    let why = "the agreements differ: what edirne shares with burgas (burgas vs edirne) — footage.requests: true vs false";
+    alerting.agreements.lock().unwrap().insert(
+        address.clone(),
+        vec![sharing_agreement("edirne", AgreementState::Mismatch, why)],
+    );
+    let st = partner_condition(&partners, "edirne", "Agreed", "False", "Mismatch")
+        .await
+        .expect("edirne shows the mismatch");
+    assert_eq!(st.state.as_deref(), Some("Mismatch"));
+    assert_eq!(st.state_reason.as_deref(), Some(why));
+    assert_eq!(condition(&st.conditions, "Agreed").unwrap().message, why);
+    assert_eq!(condition(&st.conditions, "Ready").unwrap().status, "False");
+    assert_eq!(st.terms_digest, Some("11".repeat(32)));
+    assert_eq!(st.partner_terms_digest, Some("22".repeat(32)));
+    assert_eq!((st.forwarded, st.received), (Some(4), Some(2)));
+    assert!(st.last_contact.is_some());
+
+    alerting.agreements.lock().unwrap().insert(
+        address.clone(),
+        vec![sharing_agreement("edirne", AgreementState::Accepted, "")],
+    );
+    let st = partner_condition(&partners, "edirne", "Ready", "True", "Agreed")
+        .await
+        .expect("edirne Ready once both sides agree");
+    assert_eq!(st.state.as_deref(), Some("Accepted"));
+    assert_eq!(st.state_reason, None);
+
+    // The missing CA appears: kirklareli is rendered too.
+    config_maps
+        .create(
+            &pp,
+            &serde_json::from_value(json!({
+                "metadata": { "name": "kirklareli-ca" },
+                "data": { "ca.crt": ca.cert_pem() },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    partner_condition(&partners, "kirklareli", "Accepted", "True", "Rendered")
+        .await
+        .expect("kirklareli accepted once its CA exists");
+    eventually(WAIT, || async {
+        let names = rendered_partners(&config_maps, "burgas").await?;
+        (names == ["edirne", "kirklareli"]).then_some(())
+    })
+    .await
+    .expect("kirklareli rendered");
 
     stop.cancel();
     operator.await.unwrap();

@@ -20,7 +20,7 @@ fn committed_crds_match_crdgen() {
 }
 
 #[test]
-fn crds_parse_as_three_custom_resource_definitions() {
+fn crds_parse_as_four_custom_resource_definitions() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use serde::Deserialize;
     let text = kordon_operator::crds_yaml().unwrap();
@@ -36,7 +36,8 @@ fn crds_parse_as_three_custom_resource_definitions() {
         [
             "sites.kordon.io",
             "cameras.kordon.io",
-            "alertrules.kordon.io"
+            "alertrules.kordon.io",
+            "partners.kordon.io"
         ]
     );
     let site = &crds[0].spec.versions[0];
@@ -82,6 +83,24 @@ fn crds_parse_as_three_custom_resource_definitions() {
         .map(|c| c.name.as_str())
         .collect();
     assert_eq!(rule_columns, ["Site", "Severity", "Ready", "Age"]);
+    let partners = &crds[3].spec;
+    assert_eq!(partners.scope, "Namespaced");
+    assert_eq!(
+        partners.names.short_names.as_deref(),
+        Some(&["pt".to_string()][..])
+    );
+    let partner_columns: Vec<_> = partners.versions[0]
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|c| c.priority.unwrap_or(0) == 0)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        partner_columns,
+        ["Site", "Partner", "State", "Last Contact", "Age"]
+    );
     // Go's YAML 1.1 reader (kubectl, helm) would read a bare `y` as `true`.
     assert!(
         !text.lines().any(|l| l.trim_end().ends_with("- y")),

@@ -127,7 +127,8 @@ fn chart_lints_and_renders_valid_objects() {
         [
             "sites.kordon.io",
             "cameras.kordon.io",
-            "alertrules.kordon.io"
+            "alertrules.kordon.io",
+            "partners.kordon.io"
         ]
     );
 
@@ -189,7 +190,7 @@ fn chart_lints_and_renders_valid_objects() {
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect()
     };
-    for resource in ["sites", "cameras", "alertrules"] {
+    for resource in ["sites", "cameras", "alertrules", "partners"] {
         let verbs = grants(resource);
         assert!(
             ["list", "watch"]

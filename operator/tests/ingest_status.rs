@@ -245,6 +245,7 @@ async fn camera_status_comes_from_a_real_ingest() {
                     ingest: grpc,
                     // Detection is not under test here.
                     detection: Arc::new(common::FakeDetection::default()),
+                    alerting: Arc::new(common::FakeAlerting::default()),
                 },
                 token,
                 || {},

@@ -47,6 +47,7 @@ pub async fn install_crds(client: &Client) {
         kordon_operator::crd::Site::crd(),
         kordon_operator::crd::Camera::crd(),
         kordon_operator::crd::AlertRule::crd(),
+        kordon_operator::crd::Partner::crd(),
     ] {
         let name = crd.metadata.name.clone().unwrap();
         api.patch(
@@ -292,13 +293,62 @@ impl kordon_operator::detection::DetectionClient for FakeDetection {
     }
 }
 
+/// Alerting stand-in: answers `ListSharingAgreements` with what the test put in `agreements`
+/// for the address asked (`http://{service}.{namespace}.test:8470`); addresses without an
+/// entry answer Unavailable. Every address asked is recorded.
+#[derive(Default)]
+pub struct FakeAlerting {
+    pub agreements: Mutex<HashMap<String, Vec<kordon_proto::alerting::v1::SharingAgreement>>>,
+    pub asked: Mutex<Vec<String>>,
+}
+
+impl kordon_operator::partner::AlertingClient for FakeAlerting {
+    fn agreements(
+        &self,
+        endpoint: Replica,
+    ) -> BoxFuture<'static, Result<Vec<kordon_proto::alerting::v1::SharingAgreement>, String>> {
+        self.asked.lock().unwrap().push(endpoint.address.clone());
+        let answer = self
+            .agreements
+            .lock()
+            .unwrap()
+            .get(&endpoint.address)
+            .cloned()
+            .ok_or_else(|| "Unavailable: connection refused".to_string());
+        Box::pin(async move { answer })
+    }
+}
+
 /// Runs the operator's controllers in this process until the returned token is cancelled.
-/// Replica addresses are `http://{pod}.{namespace}.test:8470`.
+/// Replica addresses are `http://{pod}.{namespace}.test:8470`; alerting is never reachable.
 pub fn start_operator(
     client: &Client,
     namespace: &str,
     ingest: Arc<dyn kordon_operator::ingest::IngestClient>,
     detection: Arc<dyn kordon_operator::detection::DetectionClient>,
+    status_interval: Duration,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    start_operator_with_alerting(
+        client,
+        namespace,
+        ingest,
+        detection,
+        Arc::new(FakeAlerting::default()),
+        status_interval,
+    )
+}
+
+/// [`start_operator`] with an alerting stand-in, asked at
+/// `http://{service}.{namespace}.test:8470` every `status_interval`.
+pub fn start_operator_with_alerting(
+    client: &Client,
+    namespace: &str,
+    ingest: Arc<dyn kordon_operator::ingest::IngestClient>,
+    detection: Arc<dyn kordon_operator::detection::DetectionClient>,
+    alerting: Arc<dyn kordon_operator::partner::AlertingClient>,
     status_interval: Duration,
 ) -> (
     tokio_util::sync::CancellationToken,
@@ -312,6 +362,8 @@ pub fn start_operator(
     config.ingest.address = "http://{pod}.{namespace}.test:8470".to_string();
     config.detection.address = "http://{pod}.{namespace}.test:8470".to_string();
     config.ingest.status_interval = status_interval;
+    config.alerting.address = "http://{service}.{namespace}.test:8470".to_string();
+    config.alerting.poll_interval = status_interval;
     let stop = tokio_util::sync::CancellationToken::new();
     let client = client.clone();
     let token = stop.clone();
@@ -320,7 +372,11 @@ pub fn start_operator(
             client,
             Arc::new(config),
             "kordon-tests",
-            kordon_operator::controller::Clients { ingest, detection },
+            kordon_operator::controller::Clients {
+                ingest,
+                detection,
+                alerting,
+            },
             token,
             || {},
         )
