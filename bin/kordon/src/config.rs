@@ -542,4 +542,90 @@ mod tests {
             Some(std::time::Duration::from_secs(600))
         );
     }
+
+    /// What the operator renders for a Site with a Partner loads: the `partners:` section
+    /// parses strictly and passes its checks (with the files the pods mount, under a
+    /// temporary root instead of /var/run/kordon).
+    #[test]
+    fn the_operators_site_yaml_with_partners_loads() {
+        use kordon_operator::crd::{Partner, Site};
+        let site: Site = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kordon.io/v1alpha1", "kind": "Site",
+            "metadata": { "name": "burgas", "namespace": "police", "uid": "u1", "generation": 1 },
+            "spec": {
+                "storage": { "bucket": "kordon-burgas" },
+                "partnerLink": { "hostnames": ["partner.kordon.burgas.example"] }
+            }
+        }))
+        .unwrap();
+        let partner: Partner = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kordon.io/v1alpha1", "kind": "Partner",
+            "metadata": { "name": "edirne", "namespace": "police", "uid": "p1", "generation": 1 },
+            "spec": {
+                "site": "burgas", "partnerSite": "edirne",
+                "endpoint": "https://partner.kordon.edirne.example:8473",
+                "ca": { "configMapName": "edirne-ca" },
+                "evidencePublicKey": "3b".repeat(32),
+                "shares": { "alerts": true, "minSeverity": "high", "cameras": ["port-gate"],
+                            "footage": { "requests": true, "maxRange": "1h", "form": "masked", "keepFor": "30d" } },
+                "receives": { "alerts": true }
+            }
+        }))
+        .unwrap();
+        let objs = kordon_operator::render::render_with_partners(
+            &site,
+            &kordon_operator::config::OperatorConfig::default(),
+            &kordon_operator::render::TlsMounts::for_site(&site),
+            &[],
+            &[kordon_operator::partner::AcceptedPartner {
+                partner,
+                ca_sha256: String::new(),
+            }],
+        )
+        .unwrap();
+        let yaml = objs
+            .config_maps
+            .iter()
+            .find_map(|c| c.data.as_ref()?.get("site.yaml").cloned())
+            .expect("site.yaml");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        let yaml = yaml.replace("/var/run/kordon/", &format!("{}/", root.display()));
+        let ca = kordon_operator::pki::SiteCa::generate(
+            "edirne",
+            "edirne",
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        for (file, text) in [
+            ("partners/edirne/ca.crt", ca.cert_pem().to_string()),
+            ("partner-link/tls.crt", ca.cert_pem().to_string()),
+            ("partner-link/tls.key", ca.key_pem()),
+        ] {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let path = dir.path().join("site.yaml");
+        std::fs::write(&path, &yaml).unwrap();
+        let config = Config::load(&ServerFlags {
+            config: Some(path),
+            ..ServerFlags::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let p = &config.partners;
+        assert_eq!(p.site, "burgas");
+        assert_eq!(p.listen.map(|l| l.port()), Some(8473));
+        assert_eq!(p.partners.len(), 1, "{yaml}");
+        let edirne = &p.partners[0];
+        assert_eq!(
+            edirne.shares.footage.form,
+            kordon_runtime::partner::FootageForm::Masked
+        );
+        assert_eq!(
+            edirne.shares.footage.keep_for,
+            std::time::Duration::from_secs(30 * 86_400)
+        );
+        assert!(kordon_runtime::partner::PartnerTrust::new(p).is_ok());
+    }
 }

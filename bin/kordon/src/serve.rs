@@ -62,6 +62,7 @@ async fn start_storage(
     let mut storage_config = config.storage.clone();
     // The top-level `http_listen` (flag, env or file) is the playback listener.
     storage_config.http_listen = config.http_listen;
+    storage_config.partners = config.partners.clone();
     // With a certificate, playback is HTTPS too, and its default URLs say so.
     if common.tls.is_some() && storage_config.public_base_url.is_none() {
         storage_config.public_base_url =
@@ -81,6 +82,14 @@ async fn start_storage(
             .clone()
             .run_retention(shutdown.clone().cancelled_owned()),
     );
+    // Decisions on footage this site asked partners for are logged as soon as they are made.
+    if !config.partners.partners.is_empty() {
+        tokio::spawn(kordon_storage::grpc::poll_partner_grants(
+            storage.clone(),
+            std::time::Duration::from_secs(10),
+            shutdown.clone(),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (http_listen)", config.http_listen))?;
@@ -539,6 +548,13 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
             kordon_alerting::AlertingApi::new(alerting.clone()),
         ));
 
+    // Footage flows only while alerting holds the agreement accepted by both sides.
+    {
+        let partners = alerting.partners().clone();
+        storage_for_link.set_agreement_check(Arc::new(move |site: &str| {
+            partners.link(site).is_some_and(|l| l.accepted())
+        }));
+    }
     // Partners reach alerting and storage on the partner link.
     let partner_link = match config.partners.listen {
         Some(addr) => {

@@ -40,6 +40,19 @@ pub enum AlertingError {
 }
 
 impl AlertingError {
+    /// A shared configuration error (e.g. of the top-level `partners:` section), key as is.
+    pub fn runtime(e: kordon_runtime::RuntimeError) -> Self {
+        match e {
+            kordon_runtime::RuntimeError::Config { key, message } => {
+                AlertingError::Config { key, message }
+            }
+            other => AlertingError::Config {
+                key: "partners".into(),
+                message: other.to_string(),
+            },
+        }
+    }
+
     pub fn config(key: &str, message: impl Into<String>) -> Self {
         AlertingError::Config {
             key: format!("alerting.{key}"),

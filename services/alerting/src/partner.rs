@@ -68,6 +68,8 @@ pub struct Link {
     pub config: PartnerConfig,
     pub here: String,
     accepted: AtomicBool,
+    /// Woken each time the agreement comes into force.
+    pub came_into_force: tokio::sync::Notify,
     state: Mutex<LinkState>,
     client: AlertingServiceClient<AuthedChannel>,
 }
@@ -107,6 +109,9 @@ impl Link {
         if was != accepted || self.state().reason != reason {
             if accepted {
                 tracing::info!(partner = %self.config.site, "agreement accepted by both sides");
+                if !was {
+                    self.came_into_force.notify_one();
+                }
             } else {
                 tracing::warn!(partner = %self.config.site, state = state.as_str_name(),
                                reason = %reason, "agreement not in force: nothing is shared");
@@ -198,9 +203,7 @@ impl Partners {
         config: PartnersConfig,
         storage: Option<AuthedChannel>,
     ) -> Result<Partners, AlertingError> {
-        config
-            .validate()
-            .map_err(|e| AlertingError::config("partners", &e.to_string()))?;
+        config.validate().map_err(AlertingError::runtime)?;
         if !config.partners.is_empty() && storage.is_none() {
             return Err(AlertingError::config(
                 "storage.url",
@@ -211,11 +214,12 @@ impl Partners {
         let mut links = Vec::new();
         for p in &config.partners {
             let channel = kordon_runtime::partner::connect(&config, p, &p.endpoint)
-                .map_err(|e| AlertingError::config("partners", &e.to_string()))?;
+                .map_err(AlertingError::runtime)?;
             links.push(Arc::new(Link {
                 config: p.clone(),
                 here: config.site.clone(),
                 accepted: AtomicBool::new(false),
+                came_into_force: tokio::sync::Notify::new(),
                 state: Mutex::new(LinkState::default()),
                 client: AlertingServiceClient::new(channel),
             }));

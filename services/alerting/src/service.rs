@@ -78,7 +78,7 @@ impl Alerting {
         let storage = match &config.storage.url {
             Some(url) if !config.partners.partners.is_empty() => Some(
                 kordon_runtime::client::connect_lazy(&config.storage.options(url))
-                    .map_err(|e| AlertingError::config("storage", &e.to_string()))?,
+                    .map_err(AlertingError::runtime)?,
             ),
             _ => None,
         };
@@ -182,6 +182,7 @@ impl Alerting {
                     .clone()
                     .run_exchange(link.clone(), me.shutdown.clone()),
             );
+            me.tasks.spawn(me.clone().share_ongoing(link.clone()));
         }
         me.tasks.spawn(me.clone().clock());
         me.tasks.spawn(me.clone().consume(rx));
@@ -464,6 +465,77 @@ impl Alerting {
     }
 
     // ---- partners ----
+
+    /// Each time the agreement with `link`'s partner comes into force, queues the unresolved
+    /// alerts it covers (their latest event): an incident going on when the partners agreed
+    /// reaches the partner too. The partner deduplicates what it already has.
+    async fn share_ongoing(self: Arc<Self>, link: Arc<crate::partner::Link>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = link.came_into_force.notified() => {}
+            }
+            match self.ongoing_covered(&link).await {
+                Ok(ids) if ids.is_empty() => {}
+                Ok(ids) => {
+                    let sink = crate::partner::route_name(&link.config.site);
+                    match self.store.queue_latest(&sink, &ids).await {
+                        Ok(n) => {
+                            tracing::info!(partner = %link.config.site, queued = n,
+                                           "ongoing alerts the agreement covers queued for the partner");
+                            if let Some(s) = self.sinks.iter().find(|s| s.config.name == sink) {
+                                s.notify.notify_one();
+                            }
+                        }
+                        Err(e) => tracing::warn!(partner = %link.config.site, error = %e,
+                                                 "ongoing alerts not queued for the partner"),
+                    }
+                }
+                Err(e) => tracing::warn!(partner = %link.config.site, error = %e,
+                                         "ongoing alerts not read for the partner"),
+            }
+        }
+    }
+
+    async fn ongoing_covered(
+        &self,
+        link: &crate::partner::Link,
+    ) -> Result<Vec<String>, AlertingError> {
+        let filter = crate::store::AlertFilter {
+            states: vec![
+                pb::AlertState::Open as i32,
+                pb::AlertState::Acknowledged as i32,
+                pb::AlertState::OnHold as i32,
+            ],
+            partner: Some(false),
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list_alerts(&filter, after.clone(), crate::store::MAX_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some((crate::store::micros(&last.opened_at), last.id.clone()));
+            let full = page.len() as u32 == crate::store::MAX_PAGE;
+            for a in page {
+                let camera = a.camera.clone().unwrap_or_default();
+                if link
+                    .config
+                    .shares
+                    .covers_alert(&camera.camera, &a.rule_name, a.severity)
+                {
+                    ids.push(a.id);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(ids)
+    }
 
     /// The partner calling, if it may exchange alerts: its agreement is accepted.
     fn partner_link(

@@ -103,7 +103,7 @@ fn decode<M: Message + Default>(b: &[u8], what: &str) -> Result<M, AlertingError
     M::decode(b).map_err(|e| AlertingError::Corrupt(format!("{what}: {e}")))
 }
 
-fn micros(t: &Option<prost_types::Timestamp>) -> i64 {
+pub(crate) fn micros(t: &Option<prost_types::Timestamp>) -> i64 {
     t.as_ref()
         .and_then(kordon_proto::time::micros_from_timestamp)
         .unwrap_or(0)
@@ -257,6 +257,34 @@ impl Store {
             out
         });
         Ok(events)
+    }
+
+    /// Queues each alert's latest event for `sink` (an agreement that came into force gets the
+    /// alerts already going on); an alert already queued there is left alone. Returns how many
+    /// were queued.
+    pub async fn queue_latest(
+        &self,
+        sink: &str,
+        alert_ids: &[String],
+    ) -> Result<u64, AlertingError> {
+        let mut n = 0;
+        dispatch!(&self.pool, pool => {
+            let mut tx = pool.begin().await?;
+            for id in alert_ids {
+                n += sqlx::query(
+                    "INSERT INTO deliveries (sink, seq, attempts, next_us, last_error) \
+                     SELECT $1, MAX(seq), 0, 0, '' FROM events WHERE alert_id = $2 \
+                     HAVING MAX(seq) IS NOT NULL ON CONFLICT (sink, seq) DO NOTHING",
+                )
+                .bind(sink)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+        });
+        Ok(n)
     }
 
     pub async fn alert(&self, id: &str) -> Result<Option<pb::Alert>, AlertingError> {
