@@ -29,12 +29,13 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-from common import check, free_ports, run, stop, summary, wait_port
+from common import check, failed, free_ports, run, stop, summary, wait_port
 
 sys.path.insert(0, os.path.dirname(__file__))
 from detection_check import ort_env  # noqa: E402
@@ -305,7 +306,11 @@ def main():
                     errors = [line for line in f if " ERROR " in line or "panicked" in line]
                 if errors:
                     print(f"    {site}.log errors:\n      " + "      ".join(errors[-5:]))
-    print(summary())
+        print(summary())
+        if failed():
+            print(f"work directory kept: {work}")
+            sys.exit(1)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def footage(kordon, env, server, work, first):

@@ -45,6 +45,9 @@ log "end-to-end: detections through the CLI (people and vehicles, track lifecycl
 log "end-to-end: alerts from the real clip to a gRPC subscriber, a webhook receiver (standardwebhooks) and MQTT (Mosquitto); receiver down 60 s; ack/hold/resolve; dead letters; restart"
 "$KORDON_VENV/bin/python" e2e/alert_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
+log "end-to-end: two partner installations (Burgas, Edirne) with their own CAs and keys: agreement mismatch and acceptance, a wrong CA refused, shared alerts with only the allowed fields, joint acknowledgement, footage request/approval/verified download, refusal, expiry, both access logs"
+"$KORDON_VENV/bin/python" e2e/partner_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
 

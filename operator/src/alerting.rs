@@ -46,6 +46,17 @@ pub struct AlertingConfig {
     pub sinks: Vec<SinkConfig>,
     /// Accepted rules, by name.
     pub rules: Vec<RuleConfig>,
+    /// The site's storage, where alerts shared with partners are recorded in the access log.
+    pub storage: StorageClient,
+}
+
+/// How alerting reaches the site's storage service.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct StorageClient {
+    pub url: String,
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 /// The detection replicas alerting watches, and the credentials it presents to them.
@@ -281,6 +292,15 @@ pub fn config(site: &Site, name: &str, ns: &str, rules: &[AlertRule]) -> Alertin
             )
         })
         .collect();
+    let storage = StorageClient {
+        url: format!(
+            "https://{}.{ns}.svc:{GRPC_PORT}",
+            component_name(name, "storage")
+        ),
+        ca_file: format!("{TLS_DIR}/ca.crt"),
+        cert_file: format!("{TLS_DIR}/tls.crt"),
+        key_file: format!("{TLS_DIR}/tls.key"),
+    };
     let detection = DetectionSource {
         endpoints,
         ca_file: format!("{TLS_DIR}/ca.crt"),
@@ -322,6 +342,7 @@ pub fn config(site: &Site, name: &str, ns: &str, rules: &[AlertRule]) -> Alertin
         time_zones,
         sinks,
         rules: accepted.into_iter().map(rule_config).collect(),
+        storage,
     }
 }
 
