@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures::FutureExt;
 use kordon_ingest::config::CameraConfig;
 use kordon_runtime::admin::Readiness;
 use kordon_runtime::client::{self, ClientOptions};
@@ -300,6 +301,11 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
             let (s, http) = start_storage(&config, &common, &shutdown).await?;
             tasks.push(http);
             server = server.add_service(kordon_storage::grpc_service(s.clone()));
+            // On its own, storage checks bilateral acceptance itself (standalone uses
+            // alerting's check).
+            tasks.push(tokio::spawn(
+                kordon_storage::agreements::watch(s.clone(), shutdown.clone()).map(Ok),
+            ));
             storage = Some(s);
         }
         Service::Ingest => {

@@ -118,6 +118,8 @@ async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
 struct Installation {
     alerting: Arc<kordon_alerting::Alerting>,
     storage: kordon_storage::StorageApi,
+    /// Checks bilateral acceptance itself, as it does on its own in Kubernetes.
+    footage: kordon_storage::Storage,
 }
 
 /// One installation: storage on a dev-identity listener (alerting's access log), alerting, and
@@ -178,9 +180,14 @@ async fn install(
         .unwrap();
     let s = stop.clone();
     tokio::spawn(async move { link.serve(Readiness::new(), s).await });
+    tokio::spawn(kordon_storage::agreements::watch(
+        storage.clone(),
+        stop.clone(),
+    ));
     Installation {
         alerting,
-        storage: kordon_storage::StorageApi::new(storage),
+        storage: kordon_storage::StorageApi::new(storage.clone()),
+        footage: storage,
     }
 }
 
@@ -350,6 +357,12 @@ async fn covered_alerts_reach_the_partner_with_allowed_fields_and_acks_come_back
     })
     .await;
     assert_eq!(yambol.state, pb::AgreementState::Unreachable as i32);
+    // Storage on its own reaches the same verdict.
+    eventually("storage to accept", async || {
+        burgas.footage.agreement_accepted("edirne").then_some(())
+    })
+    .await;
+    assert!(!burgas.footage.agreement_accepted("yambol"));
 
     // A covered alert and an uncovered one.
     burgas
@@ -493,6 +506,12 @@ async fn different_terms_share_nothing_and_say_which() {
         (s.state == pb::AgreementState::Mismatch as i32).then_some(s)
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !burgas.footage.agreement_accepted("edirne")
+            && !edirne.footage.agreement_accepted("burgas"),
+        "storage let footage flow across a mismatched agreement"
+    );
     assert!(
         s.state_reason.contains("snapshots: false vs true"),
         "{}",

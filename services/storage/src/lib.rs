@@ -36,6 +36,7 @@
 //! (domain operations over index and objects), [`grpc`] and [`http`] (transport), [`keys`],
 //! [`metrics`].
 
+pub mod agreements;
 pub mod audit;
 pub mod chain;
 pub mod config;
