@@ -663,6 +663,78 @@ impl Principal {
     }
 }
 
+/// What one agreement exchange with a partner found.
+#[derive(Debug, Clone)]
+pub enum Exchanged {
+    /// The partner answered: `Ok` when both declarations match, else every difference (or
+    /// that it declares none for this site); the partner's agreement digest when it declared.
+    Answered {
+        outcome: Result<(), String>,
+        partner_digest: String,
+    },
+    /// The partner could not be reached, or refused the connection.
+    Failed(tonic::Status),
+}
+
+/// Sends this site's declaration for `partner` to the partner's `ExchangeAgreement` over
+/// `client` (a channel from [`connect`]) and compares the answer with it ([`compare`]).
+pub async fn exchange(
+    config: &PartnersConfig,
+    partner: &PartnerConfig,
+    client: crate::client::AuthedChannel,
+    timeout: Duration,
+) -> Exchanged {
+    use kordon_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
+    let mut req = tonic::Request::new(apb::ExchangeAgreementRequest {
+        from_site: config.site.clone(),
+        shares: Some(partner.shares.to_proto()),
+        receives: Some(partner.receives.to_proto()),
+    });
+    req.set_timeout(timeout);
+    let r = match AlertingServiceClient::new(client)
+        .exchange_agreement(req)
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return Exchanged::Failed(status),
+    };
+    let answered = |outcome, partner_digest| Exchanged::Answered {
+        outcome,
+        partner_digest,
+    };
+    if r.site != partner.site {
+        return answered(
+            Err(format!(
+                "the endpoint {} answers as site `{}`, not `{}`",
+                partner.endpoint, r.site, partner.site
+            )),
+            String::new(),
+        );
+    }
+    if !r.declared {
+        return answered(
+            Err(format!(
+                "{} declares no agreement with {}",
+                partner.site, config.site
+            )),
+            String::new(),
+        );
+    }
+    let their_shares = Terms::from_proto(&r.shares.unwrap_or_default());
+    let their_receives = Terms::from_proto(&r.receives.unwrap_or_default());
+    answered(
+        compare(
+            &config.site,
+            &partner.site,
+            &partner.shares,
+            &partner.receives,
+            &their_shares,
+            &their_receives,
+        ),
+        agreement_digest(&partner.site, &config.site, &their_shares, &their_receives),
+    )
+}
+
 /// A lazily connected channel to `url` of `partner`, verified with the partner's declared CA
 /// and presenting this site's partner-link certificate.
 pub fn connect(

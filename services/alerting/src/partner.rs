@@ -71,6 +71,7 @@ pub struct Link {
     /// Woken each time the agreement comes into force.
     pub came_into_force: tokio::sync::Notify,
     state: Mutex<LinkState>,
+    channel: AuthedChannel,
     client: AlertingServiceClient<AuthedChannel>,
 }
 
@@ -221,7 +222,8 @@ impl Partners {
                 accepted: AtomicBool::new(false),
                 came_into_force: tokio::sync::Notify::new(),
                 state: Mutex::new(LinkState::default()),
-                client: AlertingServiceClient::new(channel),
+                client: AlertingServiceClient::new(channel.clone()),
+                channel,
             }));
         }
         Ok(Partners {
@@ -306,62 +308,26 @@ impl Partners {
 
     /// One exchange; true when the agreement is accepted.
     async fn exchange_once(&self, link: &Link) -> bool {
-        let c = &link.config;
-        let mut req = tonic::Request::new(pb::ExchangeAgreementRequest {
-            from_site: self.here().to_string(),
-            shares: Some(c.shares.to_proto()),
-            receives: Some(c.receives.to_proto()),
-        });
-        req.set_timeout(CALL_TIMEOUT);
-        match link.client.clone().exchange_agreement(req).await {
-            Ok(r) => {
-                let r = r.into_inner();
-                if r.site != c.site {
-                    link.settle(
-                        Err(format!(
-                            "the endpoint {} answers as site `{}`, not `{}`",
-                            c.endpoint, r.site, c.site
-                        )),
-                        String::new(),
-                        true,
-                    );
-                    return false;
-                }
-                if !r.declared {
-                    link.settle(
-                        Err(format!(
-                            "{} declares no agreement with {}",
-                            c.site,
-                            self.here()
-                        )),
-                        String::new(),
-                        true,
-                    );
-                    return false;
-                }
-                let their_shares = Terms::from_proto(&r.shares.unwrap_or_default());
-                let their_receives = Terms::from_proto(&r.receives.unwrap_or_default());
-                let outcome = kordon_runtime::partner::compare(
-                    self.here(),
-                    &c.site,
-                    &c.shares,
-                    &c.receives,
-                    &their_shares,
-                    &their_receives,
-                );
-                let digest = kordon_runtime::partner::agreement_digest(
-                    &c.site,
-                    self.here(),
-                    &their_shares,
-                    &their_receives,
-                );
+        use kordon_runtime::partner::Exchanged;
+        match kordon_runtime::partner::exchange(
+            &self.config,
+            &link.config,
+            link.channel.clone(),
+            CALL_TIMEOUT,
+        )
+        .await
+        {
+            Exchanged::Answered {
+                outcome,
+                partner_digest,
+            } => {
                 let ok = outcome.is_ok();
-                link.settle(outcome, digest, true);
+                link.settle(outcome, partner_digest, true);
                 ok
             }
-            Err(status) => {
+            Exchanged::Failed(status) => {
                 link.settle(
-                    Err(describe_failure(&c.site, &status)),
+                    Err(describe_failure(&link.config.site, &status)),
                     String::new(),
                     false,
                 );

@@ -11,14 +11,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kordon_proto::alerting::v1 as apb;
-use kordon_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
-use kordon_runtime::partner::{PartnerConfig, PartnersConfig, Terms, compare};
+use kordon_runtime::partner::{Exchanged, PartnerConfig, PartnersConfig, exchange};
 use tokio_util::sync::CancellationToken;
 
 use crate::Storage;
 
 const RETRY: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Installs the check and keeps it current until `shutdown`.
 pub async fn watch(storage: Storage, shutdown: CancellationToken) {
@@ -56,8 +55,8 @@ async fn one(
     accepted: Arc<RwLock<BTreeMap<String, bool>>>,
     shutdown: CancellationToken,
 ) {
-    let client = match kordon_runtime::partner::connect(&config, &partner, &partner.endpoint) {
-        Ok(c) => AlertingServiceClient::new(c),
+    let channel = match kordon_runtime::partner::connect(&config, &partner, &partner.endpoint) {
+        Ok(c) => c,
         Err(e) => {
             tracing::error!(partner = %partner.site, error = %e,
                             "partner link unusable: no footage flows with this partner");
@@ -66,7 +65,10 @@ async fn one(
     };
     let mut last: Option<Result<(), String>> = None;
     loop {
-        let outcome = check(&config, &partner, client.clone()).await;
+        let outcome = match exchange(&config, &partner, channel.clone(), CALL_TIMEOUT).await {
+            Exchanged::Answered { outcome, .. } => outcome,
+            Exchanged::Failed(s) => Err(format!("{} unreachable: {}", partner.site, s.message())),
+        };
         let ok = outcome.is_ok();
         if last.as_ref() != Some(&outcome) {
             match &outcome {
@@ -90,42 +92,4 @@ async fn one(
             _ = tokio::time::sleep(wait) => {}
         }
     }
-}
-
-async fn check(
-    config: &PartnersConfig,
-    partner: &PartnerConfig,
-    mut client: AlertingServiceClient<kordon_runtime::client::AuthedChannel>,
-) -> Result<(), String> {
-    let mut req = tonic::Request::new(apb::ExchangeAgreementRequest {
-        from_site: config.site.clone(),
-        shares: Some(partner.shares.to_proto()),
-        receives: Some(partner.receives.to_proto()),
-    });
-    req.set_timeout(Duration::from_secs(10));
-    let r = client
-        .exchange_agreement(req)
-        .await
-        .map_err(|s| format!("{} unreachable: {}", partner.site, s.message()))?
-        .into_inner();
-    if r.site != partner.site {
-        return Err(format!(
-            "the endpoint answers as site `{}`, not `{}`",
-            r.site, partner.site
-        ));
-    }
-    if !r.declared {
-        return Err(format!(
-            "{} declares no agreement with {}",
-            partner.site, config.site
-        ));
-    }
-    compare(
-        &config.site,
-        &partner.site,
-        &partner.shares,
-        &partner.receives,
-        &Terms::from_proto(&r.shares.unwrap_or_default()),
-        &Terms::from_proto(&r.receives.unwrap_or_default()),
-    )
 }
