@@ -319,6 +319,7 @@ pub async fn fetch(args: FetchArgs) -> anyhow::Result<()> {
                 reason: args.reason.clone(),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .map_err(status_error)?

@@ -231,6 +231,7 @@ async fn fetch(
                 grant_id: id.into(),
                 owner_site: OWNER.into(),
                 audit: audit("evidence for the case file"),
+                ..Default::default()
             },
         ))
         .await?
@@ -552,6 +553,13 @@ async fn footage_grants_between_two_installations() {
         assert!(has(&b_log, action, &g.id, ASKER, ""), "burgas {action:?}");
         assert!(has(&e_log, action, &g.id, "", OWNER), "edirne {action:?}");
     }
+    // The owner's download entry names the person at the partner, not only the partner.
+    assert!(
+        b_log.iter().any(|e| e.action == A::Download as i32
+            && e.objects()[0].id == g.id
+            && e.principal.starts_with("edirne/")),
+        "{b_log:?}"
+    );
     assert!(has(&b_log, A::FootageDecision, &d.id, ASKER, ""));
     assert!(has(&e_log, A::FootageDecision, &d.id, "", OWNER));
     let decisions = e_log

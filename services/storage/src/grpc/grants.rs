@@ -826,7 +826,16 @@ pub(super) async fn fetch_footage_grant(
                     "owner_site: this installation holds {here}'s footage only"
                 )));
             }
-            serve_to_partner(api, &caller, partner, &here, &id, &audit).await
+            let by = r.requested_by.trim();
+            let person = if by.is_empty() {
+                (caller.subject.clone(), person_name(&caller))
+            } else {
+                (
+                    format!("{partner}/{}", by.chars().take(200).collect::<String>()),
+                    r.requested_by_name.trim().chars().take(200).collect(),
+                )
+            };
+            serve_to_partner(api, &caller, partner, &here, &id, &audit, person).await
         }
         None => {
             authorize(&caller, &here, Permission::PartnerFootage)?;
@@ -873,6 +882,8 @@ async fn serve_to_partner(
     here: &str,
     id: &str,
     audit: &common::AuditContext,
+    // Who at the partner fetches: `<partner>/<subject>` and name, or the partner itself.
+    person: (String, String),
 ) -> Result<Response<BoxStream<pb::FetchFootageGrantResponse>>, Status> {
     let g = api
         .storage
@@ -908,7 +919,7 @@ async fn serve_to_partner(
         .map_err(StorageError::from)?;
     api.log_grant(
         here,
-        (&caller.subject, &person_name(caller)),
+        (&person.0, &person.1),
         &caller.to_string(),
         pb::AccessAction::Download,
         &g,
@@ -967,6 +978,8 @@ async fn fetch_from_partner(
             case_id: local.case_id.clone(),
             recipient: audit.recipient.trim().to_string(),
         }),
+        requested_by: who.subject.clone(),
+        requested_by_name: person_name(who),
     });
     let mut stream = match api.partner_client(&partner)?.fetch_footage_grant(req).await {
         Ok(s) => s.into_inner(),
