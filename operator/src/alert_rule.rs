@@ -13,14 +13,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::Instrument;
 
-use crate::config::FIELD_MANAGER;
 use crate::controller::Context;
 use crate::crd::{AlertRule, Site};
 use crate::{Error, Result, alerting};
@@ -67,34 +64,14 @@ pub async fn reconcile(rule: Arc<AlertRule>, ctx: Arc<Context>) -> Result<Action
     .await
 }
 
-/// Writes `status` unless the rule already shows it; a rule deleted meanwhile is no error.
+/// Writes `status` unless the rule already shows it (see [`crate::conditions::write_status`]).
 pub async fn write_status(
     ctx: &Context,
     rule: &AlertRule,
     ns: &str,
     status: &crate::crd::AlertRuleStatus,
 ) -> Result<()> {
-    if rule.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<AlertRule> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = Patch::Apply(json!({
-        "apiVersion": AlertRule::api_version(&()),
-        "kind": AlertRule::kind(&()),
-        "status": status,
-    }));
-    match api
-        .patch_status(
-            &rule.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &patch,
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    crate::conditions::write_status(&ctx.client, rule, ns, rule.status.as_ref(), status).await
 }
 
 /// The rules of a Site being deleted (what the Site watch of this controller maps to).

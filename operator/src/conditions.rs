@@ -51,6 +51,46 @@ pub fn bool_status(b: bool) -> &'static str {
     if b { TRUE } else { FALSE }
 }
 
+/// Server-side applies `status` to `obj` (in `ns`) unless `current` already equals it; an
+/// object deleted meanwhile is no error. The one status write of AlertRules and Partners.
+pub async fn write_status<K, S>(
+    client: &kube::Client,
+    obj: &K,
+    ns: &str,
+    current: Option<&S>,
+    status: &S,
+) -> crate::Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: serde::Serialize + PartialEq,
+{
+    use kube::ResourceExt;
+    if current == Some(status) {
+        return Ok(());
+    }
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), ns);
+    let patch = kube::api::Patch::Apply(serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    }));
+    match api
+        .patch_status(
+            &obj.name_any(),
+            &kube::api::PatchParams::apply(crate::config::FIELD_MANAGER).force(),
+            &patch,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,15 +34,14 @@ use kordon_runtime::partner::{
     DEFAULT_EXCHANGE_INTERVAL, DEFAULT_KEEP_FOR, DEFAULT_MAX_FOOTAGE_RANGE, FootageForm,
     FootageTerms, PartnerConfig, PartnersConfig, Terms,
 };
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::Instrument;
 
 use crate::conditions::{FALSE, TRUE, UNKNOWN, condition};
-use crate::config::{AlertingClientConfig, FIELD_MANAGER, IngestClientConfig};
+use crate::config::{AlertingClientConfig, IngestClientConfig};
 use crate::controller::Context;
 use crate::crd::{FootageFormSpec, Partner, PartnerStatus, PartnerTerms, Severity, Site};
 use crate::render::site_config_name;
@@ -609,34 +608,14 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
     .await
 }
 
-/// Writes `status` unless the Partner already shows it; one deleted meanwhile is no error.
+/// Writes `status` unless the partner already shows it (see [`crate::conditions::write_status`]).
 async fn write_status(
     ctx: &Context,
     partner: &Partner,
     ns: &str,
     status: &PartnerStatus,
 ) -> Result<()> {
-    if partner.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<Partner> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = Patch::Apply(json!({
-        "apiVersion": Partner::api_version(&()),
-        "kind": Partner::kind(&()),
-        "status": status,
-    }));
-    match api
-        .patch_status(
-            &partner.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &patch,
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    crate::conditions::write_status(&ctx.client, partner, ns, partner.status.as_ref(), status).await
 }
 
 /// The Partners of a Site (what the Site watch of this controller maps to).

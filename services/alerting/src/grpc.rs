@@ -675,20 +675,7 @@ impl AlertingService for AlertingApi {
     ) -> Result<Response<pb::ExchangeAgreementResponse>, Status> {
         let p = principal(&req)?;
         let r = req.into_inner();
-        match p.partner_site() {
-            Some(s) if s == r.from_site => {}
-            Some(s) => {
-                return Err(Status::permission_denied(format!(
-                    "the caller's certificate is partner {s}'s, not {}'s",
-                    r.from_site
-                )));
-            }
-            None => {
-                return Err(Status::permission_denied(format!(
-                    "{p} is not a partner site: partner calls come over the partner link"
-                )));
-            }
-        }
+        crate::partner::caller(&p, &r.from_site)?;
         let shares = kordon_runtime::partner::Terms::from_proto(&r.shares.unwrap_or_default());
         let receives = kordon_runtime::partner::Terms::from_proto(&r.receives.unwrap_or_default());
         Ok(Response::new(self.alerting.partners().exchange(

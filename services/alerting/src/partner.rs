@@ -72,7 +72,6 @@ pub struct Link {
     pub came_into_force: tokio::sync::Notify,
     state: Mutex<LinkState>,
     channel: AuthedChannel,
-    client: AlertingServiceClient<AuthedChannel>,
 }
 
 impl std::fmt::Debug for Link {
@@ -85,6 +84,11 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
+    /// A client of the partner's alerting on the link (the channel is shared).
+    fn client(&self) -> AlertingServiceClient<AuthedChannel> {
+        AlertingServiceClient::new(self.channel.clone())
+    }
+
     pub fn accepted(&self) -> bool {
         self.accepted.load(Ordering::Acquire)
     }
@@ -222,7 +226,6 @@ impl Partners {
                 accepted: AtomicBool::new(false),
                 came_into_force: tokio::sync::Notify::new(),
                 state: Mutex::new(LinkState::default()),
-                client: AlertingServiceClient::new(channel.clone()),
                 channel,
             }));
         }
@@ -434,8 +437,7 @@ impl Partners {
             alert: Some(shared.clone()),
         });
         req.set_timeout(CALL_TIMEOUT);
-        link.client
-            .clone()
+        link.client()
             .receive_partner_alert(req)
             .await
             .map_err(|s| failure(&link.config.site, &s))?;
@@ -476,8 +478,7 @@ impl Partners {
             at: Some(timestamp_from_micros(crate::now_us())),
         });
         req.set_timeout(CALL_TIMEOUT);
-        link.client
-            .clone()
+        link.client()
             .receive_partner_action(req)
             .await
             .map(|_| ())
@@ -491,6 +492,24 @@ impl Partners {
             s.last_received_us = now;
         });
     }
+}
+
+/// The partner calling, when `who` came over the partner link as `from_site`'s service.
+pub fn caller<'a>(
+    who: &'a kordon_runtime::auth::Principal,
+    from_site: &str,
+) -> Result<&'a str, AlertingError> {
+    let Some(caller) = who.partner_site() else {
+        return Err(AlertingError::PermissionDenied(format!(
+            "{who} is not a partner site: partner calls come over the partner link"
+        )));
+    };
+    if caller != from_site {
+        return Err(AlertingError::PermissionDenied(format!(
+            "the caller's certificate is partner {caller}'s, not {from_site}'s"
+        )));
+    }
+    Ok(caller)
 }
 
 /// The alert as it leaves for a partner: the rule's internal id, and the snapshot unless the

@@ -543,16 +543,7 @@ impl Alerting {
         who: &kordon_runtime::auth::Principal,
         from_site: &str,
     ) -> Result<Arc<crate::partner::Link>, AlertingError> {
-        let Some(caller) = who.partner_site() else {
-            return Err(AlertingError::PermissionDenied(format!(
-                "{who} is not a partner site: partner calls come over the partner link"
-            )));
-        };
-        if caller != from_site {
-            return Err(AlertingError::PermissionDenied(format!(
-                "the caller's certificate is partner {caller}'s, not {from_site}'s"
-            )));
-        }
+        let caller = crate::partner::caller(who, from_site)?;
         let link = self.partners.link(caller).ok_or_else(|| {
             AlertingError::FailedPrecondition(format!(
                 "{} declares no agreement with {caller}",
