@@ -111,3 +111,25 @@ pub struct Detection {
     /// `x1, y1, x2, y2` normalised to 0..1 in the original frame (letterbox undone).
     pub bbox: [f32; 4],
 }
+
+/// The model compiled into the binary: NanoDet-m 416 with a symbolic batch (see
+/// `assets/models/README.md`), used when no model file is configured.
+pub const EMBEDDED_MODEL: &[u8] =
+    include_bytes!("../../../assets/models/nanodet-m-416-dynbatch.onnx");
+/// File name of the embedded model once written out for ONNX Runtime.
+pub const EMBEDDED_MODEL_NAME: &str = "nanodet-m-416-dynbatch.onnx";
+
+/// Writes [`EMBEDDED_MODEL`] into `dir` (unless the same bytes are already there) and returns
+/// the file's path, for ONNX Runtime to load. The error names the path.
+pub fn write_embedded(dir: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    let path = dir.join(EMBEDDED_MODEL_NAME);
+    if std::fs::read(&path).is_ok_and(|b| b == EMBEDDED_MODEL) {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = dir.join(format!("{EMBEDDED_MODEL_NAME}.tmp"));
+    std::fs::write(&tmp, EMBEDDED_MODEL)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}

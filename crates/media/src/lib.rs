@@ -16,6 +16,8 @@
 //! - [`decode`] — decoding for analysis: [`Decoder`] (push frames, pull packed BGR
 //!   [`DecodedFrame`]s at [`DecodeConfig::fps`], at most [`DecodeConfig::max_width`] wide) and
 //!   [`run_decoded`], one camera's whole decode loop with reconnects and [`StreamState`]s.
+//! - [`fmp4`] — the fragmented-MP4 segment writer: ingest records originals with it,
+//!   transcode writes renditions and viewer copies with it.
 //!
 //! # Using it
 //! ```no_run
@@ -54,6 +56,7 @@
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod fmp4;
 pub mod source;
 pub mod track;
 

@@ -147,6 +147,33 @@ pub fn still_key(
     Path::parse(&full).map_err(|e| ObjectsError::Store(e.into()))
 }
 
+/// The key of a rendition segment (made by transcode from one original segment):
+/// `[<prefix>/]<site>/<camera>/renditions/<profile>/<YYYY>/<MM>/<DD>/<HH>/<start_ms>-<sha256
+/// first 16 hex>.mp4`, in the camera's folder; each profile has its own objects even where two
+/// profiles' bytes are equal. `profile` is checked like a name.
+pub fn rendition_key(
+    prefix: &str,
+    site: &str,
+    camera: &str,
+    profile: &str,
+    start_unix_micros: i64,
+    sha256: &[u8; 32],
+) -> Result<Path, ObjectsError> {
+    validate_name("profile", profile)?;
+    let still = still_key(prefix, site, camera, "renditions", start_unix_micros, sha256, "mp4")?;
+    let folder = camera_folder(prefix, site, camera);
+    let rest = still
+        .as_ref()
+        .strip_prefix(folder.as_str())
+        .and_then(|r| r.strip_prefix("renditions/"))
+        .ok_or_else(|| ObjectsError::Store(object_store::Error::Generic {
+            store: "key",
+            source: "rendition key outside its camera folder".into(),
+        }))?;
+    Path::parse(format!("{folder}renditions/{profile}/{rest}"))
+        .map_err(|e| ObjectsError::Store(e.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +198,15 @@ mod tests {
         );
         assert!(in_camera_folder("p", "burgas", "gate-1", &k));
         assert!(still_key("", "../x", "gate-1", "snapshots", 0, &[0; 32], "jpg").is_err());
+        let r = rendition_key("p", "burgas", "gate-1", "360p-500k", 1_795_774_446_123_456, &[0xab; 32])
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            r,
+            "p/burgas/gate-1/renditions/360p-500k/2026/11/27/10/1795774446123-abababababababab.mp4"
+        );
+        assert!(in_camera_folder("p", "burgas", "gate-1", &r));
+        assert!(rendition_key("", "burgas", "gate-1", "../x", 0, &[0; 32]).is_err());
     }
 
     const T: i64 = 1_795_774_446_123_456; // 2026-11-27T10:14:06.123456Z

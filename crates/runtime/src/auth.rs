@@ -224,6 +224,8 @@ pub enum Permission {
     /// Footage grants with partner sites: ask a partner for footage, decide a partner's
     /// request, fetch an approved grant's bundle.
     PartnerFootage,
+    /// Submit and cancel transcode jobs (renditions, thumbnails, viewer copies).
+    Transcode,
 }
 
 impl Permission {
@@ -239,6 +241,7 @@ impl Permission {
             Permission::Administer => &[Admin],
             Permission::WriteMedia => &[Service, Admin],
             Permission::PartnerFootage => &[Operator, Auditor, Admin],
+            Permission::Transcode => &[Operator, Admin, Service],
         }
     }
 
@@ -253,6 +256,7 @@ impl Permission {
             Permission::Administer => "administer",
             Permission::WriteMedia => "write media",
             Permission::PartnerFootage => "request or decide footage grants with partners",
+            Permission::Transcode => "submit or cancel transcode jobs",
         }
     }
 }

@@ -20,12 +20,7 @@ use crate::snapshot::Snapshots;
 use crate::status::{CameraStatus, State};
 use crate::store::Store;
 
-/// The model compiled into the binary: NanoDet-m 416 with a symbolic batch (see
-/// `assets/models/README.md`), used when `detection.model.path` is unset.
-pub const EMBEDDED_MODEL: &[u8] =
-    include_bytes!("../../../assets/models/nanodet-m-416-dynbatch.onnx");
-/// File name of the embedded model once written out for ONNX Runtime.
-pub const EMBEDDED_MODEL_NAME: &str = "nanodet-m-416-dynbatch.onnx";
+pub use kordon_infer::model::{EMBEDDED_MODEL, EMBEDDED_MODEL_NAME};
 
 /// What every camera pipeline of the process shares.
 pub struct Shared {
@@ -88,23 +83,8 @@ pub fn start_engine(
 ) -> Result<kordon_infer::Engine, DetectionError> {
     let model = match &config.model.path {
         Some(p) => p.clone(),
-        None => {
-            let dir = data_dir.join("models");
-            let path = dir.join(EMBEDDED_MODEL_NAME);
-            let same = std::fs::read(&path).is_ok_and(|b| b == EMBEDDED_MODEL);
-            if !same {
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    DetectionError::config("model.path", format!("{}: {e}", dir.display()))
-                })?;
-                let tmp = dir.join(format!("{EMBEDDED_MODEL_NAME}.tmp"));
-                std::fs::write(&tmp, EMBEDDED_MODEL)
-                    .and_then(|()| std::fs::rename(&tmp, &path))
-                    .map_err(|e| {
-                        DetectionError::config("model.path", format!("{}: {e}", path.display()))
-                    })?;
-            }
-            path
-        }
+        None => kordon_infer::model::write_embedded(&data_dir.join("models"))
+            .map_err(|e| DetectionError::config("model.path", e))?,
     };
     let provider = config
         .model

@@ -23,7 +23,8 @@
 pub mod camera;
 pub mod config;
 pub mod error;
-pub mod fmp4;
+/// The segment writer moved to the acquisition layer (transcode writes renditions with it too).
+pub use kordon_media::fmp4;
 pub mod grpc;
 pub mod metrics;
 pub mod recorder;

@@ -58,7 +58,7 @@ const TRUN_FLAGS: u32 = 0x00_0001 | 0x00_0100 | 0x00_0200 | 0x00_0400 | 0x00_080
 const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
 /// The track's codec and format are the acquisition layer's own types, carried unchanged.
-pub use kordon_media::{Codec, TrackConfig};
+pub use crate::{Codec, TrackConfig};
 
 /// The sample entry of a codec's track.
 fn sample_entry(codec: Codec) -> &'static [u8; 4] {
@@ -161,6 +161,8 @@ pub struct SegmentWriter<W: Write> {
     fragment: Vec<FragmentSample>,
     /// `mfhd` sequence number of the next fragment.
     sequence: u32,
+    /// `sequence` before the first fragment.
+    first_sequence: u32,
     samples: u64,
     keyframes: u64,
     /// Sum of the durations assigned so far.
@@ -222,6 +224,7 @@ impl<W: Write> SegmentWriter<W> {
             pending: None,
             fragment: Vec::new(),
             sequence: 1,
+            first_sequence: 1,
             samples: 0,
             keyframes: 0,
             duration: 0,
@@ -230,6 +233,20 @@ impl<W: Write> SegmentWriter<W> {
             failed: false,
             base_decode_time,
         })
+    }
+
+    /// Numbers this segment's fragments (`mfhd`) from `first` instead of 1: a file assembled
+    /// from several writers' fragments (one `moov`, then each writer's `moof`/`mdat`) keeps one
+    /// increasing sequence.
+    pub fn first_fragment(mut self, first: u32) -> Self {
+        self.sequence = first.max(1);
+        self.first_sequence = self.sequence;
+        self
+    }
+
+    /// Fragments written so far.
+    pub fn fragments(&self) -> u32 {
+        self.sequence.wrapping_sub(self.first_sequence)
     }
 
     /// Adds a sample. The first sample of a segment must be a keyframe and DTS must strictly
