@@ -250,6 +250,7 @@ pub(super) fn rendition_pb(x: &Rendition, media: Option<pb::MediaUrl>) -> pb::Re
         job_id: n.job_id.clone(),
         registered_at: Some(timestamp(x.registered_at_us)),
         media,
+        init_size: n.init_size,
     }
 }
 
