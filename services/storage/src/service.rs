@@ -75,6 +75,7 @@ struct Inner {
     signing_key: SigningKey,
     options: StorageOptions,
     agreement_accepted: std::sync::RwLock<Option<AgreementCheck>>,
+    viewer_copies: std::sync::RwLock<Option<Arc<dyn crate::viewer::ViewerCopies>>>,
 }
 
 /// Whether the agreement with a partner site is currently accepted by both sides (see
@@ -160,7 +161,7 @@ impl Storage {
             playback = %config.base_url(),
             "storage opened"
         );
-        Ok(Storage::from_parts(
+        let storage = Storage::from_parts(
             index,
             objects,
             playback,
@@ -175,7 +176,14 @@ impl Storage {
                 object_prefix: config.object_prefix.clone(),
                 partners: config.partners.clone(),
             },
-        ))
+        );
+        if let Some(url) = &config.transcode.url {
+            // Lazy: transcode may start after storage; exports with rendering wait for it.
+            let maker = crate::transcode::TranscodeViewerCopies::connect(&config.transcode, url)?;
+            storage.set_viewer_copies(Arc::new(maker));
+            tracing::info!(transcode = %url, "viewer copies for evidence bundles: transcode");
+        }
+        Ok(storage)
     }
 
     /// Assembles a storage from ready parts (tests, embedding).
@@ -194,8 +202,15 @@ impl Storage {
                 signing_key,
                 options,
                 agreement_accepted: std::sync::RwLock::new(None),
+                viewer_copies: std::sync::RwLock::new(None),
             }),
         }
+    }
+
+    pub(crate) fn viewer_copies_slot(
+        &self,
+    ) -> &std::sync::RwLock<Option<Arc<dyn crate::viewer::ViewerCopies>>> {
+        &self.inner.viewer_copies
     }
 
     /// Installs the check that the agreement with a partner is accepted (bilateral
