@@ -58,6 +58,103 @@ pub struct ExportArgs {
     /// Where to write the bundle (default `evidence-<bundle id>.tar`).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub rendering: RenderingArgs,
+}
+
+/// Viewer copies beside the originals (any of these flags asks for them): one MP4 per camera,
+/// made by the transcode service, listed and hashed in the manifest, and not evidence.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RenderingArgs {
+    /// Add viewer copies with the wall-clock time burned into every frame.
+    #[arg(long)]
+    pub burn_in_time: bool,
+    /// IANA time zone of the burned-in time, e.g. Europe/Sofia (default: the site's).
+    #[arg(long, value_name = "ZONE", requires = "burn_in_time")]
+    pub time_zone: Option<String>,
+    /// Blur an area in a camera's viewer copy: `CAMERA:x1,y1;x2,y2;x3,y3[;...]`, a polygon in
+    /// normalised coordinates (0..1, 0,0 top left). CAMERA is one of --camera, as SITE/CAMERA
+    /// or CAMERA. Repeat for more masks or cameras.
+    #[arg(long = "mask", value_name = "CAMERA:POLYGON")]
+    pub masks: Vec<String>,
+    /// Blur every detected person in the viewer copies.
+    #[arg(long)]
+    pub blur_people: bool,
+}
+
+impl RenderingArgs {
+    /// The rendering these flags ask for over `cameras` (`None`: originals only).
+    pub fn rendering(
+        &self,
+        cameras: &[common::CameraRef],
+    ) -> anyhow::Result<Option<spb::ExportRendering>> {
+        if !self.burn_in_time && self.masks.is_empty() && !self.blur_people {
+            return Ok(None);
+        }
+        let mut by_camera: Vec<spb::CameraPrivacyMasks> = Vec::new();
+        for m in &self.masks {
+            let (camera, polygon) = parse_mask(m, cameras)?;
+            match by_camera
+                .iter_mut()
+                .find(|c| c.camera.as_ref() == Some(&camera))
+            {
+                Some(c) => c.masks.push(polygon),
+                None => by_camera.push(spb::CameraPrivacyMasks {
+                    camera: Some(camera),
+                    masks: vec![polygon],
+                }),
+            }
+        }
+        Ok(Some(spb::ExportRendering {
+            burn_in_timestamp: self.burn_in_time,
+            time_zone: self.time_zone.clone().unwrap_or_default(),
+            privacy_masks: by_camera,
+            blur_people: self.blur_people,
+        }))
+    }
+}
+
+/// One `--mask CAMERA:x1,y1;x2,y2;...`: the camera (one of `cameras`) and the polygon.
+fn parse_mask(
+    arg: &str,
+    cameras: &[common::CameraRef],
+) -> anyhow::Result<(common::CameraRef, common::Polygon)> {
+    let (camera, points) = arg
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--mask must be CAMERA:x1,y1;x2,y2;x3,y3, got `{arg}`"))?;
+    let matching: Vec<&common::CameraRef> = cameras
+        .iter()
+        .filter(|c| format!("{}/{}", c.site, c.camera) == camera || (c.camera == camera))
+        .collect();
+    let [camera_ref] = matching.as_slice() else {
+        anyhow::bail!("--mask `{arg}`: `{camera}` is not one of the --camera values");
+    };
+    let points = points
+        .split(';')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (x, y) = p
+                .split_once(',')
+                .ok_or_else(|| anyhow::anyhow!("--mask `{arg}`: `{p}` is not a point x,y"))?;
+            let coord = |v: &str| {
+                v.trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|v| (0.0..=1.0).contains(v))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--mask `{arg}`: `{v}` is not a coordinate between 0 and 1")
+                    })
+            };
+            Ok(common::Point {
+                x: coord(x)?,
+                y: coord(y)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if points.len() < 3 {
+        anyhow::bail!("--mask `{arg}`: a polygon needs at least 3 points");
+    }
+    Ok(((*camera_ref).clone(), common::Polygon { points }))
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,6 +210,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         .iter()
         .map(|c| camera_ref(c))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let rendering = args.rendering.rendering(&cameras)?;
     let (from, to) = args.window.resolve()?;
     let to = to.unwrap_or_else(SystemTime::now);
     let audit = common::AuditContext {
@@ -134,7 +232,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
                 end: Some(kordon_proto::time::timestamp_from_system_time(to)),
             }),
             audit: Some(audit.clone()),
-            rendering: None,
+            rendering,
             description: args.description.clone(),
             request_id: request_id.clone(),
         })
@@ -174,10 +272,15 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         )
     })?;
     eprintln!(
-        "bundle {} ready: {} segments, {} gaps, {}",
+        "bundle {} ready: {} segments, {} gaps{}, {}",
         bundle.id,
         bundle.segment_count,
         bundle.gap_count,
+        if bundle.includes_rendering {
+            ", viewer copies"
+        } else {
+            ""
+        },
         indicatif::HumanBytes(bundle.size_bytes)
     );
     let file = args
@@ -300,6 +403,12 @@ async fn download_and_verify(
             format!("NOT INTACT:\n  {}", report.problems.join("\n  "))
         }
     );
+    for v in &report.viewer_copies {
+        eprintln!(
+            "viewer copy (not evidence) {}: {}",
+            v.file, v.transformation
+        );
+    }
     if !report.intact() {
         anyhow::bail!("bundle {id} did not verify after download");
     }
@@ -387,6 +496,16 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
                     (None, false) => ", UNKNOWN SIGNER: no trusted key given".to_string(),
                 }
             );
+            for v in &report.viewer_copies {
+                println!(
+                    "VIEWER     {} ({}, {}): {} — {}",
+                    v.file,
+                    v.camera,
+                    indicatif::HumanBytes(v.size_bytes),
+                    v.transformation,
+                    if v.intact { "intact" } else { "NOT INTACT" }
+                );
+            }
             for n in &report.notes {
                 println!("NOTE       {n}");
             }
@@ -421,5 +540,56 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             args.bundle.display(),
             report.problems.len()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cams() -> Vec<common::CameraRef> {
+        ["burgas/gate-3", "burgas/pier-1"]
+            .iter()
+            .map(|c| crate::footage::camera_ref(c).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn rendering_flags() {
+        assert_eq!(RenderingArgs::default().rendering(&cams()).unwrap(), None);
+        let args = RenderingArgs {
+            burn_in_time: true,
+            time_zone: Some("Europe/Sofia".into()),
+            masks: vec![
+                "gate-3:0,0;0.5,0;0.5,0.5".into(),
+                "burgas/gate-3:0.1,0.1;0.2,0.1;0.2,0.2;0.1,0.2".into(),
+                "pier-1:0,0;1,0;1,1".into(),
+            ],
+            blur_people: true,
+        };
+        let r = args.rendering(&cams()).unwrap().unwrap();
+        assert!(r.burn_in_timestamp && r.blur_people);
+        assert_eq!(r.time_zone, "Europe/Sofia");
+        assert_eq!(r.privacy_masks.len(), 2);
+        assert_eq!(r.privacy_masks[0].camera.as_ref().unwrap().camera, "gate-3");
+        assert_eq!(r.privacy_masks[0].masks.len(), 2);
+        assert_eq!(r.privacy_masks[0].masks[1].points.len(), 4);
+        assert_eq!(r.privacy_masks[1].masks[0].points[1].x, 1.0);
+        // Blurring alone asks for viewer copies too.
+        let blur = RenderingArgs {
+            blur_people: true,
+            ..Default::default()
+        };
+        assert!(blur.rendering(&cams()).unwrap().is_some());
+    }
+
+    #[test]
+    fn bad_masks_are_named() {
+        let err = |m: &str| parse_mask(m, &cams()).unwrap_err().to_string();
+        assert!(err("gate-3").contains("must be CAMERA:"));
+        assert!(err("gate-9:0,0;1,0;1,1").contains("not one of the --camera values"));
+        assert!(err("gate-3:0,0;1,0").contains("at least 3 points"));
+        assert!(err("gate-3:0,0;1.5,0;1,1").contains("`1.5` is not a coordinate"));
+        assert!(err("gate-3:0,0;1;1,1").contains("`1` is not a point"));
     }
 }

@@ -196,6 +196,7 @@ async fn measure(name: &str, index: Index, total: u64) {
         to: Some(get("to").parse().unwrap()),
         exp: get("exp").parse().unwrap(),
         token: get("token"),
+        profile: None,
     };
     let mut times = Vec::new();
     let mut size = 0;

@@ -9,6 +9,7 @@
 //!   url_lifetime: 15m
 //!   playback_key_file: /secrets/playback.key         # shared by every replica
 //!   signing_key_file: /secrets/site-signing.pem
+//!   transcode: { url: https://transcode.burgas.svc:8470, ca_file: …, cert_file: …, key_file: … }
 //! ```
 //!
 //! Every field has a documented default, so an empty section runs a self-contained service in
@@ -89,6 +90,10 @@ pub struct StorageConfig {
     /// How often the retention sweep runs (default 10 min).
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
+    /// The site's transcode service, which makes the viewer copies of evidence bundles
+    /// (`ExportEvidence` with `rendering`). Default: none — such exports are refused naming
+    /// `storage.transcode.url` (standalone may use its own listener).
+    pub transcode: kordon_runtime::client::ServiceClientConfig,
     /// Partner installations and the agreements with them (footage grants). Not part of the
     /// `storage:` section: the binary copies the top-level `partners:` section here.
     #[serde(skip)]
@@ -113,6 +118,7 @@ impl Default for StorageConfig {
             continuous_timestamps: true,
             default_retention: DEFAULT_RETENTION,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
+            transcode: Default::default(),
             partners: Default::default(),
         }
     }
@@ -169,6 +175,14 @@ impl StorageConfig {
         }
         if self.default_retention < crate::retention::MIN_RETENTION {
             return Err(StorageError::config("default_retention", "at least 1h"));
+        }
+        if let Some(url) = &self.transcode.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(StorageError::config(
+                "transcode.url",
+                "must be an http:// or https:// URL of the transcode service",
+            ));
         }
         if self.retention_interval.is_zero() {
             return Err(StorageError::config(
@@ -252,6 +266,10 @@ mod tests {
         assert_eq!(key("database_url: mysql://x\n"), "database_url");
         assert_eq!(key("url_lifetime: 2h\n"), "url_lifetime");
         assert_eq!(key("public_base_url: ftp://x\n"), "public_base_url");
+        assert_eq!(key("transcode: {url: 'transcode:8470'}\n"), "transcode.url");
+        let c = yaml("transcode: {url: 'https://transcode:8470', ca_file: /ca.pem}\n").unwrap();
+        assert_eq!(c.transcode.url.as_deref(), Some("https://transcode:8470"));
+        assert!(c.validate().is_ok());
         assert_eq!(
             key("objects: {kind: s3, bucket: ''}\n"),
             "objects.bucket".to_string()

@@ -39,6 +39,11 @@ pub enum StorageError {
     #[error("{0}")]
     Contention(String),
 
+    /// A service storage depends on for this call (the transcode service) cannot be reached
+    /// now; a retry later may succeed. The message names it.
+    #[error("{0}")]
+    Unavailable(String),
+
     /// The caller went away (or the server is shutting down) before long work finished;
     /// nothing half-done is kept.
     #[error("{0}")]

@@ -10,6 +10,7 @@
 //! signature.json                Ed25519 signature of manifest.json's bytes (see [`SignatureFile`])
 //! README.txt                    how to check the bundle, for people
 //! segments/<camera>/<sequence>.mp4   each original segment, byte for byte as recorded
+//! viewer/<camera>.mp4           with `rendering` only: each camera's viewer copy
 //! ```
 //!
 //! The manifest lists, per camera, every record of the camera's hash chain that overlaps the
@@ -18,10 +19,22 @@
 //! bundle path and SHA-256 of each segment file. It also names the exporter, case, reason and
 //! recipient, and the access-log entry that recorded the export.
 //!
+//! An export with a [`Rendering`] also carries one viewer copy per camera that recorded
+//! something in the range (time burned in, privacy masks and people blurred; made by the
+//! transcode service, see [`crate::viewer`]). The manifest lists each apart from the chain
+//! records (`viewer_copies`: file, size, SHA-256, transcode job, encoder, the transformation
+//! named) and says that it is not evidence of what the camera recorded: the originals are, and
+//! they are in the bundle exactly as without rendering. A bundle without rendering has the same
+//! manifest as before viewer copies existed (the list is then left out), so the `format` is
+//! unchanged; a verifier that predates viewer copies refuses a bundle with them (their files
+//! are not among the files it knows), it never accepts one wrongly.
+//!
 //! # What [`verify_bundle`] proves, offline
 //! - the manifest is signed by the key it names (and, with a pinned key, by the site's key);
 //! - every segment file is present, with the size and SHA-256 the manifest lists, and no file
 //!   is there that the manifest does not list;
+//! - every viewer copy the manifest lists is present under `viewer/` with its size and SHA-256
+//!   (reported apart from the originals: [`BundleReport::viewer_copies`]);
 //! - every record's hash follows from its fields and its predecessor's hash, sequences have no
 //!   holes, and each camera's records link up from the anchor to the last hash.
 //!
@@ -45,6 +58,7 @@ use crate::chain::{self, ChainRecord, RecordKind};
 use crate::index::SegmentRecord;
 use crate::playback::Download;
 use crate::service::{Progress, Storage, check_camera};
+use crate::viewer::{Polygon, Rendering, ViewerCopy, ViewerCopyRequest};
 
 /// `format` of a manifest this version writes and reads.
 pub const FORMAT: &str = "kordon.evidence.v1";
@@ -82,7 +96,7 @@ pub const STATE_FAILED: i64 = 3;
 
 /// The signed description of a bundle. Field order is the serialisation order; the bytes that
 /// were signed are kept and shipped as they are, never re-serialised.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
     pub bundle_id: String,
@@ -99,6 +113,50 @@ pub struct Manifest {
     /// The site's access-log entry that recorded this export.
     pub access_log_entry: AccessLogLink,
     pub cameras: Vec<CameraEvidence>,
+    /// With `rendering` only (left out otherwise): the viewer copies, which are not evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub viewer_copies: Vec<ViewerCopyEvidence>,
+}
+
+/// What every viewer copy's entry says about itself.
+pub const VIEWER_COPY_NOTE: &str = "A viewer copy made from the original segments by the \
+    transformation named, for showing the footage outside the organisation. It is not evidence \
+    of what the camera recorded; the original segments in this bundle are.";
+
+/// One viewer copy in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewerCopyEvidence {
+    pub camera: String,
+    /// Path in the bundle: `viewer/<camera>.mp4`.
+    pub file: String,
+    pub size_bytes: u64,
+    /// Hex.
+    pub sha256: String,
+    /// The transcode job that made it.
+    pub transcode_job: String,
+    /// The encoder the job used, e.g. `x264enc`.
+    pub encoder: String,
+    pub transformation: Transformation,
+    /// [`VIEWER_COPY_NOTE`].
+    pub note: String,
+}
+
+/// How a viewer copy differs from the originals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transformation {
+    /// In words, e.g. `time burned in (Europe/Sofia); 2 privacy masks blurred; people not
+    /// blurred` (see [`Rendering::summary`]).
+    pub summary: String,
+    pub burn_in_timestamp: bool,
+    /// IANA zone of the burned-in time; empty: the site's.
+    pub time_zone: String,
+    /// The blurred areas, normalised polygons.
+    pub privacy_masks: Vec<Polygon>,
+    pub blur_people: bool,
+}
+
+fn viewer_file(camera: &str) -> String {
+    format!("viewer/{camera}.mp4")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,10 +360,25 @@ pub struct BundleReport {
     pub segments_checked: u64,
     pub gaps: u64,
     pub bytes_checked: u64,
+    /// The viewer copies the manifest lists, apart from the originals (not evidence).
+    pub viewer_copies: Vec<ViewerCopyCheck>,
     /// Everything wrong, one sentence each. Empty: the bundle is intact.
     pub problems: Vec<String>,
     /// Things to know that are not faults (e.g. footage retention deleted before the export).
     pub notes: Vec<String>,
+}
+
+/// A viewer copy as [`verify_bundle`] found it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ViewerCopyCheck {
+    pub camera: String,
+    pub file: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// [`Transformation::summary`].
+    pub transformation: String,
+    /// Present with the size and SHA-256 listed (otherwise a problem names it).
+    pub intact: bool,
 }
 
 /// What a verification concluded, from the strongest to the weakest.
@@ -548,6 +621,7 @@ pub fn verify_bundle(
     for cam in &manifest.cameras {
         check_camera_chain(&manifest.site, cam, &files, &mut listed, &mut report);
     }
+    check_viewer_copies(&manifest, &files, &mut listed, &mut report);
     for path in files.keys() {
         if path != README_FILE && !listed.contains_key(path) {
             report.problems.push(format!(
@@ -556,6 +630,84 @@ pub fn verify_bundle(
         }
     }
     Ok(report)
+}
+
+/// Checks the viewer copies the manifest lists: each under `viewer/`, of a camera of the bundle,
+/// listed once, present with its size and SHA-256. A viewer copy is not evidence, but an
+/// altered one is still a problem: the signed manifest vouches for its bytes.
+fn check_viewer_copies(
+    manifest: &Manifest,
+    files: &BTreeMap<String, SeenFile>,
+    listed: &mut HashMap<String, ()>,
+    report: &mut BundleReport,
+) {
+    for v in &manifest.viewer_copies {
+        let what = format!("viewer copy of {}/{}", manifest.site, v.camera);
+        let mut check = ViewerCopyCheck {
+            camera: v.camera.clone(),
+            file: v.file.clone(),
+            size_bytes: v.size_bytes,
+            sha256: v.sha256.clone(),
+            transformation: v.transformation.summary.clone(),
+            intact: false,
+        };
+        if !v.file.starts_with("viewer/") {
+            report.problems.push(format!(
+                "{what}: file `{}` is not under viewer/: a viewer copy never takes the place \
+                 of an original",
+                v.file
+            ));
+            report.viewer_copies.push(check);
+            continue;
+        }
+        if !manifest.cameras.iter().any(|c| c.camera == v.camera) {
+            report
+                .problems
+                .push(format!("{what}: the bundle has no camera `{}`", v.camera));
+        }
+        if listed.insert(v.file.clone(), ()).is_some() {
+            report
+                .problems
+                .push(format!("{what}: file `{}` is listed twice", v.file));
+            report.viewer_copies.push(check);
+            continue;
+        }
+        match (files.get(&v.file), hex32(&v.sha256)) {
+            (_, None) => report
+                .problems
+                .push(format!("{what}: sha256 is not 32 hex bytes")),
+            (None, _) => report.problems.push(format!(
+                "{what}: file `{}` is missing from the bundle",
+                v.file
+            )),
+            (Some(f), Some(sha)) if f.sha256 != sha || f.size != v.size_bytes => {
+                report.problems.push(format!(
+                    "{what}: file `{}` was altered: {} bytes, SHA-256 {}; the manifest says {} \
+                     bytes, {}",
+                    v.file,
+                    f.size,
+                    hex::encode(f.sha256),
+                    v.size_bytes,
+                    v.sha256
+                ))
+            }
+            (Some(_), Some(_)) => check.intact = true,
+        }
+        report.viewer_copies.push(check);
+    }
+    if !manifest.viewer_copies.is_empty() {
+        report.notes.push(format!(
+            "{} viewer cop{} (under viewer/) show the footage transformed (see each one's \
+             transformation); they are not evidence of what the cameras recorded: the original \
+             segments are",
+            manifest.viewer_copies.len(),
+            if manifest.viewer_copies.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            }
+        ));
+    }
 }
 
 fn check_signature(
@@ -783,7 +935,7 @@ fn check_camera_chain(
 // ---------------------------------------------------------------------------------------------
 
 /// An export to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExportRequest {
     pub site: String,
     pub cameras: Vec<String>,
@@ -796,6 +948,8 @@ pub struct ExportRequest {
     pub request_id: String,
     pub exported_by: String,
     pub exported_by_name: String,
+    /// Viewer copies to add beside the originals; `None`: originals only.
+    pub rendering: Option<Rendering>,
 }
 
 impl ExportRequest {
@@ -840,12 +994,15 @@ impl ExportRequest {
         if self.request_id.len() > 128 {
             return Err(StorageError::invalid("request_id: at most 128 bytes"));
         }
+        if let Some(r) = &self.rendering {
+            r.validate(&self.cameras)?;
+        }
         Ok(())
     }
 }
 
 /// A bundle as the index keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Bundle {
     pub id: String,
     pub site: String,
@@ -872,13 +1029,16 @@ pub struct Bundle {
     pub signature: Vec<u8>,
     pub signing_key: Vec<u8>,
     pub error: String,
+    /// The viewer copies asked for; `None`: originals only.
+    pub rendering: Option<Rendering>,
 }
 
 impl Bundle {
     /// Whether `req` asks for exactly this bundle: same principal, cameras, range, case,
-    /// reason, recipient and description (as stored: trimmed).
+    /// reason, recipient, description (as stored: trimmed) and rendering.
     pub fn same_request(&self, req: &ExportRequest) -> bool {
-        self.exported_by == req.exported_by
+        self.rendering == req.rendering
+            && self.exported_by == req.exported_by
             && self.cameras == req.cameras
             && self.from_us == req.from_us
             && self.to_us == req.to_us
@@ -892,8 +1052,8 @@ impl Bundle {
 pub(crate) fn reused_request_id(request_id: &str) -> StorageError {
     StorageError::AlreadyExists(format!(
         "request_id `{request_id}` already names a different export (another principal, \
-         cameras, range, case, reason or recipient): a retry must repeat the request exactly; \
-         use a new request id for a new export"
+         cameras, range, case, reason, recipient or rendering): a retry must repeat the request \
+         exactly; use a new request id for a new export"
     ))
 }
 
@@ -966,6 +1126,20 @@ impl TarUpload {
 }
 
 fn readme(m: &Manifest) -> String {
+    let mut text = readme_originals(m);
+    if !m.viewer_copies.is_empty() {
+        text.push_str(
+            "\nViewer copies\n\
+             - viewer/<camera>.mp4: a copy of each camera's footage made to be shown outside the\n\
+               organisation (time burned in, privacy masks and people blurred, as manifest.json\n\
+               names under viewer_copies). They are NOT evidence of what the cameras recorded:\n\
+               the original segments are. Their SHA-256 is in manifest.json too, and checked.\n",
+        );
+    }
+    text
+}
+
+fn readme_originals(m: &Manifest) -> String {
     format!(
         "Kordon evidence bundle {id}\n\
          Site {site}, case {case}, exported by {by} at {at}.\n\
@@ -1002,10 +1176,12 @@ impl Storage {
         self.index().create_bundle(req).await
     }
 
-    /// Builds `bundle`: lists the chain records of each camera, writes the archive into the
-    /// bucket while re-hashing every segment against its record, signs the manifest and marks
-    /// the bundle ready. A segment whose bytes no longer match its record fails the export
-    /// (and names it) rather than shipping altered footage. `access` is the log entry of the
+    /// Builds `bundle`: lists the chain records of each camera, has the viewer copies made
+    /// when the bundle has a rendering (see [`crate::viewer`]), writes the archive into the
+    /// bucket while re-hashing every segment against its record and every viewer copy against
+    /// its maker's hash, signs the manifest and marks the bundle ready. A segment whose bytes
+    /// no longer match its record, or a copy that does not match, fails the export (and names
+    /// it) rather than shipping bytes the manifest misdescribes. `access` is the log entry of the
     /// export. On failure the bundle is marked failed with the reason.
     pub async fn build_bundle(
         &self,
@@ -1057,7 +1233,15 @@ impl Storage {
             to_copy.extend(segments);
             cameras.push(cam);
         }
-        let total_bytes: u64 = to_copy.iter().map(|s| s.size_bytes).sum();
+        let viewer_copies = match &bundle.rendering {
+            Some(r) => {
+                self.make_viewer_copies(bundle, r, &cameras, progress, cancel)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let total_bytes: u64 = to_copy.iter().map(|s| s.size_bytes).sum::<u64>()
+            + viewer_copies.iter().map(|(_, c)| c.size_bytes).sum::<u64>();
         let segment_count = to_copy.len() as u64;
         let signing = self.signing_key();
         let public = signing.verifying_key().to_bytes();
@@ -1090,6 +1274,28 @@ impl Storage {
                 hash: hex::encode(access.1),
             },
             cameras,
+            viewer_copies: viewer_copies
+                .iter()
+                .map(|(camera, c)| {
+                    let r = bundle.rendering.clone().unwrap_or_default();
+                    ViewerCopyEvidence {
+                        camera: camera.clone(),
+                        file: viewer_file(camera),
+                        size_bytes: c.size_bytes,
+                        sha256: hex::encode(c.sha256),
+                        transcode_job: c.job_id.clone(),
+                        encoder: c.encoder.clone(),
+                        transformation: Transformation {
+                            summary: r.summary(camera),
+                            burn_in_timestamp: r.burn_in_timestamp,
+                            time_zone: r.time_zone.clone(),
+                            privacy_masks: r.masks_of(camera).to_vec(),
+                            blur_people: r.blur_people,
+                        },
+                        note: VIEWER_COPY_NOTE.to_string(),
+                    }
+                })
+                .collect(),
         };
         let manifest_bytes = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| StorageError::Internal(format!("encoding the manifest: {e}")))?;
@@ -1145,6 +1351,19 @@ impl Storage {
                 self.copy_segment(&mut tar, &s).await?;
                 done += s.size_bytes;
                 progress(done, total_bytes, "copying segments");
+            }
+            for (camera, copy) in &viewer_copies {
+                if cancel.is_cancelled() {
+                    return Err(StorageError::Cancelled(
+                        "export cancelled: the client went away; export again with the same \
+                         request id to rebuild the bundle"
+                            .into(),
+                    ));
+                }
+                self.copy_viewer_copy(&mut tar, site, camera, copy, created_at_us)
+                    .await?;
+                done += copy.size_bytes;
+                progress(done, total_bytes, "copying viewer copies");
             }
             Ok::<_, StorageError>(())
         }
@@ -1234,6 +1453,131 @@ impl Storage {
         }
         let sha: [u8; 32] = hash.finalize().into();
         if sha != s.sha256 || size != s.size_bytes {
+            return Err(mismatch(size, Some(sha)));
+        }
+        tar.end_file(size).await
+    }
+
+    /// Has the viewer copy of every camera that recorded something in the range made (one at a
+    /// time: transcode bounds its own concurrency, and a bundle's cameras queue there anyway),
+    /// with the bundle's audit context. Each copy's object must lie in its camera's folder.
+    async fn make_viewer_copies(
+        &self,
+        bundle: &Bundle,
+        rendering: &Rendering,
+        cameras: &[CameraEvidence],
+        progress: Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<(String, ViewerCopy)>, StorageError> {
+        let maker = self
+            .viewer_copies()
+            .ok_or_else(crate::viewer::not_configured)?;
+        let mut out = Vec::new();
+        for cam in cameras {
+            if cam.segments == 0 {
+                // Nothing to show: no copy (the manifest says nothing was recorded).
+                continue;
+            }
+            let camera = &cam.camera;
+            let req = ViewerCopyRequest {
+                bundle_id: bundle.id.clone(),
+                site: bundle.site.clone(),
+                camera: camera.clone(),
+                from_us: bundle.from_us,
+                to_us: bundle.to_us,
+                burn_in_timestamp: rendering.burn_in_timestamp,
+                time_zone: rendering.time_zone.clone(),
+                privacy_masks: rendering.masks_of(camera).to_vec(),
+                blur_people: rendering.blur_people,
+                reason: bundle.reason.clone(),
+                case_id: bundle.case_id.clone(),
+                recipient: bundle.recipient.clone(),
+                request_id: format!("{}/{camera}", bundle.id),
+            };
+            let stage_progress = |done: u64, total: u64, stage: &str| {
+                progress(done, total, &format!("viewer copy of {camera}: {stage}"))
+            };
+            let copy = maker.make(&req, &stage_progress, cancel).await?;
+            crate::service::object_key(&copy.object_key).map_err(|_| {
+                StorageError::Internal(format!(
+                    "transcode job {} named output `{}`, which is not an object key",
+                    copy.job_id, copy.object_key
+                ))
+            })?;
+            if !self.owns_key(&bundle.site, camera, &copy.object_key) {
+                return Err(StorageError::FailedPrecondition(format!(
+                    "the viewer copy of {}/{camera} (transcode job {}) was written to `{}`, \
+                     outside the camera's folder `{}`: not packed",
+                    bundle.site,
+                    copy.job_id,
+                    copy.object_key,
+                    kordon_objects::camera_folder(
+                        &self.options().object_prefix,
+                        &bundle.site,
+                        camera
+                    )
+                )));
+            }
+            tracing::info!(bundle = %bundle.id, camera = %camera, job = %copy.job_id,
+                           bytes = copy.size_bytes, "viewer copy made");
+            out.push((camera.clone(), copy));
+        }
+        Ok(out)
+    }
+
+    /// Streams a viewer copy into the archive, re-hashing it: bytes that differ from what the
+    /// transcode job reported fail the export (nothing ships that the manifest misdescribes).
+    async fn copy_viewer_copy(
+        &self,
+        tar: &mut TarUpload,
+        site: &str,
+        camera: &str,
+        copy: &ViewerCopy,
+        mtime_us: i64,
+    ) -> Result<(), StorageError> {
+        let key = crate::service::object_key(&copy.object_key)?;
+        let what = format!(
+            "the viewer copy of {site}/{camera} (transcode job {}, object `{}`)",
+            copy.job_id, copy.object_key
+        );
+        let mismatch = |size: u64, sha: Option<[u8; 32]>| {
+            StorageError::FailedPrecondition(format!(
+                "{what} does not match the job's output: the object has {size}{} bytes{}; the \
+                 job says {} bytes, {}. Nothing was exported",
+                if sha.is_none() { " or more" } else { "" },
+                sha.map(|h| format!(", SHA-256 {}", hex::encode(h)))
+                    .unwrap_or_default(),
+                copy.size_bytes,
+                hex::encode(copy.sha256)
+            ))
+        };
+        let got = match self.objects().get(&key).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::FailedPrecondition(format!(
+                    "{what} is not in the bucket"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if got.meta.size != copy.size_bytes {
+            return Err(mismatch(got.meta.size, None));
+        }
+        tar.begin_file(&viewer_file(camera), copy.size_bytes, mtime_us)
+            .await?;
+        let mut hash = Sha256::new();
+        let mut size = 0u64;
+        let mut chunks = got.into_stream();
+        while let Some(chunk) = chunks.try_next().await? {
+            size += chunk.len() as u64;
+            if size > copy.size_bytes {
+                return Err(mismatch(size, None));
+            }
+            hash.update(&chunk);
+            tar.write(&chunk).await?;
+        }
+        let sha: [u8; 32] = hash.finalize().into();
+        if sha != copy.sha256 || size != copy.size_bytes {
             return Err(mismatch(size, Some(sha)));
         }
         tar.end_file(size).await
@@ -1404,6 +1748,68 @@ mod tests {
         edit: impl FnOnce(&mut Vec<u8>, &mut Vec<(String, Vec<u8>)>),
         resign: bool,
     ) -> Vec<u8> {
+        build_test_bundle_with(key, edit, resign, |_| {})
+    }
+
+    /// Bytes of the viewer copy of [`viewer_bundle`].
+    const VIEWER_BYTES: &[u8] = b"a viewer copy, time burned in";
+
+    /// Like [`bundle`], with a viewer copy of `gate` (`viewer/gate.mp4`, [`VIEWER_BYTES`])
+    /// listed in the manifest as `list` leaves it (it may change the entry).
+    fn viewer_bundle(
+        key: &ed25519_dalek::SigningKey,
+        edit: impl FnOnce(&mut Vec<u8>, &mut Vec<(String, Vec<u8>)>),
+        list: impl FnOnce(&mut ViewerCopyEvidence),
+    ) -> Vec<u8> {
+        build_test_bundle_with(
+            key,
+            |m, files| {
+                files.push((viewer_file("gate"), VIEWER_BYTES.to_vec()));
+                edit(m, files)
+            },
+            false,
+            |m| {
+                let mut rendering = Rendering {
+                    burn_in_timestamp: true,
+                    time_zone: "Europe/Sofia".into(),
+                    ..Default::default()
+                };
+                rendering.privacy_masks.insert(
+                    "gate".into(),
+                    vec![vec![
+                        crate::viewer::Point { x: 0.0, y: 0.0 },
+                        crate::viewer::Point { x: 0.5, y: 0.0 },
+                        crate::viewer::Point { x: 0.5, y: 0.5 },
+                    ]],
+                );
+                let mut v = ViewerCopyEvidence {
+                    camera: "gate".into(),
+                    file: viewer_file("gate"),
+                    size_bytes: VIEWER_BYTES.len() as u64,
+                    sha256: hex::encode(Sha256::digest(VIEWER_BYTES)),
+                    transcode_job: "job-1".into(),
+                    encoder: "x264enc".into(),
+                    transformation: Transformation {
+                        summary: rendering.summary("gate"),
+                        burn_in_timestamp: true,
+                        time_zone: "Europe/Sofia".into(),
+                        privacy_masks: rendering.masks_of("gate").to_vec(),
+                        blur_people: false,
+                    },
+                    note: VIEWER_COPY_NOTE.into(),
+                };
+                list(&mut v);
+                m.viewer_copies.push(v);
+            },
+        )
+    }
+
+    fn build_test_bundle_with(
+        key: &ed25519_dalek::SigningKey,
+        edit: impl FnOnce(&mut Vec<u8>, &mut Vec<(String, Vec<u8>)>),
+        resign: bool,
+        shape: impl FnOnce(&mut Manifest),
+    ) -> Vec<u8> {
         let r1 = record(5, [7; 32], RecordKind::Segment);
         let r2 = record(6, r1.record_hash, RecordKind::Gap);
         let r3 = record(7, r2.record_hash, RecordKind::Segment);
@@ -1458,7 +1864,10 @@ mod tests {
                 index_findings: vec![],
                 records,
             }],
+            viewer_copies: vec![],
         };
+        let mut m = m;
+        shape(&mut m);
         let manifest = serde_json::to_vec_pretty(&m).unwrap();
         let sig = |manifest: &[u8]| {
             serde_json::to_vec(&SignatureFile {
@@ -1690,6 +2099,123 @@ mod tests {
                 r.problems
             );
         }
+    }
+
+    #[test]
+    fn a_bundle_with_a_viewer_copy_verifies_and_reports_it_apart() {
+        let k = key(1);
+        let r = verify(
+            &viewer_bundle(&k, |_, _| {}, |_| {}),
+            Some(k.verifying_key().to_bytes()),
+        );
+        assert!(r.intact(), "{:?}", r.problems);
+        assert_eq!(r.segments_checked, 2, "the originals are counted as before");
+        assert_eq!(r.viewer_copies.len(), 1);
+        let v = &r.viewer_copies[0];
+        assert!(v.intact);
+        assert_eq!(v.file, "viewer/gate.mp4");
+        assert_eq!(
+            v.transformation,
+            "time burned in (Europe/Sofia); 1 privacy mask blurred; people not blurred"
+        );
+        assert!(
+            r.notes.iter().any(|n| n.contains("not evidence")),
+            "{:?}",
+            r.notes
+        );
+        // Without viewer copies the manifest has no trace of them: bundles of originals are
+        // as before.
+        let plain = bundle(&k, |_, _| {});
+        assert!(!String::from_utf8_lossy(&plain).contains("viewer_copies"));
+        assert!(verify(&plain, None).viewer_copies.is_empty());
+    }
+
+    #[test]
+    fn a_tampered_viewer_copy_is_named() {
+        let k = key(1);
+        let r = verify(
+            &viewer_bundle(
+                &k,
+                |_, f| {
+                    let v = f.iter_mut().find(|(p, _)| p == "viewer/gate.mp4").unwrap();
+                    v.1[0] ^= 1;
+                },
+                |_| {},
+            ),
+            Some(k.verifying_key().to_bytes()),
+        );
+        assert!(!r.intact());
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(
+            r.problems[0]
+                .starts_with("viewer copy of burgas/gate: file `viewer/gate.mp4` was altered"),
+            "{}",
+            r.problems[0]
+        );
+        assert!(!r.viewer_copies[0].intact);
+        assert_eq!(r.segments_checked, 2);
+
+        // Missing.
+        let r = verify(
+            &viewer_bundle(
+                &k,
+                |_, f| f.retain(|(p, _)| !p.starts_with("viewer/")),
+                |_| {},
+            ),
+            None,
+        );
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("`viewer/gate.mp4` is missing")),
+            "{:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn a_viewer_copy_cannot_stand_in_for_an_original_or_hide() {
+        let k = key(1);
+        // Listed as if it were an original's file: refused.
+        let r = verify(
+            &viewer_bundle(
+                &k,
+                |_, _| {},
+                |v| v.file = "segments/gate/0000000005.mp4".into(),
+            ),
+            None,
+        );
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("is not under viewer/")),
+            "{:?}",
+            r.problems
+        );
+        // Of a camera the bundle does not have.
+        let r = verify(
+            &viewer_bundle(&k, |_, _| {}, |v| v.camera = "gate-9".into()),
+            None,
+        );
+        assert!(
+            r.problems.iter().any(|p| p.contains("no camera `gate-9`")),
+            "{:?}",
+            r.problems
+        );
+        // In the archive but not in the manifest: refused like any unlisted file.
+        let r = verify(
+            &bundle(&k, |_, f| {
+                f.push(("viewer/gate.mp4".into(), VIEWER_BYTES.to_vec()))
+            }),
+            None,
+        );
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("`viewer/gate.mp4` is in the archive but not listed")),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]

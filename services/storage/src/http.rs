@@ -1,8 +1,9 @@
 //! Playback over HTTP: HLS playlists and the media they reference.
 //!
 //! ```text
-//! GET /v1/hls/<site>/<camera>.m3u8?from=&to=&exp=&token=         the playlist
-//! GET /v1/hls/<site>/<camera>/<from>.<to>.<exp>.<token>/<sequence>.mp4   a segment's bytes
+//! GET /v1/hls/<site>/<camera>.m3u8?[profile=&]from=&to=&exp=&token=       the playlist
+//! GET /v1/hls/<site>/<camera>/<from>.<to>.<exp>.<token>[.<profile>]/<sequence>.mp4
+//!                                                            a segment's (or rendition's) bytes
 //! GET /v1/evidence/<site>/<bundle>.tar?exp=&token=                an evidence bundle
 //! GET /v1/objects/<site>/<object key>?exp=&token=                 a rendition or snapshot
 //! ```
@@ -149,23 +150,20 @@ async fn media(
         return bad_query();
     };
     // The token first: nothing about the segment is revealed to a stranger.
-    if let Err(e) = storage.check_playback(&site, &camera, &q) {
-        return error_response(e);
-    }
+    let grant = match storage.check_playback(&site, &camera, &q) {
+        Ok(g) => g,
+        Err(e) => return error_response(e),
+    };
     // The record's size is what was verified at registration; resolve the range against it
     // before reading, so an unsatisfiable range costs no object-store request.
-    let size = match storage.index().segment(&site, &camera, sequence).await {
-        Ok(Some(s)) => s.size_bytes,
-        Ok(None) => return error_response(StorageError::NotFound("no such segment".into())),
+    let (key, size) = match storage.media_object(&grant, sequence).await {
+        Ok(x) => x,
         Err(e) => return error_response(e),
     };
     let Some((get_range, status)) = requested_range(&headers, size) else {
         return unsatisfiable(size);
     };
-    let (_, got) = match storage
-        .media(&site, &camera, sequence, &q, get_range.clone())
-        .await
-    {
+    let got = match storage.media(&key, get_range.clone()).await {
         Ok(x) => x,
         Err(e) => return error_response(e),
     };

@@ -17,13 +17,18 @@
 //!   registration is idempotent ([`index`]).
 //! - Every footage read is authorised, needs a stated reason, and is appended to the
 //!   hash-chained access log ([`audit`]) before anything is returned ([`grpc`]).
-//! - Playback URLs are short-lived HMAC-signed grants for one camera and range; the HTTP side
-//!   serves HLS playlists and byte ranges of the original segments ([`playback`], [`http`]).
+//! - Playback URLs are short-lived HMAC-signed grants for one camera and range — of the
+//!   original segments, or of one rendition profile, never both; the HTTP side serves HLS
+//!   playlists and byte ranges of them ([`playback`], [`http`]).
 //! - Verification walks a chain and reports missing, altered and reordered records, and
 //!   missing or altered objects, precisely ([`service::Storage::verify_chain`]).
 //! - Retention deletes footage older than the site's or camera's policy, never footage on an
 //!   active legal hold; each deletion is logged first and leaves a tombstone in the chain
 //!   ([`retention`]). Spawn [`Storage::run_retention`] beside the servers.
+//! - An evidence bundle holds the original segments byte for byte; with `rendering` it also
+//!   holds viewer copies made by the transcode service ([`viewer`], [`transcode`]), listed and
+//!   hashed apart from the originals and never presented as evidence ([`evidence`]). Configure
+//!   `transcode:` (or call [`Storage::set_viewer_copies`]) for them.
 //! - Footage reaches a partner installation only through a footage grant that this site's
 //!   people approved, as one evidence bundle signed with the site's key; footage received from
 //!   a partner is kept only once it verified with the partner's pinned key ([`grants`]). With
@@ -33,8 +38,9 @@
 //! [`config`] (configuration), [`db`] (the index database: migrations and every SQL
 //! statement), [`index`], [`audit`], [`retention`] and [`grants`] (the records in it and the
 //! operations on them), [`chain`], [`recordings`] and [`playback`] (pure logic), [`service`]
-//! (domain operations over index and objects), [`grpc`] and [`http`] (transport), [`keys`],
-//! [`metrics`].
+//! (domain operations over index and objects), [`evidence`] and [`viewer`] (bundles and their
+//! viewer copies), [`grpc`] and [`http`] (transport), [`transcode`] (the client of the
+//! transcode service), [`keys`], [`metrics`].
 
 pub mod agreements;
 pub mod audit;
@@ -54,6 +60,8 @@ pub mod playback;
 pub mod recordings;
 pub mod retention;
 pub mod service;
+pub mod transcode;
+pub mod viewer;
 
 pub use config::StorageConfig;
 pub use error::StorageError;

@@ -30,6 +30,9 @@ pub struct NewRendition {
     pub size_bytes: u64,
     pub sha256: [u8; 32],
     pub job_id: String,
+    /// Size of the init section (ftyp+moov): the offset of the first moof box. 0 only on rows
+    /// registered before it was recorded (never accepted now); playlists skip those.
+    pub init_size: u64,
 }
 
 /// A stored rendition.
@@ -84,12 +87,31 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 const KIND_DETECTION: i32 = 1;
 pub(crate) const KIND_THUMBNAIL: i32 = 2;
 
+/// What registering `n` over the stored `existing` does.
+pub(crate) enum Reregistration {
+    /// The same rendition: nothing to do.
+    Same(Rendition),
+    /// The same rendition, stored before its init size was recorded: record it.
+    AddInitSize(Rendition),
+}
+
 pub(crate) fn same_or_conflict(
     existing: Rendition,
     n: &NewRendition,
-) -> Result<(Rendition, bool), StorageError> {
+) -> Result<Reregistration, StorageError> {
     if existing.new == *n {
-        Ok((existing, false))
+        Ok(Reregistration::Same(existing))
+    } else if existing.new.init_size == 0 && n.init_size > 0 && {
+        let with_init = NewRendition {
+            init_size: n.init_size,
+            ..existing.new.clone()
+        };
+        with_init == *n
+    } {
+        Ok(Reregistration::AddInitSize(Rendition {
+            new: n.clone(),
+            ..existing
+        }))
     } else {
         Err(StorageError::AlreadyExists(format!(
             "rendition `{}` of {}/{} segment {} is already registered with other fields \
@@ -113,7 +135,7 @@ pub(crate) fn same_snapshot_or_conflict(
     }
 }
 
-fn valid_profile(p: &str) -> Result<(), StorageError> {
+pub(crate) fn valid_profile(p: &str) -> Result<(), StorageError> {
     if p.is_empty()
         || p.len() > 64
         || !p
@@ -140,6 +162,12 @@ impl Storage {
         }
         if n.size_bytes == 0 {
             return Err(StorageError::invalid("size_bytes: must be more than 0"));
+        }
+        if n.init_size == 0 || n.init_size >= n.size_bytes {
+            return Err(StorageError::invalid(
+                "init_size: must be more than 0 and less than size_bytes (the offset of the \
+                 first moof box)",
+            ));
         }
         let source = self
             .index()

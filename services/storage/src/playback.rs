@@ -1,22 +1,32 @@
 //! Playback tokens and HLS playlists (pure; the HTTP side is [`crate::http`]).
 //!
-//! A playback URL carries a grant — site, camera, time range, expiry — and an HMAC-SHA256 of
-//! it under the service's playback key:
+//! A playback URL carries a grant — site, camera, time range, expiry, and the rendition
+//! profile when it plays a rendition — and an HMAC-SHA256 of it under the service's playback
+//! key:
 //!
 //! ```text
 //! /v1/hls/<site>/<camera>.m3u8?from=<µs>&to=<µs>&exp=<unix s>&token=<base64url>   playlist
 //! /v1/hls/<site>/<camera>/<from>.<to>.<exp>.<token>/<sequence>.mp4                media
 //! token = HMAC-SHA256(key, "kordon.playback.v1" || len+site || len+camera
 //!                          || i64 from || i64 to (i64::MAX: live) || i64 exp)
+//!
+//! A rendition's (profile <p>):
+//! /v1/hls/<site>/<camera>.m3u8?profile=<p>&from=<µs>&to=<µs>&exp=<unix s>&token=<base64url>
+//! /v1/hls/<site>/<camera>/<from>.<to>.<exp>.<token>.<p>/<source sequence>.mp4
+//! token = HMAC-SHA256(key, "kordon.playback.rendition.v1" || len+site || len+camera
+//!                          || len+profile || i64 from || i64 to || i64 exp)
 //! ```
 //!
 //! Media URLs carry the grant in a path segment (`to` is `live` when open-ended) rather than
 //! in a query, so every segment URL ends in `.mp4`: players that check segment extensions
-//! (ffmpeg's HLS demuxer) accept them.
+//! (ffmpeg's HLS demuxer) accept them. Tokens are base64url (no `.`), so a profile — letters,
+//! digits, `-`, `_`, `.` — can follow the token in the path segment unambiguously.
 //!
 //! The token is the only authorisation the HTTP side needs: it was issued by GetPlaybackUrl
 //! after the caller was authorised and the access was logged. It covers the playlist and every
-//! segment of that camera overlapping the range, until it expires.
+//! segment of that camera overlapping the range, until it expires. The two kinds of grant are
+//! MACed in different domains, so a token of the originals never serves a rendition and a
+//! rendition's token never serves the originals or another profile.
 //!
 //! Playlists are HLS version 7 with fMP4 segments. Each Kordon segment is a self-contained
 //! fragmented MP4 (ftyp+moov, then moof/mdat), so every segment gets its own
@@ -27,6 +37,11 @@
 //! ingest continues them from segment to segment (`continuous_timestamps`, the default), so
 //! only gaps are marked; for recorders that restart timestamps in every file, every segment
 //! boundary is marked instead.
+//!
+//! A rendition is a self-contained fragmented MP4 too, and its media timeline continues its
+//! source segment's (its `tfdt` is the source's), so a rendition playlist is rendered the same
+//! way, one rendition per source segment; a source segment without a rendition is a hole and
+//! gets a discontinuity like a gap ([`PlaylistSegment::discontinuity`]).
 
 use std::fmt::Write as _;
 
@@ -39,6 +54,7 @@ use sha2::Sha256;
 use crate::StorageError;
 
 const DOMAIN: &[u8] = b"kordon.playback.v1";
+const RENDITION_DOMAIN: &[u8] = b"kordon.playback.rendition.v1";
 /// What a download token grants: one MAC domain each, so a token for one kind of thing can
 /// never be presented for another (a thumbnail's token as a bundle's, or the reverse).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +87,8 @@ pub struct Grant {
     pub to_us: i64,
     /// Unix seconds after which the token is refused.
     pub expires_s: i64,
+    /// The rendition profile the grant plays; empty for the original segments.
+    pub profile: String,
 }
 
 /// The query string of a playback URL.
@@ -81,6 +99,9 @@ pub struct PlaybackQuery {
     pub to: Option<i64>,
     pub exp: i64,
     pub token: String,
+    /// A rendition profile; absent (or empty) for the originals.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 /// Signs and checks playback tokens.
@@ -111,8 +132,16 @@ impl PlaybackSigner {
             Ok(m) => m,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         };
-        m.update(DOMAIN);
-        for s in [&g.site, &g.camera] {
+        // The originals' MAC is unchanged from before renditions played, so URLs issued by
+        // an older replica sharing the key keep working.
+        let fields: &[&String] = if g.profile.is_empty() {
+            m.update(DOMAIN);
+            &[&g.site, &g.camera]
+        } else {
+            m.update(RENDITION_DOMAIN);
+            &[&g.site, &g.camera, &g.profile]
+        };
+        for s in fields {
             m.update(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
             m.update(s.as_bytes());
         }
@@ -126,9 +155,14 @@ impl PlaybackSigner {
         URL_SAFE_NO_PAD.encode(self.mac(g).finalize().into_bytes())
     }
 
-    /// The query string (`from=..&to=..&exp=..&token=..`) of a URL for `g`.
+    /// The query string (`[profile=..&]from=..&to=..&exp=..&token=..`) of a URL for `g`.
     pub fn query(&self, g: &Grant) -> String {
-        let mut q = format!("from={}", g.from_us);
+        let mut q = String::new();
+        if !g.profile.is_empty() {
+            // Profiles are letters, digits, `-`, `_` and `.`: nothing to escape.
+            let _ = write!(q, "profile={}&", g.profile);
+        }
+        let _ = write!(q, "from={}", g.from_us);
         if g.to_us != LIVE {
             let _ = write!(q, "&to={}", g.to_us);
         }
@@ -136,14 +170,19 @@ impl PlaybackSigner {
         q
     }
 
-    /// The path segment of media URLs for `g`: `<from>.<to|live>.<exp>.<token>`.
+    /// The path segment of media URLs for `g`: `<from>.<to|live>.<exp>.<token>`, then
+    /// `.<profile>` for a rendition.
     pub fn path_grant(&self, g: &Grant) -> String {
         let to = if g.to_us == LIVE {
             "live".to_string()
         } else {
             g.to_us.to_string()
         };
-        format!("{}.{to}.{}.{}", g.from_us, g.expires_s, self.sign(g))
+        let mut out = format!("{}.{to}.{}.{}", g.from_us, g.expires_s, self.sign(g));
+        if !g.profile.is_empty() {
+            let _ = write!(out, ".{}", g.profile);
+        }
+        out
     }
 
     fn object_mac(&self, kind: Download, site: &str, id: &str, expires_s: i64) -> Hmac<Sha256> {
@@ -206,6 +245,7 @@ impl PlaybackSigner {
             from_us: q.from,
             to_us: q.to.unwrap_or(LIVE),
             expires_s: q.exp,
+            profile: q.profile.clone().unwrap_or_default(),
         };
         let tag = URL_SAFE_NO_PAD
             .decode(q.token.as_bytes())
@@ -224,7 +264,7 @@ impl PlaybackSigner {
 /// Parses a media URL's grant segment (see [`PlaybackSigner::path_grant`]); the token is
 /// checked by [`PlaybackSigner::check`].
 pub fn parse_path_grant(s: &str) -> Option<PlaybackQuery> {
-    let mut parts = s.splitn(4, '.');
+    let mut parts = s.splitn(5, '.');
     let from = parts.next()?.parse().ok()?;
     let to = match parts.next()? {
         "live" => None,
@@ -232,15 +272,18 @@ pub fn parse_path_grant(s: &str) -> Option<PlaybackQuery> {
     };
     let exp = parts.next()?.parse().ok()?;
     let token = parts.next()?.to_string();
+    let profile = parts.next().map(str::to_string);
     Some(PlaybackQuery {
         from,
         to,
         exp,
         token,
+        profile,
     })
 }
 
-/// One segment in a playlist.
+/// One segment in a playlist: an original segment, or a rendition (then `sequence` is its
+/// source segment's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlaylistSegment {
     pub sequence: u64,
@@ -248,6 +291,9 @@ pub struct PlaylistSegment {
     pub end_us: i64,
     pub size_bytes: u64,
     pub init_size: u64,
+    /// A discontinuity precedes it whatever the times say: in a rendition playlist, a source
+    /// segment without a (playable) rendition lies between it and the one before.
+    pub discontinuity: bool,
 }
 
 /// Renders an HLS media playlist of `segments` (sorted by start). Segment URIs are
@@ -282,7 +328,9 @@ pub fn render_playlist(
     let mut prev_end: Option<i64> = None;
     for s in segments {
         if let Some(end) = prev_end
-            && (!continuous_timestamps || s.start_us.saturating_sub(end) > tolerance_us)
+            && (s.discontinuity
+                || !continuous_timestamps
+                || s.start_us.saturating_sub(end) > tolerance_us)
         {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
@@ -384,6 +432,7 @@ mod tests {
             from_us: 1,
             to_us: 2,
             expires_s: 1000,
+            profile: String::new(),
         }
     }
 
@@ -393,7 +442,78 @@ mod tests {
             to: (g.to_us != LIVE).then_some(g.to_us),
             exp: g.expires_s,
             token: signer.sign(g),
+            profile: (!g.profile.is_empty()).then(|| g.profile.clone()),
         }
+    }
+
+    /// The originals' MAC is the one issued before renditions played (URLs of an older replica
+    /// sharing the key stay valid): HMAC over the documented fields, nothing more.
+    #[test]
+    fn the_originals_token_is_unchanged() {
+        let key = b"0123456789abcdef0123456789abcdef".to_vec();
+        let s = PlaybackSigner::new(key.clone());
+        let mut m = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        m.update(b"kordon.playback.v1");
+        m.update(&6u32.to_be_bytes());
+        m.update(b"burgas");
+        m.update(&6u32.to_be_bytes());
+        m.update(b"gate-3");
+        m.update(&1i64.to_be_bytes());
+        m.update(&2i64.to_be_bytes());
+        m.update(&1000i64.to_be_bytes());
+        assert_eq!(
+            s.sign(&grant()),
+            URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+        );
+    }
+
+    #[test]
+    fn tokens_bind_the_rendition_profile() {
+        let s = PlaybackSigner::random();
+        let original = grant();
+        let rendition = Grant {
+            profile: "360p-500k".into(),
+            ..grant()
+        };
+        let other = Grant {
+            profile: "480p".into(),
+            ..grant()
+        };
+        assert_ne!(s.sign(&original), s.sign(&rendition));
+        assert_eq!(
+            s.check("burgas", "gate-3", &q(&s, &rendition), 0).unwrap(),
+            rendition
+        );
+        // The originals' token with a profile added, and a rendition's with it removed or
+        // changed, are refused.
+        let mut o = q(&s, &original);
+        o.profile = Some("360p-500k".into());
+        assert!(s.check("burgas", "gate-3", &o, 0).is_err());
+        let mut r = q(&s, &rendition);
+        r.profile = None;
+        assert!(s.check("burgas", "gate-3", &r, 0).is_err());
+        let mut r = q(&s, &rendition);
+        r.profile = Some("480p".into());
+        assert!(s.check("burgas", "gate-3", &r, 0).is_err());
+        assert!(s.check("burgas", "gate-3", &q(&s, &other), 0).is_ok());
+        // The profile travels in the query and in the media path (dots and all).
+        assert!(
+            s.query(&rendition)
+                .starts_with("profile=360p-500k&from=1&to=2&exp=1000&")
+        );
+        assert!(!s.query(&original).contains("profile"));
+        let dotted = Grant {
+            profile: "v1.360p".into(),
+            ..grant()
+        };
+        for g in [original, rendition, dotted] {
+            let parsed = parse_path_grant(&s.path_grant(&g)).unwrap();
+            assert_eq!(s.check("burgas", "gate-3", &parsed, 0).unwrap(), g);
+        }
+        // A profile appended to an originals' path grant is a different grant: refused.
+        let appended = format!("{}.360p-500k", s.path_grant(&grant()));
+        let parsed = parse_path_grant(&appended).unwrap();
+        assert!(s.check("burgas", "gate-3", &parsed, 0).is_err());
     }
 
     #[test]
@@ -467,6 +587,7 @@ mod tests {
             end_us: b * 1_000_000,
             size_bytes: 1000,
             init_size: 200,
+            discontinuity: false,
         };
         let p = render_playlist(
             "gate-3",
@@ -500,6 +621,22 @@ mod tests {
         );
         assert_eq!(p.matches("#EXT-X-DISCONTINUITY").count(), 2);
         assert!(p.find("#EXT-X-DISCONTINUITY").unwrap() > p.find("gate-3/G/1.mp4").unwrap());
+        // A segment marked as following a hole gets one though its time continues.
+        let mut after_hole = seg(3, 12, 18);
+        after_hole.discontinuity = true;
+        let p = render_playlist(
+            "gate-3",
+            &[seg(1, 0, 6), after_hole],
+            "G",
+            1_000_000,
+            false,
+            true,
+        );
+        assert_eq!(p.matches("#EXT-X-DISCONTINUITY").count(), 1);
+        assert!(p.find("#EXT-X-DISCONTINUITY").unwrap() > p.find("gate-3/G/1.mp4").unwrap());
+        // ... but never before the first segment.
+        let p = render_playlist("gate-3", &[after_hole], "G", 1_000_000, false, true);
+        assert!(!p.contains("#EXT-X-DISCONTINUITY"));
     }
 
     #[test]

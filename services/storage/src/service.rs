@@ -75,6 +75,7 @@ struct Inner {
     signing_key: SigningKey,
     options: StorageOptions,
     agreement_accepted: std::sync::RwLock<Option<AgreementCheck>>,
+    viewer_copies: std::sync::RwLock<Option<Arc<dyn crate::viewer::ViewerCopies>>>,
 }
 
 /// Whether the agreement with a partner site is currently accepted by both sides (see
@@ -160,7 +161,7 @@ impl Storage {
             playback = %config.base_url(),
             "storage opened"
         );
-        Ok(Storage::from_parts(
+        let storage = Storage::from_parts(
             index,
             objects,
             playback,
@@ -175,7 +176,14 @@ impl Storage {
                 object_prefix: config.object_prefix.clone(),
                 partners: config.partners.clone(),
             },
-        ))
+        );
+        if let Some(url) = &config.transcode.url {
+            // Lazy: transcode may start after storage; exports with rendering wait for it.
+            let maker = crate::transcode::TranscodeViewerCopies::connect(&config.transcode, url)?;
+            storage.set_viewer_copies(Arc::new(maker));
+            tracing::info!(transcode = %url, "viewer copies for evidence bundles: transcode");
+        }
+        Ok(storage)
     }
 
     /// Assembles a storage from ready parts (tests, embedding).
@@ -194,8 +202,15 @@ impl Storage {
                 signing_key,
                 options,
                 agreement_accepted: std::sync::RwLock::new(None),
+                viewer_copies: std::sync::RwLock::new(None),
             }),
         }
+    }
+
+    pub(crate) fn viewer_copies_slot(
+        &self,
+    ) -> &std::sync::RwLock<Option<Arc<dyn crate::viewer::ViewerCopies>>> {
+        &self.inner.viewer_copies
     }
 
     /// Installs the check that the agreement with a partner is accepted (bilateral
@@ -444,6 +459,7 @@ impl Storage {
             from_us: s.start_us,
             to_us: s.end_us,
             expires_s,
+            profile: String::new(),
         };
         let url = format!(
             "{}/v1/hls/{}/{}/{}/{}.mp4",
@@ -456,12 +472,26 @@ impl Storage {
         (url, expires_s)
     }
 
-    /// A signed HLS URL for a camera and range (`to_us` = [`playback::LIVE`] for live), and
-    /// its expiry in Unix seconds.
+    /// A signed HLS URL of a camera's original segments over a range (`to_us` =
+    /// [`playback::LIVE`] for live), and its expiry in Unix seconds.
     pub fn playback_url(
         &self,
         site: &str,
         camera: &str,
+        from_us: i64,
+        to_us: i64,
+        ttl: Duration,
+    ) -> (String, i64) {
+        self.rendition_playback_url(site, camera, "", from_us, to_us, ttl)
+    }
+
+    /// A signed HLS URL of a camera's renditions of `profile` over a range (an empty profile:
+    /// the originals), and its expiry in Unix seconds. The URL serves that profile only.
+    pub fn rendition_playback_url(
+        &self,
+        site: &str,
+        camera: &str,
+        profile: &str,
         from_us: i64,
         to_us: i64,
         ttl: Duration,
@@ -473,6 +503,7 @@ impl Storage {
             from_us,
             to_us,
             expires_s,
+            profile: profile.to_string(),
         };
         let url = format!(
             "{}/v1/hls/{site}/{camera}.m3u8?{}",
@@ -525,7 +556,72 @@ impl Storage {
             .check(site, camera, q, now_micros() / MICROS)
     }
 
-    /// The HLS playlist a playback token grants.
+    /// The renditions of `profile` that play for a camera over `[from_us, to_us)`: one per
+    /// source segment that has one, in the source segments' order, each marked
+    /// [`playback::PlaylistSegment::discontinuity`] when a source segment without a playable
+    /// rendition lies before it (a hole, like a gap). A rendition stored before init sizes
+    /// were recorded (init size 0) has no usable `EXT-X-MAP`: it is left out (a hole) and
+    /// logged, rather than served broken.
+    pub async fn rendition_playlist_segments(
+        &self,
+        site: &str,
+        camera: &str,
+        profile: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<playback::PlaylistSegment>, StorageError> {
+        let idx = &self.inner.index;
+        let sources = idx
+            .playlist_segments(site, camera, from_us, to_us, MAX_PLAYLIST_SEGMENTS)
+            .await?;
+        let renditions: std::collections::HashMap<u64, playback::PlaylistSegment> = idx
+            .rendition_playlist_segments(
+                site,
+                camera,
+                profile,
+                from_us,
+                to_us,
+                MAX_PLAYLIST_SEGMENTS,
+            )
+            .await?
+            .into_iter()
+            .map(|r| (r.sequence, r))
+            .collect();
+        let mut out = Vec::with_capacity(renditions.len());
+        let mut hole = false;
+        let mut without_init: Vec<u64> = Vec::new();
+        for source in &sources {
+            match renditions.get(&source.sequence) {
+                Some(r) if r.init_size > 0 && r.init_size < r.size_bytes => {
+                    out.push(playback::PlaylistSegment {
+                        discontinuity: hole,
+                        ..*r
+                    });
+                    hole = false;
+                }
+                Some(r) => {
+                    without_init.push(r.sequence);
+                    hole = true;
+                }
+                None => hole = true,
+            }
+        }
+        if let Some(first) = without_init.first() {
+            tracing::warn!(
+                site,
+                camera,
+                profile,
+                renditions = without_init.len(),
+                first_segment = first,
+                "renditions registered before init sizes were recorded are left out of the \
+                 playlist (no EXT-X-MAP); registering them again with init_size adds it"
+            );
+        }
+        Ok(out)
+    }
+
+    /// The HLS playlist a playback token grants: of the original segments, or of the
+    /// renditions of the grant's profile (see [`Storage::rendition_playlist_segments`]).
     pub async fn playlist(
         &self,
         site: &str,
@@ -538,17 +634,27 @@ impl Storage {
             .playback
             .check(site, camera, q, now_micros() / MICROS)?;
         let live = grant.to_us == playback::LIVE;
-        let items = self
-            .inner
-            .index
-            .playlist_segments(
+        let items = if grant.profile.is_empty() {
+            self.inner
+                .index
+                .playlist_segments(
+                    site,
+                    camera,
+                    grant.from_us,
+                    grant.to_us,
+                    MAX_PLAYLIST_SEGMENTS,
+                )
+                .await?
+        } else {
+            self.rendition_playlist_segments(
                 site,
                 camera,
+                &grant.profile,
                 grant.from_us,
                 grant.to_us,
-                MAX_PLAYLIST_SEGMENTS,
             )
-            .await?;
+            .await?
+        };
         if items.len() as u32 >= MAX_PLAYLIST_SEGMENTS {
             tracing::warn!(
                 site,
@@ -570,35 +676,45 @@ impl Storage {
         Ok(text)
     }
 
-    /// A segment a playback token grants, for the HTTP media endpoint: the record and the
-    /// object's bytes in `range` (`None`: all of it).
+    /// The object a playback grant serves as media `sequence` of its camera, and its size as
+    /// registered (verified then): the original segment, or for a rendition grant the
+    /// rendition of the grant's profile made from that segment. Only live records overlapping
+    /// the grant's range are served.
+    pub async fn media_object(
+        &self,
+        grant: &Grant,
+        sequence: u64,
+    ) -> Result<(ObjectPath, u64), StorageError> {
+        let idx = &self.inner.index;
+        let in_grant =
+            |start_us: i64, end_us: i64| start_us < grant.to_us && end_us > grant.from_us;
+        let found = if grant.profile.is_empty() {
+            idx.segment(&grant.site, &grant.camera, sequence)
+                .await?
+                .filter(|s| s.deleted_at_us.is_none() && in_grant(s.start_us, s.end_us))
+                .map(|s| (s.object_key, s.size_bytes))
+        } else {
+            idx.rendition(&grant.site, &grant.camera, sequence, &grant.profile)
+                .await?
+                .filter(|r| in_grant(r.new.start_us, r.new.end_us))
+                .map(|r| (r.new.object_key, r.new.size_bytes))
+        };
+        let (key, size) =
+            found.ok_or_else(|| StorageError::NotFound(format!("no segment {sequence}")))?;
+        Ok((object_key(&key)?, size))
+    }
+
+    /// The bytes of a media object (see [`Storage::media_object`]) in `range` (`None`: all).
     pub async fn media(
         &self,
-        site: &str,
-        camera: &str,
-        sequence: u64,
-        q: &PlaybackQuery,
+        key: &ObjectPath,
         range: Option<std::ops::Range<u64>>,
-    ) -> Result<(SegmentRecord, GetResult), StorageError> {
-        let grant = self
-            .inner
-            .playback
-            .check(site, camera, q, now_micros() / MICROS)?;
-        let seg = self
-            .inner
-            .index
-            .segment(site, camera, sequence)
-            .await?
-            .filter(|s| s.deleted_at_us.is_none())
-            .filter(|s| s.start_us < grant.to_us && s.end_us > grant.from_us)
-            .ok_or_else(|| StorageError::NotFound(format!("no segment {sequence}")))?;
-        let key = object_key(&seg.object_key)?;
+    ) -> Result<GetResult, StorageError> {
         let opts = GetOptions {
             range: range.map(GetRange::Bounded),
             ..Default::default()
         };
-        let got = self.inner.objects.get_opts(&key, opts).await?;
-        Ok((seg, got))
+        Ok(self.inner.objects.get_opts(key, opts).await?)
     }
 
     /// Verifies a camera's chain over a time range; see [`chain`]. The window is the records

@@ -90,6 +90,7 @@ async fn copies_are_indexed(index: kordon_storage::Index, objects: Arc<dyn Objec
         size_bytes: bytes.len() as u64,
         sha256: kordon_objects::sha256(bytes).to_vec(),
         job_id: "job-1".into(),
+        init_size: 8,
     };
     let mut rendition_bytes = Vec::new();
     for (i, s) in segs.iter().enumerate() {
@@ -118,8 +119,49 @@ async fn copies_are_indexed(index: kordon_storage::Index, objects: Arc<dyn Objec
         );
         rendition_bytes.push((key, bytes));
     }
-    // Refusals: no object, wrong size, no such segment, a range outside the source.
+    // Refusals: no init size or one that is not inside the object, no object, wrong size, no
+    // such segment, a range outside the source.
     let (key0, bytes0) = &rendition_bytes[0];
+    for init_size in [0, bytes0.len() as u64, bytes0.len() as u64 + 1] {
+        let mut bad = rendition(1, key0, bytes0, segs[0].start_us);
+        bad.profile = "240p".into();
+        bad.init_size = init_size;
+        let e = client.register_rendition(bad).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{init_size}");
+        assert!(e.message().starts_with("init_size:"), "{}", e.message());
+    }
+    // A rendition stored before init sizes were recorded (0) gets one from a re-registration
+    // that is otherwise the same, and keeps it.
+    let table_camera = format!("'{camera}'");
+    assert_eq!(
+        exec(
+            running.storage.index(),
+            format!(
+                "UPDATE renditions SET init_size = 0 WHERE camera = {table_camera} \
+                 AND source_sequence = 1"
+            )
+        )
+        .await,
+        1
+    );
+    let old = client
+        .register_rendition(rendition(1, key0, bytes0, segs[0].start_us))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(old.outcome, pb::RegisterOutcome::AlreadyPresent as i32);
+    assert_eq!(old.rendition.unwrap().init_size, 8);
+    let mut other_init = rendition(1, key0, bytes0, segs[0].start_us);
+    other_init.init_size = 9;
+    assert_eq!(
+        client
+            .register_rendition(other_init)
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::AlreadyExists,
+        "a recorded init size is not overwritten"
+    );
     let nowhere = format!("{SITE}/{camera}/renditions/240p/nowhere.mp4");
     let mut missing = rendition(1, &nowhere, bytes0, segs[0].start_us);
     missing.profile = "240p".into();
@@ -173,6 +215,7 @@ async fn copies_are_indexed(index: kordon_storage::Index, objects: Arc<dyn Objec
     }
     assert_eq!(listed.len(), 3);
     for (r, (_, bytes)) in listed.iter().zip(&rendition_bytes) {
+        assert_eq!(r.init_size, 8, "stored, and added to the old row");
         let url = &r.media.as_ref().unwrap().url;
         let path = url.split_once(&running.http.to_string()).unwrap().1;
         let (status, _, body) = http_get(running.http, path, None).await;

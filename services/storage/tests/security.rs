@@ -446,6 +446,7 @@ async fn an_export_whose_client_left_stops_and_leaves_nothing() {
         request_id: "exp-cancel".into(),
         exported_by: "maria".into(),
         exported_by_name: String::new(),
+        rendering: None,
     };
     let (bundle, fresh) = storage.start_export(&req).await.unwrap();
     assert!(fresh);

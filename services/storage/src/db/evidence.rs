@@ -9,12 +9,14 @@ use crate::evidence::{
     BUNDLE_PREFIX, Bundle, ExportRequest, STATE_BUILDING, STATE_FAILED, STATE_READY,
     reused_request_id,
 };
+use crate::viewer::Rendering;
 
 macro_rules! bundle_columns {
     () => {
         "id, site, request_id, state, cameras, start_us, end_us, case_id, reason, recipient, \
          description, exported_by, created_at_us, completed_at_us, segment_count, gap_count, \
-         object_key, size_bytes, sha256, manifest, manifest_sha256, signature, signing_key, error"
+         object_key, size_bytes, sha256, manifest, manifest_sha256, signature, signing_key, error, \
+         rendering"
     };
 }
 
@@ -57,8 +59,19 @@ macro_rules! bundle_from_row {
                 .try_get::<Option<Vec<u8>>, _>("signing_key")?
                 .unwrap_or_default(),
             error: r.try_get("error")?,
+            rendering: rendering_of(r.try_get("rendering")?)?,
         }
     }};
+}
+
+/// A bundle's stored rendering: JSON, or '' for originals only.
+fn rendering_of(stored: String) -> Result<Option<Rendering>, StorageError> {
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(&stored)
+        .map(Some)
+        .map_err(|e| StorageError::Internal(format!("stored bundle rendering: {e}")))
 }
 
 impl Index {
@@ -140,11 +153,16 @@ impl Index {
         let cameras = serde_json::to_string(&req.cameras)
             .map_err(|e| StorageError::Internal(format!("encoding cameras: {e}")))?;
         let object_key = format!("{BUNDLE_PREFIX}/{}/{id}.tar", req.site);
+        let rendering = match &req.rendering {
+            Some(r) => serde_json::to_string(r)
+                .map_err(|e| StorageError::Internal(format!("encoding the rendering: {e}")))?,
+            None => String::new(),
+        };
         let inserted: Result<(), sqlx::Error> = dispatch!(self, pool, _b => {
             sqlx::query(concat!(
                 "INSERT INTO evidence_bundles (", bundle_columns!(), ") VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, 0, 0, $14, 0, \
-                 NULL, NULL, NULL, NULL, NULL, '')"
+                 NULL, NULL, NULL, NULL, NULL, '', $15)"
             ))
             .bind(&id)
             .bind(&req.site)
@@ -160,6 +178,7 @@ impl Index {
             .bind(&req.exported_by)
             .bind(now_micros())
             .bind(&object_key)
+            .bind(&rendering)
             .execute(pool)
             .await
             .map(|_| ())

@@ -5,15 +5,16 @@ use sqlx::Row;
 
 use super::{Index, dispatch, hash32, to_i64, to_u64};
 use crate::StorageError;
+use crate::index::MAX_SEGMENT_US;
 use crate::media::{
-    CameraWindow, KIND_THUMBNAIL, NewRendition, NewSnapshot, Rendition, Snapshot, same_or_conflict,
-    same_snapshot_or_conflict,
+    CameraWindow, KIND_THUMBNAIL, NewRendition, NewSnapshot, Rendition, Reregistration, Snapshot,
+    same_or_conflict, same_snapshot_or_conflict,
 };
 
 macro_rules! rendition_columns {
     () => {
         "site, camera, source_sequence, profile, start_us, end_us, codec, width, height, \
-         bitrate_bps, object_key, size_bytes, sha256, job_id, registered_at_us"
+         bitrate_bps, object_key, size_bytes, sha256, job_id, registered_at_us, init_size"
     };
 }
 
@@ -48,6 +49,7 @@ macro_rules! rendition_from_row {
                 size_bytes: to_u64(r.try_get("size_bytes")?, "size_bytes")?,
                 sha256: hash32(r.try_get("sha256")?, "sha256")?,
                 job_id: r.try_get("job_id")?,
+                init_size: to_u64(r.try_get("init_size")?, "init_size")?,
             },
             registered_at_us: r.try_get("registered_at_us")?,
         }
@@ -80,7 +82,8 @@ macro_rules! snapshot_from_row {
 }
 
 impl Index {
-    async fn rendition(
+    /// The live rendition of `profile` of a camera's segment `source_sequence`.
+    pub async fn rendition(
         &self,
         site: &str,
         camera: &str,
@@ -106,7 +109,43 @@ impl Index {
         })
     }
 
-    /// Stores a rendition; `false` when the same one was already stored.
+    /// Settles a registration of `n` over the stored `existing`: nothing new, or the init size
+    /// of a rendition stored before it was recorded.
+    async fn reregister_rendition(
+        &self,
+        existing: Rendition,
+        n: &NewRendition,
+    ) -> Result<(Rendition, bool), StorageError> {
+        match same_or_conflict(existing, n)? {
+            Reregistration::Same(r) => Ok((r, false)),
+            Reregistration::AddInitSize(r) => {
+                let seq = to_i64(n.source_sequence, "source_sequence")?;
+                let init = to_i64(n.init_size, "init_size")?;
+                dispatch!(self, pool, _b => {
+                    sqlx::query(
+                        "UPDATE renditions SET init_size = $5 WHERE site = $1 AND camera = $2 \
+                         AND source_sequence = $3 AND profile = $4 AND init_size = 0 \
+                         AND deleted_at_us IS NULL",
+                    )
+                    .bind(&n.site)
+                    .bind(&n.camera)
+                    .bind(seq)
+                    .bind(&n.profile)
+                    .bind(init)
+                    .execute(pool)
+                    .await?;
+                    Ok::<_, StorageError>(())
+                })?;
+                tracing::info!(site = %n.site, camera = %n.camera, segment = n.source_sequence,
+                               profile = %n.profile,
+                               "rendition registered before init sizes were recorded: init size added");
+                Ok((r, false))
+            }
+        }
+    }
+
+    /// Stores a rendition; `false` when the same one was already stored (a rendition stored
+    /// before init sizes were recorded gets the one `n` states).
     pub async fn register_rendition(
         &self,
         n: &NewRendition,
@@ -115,13 +154,13 @@ impl Index {
             .rendition(&n.site, &n.camera, n.source_sequence, &n.profile)
             .await?
         {
-            return same_or_conflict(existing, n);
+            return self.reregister_rendition(existing, n).await;
         }
         let now = now_micros();
         let done: Result<_, sqlx::Error> = dispatch!(self, pool, _b => {
             sqlx::query(concat!(
                 "INSERT INTO renditions (", rendition_columns!(), ") VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ))
             .bind(&n.site)
             .bind(&n.camera)
@@ -138,6 +177,7 @@ impl Index {
             .bind(n.sha256.to_vec())
             .bind(&n.job_id)
             .bind(now)
+            .bind(to_i64(n.init_size, "init_size")?)
             .execute(pool)
             .await
             .map(|_| ())
@@ -158,7 +198,7 @@ impl Index {
                     .rendition(&n.site, &n.camera, n.source_sequence, &n.profile)
                     .await?
                 {
-                    Some(existing) => same_or_conflict(existing, n),
+                    Some(existing) => self.reregister_rendition(existing, n).await,
                     None => Err(StorageError::Contention(
                         "a rendition with this key was registered and deleted concurrently".into(),
                     )),
@@ -166,6 +206,60 @@ impl Index {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The live renditions of `profile` overlapping `[from_us, to_us)` as playlist items
+    /// (`sequence` is the source segment's), by (start, source sequence), at most `limit`.
+    /// Rows stored before init sizes were recorded come with `init_size` 0.
+    pub async fn rendition_playlist_segments(
+        &self,
+        site: &str,
+        camera: &str,
+        profile: &str,
+        from_us: i64,
+        to_us: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::playback::PlaylistSegment>, StorageError> {
+        // A rendition lies within its source segment, so it starts at most MAX_SEGMENT_US
+        // before the window when it overlaps it: the bound keeps the start index useful.
+        const INNER: &str = "SELECT source_sequence, start_us, end_us, size_bytes, init_size \
+             FROM renditions WHERE site = $1 AND camera = $2 AND profile = $3 \
+             AND start_us >= $4 AND start_us < $5 AND end_us > $6 AND deleted_at_us IS NULL \
+             ORDER BY start_us, source_sequence LIMIT $7";
+        let lower = from_us.saturating_sub(MAX_SEGMENT_US);
+        let packed: Option<String> = match self {
+            Index::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT group_concat(printf('%d,%d,%d,%d,%d', source_sequence, start_us, \
+                     end_us, size_bytes, init_size), ';' ORDER BY start_us, source_sequence) \
+                     AS v FROM ({INNER})"
+            )))
+            .bind(site)
+            .bind(camera)
+            .bind(profile)
+            .bind(lower)
+            .bind(to_us)
+            .bind(from_us)
+            .bind(i64::from(limit))
+            .fetch_one(pool)
+            .await?
+            .try_get("v")?,
+            Index::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT string_agg(concat_ws(',', source_sequence, start_us, end_us, \
+                     size_bytes, init_size), ';' ORDER BY start_us, source_sequence) AS v \
+                     FROM ({INNER}) s"
+            )))
+            .bind(site)
+            .bind(camera)
+            .bind(profile)
+            .bind(lower)
+            .bind(to_us)
+            .bind(from_us)
+            .bind(i64::from(limit))
+            .fetch_one(pool)
+            .await?
+            .try_get("v")?,
+        };
+        super::segments::unpack_playlist(packed)
     }
 
     /// Live renditions of a camera starting in `[from_us, to_us)`, by (start, sequence,

@@ -63,6 +63,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_footage_grants.sql"),
         postgres: include_str!("../../migrations/postgres/0006_footage_grants.sql"),
     },
+    Migration {
+        version: 7,
+        description: "transcode",
+        sqlite: include_str!("../../migrations/sqlite/0007_transcode.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_transcode.sql"),
+    },
 ];
 
 /// The index database.

@@ -618,23 +618,7 @@ impl Index {
             .await?
             .try_get("v")?,
         };
-        let Some(packed) = packed else {
-            return Ok(Vec::new());
-        };
-        let bad = || StorageError::Internal("malformed playlist aggregate".into());
-        let mut out = Vec::with_capacity(packed.len() / 48);
-        for item in packed.split(';') {
-            let mut f = item.split(',').map(|v| v.parse::<i64>().map_err(|_| bad()));
-            let mut next = || f.next().ok_or_else(bad).and_then(|v| v);
-            out.push(crate::playback::PlaylistSegment {
-                sequence: to_u64(next()?, "sequence")?,
-                start_us: next()?,
-                end_us: next()?,
-                size_bytes: to_u64(next()?, "size")?,
-                init_size: to_u64(next()?, "init_size")?,
-            });
-        }
-        Ok(out)
+        unpack_playlist(packed)
     }
 
     /// Gaps overlapping `[from_us, to_us)`, by start.
@@ -825,4 +809,29 @@ async fn backoff(attempt: u32) {
     let base = 1u64 << attempt.min(6);
     let jitter = rand::random::<u64>() % (base + 1);
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+/// The playlist items of a `sequence,start,end,size,init;...` aggregate (see
+/// [`Index::playlist_segments`]); `None` (no rows) is no items.
+pub(super) fn unpack_playlist(
+    packed: Option<String>,
+) -> Result<Vec<crate::playback::PlaylistSegment>, StorageError> {
+    let Some(packed) = packed else {
+        return Ok(Vec::new());
+    };
+    let bad = || StorageError::Internal("malformed playlist aggregate".into());
+    let mut out = Vec::with_capacity(packed.len() / 48);
+    for item in packed.split(';') {
+        let mut f = item.split(',').map(|v| v.parse::<i64>().map_err(|_| bad()));
+        let mut next = || f.next().ok_or_else(bad).and_then(|v| v);
+        out.push(crate::playback::PlaylistSegment {
+            sequence: to_u64(next()?, "sequence")?,
+            start_us: next()?,
+            end_us: next()?,
+            size_bytes: to_u64(next()?, "size")?,
+            init_size: to_u64(next()?, "init_size")?,
+            discontinuity: false,
+        });
+    }
+    Ok(out)
 }

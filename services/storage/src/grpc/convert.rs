@@ -250,6 +250,7 @@ pub(super) fn rendition_pb(x: &Rendition, media: Option<pb::MediaUrl>) -> pb::Re
         job_id: n.job_id.clone(),
         registered_at: Some(timestamp(x.registered_at_us)),
         media,
+        init_size: n.init_size,
     }
 }
 
@@ -283,6 +284,43 @@ pub(super) fn snapshot_object(x: &Snapshot) -> AccessObjectRec {
     }
 }
 
+/// An export's rendering (`None` when unset). Masks must name cameras of `site`, each once;
+/// the rest is checked with the export ([`crate::viewer::Rendering::validate`]).
+pub(super) fn rendering_of(
+    r: &Option<pb::ExportRendering>,
+    site: &str,
+) -> Result<Option<crate::viewer::Rendering>, Status> {
+    use crate::viewer::{Point, Rendering};
+    let Some(r) = r else { return Ok(None) };
+    let mut out = Rendering {
+        burn_in_timestamp: r.burn_in_timestamp,
+        time_zone: r.time_zone.trim().to_string(),
+        blur_people: r.blur_people,
+        ..Default::default()
+    };
+    for (i, m) in r.privacy_masks.iter().enumerate() {
+        let field = format!("rendering.privacy_masks[{i}].camera");
+        let (s, camera) = camera_of(&m.camera, &field)?;
+        if s != site {
+            return Err(invalid(format!(
+                "{field}: `{s}/{camera}` is not of the bundle's site {site}"
+            )));
+        }
+        let polygons = m
+            .masks
+            .iter()
+            .map(|p| p.points.iter().map(|p| Point { x: p.x, y: p.y }).collect())
+            .collect();
+        if out.privacy_masks.insert(camera.clone(), polygons).is_some() {
+            return Err(invalid(format!(
+                "rendering.privacy_masks: `{site}/{camera}` is listed twice; give all its masks \
+                 in one entry"
+            )));
+        }
+    }
+    Ok(Some(out))
+}
+
 pub(super) fn bundle_pb(b: &Bundle) -> pb::EvidenceBundle {
     let state = match b.state {
         evidence::STATE_BUILDING => pb::EvidenceBundleState::Building,
@@ -304,7 +342,7 @@ pub(super) fn bundle_pb(b: &Bundle) -> pb::EvidenceBundle {
         completed_at: b.completed_at_us.map(timestamp),
         segment_count: u32::try_from(b.segment_count).unwrap_or(u32::MAX),
         gap_count: u32::try_from(b.gap_count).unwrap_or(u32::MAX),
-        includes_rendering: false,
+        includes_rendering: b.rendering.is_some(),
         object_key: if ready {
             b.object_key.clone()
         } else {

@@ -1,4 +1,6 @@
 //! Evidence export: ExportEvidence and GetEvidenceBundle (`ExportEvidence`, logged).
+//! With `rendering`, the bundle also carries viewer copies made by the transcode service
+//! ([`crate::viewer`]); without a transcode service configured, that is refused up front.
 
 use kordon_proto::storage::v1 as pb;
 use kordon_runtime::auth::{Permission, authorize_request};
@@ -7,10 +9,9 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     audit_of, bundle_pb, camera_of, closed_range, duration_of, media_url_pb, progress_pb,
-    recording_object,
+    recording_object, rendering_of,
 };
 use super::{StorageApi, invalid};
-use crate::StorageError;
 use crate::audit::AccessObjectRec;
 use crate::config::MAX_URL_LIFETIME;
 use crate::evidence::{self, ExportRequest};
@@ -38,13 +39,9 @@ pub(super) async fn export_evidence(
     let r = req.into_inner();
     let (from_us, to_us) = closed_range(&r.range)?;
     let audit = audit_of(&r.audit)?;
-    if r.rendering.is_some() {
-        return Err(StorageError::Unimplemented(
-            "rendering: viewer copies (burned-in time, privacy masks) come from the \
-             transcode service, which does not make them yet; export the originals"
-                .into(),
-        )
-        .into());
+    let rendering = rendering_of(&r.rendering, &site)?;
+    if rendering.is_some() && api.storage.viewer_copies().is_none() {
+        return Err(crate::viewer::not_configured().into());
     }
     let export = ExportRequest {
         site: site.clone(),
@@ -58,6 +55,7 @@ pub(super) async fn export_evidence(
         request_id: r.request_id.trim().to_string(),
         exported_by: who.subject.clone(),
         exported_by_name: who.display_name.clone().unwrap_or_default(),
+        rendering,
     };
     let (bundle, fresh) = api.storage.start_export(&export).await?;
     let id = bundle.id.clone();

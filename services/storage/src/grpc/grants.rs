@@ -725,6 +725,7 @@ pub(super) async fn decide_footage_grant(
                 request_id: String::new(),
                 exported_by: who.subject.clone(),
                 exported_by_name: person_name(&who),
+                rendering: None,
             };
             let (bundle, _) = api.storage.start_export(&export).await?;
             // The export is logged (and the bundle's manifest names that entry) before it is

@@ -38,6 +38,7 @@ pub(super) async fn register_rendition(
         size_bytes: r.size_bytes,
         sha256: sha_of(&r.sha256)?,
         job_id: r.job_id,
+        init_size: r.init_size,
     };
     let (rendition, created) = api.storage.register_rendition(&n).await?;
     Ok(Response::new(pb::RegisterRenditionResponse {

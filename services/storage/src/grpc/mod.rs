@@ -12,7 +12,8 @@
 //! Implemented: RegisterSegment, RegisterGap, GetChainHead, ListRecordings, ListSegments,
 //! GetSegment, GetPlaybackUrl, VerifyChain, ListAccessLog, VerifyAccessLog, RecordAccess,
 //! Get/SetRetentionPolicy (`ViewStatus`/`Administer`), Create/Release/ListLegalHolds
-//! (`ManageHolds`), ExportEvidence and GetEvidenceBundle (`ExportEvidence`),
+//! (`ManageHolds`), ExportEvidence (with viewer copies when transcode is configured) and
+//! GetEvidenceBundle (`ExportEvidence`),
 //! RegisterRendition and RegisterSnapshot (`WriteMedia`), ListRenditions, GetSnapshot and
 //! ListSnapshots (`ReadFootage`, logged), and the footage grants with partners — RequestFootage,
 //! ListFootageGrants, DecideFootageGrant, FetchFootageGrant — which admit partners on the
@@ -84,6 +85,7 @@ pub(crate) fn classify(e: &StorageError) -> Public {
             "playback token is invalid or expired",
         ),
         E::Contention(m) => public(tonic::Code::Aborted, StatusCode::SERVICE_UNAVAILABLE, m),
+        E::Unavailable(m) => public(tonic::Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE, m),
         // 499: the client closed the request (nginx's code; nobody is left to read it).
         E::Cancelled(m) => public(
             tonic::Code::Cancelled,

@@ -248,11 +248,18 @@ pub(super) async fn get_playback_url(
         api.storage.options().url_lifetime,
         MAX_URL_LIFETIME,
     )?;
-    if !r.rendition_profile.is_empty() {
-        return Err(StorageError::Unimplemented(
-            "rendition playback is not available yet; leave rendition_profile empty".into(),
-        )
-        .into());
+    let profile = r.rendition_profile.trim();
+    if !profile.is_empty() {
+        crate::media::valid_profile(profile)
+            .map_err(|_| invalid("rendition_profile: 1 to 64 letters, digits, `-`, `_` or `.`"))?;
+        // Renditions are made after recording and registered in any order: a live (EVENT)
+        // playlist, which may only grow at its end, could not show them faithfully.
+        if to_us == LIVE {
+            return Err(invalid(
+                "range.end: rendition playback needs a closed range (renditions are made \
+                 after recording); leave rendition_profile empty to play live",
+            ));
+        }
     }
     let audit = audit_of(&r.audit)?;
     api.log(
@@ -264,15 +271,34 @@ pub(super) async fn get_playback_url(
         "GetPlaybackUrl",
     )
     .await?;
-    let Some((first, last)) = api.storage.covered(&site, &camera, from_us, to_us).await? else {
-        return Err(StorageError::NotFound(format!(
-            "nothing is recorded for {site}/{camera} in the range"
-        ))
+    let covered = if profile.is_empty() {
+        api.storage.covered(&site, &camera, from_us, to_us).await?
+    } else {
+        let items = api
+            .storage
+            .rendition_playlist_segments(&site, &camera, profile, from_us, to_us)
+            .await?;
+        items.first().map(|f| {
+            (
+                f.start_us,
+                items.iter().map(|s| s.end_us).fold(f.end_us, i64::max),
+            )
+        })
+    };
+    let Some((first, last)) = covered else {
+        return Err(StorageError::NotFound(if profile.is_empty() {
+            format!("nothing is recorded for {site}/{camera} in the range")
+        } else {
+            format!(
+                "no rendition `{profile}` of {site}/{camera} covers the range (make one with a \
+                 transcode rendition job)"
+            )
+        })
         .into());
     };
     let playback = media_url_pb(
         api.storage
-            .playback_url(&site, &camera, from_us, to_us, ttl),
+            .rendition_playback_url(&site, &camera, profile, from_us, to_us, ttl),
     );
     Ok(Response::new(pb::GetPlaybackUrlResponse {
         playback: Some(playback),

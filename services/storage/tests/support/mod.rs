@@ -208,6 +208,17 @@ pub fn init_size(mp4: &[u8]) -> u64 {
 /// timestamps continue from segment to segment. (ffmpeg's HLS muxer writes the init section
 /// and the fragments separately; each segment here is the init section plus its fragments.)
 pub fn ffmpeg_segments(dir: &Path, count: u32, seconds: u32) -> Vec<Bytes> {
+    ffmpeg_segments_sized(dir, count, seconds, "320x240")
+}
+
+/// Like [`ffmpeg_segments`] with frames of `size` (e.g. `160x120`): the same test pattern and
+/// keyframes at the same times, so the segments of two sizes made in one test line up one to
+/// one, their media timelines alike — what a rendition of each segment is. Writes into a
+/// folder of `dir` named after the size.
+pub fn ffmpeg_segments_sized(dir: &Path, count: u32, seconds: u32, size: &str) -> Vec<Bytes> {
+    let dir = dir.join(format!("ffmpeg-{size}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.as_path();
     let status = std::process::Command::new("ffmpeg")
         .current_dir(dir)
         .args([
@@ -219,7 +230,7 @@ pub fn ffmpeg_segments(dir: &Path, count: u32, seconds: u32) -> Vec<Bytes> {
             "lavfi",
             "-i",
         ])
-        .arg("testsrc=size=320x240:rate=25")
+        .arg(format!("testsrc=size={size}:rate=25"))
         .args(["-t", &(count * seconds).to_string()])
         .args(["-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p"])
         .args([
