@@ -54,6 +54,9 @@ pub struct Config {
     /// Alerting: rules, sinks, where detections come from.
     #[serde(default)]
     pub alerting: kordon_alerting::config::AlertingConfig,
+    /// Transcode: its job database, workers, encoders, automatic thumbnails.
+    #[serde(default)]
+    pub transcode: kordon_transcode::TranscodeConfig,
     /// The cameras to record, by site (ingest, standalone).
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -133,6 +136,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "ingest",
     "detection",
     "alerting",
+    "transcode",
     "sites",
     "partners",
 ];
@@ -212,6 +216,12 @@ impl Config {
             other => RuntimeError::config("storage", other.to_string()),
         })?;
         self.alerting().validate().map_err(alerting_config_error)?;
+        self.transcode.validate().map_err(|e| match e {
+            kordon_transcode::TranscodeError::Config { key, message } => {
+                RuntimeError::config(key, message)
+            }
+            other => RuntimeError::config("transcode", other.to_string()),
+        })?;
         self.partners.validate()?;
         if let Some(l) = self.partners.listen
             && [self.grpc_listen, self.admin_listen, self.http_listen].contains(&l)

@@ -129,6 +129,12 @@ fn parse_mask(
     let [camera_ref] = matching.as_slice() else {
         anyhow::bail!("--mask `{arg}`: `{camera}` is not one of the --camera values");
     };
+    let polygon = parse_polygon(arg, points)?;
+    Ok(((*camera_ref).clone(), polygon))
+}
+
+/// `x1,y1;x2,y2;x3,y3...` (normalised) as a polygon; errors quote `arg`.
+pub(crate) fn parse_polygon(arg: &str, points: &str) -> anyhow::Result<common::Polygon> {
     let points = points
         .split(';')
         .filter(|p| !p.trim().is_empty())
@@ -154,7 +160,7 @@ fn parse_mask(
     if points.len() < 3 {
         anyhow::bail!("--mask `{arg}`: a polygon needs at least 3 points");
     }
-    Ok(((*camera_ref).clone(), common::Polygon { points }))
+    Ok(common::Polygon { points })
 }
 
 #[derive(Debug, clap::Args)]

@@ -12,6 +12,7 @@ mod footage;
 mod operator;
 mod partners;
 mod serve;
+mod transcode;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,16 @@ use clap::{Parser, Subcommand};
 
 use crate::client::ClientFlags;
 use crate::config::ServerFlags;
+
+/// `kordon transcode`: a job command, or (none given) the service with its server flags.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TranscodeArgs {
+    #[command(subcommand)]
+    pub command: Option<transcode::TranscodeCommand>,
+    #[command(flatten)]
+    pub server: ServerFlags,
+}
 
 #[derive(Parser)]
 #[command(
@@ -39,8 +50,9 @@ struct Cli {
 enum Command {
     /// Run the ingest service: records camera streams into object storage.
     Ingest(ServerFlags),
-    /// Run the transcode service: renditions, thumbnails, export transcodes.
-    Transcode(ServerFlags),
+    /// Transcode jobs (submit, get, list, watch, cancel, status); without a subcommand, run
+    /// the transcode service: renditions, thumbnails, viewer copies.
+    Transcode(TranscodeArgs),
     /// Run the detection service: motion and object detection.
     Detection(ServerFlags),
     /// Run the storage service: footage index, playback, evidence, access log.
@@ -117,7 +129,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
     use serve::Service;
     match command {
         Command::Ingest(f) => serve::service(Service::Ingest, &f).await,
-        Command::Transcode(f) => serve::service(Service::Transcode, &f).await,
+        Command::Transcode(TranscodeArgs {
+            command: Some(cmd), ..
+        }) => transcode::run(cmd).await,
+        Command::Transcode(TranscodeArgs { server, .. }) => {
+            serve::service(Service::Transcode, &server).await
+        }
         Command::Detection(f) => serve::service(Service::Detection, &f).await,
         Command::Storage(f) => serve::service(Service::Storage, &f).await,
         Command::Alerting(f) => serve::service(Service::Alerting, &f).await,

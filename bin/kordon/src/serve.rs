@@ -225,6 +225,47 @@ async fn start_detection(
     Ok(detection)
 }
 
+/// Starts transcode, reading footage from (and registering outputs with) `storage_url`.
+/// `sites` are whose new segments get automatic thumbnails when `thumbnails.sites` is empty.
+async fn start_transcode(
+    config: &Config,
+    common: &CommonConfig,
+    storage_url: &str,
+    sites: Vec<String>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<kordon_transcode::Transcode>> {
+    kordon_media::init().context("GStreamer could not start")?;
+    let objects_config = config.storage.objects_or_default(&common.data_dir);
+    let objects = kordon_objects::build(&objects_config)
+        .map_err(|e| anyhow::anyhow!("object storage ({}): {e}", objects_config.describe()))?;
+    let channel = client::connect_lazy(&config.transcode.storage.options(storage_url))?;
+    let mut tc = config.transcode.clone();
+    if tc.thumbnails.sites.is_empty() {
+        tc.thumbnails.sites = sites;
+    }
+    let replica = std::env::var("POD_NAME").unwrap_or_default();
+    kordon_transcode::Transcode::start(
+        tc,
+        &common.data_dir,
+        &replica,
+        kordon_transcode::Destinations {
+            objects,
+            object_prefix: config.storage.object_prefix.clone(),
+            storage: kordon_proto::storage::v1::storage_service_client::StorageServiceClient::new(
+                channel,
+            ),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| match e {
+        kordon_transcode::TranscodeError::Config { key, message } => {
+            kordon_runtime::RuntimeError::config(key, message).into()
+        }
+        other => anyhow::Error::new(other).context("transcode could not start"),
+    })
+}
+
 /// Starts alerting; `own_url` is this process's listener, read when no detection endpoint is
 /// configured (standalone).
 async fn start_alerting(
@@ -296,6 +337,7 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
     let mut detection = None;
     let mut alerting = None;
     let mut storage = None;
+    let mut transcode = None;
     match which {
         Service::Storage => {
             let (s, http) = start_storage(&config, &common, &shutdown).await?;
@@ -322,7 +364,18 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
             ingest = Some(i);
         }
         Service::Transcode => {
-            server = server.add_service(kordon_transcode::grpc_service(Default::default()))
+            let url = config.transcode.storage.url.clone().ok_or_else(|| {
+                kordon_runtime::RuntimeError::config(
+                    "transcode.storage.url",
+                    "must name the storage service (e.g. https://storage:8470)",
+                )
+            })?;
+            let sites = config.sites.iter().map(|s| s.name.clone()).collect();
+            let t = start_transcode(&config, &common, &url, sites, &shutdown).await?;
+            server = server.add_service(kordon_transcode::grpc_service(
+                kordon_transcode::TranscodeApi::new(t.clone()),
+            ));
+            transcode = Some(t);
         }
         Service::Detection => {
             let url = config.detection.storage.url.clone().ok_or_else(|| {
@@ -378,6 +431,9 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
     }
     if let Some(a) = alerting {
         a.stopped().await;
+    }
+    if let Some(t) = transcode {
+        t.stopped().await;
     }
     for t in tasks {
         t.await.context("task panicked")??;
@@ -540,13 +596,43 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
+    let own_url = format!("http://{grpc_url_addr}");
+    let sites: Vec<String> = if demo {
+        let mut s: Vec<String> = DEMO_CAMERAS
+            .iter()
+            .map(|(site, _, _)| site.to_string())
+            .collect();
+        s.dedup();
+        s
+    } else {
+        config.sites.iter().map(|s| s.name.clone()).collect()
+    };
+    let transcode = start_transcode(
+        &config,
+        &common,
+        config.transcode.storage.url.as_deref().unwrap_or(&own_url),
+        sites,
+        &shutdown,
+    )
+    .await?;
+    // Viewer copies of evidence bundles come from this process's transcode.
+    if config.storage.transcode.url.is_none() {
+        storage.set_viewer_copies(Arc::new(
+            kordon_storage::transcode::TranscodeViewerCopies::connect(
+                &config.storage.transcode,
+                &own_url,
+            )?,
+        ));
+    }
     let storage_for_link = storage.clone();
     let server = GrpcServer::new("standalone", &common)?
         .add_service(kordon_storage::grpc_service(storage))
         .add_service(kordon_ingest::grpc_service(kordon_ingest::IngestApi::new(
             ingest.clone(),
         )))
-        .add_service(kordon_transcode::grpc_service(Default::default()))
+        .add_service(kordon_transcode::grpc_service(
+            kordon_transcode::TranscodeApi::new(transcode.clone()),
+        ))
         .add_service(kordon_detection::grpc_service(
             kordon_detection::DetectionApi::new(detection.clone()),
         ))
@@ -591,6 +677,7 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     ingest.stopped().await;
     detection.stopped().await;
     alerting.stopped().await;
+    transcode.stopped().await;
     grpc_stop.cancel();
     let grpc_result = match early {
         Some(r) => r,

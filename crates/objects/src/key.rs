@@ -160,16 +160,26 @@ pub fn rendition_key(
     sha256: &[u8; 32],
 ) -> Result<Path, ObjectsError> {
     validate_name("profile", profile)?;
-    let still = still_key(prefix, site, camera, "renditions", start_unix_micros, sha256, "mp4")?;
+    let still = still_key(
+        prefix,
+        site,
+        camera,
+        "renditions",
+        start_unix_micros,
+        sha256,
+        "mp4",
+    )?;
     let folder = camera_folder(prefix, site, camera);
     let rest = still
         .as_ref()
         .strip_prefix(folder.as_str())
         .and_then(|r| r.strip_prefix("renditions/"))
-        .ok_or_else(|| ObjectsError::Store(object_store::Error::Generic {
-            store: "key",
-            source: "rendition key outside its camera folder".into(),
-        }))?;
+        .ok_or_else(|| {
+            ObjectsError::Store(object_store::Error::Generic {
+                store: "key",
+                source: "rendition key outside its camera folder".into(),
+            })
+        })?;
     Path::parse(format!("{folder}renditions/{profile}/{rest}"))
         .map_err(|e| ObjectsError::Store(e.into()))
 }
@@ -198,9 +208,16 @@ mod tests {
         );
         assert!(in_camera_folder("p", "burgas", "gate-1", &k));
         assert!(still_key("", "../x", "gate-1", "snapshots", 0, &[0; 32], "jpg").is_err());
-        let r = rendition_key("p", "burgas", "gate-1", "360p-500k", 1_795_774_446_123_456, &[0xab; 32])
-            .unwrap()
-            .to_string();
+        let r = rendition_key(
+            "p",
+            "burgas",
+            "gate-1",
+            "360p-500k",
+            1_795_774_446_123_456,
+            &[0xab; 32],
+        )
+        .unwrap()
+        .to_string();
         assert_eq!(
             r,
             "p/burgas/gate-1/renditions/360p-500k/2026/11/27/10/1795774446123-abababababababab.mp4"

@@ -32,7 +32,8 @@ pub use config::{ObjectLockConfig, ObjectLockMode, ObjectStoreConfig, build, bui
 pub use error::ObjectsError;
 pub use immutable::{Check, PutOutcome, link_immutable, put_immutable, sha256};
 pub use key::{
-    camera_folder, in_camera_folder, rendition_key, segment_key, still_key, validate_name, validate_prefix,
+    camera_folder, in_camera_folder, rendition_key, segment_key, still_key, validate_name,
+    validate_prefix,
 };
 
 /// Re-exported so users need not depend on `object_store` directly for the common types.

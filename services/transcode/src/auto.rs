@@ -27,7 +27,9 @@ const REASON: &str = "automatic timeline thumbnails";
 pub async fn run(t: Arc<Transcode>) {
     let cfg = t.config.thumbnails.clone();
     if cfg.sites.is_empty() {
-        tracing::warn!("transcode.thumbnails.automatic is on but thumbnails.sites is empty: no automatic thumbnails");
+        tracing::warn!(
+            "transcode.thumbnails.automatic is on but thumbnails.sites is empty: no automatic thumbnails"
+        );
         return;
     }
     tracing::info!(sites = ?cfg.sites, poll = ?cfg.poll, width = cfg.width, "automatic thumbnails for new segments");
@@ -50,19 +52,26 @@ pub async fn run(t: Arc<Transcode>) {
                         let from = *cursors
                             .entry((site.clone(), camera.clone()))
                             .or_insert(start);
-                        match one_camera(&t, site, &camera, from, now, cfg.width, &audit, &never).await {
+                        match one_camera(&t, site, &camera, from, now, cfg.width, &audit, &never)
+                            .await
+                        {
                             Ok(next) => {
                                 cursors.insert((site.clone(), camera), next);
                             }
                             Err(e) => {
-                                metrics::get().auto_thumbnails.with_label_values(&["failed"]).inc();
+                                metrics::get()
+                                    .auto_thumbnails
+                                    .with_label_values(&["failed"])
+                                    .inc();
                                 tracing::warn!(site = %site, camera = %camera, error = %e,
                                                "automatic thumbnails failed; retried next poll");
                             }
                         }
                     }
                 }
-                Err(e) => tracing::warn!(site = %site, error = %e, "cannot list the site's recordings; retried next poll"),
+                Err(e) => {
+                    tracing::warn!(site = %site, error = %e, "cannot list the site's recordings; retried next poll")
+                }
             }
         }
         tokio::select! {
@@ -95,7 +104,10 @@ async fn cameras(
                 scope: Some(spb::list_recordings_request::Scope::Site(site.to_string())),
                 range: Some(time_range(from_us, to_us)),
                 audit: Some(audit.clone()),
-                page: Some(common::PageRequest { page_size: 1000, page_token: token }),
+                page: Some(common::PageRequest {
+                    page_size: 1000,
+                    page_token: token,
+                }),
                 ..Default::default()
             })
             .await?
@@ -133,7 +145,10 @@ async fn one_camera(
         camera: camera.to_string(),
         from_us,
         to_us,
-        kind: Kind::Thumbnails { width, interval_us: None },
+        kind: Kind::Thumbnails {
+            width,
+            interval_us: None,
+        },
     };
     let mut client = t.destinations().storage.clone();
     let r = client
@@ -141,7 +156,10 @@ async fn one_camera(
             camera: Some(crate::service::camera_ref(&work)),
             range: Some(time_range(from_us, to_us)),
             audit: Some(audit.clone()),
-            page: Some(common::PageRequest { page_size: 1000, page_token: String::new() }),
+            page: Some(common::PageRequest {
+                page_size: 1000,
+                page_token: String::new(),
+            }),
         })
         .await?
         .into_inner();
@@ -154,7 +172,10 @@ async fn one_camera(
             continue;
         }
         t.thumbnail_segment(&work, &seg, width, None, never).await?;
-        metrics::get().auto_thumbnails.with_label_values(&["made"]).inc();
+        metrics::get()
+            .auto_thumbnails
+            .with_label_values(&["made"])
+            .inc();
         next = next.max(start + 1);
     }
     Ok(next)

@@ -169,7 +169,10 @@ impl TranscodeConfig {
             ));
         }
         if self.threads > 64 {
-            return Err(TranscodeError::config("threads", "must be between 0 and 64"));
+            return Err(TranscodeError::config(
+                "threads",
+                "must be between 0 and 64",
+            ));
         }
         if self.max_attempts == 0 || self.max_attempts > 20 {
             return Err(TranscodeError::config(
@@ -271,9 +274,15 @@ mod tests {
             ("encoder: 'x264enc ! fakesink'", "transcode.encoder"),
             ("database_url: mysql://x", "transcode.database_url"),
             ("thumbnails: {width: 8}", "transcode.thumbnails.width"),
-            ("thumbnails: {sites: ['../x']}", "transcode.thumbnails.sites"),
+            (
+                "thumbnails: {sites: ['../x']}",
+                "transcode.thumbnails.sites",
+            ),
             ("retention: 1m", "transcode.retention"),
-            ("time_zones: {burgas: Mars/Base}", "transcode.time_zones.burgas"),
+            (
+                "time_zones: {burgas: Mars/Base}",
+                "transcode.time_zones.burgas",
+            ),
         ] {
             let c: TranscodeConfig = serde_yaml::from_str(yaml).unwrap();
             match c.validate() {

@@ -46,9 +46,9 @@ impl TranscodeError {
     /// Whether running the job again may succeed: an outage, not the footage or the spec.
     pub fn is_transient(&self) -> bool {
         match self {
-            TranscodeError::Unavailable(_)
-            | TranscodeError::Db(_)
-            | TranscodeError::Sqlx(_) => true,
+            TranscodeError::Unavailable(_) | TranscodeError::Db(_) | TranscodeError::Sqlx(_) => {
+                true
+            }
             TranscodeError::Objects(o) => !o.is_not_found(),
             TranscodeError::Storage(s) => matches!(
                 s.code(),

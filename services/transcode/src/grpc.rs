@@ -132,8 +132,9 @@ impl TranscodeService for TranscodeApi {
         if r.request_id.len() > 200 {
             return Err(Status::invalid_argument("request_id: at most 200 bytes"));
         }
-        let priority = pb::JobPriority::try_from(r.priority)
-            .map_err(|_| Status::invalid_argument(format!("priority: unknown value {}", r.priority)))?;
+        let priority = pb::JobPriority::try_from(r.priority).map_err(|_| {
+            Status::invalid_argument(format!("priority: unknown value {}", r.priority))
+        })?;
         let (row, _) = self
             .t
             .submit(
@@ -177,7 +178,12 @@ impl TranscodeService for TranscodeApi {
         let kind = match pb::JobKind::try_from(r.kind) {
             Ok(pb::JobKind::Unspecified) => None,
             Ok(k) => Some(k),
-            Err(_) => return Err(Status::invalid_argument(format!("kind: unknown value {}", r.kind))),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "kind: unknown value {}",
+                    r.kind
+                )));
+            }
         };
         let camera = match &r.camera {
             Some(c) => {
@@ -195,7 +201,12 @@ impl TranscodeService for TranscodeApi {
             .t
             .store
             .list(
-                &JobFilter { states, kind, camera, sites },
+                &JobFilter {
+                    states,
+                    kind,
+                    camera,
+                    sites,
+                },
                 &page.page_token,
                 page.page_size,
             )
@@ -220,11 +231,9 @@ impl TranscodeService for TranscodeApi {
         let who = auth::principal(&req)?.clone();
         let id = req.into_inner().job_id;
         let first = self.readable(&who, &id).await?;
-        let permit = self
-            .watches
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Status::resource_exhausted("too many jobs are being watched; retry later"))?;
+        let permit = self.watches.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted("too many jobs are being watched; retry later")
+        })?;
         let api = self.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
@@ -244,7 +253,13 @@ impl TranscodeService for TranscodeApi {
                     pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled
                 );
                 if last.as_ref() != Some(&job) {
-                    if tx.send(Ok(pb::WatchJobResponse { job: Some(job.clone()) })).await.is_err() {
+                    if tx
+                        .send(Ok(pb::WatchJobResponse {
+                            job: Some(job.clone()),
+                        }))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     last = Some(job);
@@ -259,7 +274,9 @@ impl TranscodeService for TranscodeApi {
                 row = match api.t.store.get(&id).await {
                     Ok(Some(r)) => r,
                     Ok(None) => {
-                        let _ = tx.send(Err(Status::not_found(format!("job `{id}` was removed")))).await;
+                        let _ = tx
+                            .send(Err(Status::not_found(format!("job `{id}` was removed"))))
+                            .await;
                         return;
                     }
                     Err(e) => {
@@ -269,7 +286,9 @@ impl TranscodeService for TranscodeApi {
                 };
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn cancel_job(

@@ -66,7 +66,9 @@ pub fn get() -> &'static Metrics {
                     "kordon_transcode_unit_duration_seconds",
                     "Wall time to process one source segment",
                 )
-                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+                .buckets(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0,
+                ]),
                 &["kind"],
             )
             .expect("static metric definition"),

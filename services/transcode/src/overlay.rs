@@ -28,7 +28,13 @@ pub fn draw_text(bgr: &mut [u8], width: u32, height: u32, x: u32, y: u32, scale:
     let pad = scale * 2;
     let chars: Vec<u8> = text
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c as u8 } else { b'?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c as u8
+            } else {
+                b'?'
+            }
+        })
         .collect();
     let box_w = chars.len() as u32 * glyph + 2 * pad;
     let box_h = glyph + 2 * pad;
@@ -104,11 +110,7 @@ fn block_mean(bgr: &[u8], width: u32, height: u32, bx: u32, by: u32, block: u32)
     if n == 0 {
         return [0; 3];
     }
-    [
-        (sum[0] / n) as u8,
-        (sum[1] / n) as u8,
-        (sum[2] / n) as u8,
-    ]
+    [(sum[0] / n) as u8, (sum[1] / n) as u8, (sum[2] / n) as u8]
 }
 
 /// Replaces every pixel whose centre lies inside `poly` (normalised) by its block's mean.
@@ -118,7 +120,12 @@ pub fn pixelate_polygon(bgr: &mut [u8], width: u32, height: u32, poly: &[(f32, f
     }
     let px: Vec<(f32, f32)> = poly
         .iter()
-        .map(|(x, y)| (x.clamp(0.0, 1.0) * width as f32, y.clamp(0.0, 1.0) * height as f32))
+        .map(|(x, y)| {
+            (
+                x.clamp(0.0, 1.0) * width as f32,
+                y.clamp(0.0, 1.0) * height as f32,
+            )
+        })
         .collect();
     let (mut x1, mut y1, mut x2, mut y2) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
     for (x, y) in &px {
@@ -155,7 +162,12 @@ pub fn pixelate_box(bgr: &mut [u8], width: u32, height: u32, b: [f32; 4], margin
     let (w, h) = (b[2] - b[0], b[3] - b[1]);
     let (x1, y1) = (b[0] - w * margin, b[1] - h * margin);
     let (x2, y2) = (b[2] + w * margin, b[3] + h * margin);
-    pixelate_polygon(bgr, width, height, &[(x1, y1), (x2, y1), (x2, y2), (x1, y2)]);
+    pixelate_polygon(
+        bgr,
+        width,
+        height,
+        &[(x1, y1), (x2, y1), (x2, y2), (x1, y2)],
+    );
 }
 
 /// The person boxes among `detections` scoring at least `min_score`.
@@ -175,7 +187,11 @@ mod tests {
         let mut v = Vec::with_capacity((w * h * 3) as usize);
         for y in 0..h {
             for x in 0..w {
-                v.extend_from_slice(&[(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x ^ y) % 256) as u8]);
+                v.extend_from_slice(&[
+                    (x * 7 % 256) as u8,
+                    (y * 5 % 256) as u8,
+                    ((x ^ y) % 256) as u8,
+                ]);
             }
         }
         v
@@ -186,7 +202,12 @@ mod tests {
         let (w, h) = (320u32, 180u32);
         let orig = gradient(w, h);
         let mut p = orig.clone();
-        pixelate_polygon(&mut p, w, h, &[(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)]);
+        pixelate_polygon(
+            &mut p,
+            w,
+            h,
+            &[(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)],
+        );
         let at = |v: &[u8], x: u32, y: u32| {
             let i = ((y * w + x) * 3) as usize;
             [v[i], v[i + 1], v[i + 2]]
@@ -201,7 +222,12 @@ mod tests {
         assert_ne!(p, orig);
         // Same input, same output.
         let mut q = orig.clone();
-        pixelate_polygon(&mut q, w, h, &[(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)]);
+        pixelate_polygon(
+            &mut q,
+            w,
+            h,
+            &[(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)],
+        );
         assert_eq!(p, q);
         // Degenerate input changes nothing and does not panic.
         let mut r = orig.clone();
@@ -214,7 +240,15 @@ mod tests {
     fn text_is_drawn_and_clipped() {
         let (w, h) = (200u32, 40u32);
         let mut p = vec![128u8; (w * h * 3) as usize];
-        draw_text(&mut p, w, h, 2, 2, 2, "2026-12-02 10:00:00 EET burgas/gate-1 ü");
+        draw_text(
+            &mut p,
+            w,
+            h,
+            2,
+            2,
+            2,
+            "2026-12-02 10:00:00 EET burgas/gate-1 ü",
+        );
         let white = p.chunks(3).filter(|c| c == &[255, 255, 255]).count();
         let dark = p.chunks(3).filter(|c| c == &[16, 16, 16]).count();
         assert!(white > 100 && dark > 1000, "white {white} dark {dark}");

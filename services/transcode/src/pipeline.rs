@@ -148,7 +148,11 @@ impl Codecs {
                         "encoder",
                         format!(
                             "`{name}` is not a usable encoder on this host (usable: {})",
-                            if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                            if have.is_empty() {
+                                "none".to_string()
+                            } else {
+                                have.join(", ")
+                            }
                         ),
                     ));
                 };
@@ -544,7 +548,10 @@ fn pull_all(
 fn encoded_frame(s: &gst::Sample, origin: &mut Option<u64>) -> Option<EncodedFrame> {
     let b = s.buffer()?;
     let pts = b.pts().or(b.dts())?.nseconds();
-    let dts = b.dts().unwrap_or(gst::ClockTime::from_nseconds(pts)).nseconds();
+    let dts = b
+        .dts()
+        .unwrap_or(gst::ClockTime::from_nseconds(pts))
+        .nseconds();
     let o = *origin.get_or_insert(dts.min(pts));
     let map = b.map_readable().ok()?;
     Some(EncodedFrame {
@@ -572,7 +579,11 @@ pub fn output_size(w: u32, h: u32, max_height: u32) -> (u32, u32) {
     if w == 0 || h == 0 {
         return (0, 0);
     }
-    let out_h = even(if max_height == 0 { h } else { max_height.min(h) });
+    let out_h = even(if max_height == 0 {
+        h
+    } else {
+        max_height.min(h)
+    });
     let out_w = (u64::from(w) * u64::from(out_h) + u64::from(h) / 2) / u64::from(h);
     (even(out_w as u32), even(out_h))
 }
@@ -609,10 +620,28 @@ pub fn encode_segment(
     let (parse, filter) = parser_and_caps(settings.codec)?;
     let sink = gst_app::AppSink::builder().sync(false).build();
     pipeline
-        .add_many([&convert, &scale, &rate, &raw, &enc, &parse, &filter, sink.upcast_ref()])
+        .add_many([
+            &convert,
+            &scale,
+            &rate,
+            &raw,
+            &enc,
+            &parse,
+            &filter,
+            sink.upcast_ref(),
+        ])
         .map_err(gst_err)?;
-    gst::Element::link_many([&convert, &scale, &rate, &raw, &enc, &parse, &filter, sink.upcast_ref()])
-        .map_err(gst_err)?;
+    gst::Element::link_many([
+        &convert,
+        &scale,
+        &rate,
+        &raw,
+        &enc,
+        &parse,
+        &filter,
+        sink.upcast_ref(),
+    ])
+    .map_err(gst_err)?;
     let _src = source(&pipeline, data, &convert)?;
     let running = Running::start(pipeline)?;
     let mut frames = Vec::new();
@@ -627,9 +656,8 @@ pub fn encode_segment(
         }
         Ok(true)
     })?;
-    let track = track.ok_or_else(|| {
-        TranscodeError::Media("the segment decoded to no pictures".into())
-    })?;
+    let track =
+        track.ok_or_else(|| TranscodeError::Media("the segment decoded to no pictures".into()))?;
     Ok(Encoded { track, frames })
 }
 
@@ -666,7 +694,10 @@ pub fn decode_segment(
             .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
             .build(),
     );
-    let sink = gst_app::AppSink::builder().sync(false).max_buffers(4).build();
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(4)
+        .build();
     pipeline
         .add_many([&convert, &scale, &raw, sink.upcast_ref()])
         .map_err(gst_err)?;
@@ -684,7 +715,9 @@ pub fn decode_segment(
         let stride = width as usize * 3;
         let rows = height as usize;
         if map.len() < stride * rows {
-            return Err(TranscodeError::Media("short picture from the decoder".into()));
+            return Err(TranscodeError::Media(
+                "short picture from the decoder".into(),
+            ));
         }
         each(Picture {
             width,
@@ -736,13 +769,23 @@ impl FrameEncoder {
         let raw = make("capsfilter")?;
         raw.set_property(
             "caps",
-            gst::Caps::builder("video/x-raw").field("format", "I420").build(),
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .build(),
         );
         let enc = make_encoder(settings)?;
         let (parse, filter) = parser_and_caps(settings.codec)?;
         let sink = gst_app::AppSink::builder().sync(false).build();
         pipeline
-            .add_many([src.upcast_ref(), &convert, &raw, &enc, &parse, &filter, sink.upcast_ref()])
+            .add_many([
+                src.upcast_ref(),
+                &convert,
+                &raw,
+                &enc,
+                &parse,
+                &filter,
+                sink.upcast_ref(),
+            ])
             .map_err(gst_err)?;
         gst::Element::link_many([
             src.upcast_ref(),
@@ -837,7 +880,10 @@ pub fn first_decode_time(data: &[u8]) -> Option<(u64, u32)> {
                     if at + 16 > data.len() {
                         return None;
                     }
-                    (16, u64::from_be_bytes(data[at + 8..at + 16].try_into().ok()?))
+                    (
+                        16,
+                        u64::from_be_bytes(data[at + 8..at + 16].try_into().ok()?),
+                    )
                 }
                 0 => (8, (data.len() - at) as u64),
                 n => (8, n),

@@ -42,13 +42,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::TranscodeError;
 use crate::config::TranscodeConfig;
 use crate::metrics::{self, kind_label};
 use crate::overlay;
 use crate::pipeline::{self, Codecs, EncodeSettings, Encoded, FrameEncoder, Picture};
 use crate::spec::{self, Kind, Work};
 use crate::store::{JobRow, OutputRow, ProgressUpdate, Store, UnitRow};
-use crate::TranscodeError;
 
 /// A running job that has not said so for this long is taken back by another replica.
 const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -125,11 +125,14 @@ impl Transcode {
                  gstreamer1.0-plugins-ugly)",
             ));
         }
-        let store = Store::open(&config.database_url(data_dir)).await?;
         let scratch = config.scratch_dir(data_dir);
         std::fs::create_dir_all(&scratch).map_err(|e| {
             TranscodeError::config("scratch_dir", format!("{}: {e}", scratch.display()))
         })?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            TranscodeError::config("data_dir", format!("{}: {e}", data_dir.display()))
+        })?;
+        let store = Store::open(&config.database_url(data_dir)).await?;
         let replica = if replica.is_empty() {
             "transcode".to_string()
         } else {
@@ -200,7 +203,10 @@ impl Transcode {
         match &*self.detector.lock().unwrap_or_else(|e| e.into_inner()) {
             DetectorSlot::Loaded(_) => (true, String::new()),
             DetectorSlot::Failed(e) => (false, e.clone()),
-            DetectorSlot::NotLoaded => (false, "not loaded yet (loaded by the first export that blurs people)".into()),
+            DetectorSlot::NotLoaded => (
+                false,
+                "not loaded yet (loaded by the first export that blurs people)".into(),
+            ),
         }
     }
 
@@ -339,11 +345,14 @@ impl Transcode {
         let m = metrics::get();
         let finish = |state: pb::JobState| {
             m.jobs_finished
-                .with_label_values(&[kind, match state {
-                    pb::JobState::Succeeded => "succeeded",
-                    pb::JobState::Failed => "failed",
-                    _ => "cancelled",
-                }])
+                .with_label_values(&[
+                    kind,
+                    match state {
+                        pb::JobState::Succeeded => "succeeded",
+                        pb::JobState::Failed => "failed",
+                        _ => "cancelled",
+                    },
+                ])
                 .inc();
         };
         let end = |to: pb::JobState, error: String| {
@@ -456,7 +465,10 @@ impl Transcode {
                 "segment {} of {}: its object does not match the SHA-256 the index recorded; \
                  the footage may have been altered (verify the camera's chain)",
                 seq_of(seg),
-                seg.camera.as_ref().map(|c| format!("{}/{}", c.site, c.camera)).unwrap_or_default()
+                seg.camera
+                    .as_ref()
+                    .map(|c| format!("{}/{}", c.site, c.camera))
+                    .unwrap_or_default()
             )));
         }
         Ok(data)
@@ -482,7 +494,10 @@ impl Transcode {
         {
             let mut p = progress.lock().map_err(poisoned)?;
             p.total_units = segments.len() as u64;
-            p.done_units = segments.iter().filter(|s| done.contains_key(&seq_of(s))).count() as u64;
+            p.done_units = segments
+                .iter()
+                .filter(|s| done.contains_key(&seq_of(s)))
+                .count() as u64;
             p.frames = done.values().map(|u| u.frames).sum();
         }
         match &work.kind {
@@ -501,7 +516,12 @@ impl Transcode {
         }
     }
 
-    fn settings(&self, codec: Codec, preset: pb::EncoderPreset, bitrate: Option<u64>) -> Result<EncodeSettings, TranscodeError> {
+    fn settings(
+        &self,
+        codec: Codec,
+        preset: pb::EncoderPreset,
+        bitrate: Option<u64>,
+    ) -> Result<EncodeSettings, TranscodeError> {
         Ok(EncodeSettings {
             element: self.codecs.encoder(codec)?.to_string(),
             codec,
@@ -522,8 +542,14 @@ impl Transcode {
         cancel: &Arc<AtomicBool>,
         progress: &Arc<Mutex<ProgressUpdate>>,
     ) -> Result<(), TranscodeError> {
-        let Kind::Rendition { profile, bitrate_bps, max_height, max_fps, codec, preset } =
-            work.kind.clone()
+        let Kind::Rendition {
+            profile,
+            bitrate_bps,
+            max_height,
+            max_fps,
+            codec,
+            preset,
+        } = work.kind.clone()
         else {
             unreachable!("renditions() runs rendition jobs");
         };
@@ -541,7 +567,10 @@ impl Transcode {
                         range: Some(time_range(work.from_us, work.to_us)),
                         profile: profile.clone(),
                         audit: Some(audit.clone()),
-                        page: Some(common::PageRequest { page_size: 1000, page_token: token }),
+                        page: Some(common::PageRequest {
+                            page_size: 1000,
+                            page_token: token,
+                        }),
                     })
                     .await?
                     .into_inner();
@@ -565,7 +594,16 @@ impl Transcode {
             }
             check(cancel)?;
             if existing.contains(&seq) {
-                self.store.unit_done(&job.id, seq, &UnitRow { frames: 0, part: None }).await?;
+                self.store
+                    .unit_done(
+                        &job.id,
+                        seq,
+                        &UnitRow {
+                            frames: 0,
+                            part: None,
+                        },
+                    )
+                    .await?;
                 bump(progress, 0, None);
                 continue;
             }
@@ -575,16 +613,16 @@ impl Transcode {
             let (start_us, end_us) = seg_range(seg);
             let base = pipeline::first_decode_time(&data)
                 .map(|(t, ts)| pipeline::to_90k(t, ts))
-                .ok_or_else(|| TranscodeError::Media(format!(
-                    "segment {seq} is not a fragmented MP4 this service reads"
-                )))?;
+                .ok_or_else(|| {
+                    TranscodeError::Media(format!(
+                        "segment {seq} is not a fragmented MP4 this service reads"
+                    ))
+                })?;
             let (w, h) = source_size(seg, max_height);
             let c = cancel.clone();
             let s = settings.clone();
-            let encoded: Encoded = blocking(move || {
-                pipeline::encode_segment(data, w, h, max_fps, &s, &c)
-            })
-            .await?;
+            let encoded: Encoded =
+                blocking(move || pipeline::encode_segment(data, w, h, max_fps, &s, &c)).await?;
             let duration = us_to_90k(end_us - start_us);
             let frames = encoded.frames.len() as u64;
             let (bytes, summary) = encoded.to_fmp4(base, duration, 1, true)?;
@@ -624,21 +662,33 @@ impl Transcode {
                 })
                 .await?;
             self.store
-                .add_output(&job.id, &OutputRow {
-                    object_key: key.to_string(),
-                    content_type: "video/mp4".into(),
-                    size_bytes: size,
-                    sha256: summary.sha256,
-                    start_us,
-                    end_us,
-                    source_sequence: seq,
-                })
+                .add_output(
+                    &job.id,
+                    &OutputRow {
+                        object_key: key.to_string(),
+                        content_type: "video/mp4".into(),
+                        size_bytes: size,
+                        sha256: summary.sha256,
+                        start_us,
+                        end_us,
+                        source_sequence: seq,
+                    },
+                )
                 .await?;
-            self.store.unit_done(&job.id, seq, &UnitRow { frames, part: None }).await?;
+            self.store
+                .unit_done(&job.id, seq, &UnitRow { frames, part: None })
+                .await?;
             footage_s += (end_us - start_us) as f64 / 1e6;
             let speed = footage_s / started.elapsed().as_secs_f64().max(1e-3);
             bump(progress, frames, Some(speed));
-            record_unit(pb::JobKind::Rendition, &settings.element, frames, (end_us - start_us) as f64 / 1e6, unit_start, size);
+            record_unit(
+                pb::JobKind::Rendition,
+                &settings.element,
+                frames,
+                (end_us - start_us) as f64 / 1e6,
+                unit_start,
+                size,
+            );
         }
         Ok(())
     }
@@ -673,7 +723,16 @@ impl Transcode {
             }
             check(cancel)?;
             if existing.contains(&seq) {
-                self.store.unit_done(&job.id, seq, &UnitRow { frames: 0, part: None }).await?;
+                self.store
+                    .unit_done(
+                        &job.id,
+                        seq,
+                        &UnitRow {
+                            frames: 0,
+                            part: None,
+                        },
+                    )
+                    .await?;
                 bump(progress, 0, None);
                 continue;
             }
@@ -688,11 +747,31 @@ impl Transcode {
                 size += o.size_bytes;
                 self.store.add_output(&job.id, o).await?;
             }
-            self.store.unit_done(&job.id, seq, &UnitRow { frames: n, part: None }).await?;
+            self.store
+                .unit_done(
+                    &job.id,
+                    seq,
+                    &UnitRow {
+                        frames: n,
+                        part: None,
+                    },
+                )
+                .await?;
             let (s, e) = seg_range(seg);
             footage_s += (e - s) as f64 / 1e6;
-            bump(progress, n, Some(footage_s / started.elapsed().as_secs_f64().max(1e-3)));
-            record_unit(pb::JobKind::Thumbnails, "jpeg", n, (e - s) as f64 / 1e6, unit_start, size);
+            bump(
+                progress,
+                n,
+                Some(footage_s / started.elapsed().as_secs_f64().max(1e-3)),
+            );
+            record_unit(
+                pb::JobKind::Thumbnails,
+                "jpeg",
+                n,
+                (e - s) as f64 / 1e6,
+                unit_start,
+                size,
+            );
         }
         Ok(())
     }
@@ -714,7 +793,10 @@ impl Transcode {
                     kind: spb::SnapshotKind::Thumbnail as i32,
                     audit: Some(audit.clone()),
                     url_ttl: None,
-                    page: Some(common::PageRequest { page_size: 1000, page_token: token }),
+                    page: Some(common::PageRequest {
+                        page_size: 1000,
+                        page_token: token,
+                    }),
                 })
                 .await?
                 .into_inner();
@@ -749,7 +831,9 @@ impl Transcode {
             let mut out = Vec::new();
             let mut next = match interval_us {
                 // The first multiple of the interval at or after the segment's start.
-                Some(i) => start_us.div_euclid(i) * i + if start_us.rem_euclid(i) == 0 { 0 } else { i },
+                Some(i) => {
+                    start_us.div_euclid(i) * i + if start_us.rem_euclid(i) == 0 { 0 } else { i }
+                }
                 None => start_us,
             };
             pipeline::decode_segment(data, w, h, &c, |pic| {
@@ -783,8 +867,13 @@ impl Transcode {
                 "jpg",
             )?;
             let size = jpeg.len() as u64;
-            kordon_objects::put_immutable(self.dest.objects.as_ref(), &key, Bytes::from(jpeg), &sha)
-                .await?;
+            kordon_objects::put_immutable(
+                self.dest.objects.as_ref(),
+                &key,
+                Bytes::from(jpeg),
+                &sha,
+            )
+            .await?;
             self.dest
                 .storage
                 .clone()
@@ -817,7 +906,9 @@ impl Transcode {
     }
 
     fn part_path(&self, job: &str, index: usize, seq: u64) -> PathBuf {
-        self.scratch.join(job).join(format!("{index:06}-{seq}.part"))
+        self.scratch
+            .join(job)
+            .join(format!("{index:06}-{seq}.part"))
     }
 
     async fn export(
@@ -829,8 +920,16 @@ impl Transcode {
         cancel: &Arc<AtomicBool>,
         progress: &Arc<Mutex<ProgressUpdate>>,
     ) -> Result<(), TranscodeError> {
-        let Kind::Export { burn_in, time_zone, masks, bitrate_bps, codec, preset, blur_people, .. } =
-            work.kind.clone()
+        let Kind::Export {
+            burn_in,
+            time_zone,
+            masks,
+            bitrate_bps,
+            codec,
+            preset,
+            blur_people,
+            ..
+        } = work.kind.clone()
         else {
             unreachable!("export() runs export jobs");
         };
@@ -861,7 +960,10 @@ impl Transcode {
             let seq = seq_of(seg);
             let path = self.part_path(&job.id, index, seq);
             parts.push(path.clone());
-            if let Some(UnitRow { part: Some((size, sha)), .. }) = done.get(&seq)
+            if let Some(UnitRow {
+                part: Some((size, sha)),
+                ..
+            }) = done.get(&seq)
                 && part_intact(&path, *size, sha)
             {
                 continue;
@@ -883,27 +985,44 @@ impl Transcode {
             let encoded = blocking(move || {
                 let mut enc: Option<FrameEncoder> = None;
                 let mut window = Window::default();
-                let mut emit = |mut pic: Picture, boxes: Vec<[f32; 4]>| -> Result<(), TranscodeError> {
-                    for m in &masks {
-                        overlay::pixelate_polygon(&mut pic.bgr, pic.width, pic.height, m);
-                    }
-                    for b in &boxes {
-                        overlay::pixelate_box(&mut pic.bgr, pic.width, pic.height, *b, 0.1);
-                    }
-                    if burn_in {
-                        let at = start_us + (pic.pts_ns / 1000) as i64;
-                        let text = format!("{}  {label}", stamp(at, &tz));
-                        let scale = (pic.height / 270).max(2);
-                        overlay::draw_text(&mut pic.bgr, pic.width, pic.height, scale * 4, scale * 4, scale, &text);
-                    }
-                    if enc.is_none() {
-                        let fps = if pic.duration_ns > 0 { 1e9 / pic.duration_ns as f64 } else { 25.0 };
-                        enc = Some(FrameEncoder::new(pic.width, pic.height, fps, &s)?);
-                    }
-                    enc.as_mut().map(|e| e.push(&pic)).unwrap_or(Ok(()))
-                };
+                let mut emit =
+                    |mut pic: Picture, boxes: Vec<[f32; 4]>| -> Result<(), TranscodeError> {
+                        for m in &masks {
+                            overlay::pixelate_polygon(&mut pic.bgr, pic.width, pic.height, m);
+                        }
+                        for b in &boxes {
+                            overlay::pixelate_box(&mut pic.bgr, pic.width, pic.height, *b, 0.1);
+                        }
+                        if burn_in {
+                            let at = start_us + (pic.pts_ns / 1000) as i64;
+                            let text = format!("{}  {label}", stamp(at, &tz));
+                            let scale = (pic.height / 270).max(2);
+                            overlay::draw_text(
+                                &mut pic.bgr,
+                                pic.width,
+                                pic.height,
+                                scale * 4,
+                                scale * 4,
+                                scale,
+                                &text,
+                            );
+                        }
+                        if enc.is_none() {
+                            let fps = if pic.duration_ns > 0 {
+                                1e9 / pic.duration_ns as f64
+                            } else {
+                                25.0
+                            };
+                            enc = Some(FrameEncoder::new(pic.width, pic.height, fps, &s)?);
+                        }
+                        enc.as_mut().map(|e| e.push(&pic)).unwrap_or(Ok(()))
+                    };
                 pipeline::decode_segment(data, w, h, &c, |pic| {
-                    let boxes = if blur_people { me.people(&pic, min_score)? } else { Vec::new() };
+                    let boxes = if blur_people {
+                        me.people(&pic, min_score)?
+                    } else {
+                        Vec::new()
+                    };
                     for (p, b) in window.push(pic, boxes) {
                         emit(p, b)?;
                     }
@@ -912,9 +1031,9 @@ impl Transcode {
                 for (p, b) in window.finish() {
                     emit(p, b)?;
                 }
-                let enc = enc.ok_or_else(|| TranscodeError::Media(format!(
-                    "segment {seq} decoded to no pictures"
-                )))?;
+                let enc = enc.ok_or_else(|| {
+                    TranscodeError::Media(format!("segment {seq} decoded to no pictures"))
+                })?;
                 enc.finish(&c)
             })
             .await?;
@@ -922,11 +1041,29 @@ impl Transcode {
             let (bytes, summary) = encoded.to_fmp4(base, duration, index as u32 + 1, false)?;
             write_part(&path, &bytes)?;
             self.store
-                .unit_done(&job.id, seq, &UnitRow { frames, part: Some((bytes.len() as u64, summary.sha256)) })
+                .unit_done(
+                    &job.id,
+                    seq,
+                    &UnitRow {
+                        frames,
+                        part: Some((bytes.len() as u64, summary.sha256)),
+                    },
+                )
                 .await?;
             footage_s += (end_us - start_us) as f64 / 1e6;
-            bump(progress, frames, Some(footage_s / started.elapsed().as_secs_f64().max(1e-3)));
-            record_unit(pb::JobKind::Export, &settings.element, frames, (end_us - start_us) as f64 / 1e6, unit_start, 0);
+            bump(
+                progress,
+                frames,
+                Some(footage_s / started.elapsed().as_secs_f64().max(1e-3)),
+            );
+            record_unit(
+                pb::JobKind::Export,
+                &settings.element,
+                frames,
+                (end_us - start_us) as f64 / 1e6,
+                unit_start,
+                0,
+            );
         }
         check(cancel)?;
         set_stage(progress, "joining parts");
@@ -943,18 +1080,25 @@ impl Transcode {
         )?;
         let size = file.len() as u64;
         set_stage(progress, "uploading");
-        kordon_objects::put_immutable(self.dest.objects.as_ref(), &key, Bytes::from(file), &sha).await?;
-        metrics::get().bytes_written.with_label_values(&["export"]).inc_by(size);
+        kordon_objects::put_immutable(self.dest.objects.as_ref(), &key, Bytes::from(file), &sha)
+            .await?;
+        metrics::get()
+            .bytes_written
+            .with_label_values(&["export"])
+            .inc_by(size);
         self.store
-            .add_output(&job.id, &OutputRow {
-                object_key: key.to_string(),
-                content_type: "video/mp4".into(),
-                size_bytes: size,
-                sha256: sha,
-                start_us: origin_us,
-                end_us: segments.last().map(|s| seg_range(s).1).unwrap_or(origin_us),
-                source_sequence: 0,
-            })
+            .add_output(
+                &job.id,
+                &OutputRow {
+                    object_key: key.to_string(),
+                    content_type: "video/mp4".into(),
+                    size_bytes: size,
+                    sha256: sha,
+                    start_us: origin_us,
+                    end_us: segments.last().map(|s| seg_range(s).1).unwrap_or(origin_us),
+                    source_sequence: 0,
+                },
+            )
             .await?;
         let _ = std::fs::remove_dir_all(self.scratch.join(&job.id));
         set_stage(progress, "done");
@@ -962,7 +1106,10 @@ impl Transcode {
     }
 
     async fn load_detector(&self) -> Result<(), TranscodeError> {
-        if matches!(&*self.detector.lock().map_err(poisoned)?, DetectorSlot::Loaded(_)) {
+        if matches!(
+            &*self.detector.lock().map_err(poisoned)?,
+            DetectorSlot::Loaded(_)
+        ) {
             return Ok(());
         }
         let cfg = self.config.detector.clone();
@@ -990,7 +1137,10 @@ impl Transcode {
         let mut slot = self.detector.lock().map_err(poisoned)?;
         match loaded {
             Ok(d) => {
-                tracing::info!(provider = d.provider(), "person detector loaded for blurring");
+                tracing::info!(
+                    provider = d.provider(),
+                    "person detector loaded for blurring"
+                );
                 *slot = DetectorSlot::Loaded(Box::new(d));
                 Ok(())
             }
@@ -1018,7 +1168,10 @@ impl Transcode {
         let found = d
             .detect_batch(&[img])
             .map_err(|e| TranscodeError::Media(format!("person detector: {e}")))?;
-        Ok(overlay::people(found.first().map(|v| v.as_slice()).unwrap_or(&[]), min_score))
+        Ok(overlay::people(
+            found.first().map(|v| v.as_slice()).unwrap_or(&[]),
+            min_score,
+        ))
     }
 
     /// Forgets finished jobs past retention and takes back stale ones, every minute.
@@ -1050,9 +1203,16 @@ impl Transcode {
             if let Ok(counts) = self.store.counts().await {
                 for (state, n) in counts {
                     let name = pb::JobState::try_from(state)
-                        .map(|s| s.as_str_name().trim_start_matches("JOB_STATE_").to_ascii_lowercase())
+                        .map(|s| {
+                            s.as_str_name()
+                                .trim_start_matches("JOB_STATE_")
+                                .to_ascii_lowercase()
+                        })
                         .unwrap_or_default();
-                    metrics::get().jobs.with_label_values(&[&name]).set(n as i64);
+                    metrics::get()
+                        .jobs
+                        .with_label_values(&[&name])
+                        .set(n as i64);
                 }
             }
         }
@@ -1092,7 +1252,10 @@ impl Window {
         for (_, b) in self.pending.iter().take(REACH + 1) {
             boxes.extend_from_slice(b);
         }
-        let (pic, own) = self.pending.pop_front().expect("emit with a pending picture");
+        let (pic, own) = self
+            .pending
+            .pop_front()
+            .expect("emit with a pending picture");
         self.past.push_back(own);
         if self.past.len() > REACH {
             self.past.pop_front();
@@ -1103,7 +1266,10 @@ impl Window {
 
 fn stamp(at_us: i64, tz: &jiff::tz::TimeZone) -> String {
     match jiff::Timestamp::from_microsecond(at_us) {
-        Ok(t) => t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S%.3f %Z").to_string(),
+        Ok(t) => t
+            .to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S%.3f %Z")
+            .to_string(),
         Err(_) => at_us.to_string(),
     }
 }
@@ -1116,7 +1282,8 @@ fn part_intact(path: &Path, size: u64, sha: &[u8; 32]) -> bool {
 }
 
 fn write_part(path: &Path, bytes: &[u8]) -> Result<(), TranscodeError> {
-    let io = |e: std::io::Error| TranscodeError::Unavailable(format!("scratch {}: {e}", path.display()));
+    let io =
+        |e: std::io::Error| TranscodeError::Unavailable(format!("scratch {}: {e}", path.display()));
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
@@ -1145,8 +1312,9 @@ fn join_parts(parts: &[PathBuf]) -> Result<Vec<u8>, TranscodeError> {
     for p in parts {
         let b = std::fs::read(p)
             .map_err(|e| TranscodeError::Unavailable(format!("scratch {}: {e}", p.display())))?;
-        let n = init_len(&b)
-            .ok_or_else(|| TranscodeError::Media(format!("part {} has no fragment", p.display())))?;
+        let n = init_len(&b).ok_or_else(|| {
+            TranscodeError::Media(format!("part {} has no fragment", p.display()))
+        })?;
         match &init {
             None => {
                 out.extend_from_slice(&b[..n]);
@@ -1169,7 +1337,11 @@ fn join_parts(parts: &[PathBuf]) -> Result<Vec<u8>, TranscodeError> {
 fn encode_jpeg(width: u32, height: u32, bgr: &[u8]) -> Result<Vec<u8>, TranscodeError> {
     let (w, h) = match (u16::try_from(width), u16::try_from(height)) {
         (Ok(w), Ok(h)) if w > 0 && h > 0 => (w, h),
-        _ => return Err(TranscodeError::Media(format!("a {width}x{height} picture cannot be a JPEG"))),
+        _ => {
+            return Err(TranscodeError::Media(format!(
+                "a {width}x{height} picture cannot be a JPEG"
+            )));
+        }
     };
     let mut out = Vec::with_capacity(bgr.len() / 12);
     jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY)
@@ -1220,13 +1392,24 @@ fn bump(p: &Mutex<ProgressUpdate>, frames: u64, speed: Option<f64>) {
     }
 }
 
-fn record_unit(kind: pb::JobKind, encoder: &str, frames: u64, footage_s: f64, started: Instant, bytes: u64) {
+fn record_unit(
+    kind: pb::JobKind,
+    encoder: &str,
+    frames: u64,
+    footage_s: f64,
+    started: Instant,
+    bytes: u64,
+) {
     let m = metrics::get();
     let k = kind_label(kind);
     m.units.with_label_values(&[k]).inc();
     m.frames.with_label_values(&[k, encoder]).inc_by(frames);
-    m.footage_seconds.with_label_values(&[k, encoder]).inc_by(footage_s.round() as u64);
-    m.unit_seconds.with_label_values(&[k]).observe(started.elapsed().as_secs_f64());
+    m.footage_seconds
+        .with_label_values(&[k, encoder])
+        .inc_by(footage_s.round() as u64);
+    m.unit_seconds
+        .with_label_values(&[k])
+        .observe(started.elapsed().as_secs_f64());
     m.bytes_written.with_label_values(&[k]).inc_by(bytes);
 }
 
@@ -1236,7 +1419,11 @@ pub(crate) fn seq_of(s: &spb::Segment) -> u64 {
 
 pub(crate) fn seg_range(s: &spb::Segment) -> (i64, i64) {
     let r = s.range.clone().unwrap_or_default();
-    let a = r.start.as_ref().and_then(micros_from_timestamp).unwrap_or(0);
+    let a = r
+        .start
+        .as_ref()
+        .and_then(micros_from_timestamp)
+        .unwrap_or(0);
     let b = r.end.as_ref().and_then(micros_from_timestamp).unwrap_or(a);
     (a, b.max(a))
 }
@@ -1257,7 +1444,11 @@ fn source_size(seg: &spb::Segment, max_height: u32) -> (u32, u32) {
 }
 
 fn thumb_size(seg: &spb::Segment, width: u32) -> (u32, u32) {
-    let (w, h) = if seg.width > 0 && seg.height > 0 { (seg.width, seg.height) } else { (16, 9) };
+    let (w, h) = if seg.width > 0 && seg.height > 0 {
+        (seg.width, seg.height)
+    } else {
+        (16, 9)
+    };
     let out_h = ((u64::from(width) * u64::from(h) + u64::from(w) / 2) / u64::from(w)) as u32;
     (width & !1, (out_h.max(2)) & !1)
 }
@@ -1285,7 +1476,13 @@ mod tests {
     use super::*;
 
     fn pic(i: u64) -> Picture {
-        Picture { width: 2, height: 2, pts_ns: i, duration_ns: 1, bgr: vec![0; 12] }
+        Picture {
+            width: 2,
+            height: 2,
+            pts_ns: i,
+            duration_ns: 1,
+            bgr: vec![0; 12],
+        }
     }
 
     #[test]
@@ -1293,13 +1490,24 @@ mod tests {
         let mut w = Window::default();
         let mut out = Vec::new();
         for i in 0..6u64 {
-            let boxes = if i == 3 { vec![[0.1, 0.1, 0.2, 0.2]] } else { Vec::new() };
+            let boxes = if i == 3 {
+                vec![[0.1, 0.1, 0.2, 0.2]]
+            } else {
+                Vec::new()
+            };
             out.extend(w.push(pic(i), boxes));
         }
         out.extend(w.finish());
-        let with: Vec<u64> = out.iter().filter(|(_, b)| !b.is_empty()).map(|(p, _)| p.pts_ns).collect();
+        let with: Vec<u64> = out
+            .iter()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(p, _)| p.pts_ns)
+            .collect();
         assert_eq!(out.len(), 6);
-        assert_eq!(out.iter().map(|(p, _)| p.pts_ns).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            out.iter().map(|(p, _)| p.pts_ns).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4, 5]
+        );
         assert_eq!(with, [1, 2, 3, 4, 5]);
     }
 

@@ -213,7 +213,9 @@ pub fn parse(spec: &Option<pb::JobSpec>) -> Result<Work, TranscodeError> {
                 )));
             }
             if e.privacy_masks.len() > MAX_MASKS {
-                return Err(invalid(format!("spec.export.privacy_masks: at most {MAX_MASKS}")));
+                return Err(invalid(format!(
+                    "spec.export.privacy_masks: at most {MAX_MASKS}"
+                )));
             }
             let mut masks = Vec::new();
             for (i, m) in e.privacy_masks.iter().enumerate() {
@@ -244,7 +246,9 @@ pub fn parse(spec: &Option<pb::JobSpec>) -> Result<Work, TranscodeError> {
                 }
             };
             if e.evidence_bundle_id.len() > 128 {
-                return Err(invalid("spec.export.evidence_bundle_id: at most 128 characters"));
+                return Err(invalid(
+                    "spec.export.evidence_bundle_id: at most 128 characters",
+                ));
             }
             Ok(Work {
                 site,
@@ -271,7 +275,9 @@ pub fn audit(a: &Option<common::AuditContext>) -> Result<common::AuditContext, T
     match a {
         Some(a) if !a.reason.trim().is_empty() => {
             if a.reason.len() > 1000 || a.case_id.len() > 200 || a.recipient.len() > 500 {
-                return Err(invalid("audit: reason ≤ 1000, case_id ≤ 200, recipient ≤ 500 bytes"));
+                return Err(invalid(
+                    "audit: reason ≤ 1000, case_id ≤ 200, recipient ≤ 500 bytes",
+                ));
             }
             Ok(a.clone())
         }
@@ -288,7 +294,10 @@ mod tests {
     use kordon_proto::time::timestamp_from_micros;
 
     fn cam() -> Option<common::CameraRef> {
-        Some(common::CameraRef { site: "burgas".into(), camera: "gate-1".into() })
+        Some(common::CameraRef {
+            site: "burgas".into(),
+            camera: "gate-1".into(),
+        })
     }
     fn rng(a: i64, b: i64) -> Option<common::TimeRange> {
         Some(common::TimeRange {
@@ -306,7 +315,9 @@ mod tests {
             ..Default::default()
         };
         f(&mut r);
-        Some(pb::JobSpec { kind: Some(pb::job_spec::Kind::Rendition(r)) })
+        Some(pb::JobSpec {
+            kind: Some(pb::job_spec::Kind::Rendition(r)),
+        })
     }
 
     #[test]
@@ -327,11 +338,23 @@ mod tests {
         let cases: Vec<(Option<pb::JobSpec>, &str)> = vec![
             (None, "spec:"),
             (rendition(|r| r.camera = None), "spec.rendition.camera"),
-            (rendition(|r| r.camera.as_mut().unwrap().camera = "../x".into()), "spec.rendition.camera.camera"),
+            (
+                rendition(|r| r.camera.as_mut().unwrap().camera = "../x".into()),
+                "spec.rendition.camera.camera",
+            ),
             (rendition(|r| r.range = rng(5, 5)), "spec.rendition.range"),
-            (rendition(|r| r.range = rng(0, 8 * 86_400_000_000)), "spec.rendition.range"),
-            (rendition(|r| r.profile = "High/Q".into()), "spec.rendition.profile"),
-            (rendition(|r| r.target_bitrate_bps = 0), "spec.rendition.target_bitrate_bps"),
+            (
+                rendition(|r| r.range = rng(0, 8 * 86_400_000_000)),
+                "spec.rendition.range",
+            ),
+            (
+                rendition(|r| r.profile = "High/Q".into()),
+                "spec.rendition.profile",
+            ),
+            (
+                rendition(|r| r.target_bitrate_bps = 0),
+                "spec.rendition.target_bitrate_bps",
+            ),
             (rendition(|r| r.max_height = 8), "spec.rendition.max_height"),
             (rendition(|r| r.max_fps = 0.5), "spec.rendition.max_fps"),
             (rendition(|r| r.codec = 9), "spec.rendition.codec"),
@@ -353,7 +376,11 @@ mod tests {
                         range: rng(0, 1),
                         privacy_masks: vec![pb::PrivacyMask {
                             area: Some(common::Polygon {
-                                points: vec![common::Point { x: 0.0, y: 0.0 }, common::Point { x: 2.0, y: 0.0 }, common::Point { x: 0.0, y: 1.0 }],
+                                points: vec![
+                                    common::Point { x: 0.0, y: 0.0 },
+                                    common::Point { x: 2.0, y: 0.0 },
+                                    common::Point { x: 0.0, y: 1.0 },
+                                ],
                             }),
                         }],
                         ..Default::default()
@@ -366,7 +393,10 @@ mod tests {
                     kind: Some(pb::job_spec::Kind::Thumbnails(pb::ThumbnailsSpec {
                         camera: cam(),
                         range: rng(0, 1),
-                        interval: Some(prost_types::Duration { seconds: 0, nanos: 5 }),
+                        interval: Some(prost_types::Duration {
+                            seconds: 0,
+                            nanos: 5,
+                        }),
                         ..Default::default()
                     })),
                 }),
@@ -380,7 +410,19 @@ mod tests {
             }
         }
         assert!(audit(&None).is_err());
-        assert!(audit(&Some(common::AuditContext { reason: "  ".into(), ..Default::default() })).is_err());
-        assert!(audit(&Some(common::AuditContext { reason: "case".into(), ..Default::default() })).is_ok());
+        assert!(
+            audit(&Some(common::AuditContext {
+                reason: "  ".into(),
+                ..Default::default()
+            }))
+            .is_err()
+        );
+        assert!(
+            audit(&Some(common::AuditContext {
+                reason: "case".into(),
+                ..Default::default()
+            }))
+            .is_ok()
+        );
     }
 }

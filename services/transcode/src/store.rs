@@ -224,7 +224,9 @@ impl Store {
         match inserted {
             Ok(_) => {}
             // Two submissions with one request id raced: the first one wins.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && !job.request_id.is_empty() => {
+            Err(sqlx::Error::Database(e))
+                if e.is_unique_violation() && !job.request_id.is_empty() =>
+            {
                 if let Some(existing) = self.by_request(&job.submitted_by, &job.request_id).await? {
                     return Ok((existing, false));
                 }
@@ -306,13 +308,18 @@ impl Store {
             let a = arg(Bind::Int(us));
             let b = arg(Bind::Int(us));
             let c = arg(Bind::Text(id));
-            sql.push_str(&format!(" AND (created_us < {a} OR (created_us = {b} AND id < {c}))"));
+            sql.push_str(&format!(
+                " AND (created_us < {a} OR (created_us = {b} AND id < {c}))"
+            ));
         }
         let size = match page_size {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         };
-        sql.push_str(&format!(" ORDER BY created_us DESC, id DESC LIMIT {}", size + 1));
+        sql.push_str(&format!(
+            " ORDER BY created_us DESC, id DESC LIMIT {}",
+            size + 1
+        ));
         let mut rows: Vec<JobRow> = dispatch!(&self.pool, pool => {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for b in binds {
@@ -408,7 +415,13 @@ impl Store {
                      not retried again (transcode.max_attempts is {max_attempts})"
                 );
                 if self
-                    .finish_if(&id, pb::JobState::Running, pb::JobState::Failed, &msg, now_us)
+                    .finish_if(
+                        &id,
+                        pb::JobState::Running,
+                        pb::JobState::Failed,
+                        &msg,
+                        now_us,
+                    )
                     .await?
                 {
                     done.failed.push(id);
@@ -524,7 +537,11 @@ impl Store {
             pb::JobState::Succeeded | pb::JobState::Failed => {
                 return Err(TranscodeError::FailedPrecondition(format!(
                     "job `{id}` has already {}",
-                    if job.state == pb::JobState::Succeeded { "succeeded" } else { "failed" }
+                    if job.state == pb::JobState::Succeeded {
+                        "succeeded"
+                    } else {
+                        "failed"
+                    }
                 )));
             }
             _ => {}
@@ -535,8 +552,14 @@ impl Store {
                 .execute(pool)
                 .await?;
         });
-        self.finish_if(id, pb::JobState::Queued, pb::JobState::Cancelled, "", now_us)
-            .await?;
+        self.finish_if(
+            id,
+            pb::JobState::Queued,
+            pb::JobState::Cancelled,
+            "",
+            now_us,
+        )
+        .await?;
         self.get(id)
             .await?
             .ok_or_else(|| TranscodeError::NotFound(format!("no job `{id}`")))
@@ -724,25 +747,47 @@ mod tests {
     #[tokio::test]
     async fn idempotent_by_request_id_per_submitter() {
         let (s, _d) = store().await;
-        let (a, created) = s.insert(&job("a", "r1", 1, pb::JobPriority::Normal)).await.unwrap();
+        let (a, created) = s
+            .insert(&job("a", "r1", 1, pb::JobPriority::Normal))
+            .await
+            .unwrap();
         assert!(created);
-        let (b, created) = s.insert(&job("b", "r1", 2, pb::JobPriority::Normal)).await.unwrap();
+        let (b, created) = s
+            .insert(&job("b", "r1", 2, pb::JobPriority::Normal))
+            .await
+            .unwrap();
         assert!(!created);
         assert_eq!(b.id, a.id);
         let mut other = job("c", "r1", 3, pb::JobPriority::Normal);
         other.submitted_by = "person:bob".into();
         assert!(s.insert(&other).await.unwrap().1);
         // No request id: always a new job.
-        assert!(s.insert(&job("d", "", 4, pb::JobPriority::Normal)).await.unwrap().1);
-        assert!(s.insert(&job("e", "", 5, pb::JobPriority::Normal)).await.unwrap().1);
+        assert!(
+            s.insert(&job("d", "", 4, pb::JobPriority::Normal))
+                .await
+                .unwrap()
+                .1
+        );
+        assert!(
+            s.insert(&job("e", "", 5, pb::JobPriority::Normal))
+                .await
+                .unwrap()
+                .1
+        );
     }
 
     #[tokio::test]
     async fn claims_by_priority_then_age_and_recovers_interrupted_jobs() {
         let (s, _d) = store().await;
-        s.insert(&job("old", "", 1, pb::JobPriority::Normal)).await.unwrap();
-        s.insert(&job("new-high", "", 2, pb::JobPriority::High)).await.unwrap();
-        s.insert(&job("low", "", 0, pb::JobPriority::Low)).await.unwrap();
+        s.insert(&job("old", "", 1, pb::JobPriority::Normal))
+            .await
+            .unwrap();
+        s.insert(&job("new-high", "", 2, pb::JobPriority::High))
+            .await
+            .unwrap();
+        s.insert(&job("low", "", 0, pb::JobPriority::Low))
+            .await
+            .unwrap();
         let first = s.claim("r0", 10).await.unwrap().unwrap();
         assert_eq!(first.id, "new-high");
         assert_eq!(first.state, pb::JobState::Running);
@@ -752,7 +797,9 @@ mod tests {
         assert!(s.claim("r0", 10).await.unwrap().is_none());
         // A restart of r0: its running jobs go back to the queue; another replica's fresh one
         // stays, a stale one is taken back too.
-        s.progress("low", &ProgressUpdate::default(), 1_000_000).await.unwrap();
+        s.progress("low", &ProgressUpdate::default(), 1_000_000)
+            .await
+            .unwrap();
         let r = s.requeue_stale("r1", 500_000, 3, 2_000_000).await.unwrap();
         assert_eq!(r.requeued.len(), 2, "{r:?}");
         let r = s.requeue_stale("r0", 0, 3, 2_000_000).await.unwrap();
@@ -774,31 +821,82 @@ mod tests {
     async fn cancel_rules_units_outputs_and_pages() {
         let (s, _d) = store().await;
         for i in 0..5 {
-            s.insert(&job(&format!("j{i}"), "", i, pb::JobPriority::Normal)).await.unwrap();
+            s.insert(&job(&format!("j{i}"), "", i, pb::JobPriority::Normal))
+                .await
+                .unwrap();
         }
         let c = s.cancel("j0", 9).await.unwrap();
         assert_eq!(c.state, pb::JobState::Cancelled);
-        assert_eq!(s.cancel("j0", 9).await.unwrap().state, pb::JobState::Cancelled);
+        assert_eq!(
+            s.cancel("j0", 9).await.unwrap().state,
+            pb::JobState::Cancelled
+        );
         let running = s.claim("r", 1).await.unwrap().unwrap();
         let c = s.cancel(&running.id, 9).await.unwrap();
         assert_eq!(c.state, pb::JobState::Running);
         assert!(c.cancel_requested);
-        assert!(s.progress(&running.id, &ProgressUpdate::default(), 2).await.unwrap());
+        assert!(
+            s.progress(&running.id, &ProgressUpdate::default(), 2)
+                .await
+                .unwrap()
+        );
         let other = s.claim("r", 1).await.unwrap().unwrap();
-        s.finish_if(&other.id, pb::JobState::Running, pb::JobState::Succeeded, "", 3)
-            .await
-            .unwrap();
+        s.finish_if(
+            &other.id,
+            pb::JobState::Running,
+            pb::JobState::Succeeded,
+            "",
+            3,
+        )
+        .await
+        .unwrap();
         assert!(matches!(
             s.cancel(&other.id, 9).await,
             Err(TranscodeError::FailedPrecondition(_))
         ));
-        assert!(matches!(s.cancel("nope", 9).await, Err(TranscodeError::NotFound(_))));
+        assert!(matches!(
+            s.cancel("nope", 9).await,
+            Err(TranscodeError::NotFound(_))
+        ));
 
-        s.unit_done("j4", 7, &UnitRow { frames: 150, part: Some((10, [1; 32])) }).await.unwrap();
-        s.unit_done("j4", 7, &UnitRow { frames: 1, part: None }).await.unwrap();
-        s.unit_done("j4", 8, &UnitRow { frames: 149, part: None }).await.unwrap();
+        s.unit_done(
+            "j4",
+            7,
+            &UnitRow {
+                frames: 150,
+                part: Some((10, [1; 32])),
+            },
+        )
+        .await
+        .unwrap();
+        s.unit_done(
+            "j4",
+            7,
+            &UnitRow {
+                frames: 1,
+                part: None,
+            },
+        )
+        .await
+        .unwrap();
+        s.unit_done(
+            "j4",
+            8,
+            &UnitRow {
+                frames: 149,
+                part: None,
+            },
+        )
+        .await
+        .unwrap();
         let u = s.units("j4").await.unwrap();
-        assert_eq!(u[&7], UnitRow { frames: 150, part: Some((10, [1; 32])) });
+        assert_eq!(
+            u[&7],
+            UnitRow {
+                frames: 150,
+                part: Some((10, [1; 32]))
+            }
+        );
         assert_eq!(u[&8].part, None);
         let o = |k: &str, start| OutputRow {
             object_key: k.into(),
@@ -812,19 +910,37 @@ mod tests {
         s.add_output("j4", &o("b", 2)).await.unwrap();
         s.add_output("j4", &o("a", 1)).await.unwrap();
         s.add_output("j4", &o("a", 1)).await.unwrap();
-        let keys: Vec<String> = s.outputs("j4").await.unwrap().into_iter().map(|o| o.object_key).collect();
+        let keys: Vec<String> = s
+            .outputs("j4")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.object_key)
+            .collect();
         assert_eq!(keys, ["a", "b"]);
 
         let (p1, t) = s.list(&JobFilter::default(), "", 2).await.unwrap();
-        assert_eq!(p1.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["j4", "j3"]);
+        assert_eq!(
+            p1.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+            ["j4", "j3"]
+        );
         let (p2, t) = s.list(&JobFilter::default(), &t, 2).await.unwrap();
-        assert_eq!(p2.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["j2", "j1"]);
+        assert_eq!(
+            p2.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+            ["j2", "j1"]
+        );
         let (p3, t) = s.list(&JobFilter::default(), &t, 2).await.unwrap();
         assert_eq!(p3.len(), 1);
         assert!(t.is_empty());
-        let only = JobFilter { states: vec![pb::JobState::Cancelled], ..Default::default() };
+        let only = JobFilter {
+            states: vec![pb::JobState::Cancelled],
+            ..Default::default()
+        };
         assert_eq!(s.list(&only, "", 10).await.unwrap().0.len(), 1);
-        let scoped = JobFilter { sites: Some(vec!["edirne".into()]), ..Default::default() };
+        let scoped = JobFilter {
+            sites: Some(vec!["edirne".into()]),
+            ..Default::default()
+        };
         assert!(s.list(&scoped, "", 10).await.unwrap().0.is_empty());
         assert!(s.list(&JobFilter::default(), "x", 10).await.is_err());
         assert_eq!(s.delete_finished_before(100).await.unwrap(), 2);

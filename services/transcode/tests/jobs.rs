@@ -43,19 +43,33 @@ fn channel(addr: std::net::SocketAddr) -> AuthedChannel {
 }
 
 fn cam() -> Option<common::CameraRef> {
-    Some(common::CameraRef { site: SITE.into(), camera: CAMERA.into() })
+    Some(common::CameraRef {
+        site: SITE.into(),
+        camera: CAMERA.into(),
+    })
 }
 
 fn audit(reason: &str) -> Option<common::AuditContext> {
-    Some(common::AuditContext { reason: reason.into(), case_id: "BG-TEST-1".into(), ..Default::default() })
+    Some(common::AuditContext {
+        reason: reason.into(),
+        case_id: "BG-TEST-1".into(),
+        ..Default::default()
+    })
 }
 
 fn us(t: &Option<prost_types::Timestamp>) -> i64 {
-    t.as_ref().map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000).unwrap_or(0)
+    t.as_ref()
+        .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
+        .unwrap_or(0)
 }
 
 /// Records about `seconds` of the real clip into 2-second segments; returns them.
-async fn record(dir: &Path, storage: std::net::SocketAddr, objects: Arc<dyn ObjectStore>, seconds: u64) -> Vec<spb::Segment> {
+async fn record(
+    dir: &Path,
+    storage: std::net::SocketAddr,
+    objects: Arc<dyn ObjectStore>,
+    seconds: u64,
+) -> Vec<spb::Segment> {
     let sim = Camsim::start(CamsimConfig {
         cameras: 1,
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -71,7 +85,10 @@ async fn record(dir: &Path, storage: std::net::SocketAddr, objects: Arc<dyn Obje
     .expect("camsim starts");
     let stop = CancellationToken::new();
     let ingest = Ingest::start(
-        IngestConfig { segment_duration: Duration::from_secs(2), ..IngestConfig::default() },
+        IngestConfig {
+            segment_duration: Duration::from_secs(2),
+            ..IngestConfig::default()
+        },
         dir,
         IngestDestinations {
             objects,
@@ -104,7 +121,10 @@ async fn record(dir: &Path, storage: std::net::SocketAddr, objects: Arc<dyn Obje
     let r = StorageServiceClient::new(channel(storage))
         .list_segments(spb::ListSegmentsRequest {
             camera: cam(),
-            range: Some(common::TimeRange { start: Some(timestamp_from_micros(0)), end: None }),
+            range: Some(common::TimeRange {
+                start: Some(timestamp_from_micros(0)),
+                end: None,
+            }),
             audit: audit("transcode test"),
             page: None,
         })
@@ -121,7 +141,11 @@ struct Service {
     server: tokio::task::JoinHandle<()>,
 }
 
-async fn start(dir: &Path, storage: std::net::SocketAddr, objects: Arc<dyn ObjectStore>) -> Service {
+async fn start(
+    dir: &Path,
+    storage: std::net::SocketAddr,
+    objects: Arc<dyn ObjectStore>,
+) -> Service {
     let stop = CancellationToken::new();
     let config = kordon_transcode::TranscodeConfig {
         encoder: kordon_transcode::config::EncoderChoice::Software,
@@ -152,13 +176,20 @@ async fn start(dir: &Path, storage: std::net::SocketAddr, objects: Arc<dyn Objec
     };
     let server = GrpcServer::new("transcode", &common)
         .unwrap()
-        .add_service(kordon_transcode::grpc_service(kordon_transcode::TranscodeApi::new(transcode.clone())))
+        .add_service(kordon_transcode::grpc_service(
+            kordon_transcode::TranscodeApi::new(transcode.clone()),
+        ))
         .bind(addr)
         .await
         .unwrap();
     let s = stop.clone();
     let server = tokio::spawn(async move { server.serve(Readiness::new(), s).await.unwrap() });
-    Service { client: TranscodeServiceClient::new(channel(addr)), stop, transcode, server }
+    Service {
+        client: TranscodeServiceClient::new(channel(addr)),
+        stop,
+        transcode,
+        server,
+    }
 }
 
 impl Service {
@@ -193,7 +224,11 @@ impl Service {
             .into_inner();
         let mut last = None;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        while let Some(m) = tokio::time::timeout_at(deadline, s.message()).await.expect("job ends within 10 min").unwrap() {
+        while let Some(m) = tokio::time::timeout_at(deadline, s.message())
+            .await
+            .expect("job ends within 10 min")
+            .unwrap()
+        {
             last = m.job;
         }
         last.expect("at least one message")
@@ -201,13 +236,22 @@ impl Service {
 }
 
 async fn read(objects: &dyn ObjectStore, key: &str) -> Bytes {
-    objects.get(&ObjectPath::from(key)).await.unwrap().bytes().await.unwrap()
+    objects
+        .get(&ObjectPath::from(key))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
 }
 
 fn range_of(segs: &[spb::Segment]) -> Option<common::TimeRange> {
     let from = us(&segs.first().unwrap().range.as_ref().unwrap().start);
     let to = us(&segs.last().unwrap().range.as_ref().unwrap().end);
-    Some(common::TimeRange { start: Some(timestamp_from_micros(from)), end: Some(timestamp_from_micros(to)) })
+    Some(common::TimeRange {
+        start: Some(timestamp_from_micros(from)),
+        end: Some(timestamp_from_micros(to)),
+    })
 }
 
 fn rendition(segs: &[spb::Segment], profile: &str) -> pb::job_spec::Kind {
@@ -236,7 +280,9 @@ fn decode(data: Bytes, w: u32, h: u32) -> Vec<pipeline::Picture> {
 async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
     kordon_media::init().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let objects_cfg = ObjectStoreConfig::Local { root: dir.path().join("media") };
+    let objects_cfg = ObjectStoreConfig::Local {
+        root: dir.path().join("media"),
+    };
     let objects = kordon_objects::build(&objects_cfg).unwrap();
     let storage_server = start_storage(dir.path(), &objects_cfg, "", free_addr()).await;
     let segs = record(dir.path(), storage_server.addr, objects.clone(), 9).await;
@@ -246,8 +292,19 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
     let mut svc = start(dir.path(), storage_server.addr, objects.clone()).await;
 
     // The status names the encoders this host has.
-    let status = svc.client.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
-    assert!(status.encoders.iter().any(|e| e.element == "x264enc" && e.selected), "{status:?}");
+    let status = svc
+        .client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status
+            .encoders
+            .iter()
+            .any(|e| e.element == "x264enc" && e.selected),
+        "{status:?}"
+    );
 
     // --- A rendition: one output per segment, registered, on the source's timeline.
     let job = svc.submit(rendition(segs, "180p-300k"), "r-1").await;
@@ -259,7 +316,10 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
     assert_eq!(done.encoder, "x264enc");
     assert!(done.frames > 0 && done.outputs_sha256.len() == 32);
     let p = done.progress.clone().unwrap();
-    assert_eq!((p.done_units, p.total_units), (segs.len() as u64, segs.len() as u64));
+    assert_eq!(
+        (p.done_units, p.total_units),
+        (segs.len() as u64, segs.len() as u64)
+    );
     let mut original_bytes = 0;
     let mut rendition_bytes = 0;
     for (o, s) in done.outputs.iter().zip(segs) {
@@ -273,11 +333,18 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
             pipeline::first_decode_time(&src).map(|(t, ts)| pipeline::to_90k(t, ts)),
         );
         let pics = decode(out.clone(), 320, 180);
-        assert!(pics.len() >= 40, "a 2 s segment has about 50 pictures, got {}", pics.len());
+        assert!(
+            pics.len() >= 40,
+            "a 2 s segment has about 50 pictures, got {}",
+            pics.len()
+        );
         original_bytes += src.len();
         rendition_bytes += out.len();
     }
-    assert!(rendition_bytes * 3 < original_bytes, "{rendition_bytes} vs {original_bytes}");
+    assert!(
+        rendition_bytes * 3 < original_bytes,
+        "{rendition_bytes} vs {original_bytes}"
+    );
     let listed = storage
         .list_renditions(spb::ListRenditionsRequest {
             camera: cam(),
@@ -291,7 +358,11 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
         .into_inner()
         .renditions;
     assert_eq!(listed.len(), segs.len());
-    assert!(listed.iter().all(|r| r.job_id == job.id && r.width == 320 && r.height == 180));
+    assert!(
+        listed
+            .iter()
+            .all(|r| r.job_id == job.id && r.width == 320 && r.height == 180)
+    );
 
     // Same spec, another profile name: the same bytes (x264 is deterministic).
     let twin = svc.submit(rendition(segs, "180p-300k-b"), "").await;
@@ -306,7 +377,15 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
 
     // --- Thumbnails: one JPEG per segment, registered as THUMBNAIL snapshots.
     let th = svc
-        .submit(pb::job_spec::Kind::Thumbnails(pb::ThumbnailsSpec { camera: cam(), range: range_of(segs), width: 160, interval: None }), "")
+        .submit(
+            pb::job_spec::Kind::Thumbnails(pb::ThumbnailsSpec {
+                camera: cam(),
+                range: range_of(segs),
+                width: 160,
+                interval: None,
+            }),
+            "",
+        )
         .await;
     let th = svc.wait(&th.id).await;
     assert_eq!(th.state, pb::JobState::Succeeded as i32, "{}", th.error);
@@ -355,7 +434,12 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
     let copy = read(objects.as_ref(), &ex.outputs[0].object_key).await;
     let (w, h) = (segs[0].width, segs[0].height);
     let pics = decode(copy.clone(), w, h);
-    assert!(pics.len() as u64 >= ex.frames - 2 && ex.frames >= 120, "{} pictures, {} frames", pics.len(), ex.frames);
+    assert!(
+        pics.len() as u64 >= ex.frames - 2 && ex.frames >= 120,
+        "{} pictures, {} frames",
+        pics.len(),
+        ex.frames
+    );
     // Inside the mask every block is one colour; outside, the picture keeps its detail.
     let p = &pics[pics.len() / 2];
     let px = |x: u32, y: u32| {
@@ -365,8 +449,13 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
     let block = kordon_transcode::overlay::block_size(w);
     let (bx, by) = (block * 2, (h / 2 / block) * block);
     let inside: Vec<[u8; 3]> = (0..block - 2).map(|d| px(bx + 1 + d, by + 1 + d)).collect();
-    let spread = |v: &[[u8; 3]]| v.iter().map(|c| c[1] as i32).max().unwrap() - v.iter().map(|c| c[1] as i32).min().unwrap();
-    assert!(spread(&inside) <= 12, "the mask is flat inside a block: {inside:?}");
+    let spread = |v: &[[u8; 3]]| {
+        v.iter().map(|c| c[1] as i32).max().unwrap() - v.iter().map(|c| c[1] as i32).min().unwrap()
+    };
+    assert!(
+        spread(&inside) <= 12,
+        "the mask is flat inside a block: {inside:?}"
+    );
     // The same spec again makes the same file.
     let ex2 = svc.submit(export, "").await;
     let ex2 = svc.wait(&ex2.id).await;
@@ -374,28 +463,77 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
 
     // --- Cancelling a job that is queued behind a running one.
     let long = svc.submit(rendition(segs, "180p-cancel"), "").await;
-    let c = svc.client.cancel_job(pb::CancelJobRequest { job_id: long.id.clone() }).await.unwrap().into_inner().job.unwrap();
-    let c = if c.state == pb::JobState::Running as i32 { svc.wait(&c.id).await } else { c };
+    let c = svc
+        .client
+        .cancel_job(pb::CancelJobRequest {
+            job_id: long.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    let c = if c.state == pb::JobState::Running as i32 {
+        svc.wait(&c.id).await
+    } else {
+        c
+    };
     assert_eq!(c.state, pb::JobState::Cancelled as i32);
-    let err = svc.client.cancel_job(pb::CancelJobRequest { job_id: done.id.clone() }).await.unwrap_err();
+    let err = svc
+        .client
+        .cancel_job(pb::CancelJobRequest {
+            job_id: done.id.clone(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
 
     // --- A job without a reason, and with a bad spec, is refused and not queued.
-    let before = svc.client.list_jobs(pb::ListJobsRequest::default()).await.unwrap().into_inner().jobs.len();
+    let before = svc
+        .client
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+        .len();
     let e = svc
         .client
-        .submit_job(pb::SubmitJobRequest { spec: Some(pb::JobSpec { kind: Some(rendition(segs, "x")) }), audit: None, ..Default::default() })
+        .submit_job(pb::SubmitJobRequest {
+            spec: Some(pb::JobSpec {
+                kind: Some(rendition(segs, "x")),
+            }),
+            audit: None,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("audit.reason"), "{}", e.message());
     let e = svc
         .client
-        .submit_job(pb::SubmitJobRequest { spec: Some(pb::JobSpec { kind: Some(rendition(segs, "Bad Profile")) }), audit: audit("x"), ..Default::default() })
+        .submit_job(pb::SubmitJobRequest {
+            spec: Some(pb::JobSpec {
+                kind: Some(rendition(segs, "Bad Profile")),
+            }),
+            audit: audit("x"),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
-    assert!(e.message().contains("spec.rendition.profile"), "{}", e.message());
-    let after = svc.client.list_jobs(pb::ListJobsRequest::default()).await.unwrap().into_inner().jobs.len();
+    assert!(
+        e.message().contains("spec.rendition.profile"),
+        "{}",
+        e.message()
+    );
+    let after = svc
+        .client
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+        .len();
     assert_eq!(before, after);
 
     // --- An altered original: the job fails naming it, and writes nothing.
@@ -408,7 +546,11 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
     let bad = svc.submit(rendition(segs, "180p-after-tamper"), "").await;
     let bad = svc.wait(&bad.id).await;
     assert_eq!(bad.state, pb::JobState::Failed as i32);
-    assert!(bad.error.contains("does not match the SHA-256"), "{}", bad.error);
+    assert!(
+        bad.error.contains("does not match the SHA-256"),
+        "{}",
+        bad.error
+    );
 
     svc.stop().await;
     storage_server.stop().await;
@@ -418,7 +560,9 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
 async fn an_interrupted_job_resumes_and_ends_with_the_same_bytes() {
     kordon_media::init().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let objects_cfg = ObjectStoreConfig::Local { root: dir.path().join("media") };
+    let objects_cfg = ObjectStoreConfig::Local {
+        root: dir.path().join("media"),
+    };
     let objects = kordon_objects::build(&objects_cfg).unwrap();
     let storage_server = start_storage(dir.path(), &objects_cfg, "", free_addr()).await;
     let segs = record(dir.path(), storage_server.addr, objects.clone(), 11).await;
@@ -438,7 +582,12 @@ async fn an_interrupted_job_resumes_and_ends_with_the_same_bytes() {
     let mut svc = start(&dir.path().join("a"), storage_server.addr, objects.clone()).await;
     let reference = svc.submit(export("a"), "").await;
     let reference = svc.wait(&reference.id).await;
-    assert_eq!(reference.state, pb::JobState::Succeeded as i32, "{}", reference.error);
+    assert_eq!(
+        reference.state,
+        pb::JobState::Succeeded as i32,
+        "{}",
+        reference.error
+    );
     svc.stop().await;
 
     // Interrupted after its first unit: the process stops (as on SIGTERM), the job goes back
@@ -447,19 +596,40 @@ async fn an_interrupted_job_resumes_and_ends_with_the_same_bytes() {
     let mut svc = start(&data, storage_server.addr, objects.clone()).await;
     let job = svc.submit(export("a"), "").await;
     loop {
-        let j = svc.client.get_job(pb::GetJobRequest { job_id: job.id.clone() }).await.unwrap().into_inner().job.unwrap();
+        let j = svc
+            .client
+            .get_job(pb::GetJobRequest {
+                job_id: job.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .unwrap();
         if j.progress.as_ref().unwrap().done_units >= 1 {
             break;
         }
-        assert_eq!(j.state() as i32 <= pb::JobState::Running as i32, true, "{j:?}");
+        assert_eq!(
+            j.state() as i32 <= pb::JobState::Running as i32,
+            true,
+            "{j:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     svc.stop().await;
     let mut svc = start(&data, storage_server.addr, objects.clone()).await;
     let resumed = svc.wait(&job.id).await;
-    assert_eq!(resumed.state, pb::JobState::Succeeded as i32, "{}", resumed.error);
+    assert_eq!(
+        resumed.state,
+        pb::JobState::Succeeded as i32,
+        "{}",
+        resumed.error
+    );
     assert!(resumed.progress.as_ref().unwrap().done_units == 4);
-    assert_eq!(resumed.outputs_sha256, reference.outputs_sha256, "resumed = uninterrupted");
+    assert_eq!(
+        resumed.outputs_sha256, reference.outputs_sha256,
+        "resumed = uninterrupted"
+    );
     assert_eq!(resumed.attempts, 1, "a shutdown does not use up an attempt");
     svc.stop().await;
     storage_server.stop().await;
