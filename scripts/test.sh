@@ -48,6 +48,9 @@ log "end-to-end: alerts from the real clip to a gRPC subscriber, a webhook recei
 log "end-to-end: two partner installations (Burgas, Edirne) with their own CAs and keys: agreement mismatch and acceptance, a wrong CA refused, shared alerts with only the allowed fields, joint acknowledgement, footage request/approval/verified download, refusal, expiry, both access logs"
 "$KORDON_VENV/bin/python" e2e/partner_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
+log "end-to-end: transcode — a 2-minute range to a 360p rendition played by ffprobe/ffmpeg over storage's HLS, automatic thumbnails, an evidence bundle with a viewer copy (time burned in, mask, people blurred) verified offline, a job SIGKILLed mid-way resuming to the same bytes"
+"$KORDON_VENV/bin/python" e2e/transcode_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
 

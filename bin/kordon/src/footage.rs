@@ -24,6 +24,9 @@ pub enum FootageCommand {
     /// files and an index in a directory. Every segment is checked against its recorded
     /// SHA-256.
     Get(GetArgs),
+    /// Print an HLS URL of a camera's footage (the originals, or a rendition profile made by
+    /// `kordon transcode submit rendition`) for a player such as ffplay, VLC or a browser.
+    Play(PlayArgs),
     /// Ask a partner site for footage of its cameras (relayed by this site's storage over the
     /// partner link; the partner's people decide).
     Request(RequestArgs),
@@ -189,6 +192,70 @@ pub struct ListArgs {
 
 use kordon_proto::time::timestamp_from_system_time as ts;
 
+#[derive(Debug, clap::Args)]
+pub struct PlayArgs {
+    #[command(flatten)]
+    pub client: ClientFlags,
+    /// The camera, as SITE/CAMERA.
+    #[arg(long)]
+    pub camera: String,
+    #[command(flatten)]
+    pub window: TimeWindow,
+    /// A rendition profile (e.g. 360p-500k) instead of the originals.
+    #[arg(long, default_value = "")]
+    pub profile: String,
+    /// How long the URL works (at most 1h).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15m")]
+    pub ttl: Duration,
+    /// Why you view this footage (required; recorded in the access log).
+    #[arg(long)]
+    pub reason: String,
+    /// Case or file number.
+    #[arg(long, default_value = "")]
+    pub case: String,
+}
+
+async fn play(a: PlayArgs) -> anyhow::Result<()> {
+    let (from, to) = a.window.resolve()?;
+    let mut c = StorageServiceClient::new(client::connect_lazy(&a.client.options())?);
+    let r = c
+        .get_playback_url(spb::GetPlaybackUrlRequest {
+            camera: Some(camera_ref(&a.camera)?),
+            range: Some(common::TimeRange {
+                start: Some(ts(from)),
+                end: Some(ts(to.unwrap_or_else(SystemTime::now))),
+            }),
+            audit: Some(common::AuditContext {
+                reason: a.reason.clone(),
+                case_id: a.case.clone(),
+                recipient: String::new(),
+            }),
+            url_ttl: Some(prost_types::Duration {
+                seconds: a.ttl.as_secs() as i64,
+                nanos: 0,
+            }),
+            rendition_profile: a.profile.clone(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let url = r.playback.map(|p| p.url).unwrap_or_default();
+    if a.client.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "url": url,
+                "profile": a.profile,
+                "from": rfc3339(&r.covered.as_ref().and_then(|c| c.start)),
+                "to": rfc3339(&r.covered.as_ref().and_then(|c| c.end)),
+            }))?
+        );
+    } else {
+        println!("{url}");
+    }
+    Ok(())
+}
+
 fn gap_reason(r: i32) -> &'static str {
     match spb::GapReason::try_from(r) {
         Ok(spb::GapReason::StreamLost) => "stream lost",
@@ -203,6 +270,7 @@ pub async fn run(cmd: FootageCommand) -> anyhow::Result<()> {
     match cmd {
         FootageCommand::List(args) => list(args).await,
         FootageCommand::Get(args) => get(args).await,
+        FootageCommand::Play(args) => play(args).await,
         FootageCommand::Request(args) => grants::request(args).await,
         FootageCommand::Grants(args) => grants::list(args).await,
         FootageCommand::Approve(args) => grants::approve(args).await,
