@@ -9,7 +9,8 @@ x264's "veryfast" preset and one encoder thread:
     x264enc, fMP4 writing);
   - ffmpeg: `-i SEG -vf scale=640:360 -c:v libx264 -preset veryfast -b:v 500k -bf 0 -threads 1`.
 Both decoders choose their own threads. Prints CPU seconds and the real-time factor per core
-(footage seconds per CPU second) of each, median of --runs, and Kordon/ffmpeg.
+(footage seconds per CPU second) of each, median of --runs, and Kordon/ffmpeg; then the CPU an
+automatic thumbnail costs per segment (first picture, 320 px, JPEG).
 
   python e2e/bench_transcode.py --example $CARGO_TARGET_DIR/debug/examples/bench_rendition
 """
@@ -89,6 +90,11 @@ def main():
     print(f"  kordon transcode : {km:6.1f} CPU s   {footage / km:5.1f}x real time per core")
     print(f"  ffmpeg           : {fm:6.1f} CPU s   {footage / fm:5.1f}x real time per core")
     print(f"  kordon / ffmpeg CPU: {km / fm:.2f}")
+    p = subprocess.run([args.example, "--thumbnails", *segs], capture_output=True, text=True, check=True)
+    t = json.loads(p.stdout.strip().splitlines()[-1])
+    per = t["cpu_seconds"] / t["thumbnails"]
+    print(f"automatic thumbnails: {per * 1000:.0f} ms CPU per 1080p segment ({t['jpeg_bytes'] // t['thumbnails'] // 1000} KB JPEG), "
+          f"i.e. {per / 6 * 100:.2f} % of a core per camera with 6 s segments")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ use crate::footage::camera_ref;
 pub enum TranscodeCommand {
     /// Queue a job: a rendition, thumbnails or a viewer copy of a camera's footage.
     #[command(subcommand)]
-    Submit(SubmitCommand),
+    Submit(Box<SubmitCommand>),
     /// One job: state, progress, outputs.
     Get(IdArgs),
     /// Jobs, newest first.
@@ -242,7 +242,7 @@ async fn connect(
 
 pub async fn run(cmd: TranscodeCommand) -> anyhow::Result<()> {
     match cmd {
-        TranscodeCommand::Submit(s) => submit(s).await,
+        TranscodeCommand::Submit(s) => submit(*s).await,
         TranscodeCommand::Get(a) => {
             let mut c = connect(&a.client).await?;
             let job = c

@@ -29,12 +29,23 @@ fn main() {
     let mut height = 360u32;
     let mut bitrate = 500_000u64;
     let mut preset = pb::EncoderPreset::Balanced;
+    let mut thumbnails = false;
     let mut files = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--height" => height = args.next().and_then(|v| v.parse().ok()).expect("--height N"),
-            "--bitrate" => bitrate = args.next().and_then(|v| v.parse().ok()).expect("--bitrate BPS"),
+            "--height" => {
+                height = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--height N")
+            }
+            "--bitrate" => {
+                bitrate = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--bitrate BPS")
+            }
             "--preset" => {
                 preset = match args.next().as_deref() {
                     Some("speed") => pb::EncoderPreset::Speed,
@@ -42,10 +53,14 @@ fn main() {
                     _ => pb::EncoderPreset::Balanced,
                 }
             }
+            "--thumbnails" => thumbnails = true,
             _ => files.push(a),
         }
     }
-    assert!(!files.is_empty(), "usage: bench_rendition [--height N] [--bitrate BPS] SEGMENT...");
+    assert!(
+        !files.is_empty(),
+        "usage: bench_rendition [--height N] [--bitrate BPS] SEGMENT..."
+    );
     kordon_media::init().expect("GStreamer");
     let settings = EncodeSettings {
         element: "x264enc".into(),
@@ -59,6 +74,27 @@ fn main() {
         .map(|f| bytes::Bytes::from(std::fs::read(f).expect("readable segment")))
         .collect();
     let cancel = AtomicBool::new(false);
+    if thumbnails {
+        // What an automatic thumbnail costs: the segment's first picture at 320 wide, as JPEG.
+        let (cpu0, wall0) = (cpu_seconds(), Instant::now());
+        let mut bytes = 0;
+        let n = data.len();
+        for d in data {
+            pipeline::decode_segment(d, 320, 180, &cancel, |p| {
+                bytes += kordon_transcode::service::encode_jpeg(p.width, p.height, &p.bgr)
+                    .expect("jpeg")
+                    .len();
+                Ok(false)
+            })
+            .expect("decodes");
+        }
+        println!(
+            "{{\"thumbnails\": {n}, \"cpu_seconds\": {:.3}, \"wall_seconds\": {:.3}, \"jpeg_bytes\": {bytes}}}",
+            cpu_seconds() - cpu0,
+            wall0.elapsed().as_secs_f64()
+        );
+        return;
+    }
     let (cpu0, wall0) = (cpu_seconds(), Instant::now());
     let mut frames = 0u64;
     let mut out_bytes = 0u64;

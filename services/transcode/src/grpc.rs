@@ -219,7 +219,6 @@ impl TranscodeService for TranscodeApi {
             jobs,
             page: Some(common::PageResponse {
                 next_page_token: next,
-                ..Default::default()
             }),
         }))
     }

@@ -649,7 +649,7 @@ impl Transcode {
                     camera: Some(camera_ref(work)),
                     source_sequence: seq,
                     profile: profile.clone(),
-                    range: seg.range.clone(),
+                    range: seg.range,
                     codec: pipeline::codec_proto(codec) as i32,
                     width: encoded_width(&summary, w),
                     height: h,
@@ -1334,7 +1334,8 @@ fn join_parts(parts: &[PathBuf]) -> Result<Vec<u8>, TranscodeError> {
     Ok(out)
 }
 
-fn encode_jpeg(width: u32, height: u32, bgr: &[u8]) -> Result<Vec<u8>, TranscodeError> {
+/// Encodes a packed BGR8 picture as a JPEG (thumbnails).
+pub fn encode_jpeg(width: u32, height: u32, bgr: &[u8]) -> Result<Vec<u8>, TranscodeError> {
     let (w, h) = match (u16::try_from(width), u16::try_from(height)) {
         (Ok(w), Ok(h)) if w > 0 && h > 0 => (w, h),
         _ => {
@@ -1418,7 +1419,7 @@ pub(crate) fn seq_of(s: &spb::Segment) -> u64 {
 }
 
 pub(crate) fn seg_range(s: &spb::Segment) -> (i64, i64) {
-    let r = s.range.clone().unwrap_or_default();
+    let r = s.range.unwrap_or_default();
     let a = r
         .start
         .as_ref()

@@ -609,11 +609,7 @@ async fn an_interrupted_job_resumes_and_ends_with_the_same_bytes() {
         if j.progress.as_ref().unwrap().done_units >= 1 {
             break;
         }
-        assert_eq!(
-            j.state() as i32 <= pb::JobState::Running as i32,
-            true,
-            "{j:?}"
-        );
+        assert!(j.state() as i32 <= pb::JobState::Running as i32, "{j:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     svc.stop().await;
