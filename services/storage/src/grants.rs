@@ -11,8 +11,9 @@
 //!   different request under the same id is ALREADY_EXISTS.
 //! - An approval covers exactly the approved cameras × range (never wider than asked) and is
 //!   backed by one evidence bundle signed with this site's key, built before the grant reads
-//!   as approved; a failed build leaves the grant pending. Masked footage is refused (the
-//!   transcode service cannot mask yet, issue #14) rather than sent unmasked.
+//!   as approved; a failed build leaves the grant pending. Masked footage is refused rather
+//!   than sent unmasked: a masked partner may receive viewer copies only, and bundles without
+//!   their originals are not built yet.
 //! - An approved grant whose `access_until` has passed reads as EXPIRED everywhere; nothing
 //!   has to rewrite it.
 //! - At the requesting site a bundle from the partner is kept only once it verified with the

@@ -682,7 +682,7 @@ async fn footage_grants_between_two_installations() {
         .storage
         .set_agreement_check(std::sync::Arc::new(|_: &str| true));
 
-    // 11. A masked agreement cannot be approved: no masking without transcode (issue #14).
+    // 11. A masked agreement cannot be approved: no bundle of viewer copies without originals yet.
     let mut masked = burgas
         .storage
         .index()
@@ -706,7 +706,7 @@ async fn footage_grants_between_two_installations() {
     .await
     .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
-    assert!(e.message().contains("issue #14"), "{}", e.message());
+    assert!(e.message().contains("shares footage masked"), "{}", e.message());
     assert_eq!(
         burgas
             .storage

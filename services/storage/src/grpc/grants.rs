@@ -691,9 +691,12 @@ pub(super) async fn decide_footage_grant(
             )?;
             if g.form == kordon_runtime::partner::FootageForm::Masked.as_str() {
                 return Err(StorageError::FailedPrecondition(format!(
-                    "the agreement with {} shares footage masked; masked exports need the \
-                     transcode service (issue #14), which cannot mask yet, so this grant cannot \
-                     be approved: deny it, or change the agreement to original footage",
+                    "the agreement with {} shares footage masked: the partner may receive \
+                     viewer copies only, never the originals, and a bundle without its \
+                     originals is not built yet, so this grant cannot be approved: deny it, or \
+                     change the agreement to original footage (an export with viewer copies, \
+                     `kordon evidence export --blur-people`, can be handed over outside the \
+                     partner link)",
                     g.requesting_site
                 ))
                 .into());
