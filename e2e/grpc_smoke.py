@@ -67,9 +67,9 @@ def who_am_i(channel):
 def run_one(kordon, sub, env):
     print(f"kordon {sub}")
     env = dict(env)
-    if sub in ("ingest", "detection"):
-        # Ingest and detection need to know where storage is; they connect lazily, so nothing
-        # need listen.
+    if sub in ("ingest", "detection", "transcode"):
+        # Ingest, detection and transcode need to know where storage is; they connect lazily,
+        # so nothing need listen.
         env[f"KORDON_{sub.upper()}__STORAGE__URL"] = "http://127.0.0.1:9"
     if sub == "alerting":
         # Alerting reads the site's detection replicas; it reconnects on its own, so nothing
