@@ -706,7 +706,11 @@ async fn footage_grants_between_two_installations() {
     .await
     .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
-    assert!(e.message().contains("shares footage masked"), "{}", e.message());
+    assert!(
+        e.message().contains("shares footage masked"),
+        "{}",
+        e.message()
+    );
     assert_eq!(
         burgas
             .storage

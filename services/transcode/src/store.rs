@@ -744,9 +744,57 @@ mod tests {
         (Store::open(&url).await.unwrap(), dir)
     }
 
+    /// A store on PostgreSQL in a schema of its own (dropped by the caller), when
+    /// `KORDON_TEST_POSTGRES_URL` is set.
+    async fn pg_store() -> Option<(Store, sqlx::PgPool, String)> {
+        let url = kordon_objects::testenv::require(
+            "transcode store on PostgreSQL",
+            &["KORDON_TEST_POSTGRES_URL"],
+        )
+        .and_then(|mut v| v.pop())?;
+        let schema = format!("kordon_transcode_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        let s = Store::open(&scoped).await.unwrap();
+        assert_eq!(s.backend(), "postgres");
+        Some((s, admin, schema))
+    }
+
+    #[tokio::test]
+    async fn every_scenario_on_postgresql() {
+        let Some((s, admin, schema)) = pg_store().await else {
+            return;
+        };
+        idempotency(&s).await;
+        let Some((s2, _, schema2)) = pg_store().await else {
+            return;
+        };
+        claims(&s2).await;
+        let Some((s3, _, schema3)) = pg_store().await else {
+            return;
+        };
+        cancels(&s3).await;
+        for (st, sc) in [(s, schema), (s2, schema2), (s3, schema3)] {
+            st.close().await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {sc} CASCADE")))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn idempotent_by_request_id_per_submitter() {
         let (s, _d) = store().await;
+        idempotency(&s).await;
+    }
+
+    async fn idempotency(s: &Store) {
         let (a, created) = s
             .insert(&job("a", "r1", 1, pb::JobPriority::Normal))
             .await
@@ -779,6 +827,10 @@ mod tests {
     #[tokio::test]
     async fn claims_by_priority_then_age_and_recovers_interrupted_jobs() {
         let (s, _d) = store().await;
+        claims(&s).await;
+    }
+
+    async fn claims(s: &Store) {
         s.insert(&job("old", "", 1, pb::JobPriority::Normal))
             .await
             .unwrap();
@@ -820,6 +872,10 @@ mod tests {
     #[tokio::test]
     async fn cancel_rules_units_outputs_and_pages() {
         let (s, _d) = store().await;
+        cancels(&s).await;
+    }
+
+    async fn cancels(s: &Store) {
         for i in 0..5 {
             s.insert(&job(&format!("j{i}"), "", i, pb::JobPriority::Normal))
                 .await
