@@ -86,6 +86,7 @@ pub async fn run(
     loop {
         let current = settings.borrow_and_update().clone();
         let site = current.site.clone();
+        let name = current.name.clone();
         status.update(|s| s.generation = current.generation);
         if current.disabled {
             status.set_state(State::Disabled, None);
@@ -105,6 +106,7 @@ pub async fn run(
             let counters = status.decode.clone();
             let session = session.clone();
             let site = site.clone();
+            let name = name.clone();
             tokio::spawn(async move {
                 kordon_media::decode::run_decoded(stream, ctx, cfg, counters, session, move |e| {
                     match e {
@@ -112,9 +114,11 @@ pub async fn run(
                             let _ = states_tx.send(s);
                         }
                         DecodeEvent::Frame(f) => {
-                            m.frames_decoded.with_label_values(&[&site]).inc();
+                            m.frames_decoded.with_label_values(&[&site, &name]).inc();
                             if frames_tx.try_send(f).is_err() {
-                                m.frames_dropped.with_label_values(&[&site, "behind"]).inc();
+                                m.frames_dropped
+                                    .with_label_values(&[&site, &name, "behind"])
+                                    .inc();
                             }
                         }
                     }
@@ -173,7 +177,7 @@ pub async fn run(
                     Some(StreamState::Running) => status.set_state(State::Running, None),
                     Some(StreamState::Starting) => status.set_state(State::Starting, None),
                     Some(StreamState::Reconnecting { error }) => {
-                        m.reconnects.with_label_values(&[&site]).inc();
+                        m.reconnects.with_label_values(&[&site, &name]).inc();
                         status.set_state(State::Reconnecting, Some(error));
                         let ended = scene.end_all();
                         analysis.emit(ended, None).await;
@@ -210,6 +214,7 @@ impl Analysis {
     async fn frame(&mut self, scene: &mut Scene, frame: DecodedFrame) {
         let m = crate::metrics::get();
         let site = self.settings.site.clone();
+        let name = self.settings.name.clone();
         let t = frame
             .wall_clock
             .duration_since(UNIX_EPOCH)
@@ -225,7 +230,7 @@ impl Analysis {
             .fetch_add(1, Ordering::Relaxed);
         // Keeps the status's rate window sampled while frames flow.
         self.status.rates();
-        m.frames_analysed.with_label_values(&[&site]).inc();
+        m.frames_analysed.with_label_values(&[&site, &name]).inc();
         self.status.update(|s| {
             s.width = frame.width;
             s.height = frame.height;
@@ -245,7 +250,9 @@ impl Analysis {
             }
         };
         if motion.motion {
-            m.frames_with_motion.with_label_values(&[&site]).inc();
+            m.frames_with_motion
+                .with_label_values(&[&site, &name])
+                .inc();
         }
         let run = scene.run_detector(&motion);
         self.status.update(|s| s.motion_gated = !run);
@@ -255,6 +262,7 @@ impl Analysis {
         let Some(engine) = &self.shared.engine else {
             return;
         };
+        m.frames_inferred.with_label_values(&[&site, &name]).inc();
         let started = Instant::now();
         let image = kordon_infer::OwnedImage::packed(frame.width, frame.height, frame.bgr.to_vec());
         let found = match engine.detect(image).await {
@@ -265,7 +273,9 @@ impl Analysis {
                 } else {
                     "error"
                 };
-                m.frames_dropped.with_label_values(&[&site, reason]).inc();
+                m.frames_dropped
+                    .with_label_values(&[&site, &name, reason])
+                    .inc();
                 if !e.is_transient() {
                     self.status
                         .update(|s| s.last_error = Some(format!("detector: {e}")));
@@ -418,7 +428,7 @@ impl Analysis {
             // Streamed anyway: a watcher should not miss what happened because the database
             // is down; the history has a hole, which the log and the metric say.
             m.frames_dropped
-                .with_label_values(&[&site, "not_stored"])
+                .with_label_values(&[&site, &self.settings.name, "not_stored"])
                 .inc();
             tracing::error!(camera = %self.settings.key(), error = %e,
                             detections = out.len(), "detections could not be stored");

@@ -1,6 +1,9 @@
-//! Detection metrics, labelled by site (never by camera: thousands of cameras must not become
-//! thousands of series; per-camera detail is in `GetDetectorStatus`). The detector's own
-//! metrics (inference time, batch size, queue drops, by provider) come from `kordon-infer`.
+//! Detection metrics. The frame counters (decoded, analysed, with motion, inferred, dropped)
+//! and reconnects are per camera (`site`, `camera`): a replica serves only its shard of the
+//! site's cameras, a handful of series each, and a camera's series are removed when it leaves
+//! the replica ([`forget_camera`]). Detections, snapshots and camera states are per site. The
+//! detector's own metrics (inference time, batch size, queue drops, by provider) come from
+//! `kordon-infer`.
 
 use std::sync::OnceLock;
 
@@ -16,6 +19,8 @@ pub struct Metrics {
     pub frames_with_motion: IntCounterVec,
     /// Frames the detector could not take (queue full) or failed on.
     pub frames_dropped: IntCounterVec,
+    /// Frames run through the object detector (not motion-gated away).
+    pub frames_inferred: IntCounterVec,
     /// Stored detections, by phase.
     pub detections: IntCounterVec,
     /// Snapshots saved and registered.
@@ -38,22 +43,27 @@ pub fn get() -> &'static Metrics {
         frames_decoded: counter(
             "kordon_detection_frames_decoded_total",
             "Frames decoded from detect streams",
-            &["site"],
+            &["site", "camera"],
         ),
         frames_analysed: counter(
             "kordon_detection_frames_analysed_total",
             "Frames run through motion detection",
-            &["site"],
+            &["site", "camera"],
         ),
         frames_with_motion: counter(
             "kordon_detection_frames_with_motion_total",
             "Analysed frames with motion",
-            &["site"],
+            &["site", "camera"],
         ),
         frames_dropped: counter(
             "kordon_detection_frames_dropped_total",
             "Frames the object detector could not take (queue full) or failed on",
-            &["site", "reason"],
+            &["site", "camera", "reason"],
+        ),
+        frames_inferred: counter(
+            "kordon_detection_camera_frames_inferred_total",
+            "Frames of a camera run through the object detector (the rest were motion-gated)",
+            &["site", "camera"],
         ),
         detections: counter(
             "kordon_detection_detections_total",
@@ -73,7 +83,7 @@ pub fn get() -> &'static Metrics {
         reconnects: counter(
             "kordon_detection_reconnects_total",
             "Detect-stream reconnects",
-            &["site"],
+            &["site", "camera"],
         ),
         cameras: register(
             IntGaugeVec::new(
@@ -83,4 +93,56 @@ pub fn get() -> &'static Metrics {
             .expect("static metric definition"),
         ),
     })
+}
+
+/// Removes a camera's per-camera series (it left this replica or was deleted).
+pub fn forget_camera(site: &str, camera: &str) {
+    let m = get();
+    for c in [
+        &m.frames_decoded,
+        &m.frames_analysed,
+        &m.frames_with_motion,
+        &m.frames_inferred,
+        &m.reconnects,
+    ] {
+        let _ = c.remove_label_values(&[site, camera]);
+    }
+    for reason in ["behind", "queue_full", "error", "not_stored"] {
+        let _ = m
+            .frames_dropped
+            .remove_label_values(&[site, camera, reason]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_counters_are_per_camera_and_go_with_the_camera() {
+        let m = get();
+        m.frames_decoded
+            .with_label_values(&["burgas", "gate-7"])
+            .inc();
+        m.frames_inferred
+            .with_label_values(&["burgas", "gate-7"])
+            .inc_by(3);
+        m.frames_dropped
+            .with_label_values(&["burgas", "gate-7", "behind"])
+            .inc();
+        m.frames_decoded
+            .with_label_values(&["burgas", "gate-8"])
+            .inc();
+        let text = kordon_runtime::metrics::render();
+        assert!(
+            text.contains(
+                "kordon_detection_camera_frames_inferred_total{camera=\"gate-7\",site=\"burgas\"} 3"
+            ),
+            "{text}"
+        );
+        forget_camera("burgas", "gate-7");
+        let text = kordon_runtime::metrics::render();
+        assert!(!text.contains("camera=\"gate-7\""), "{text}");
+        assert!(text.contains("camera=\"gate-8\""));
+    }
 }

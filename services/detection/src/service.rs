@@ -262,6 +262,7 @@ impl Detection {
                 if let Some(r) = map.remove(&k) {
                     r.cancel.cancel();
                 }
+                crate::metrics::forget_camera(&k.0, &k.1);
                 results.push((k.0, k.1, Outcome::Removed));
             }
         }
@@ -275,6 +276,7 @@ impl Detection {
         let r = map.remove(&(site.to_string(), camera.to_string()));
         if let Some(r) = &r {
             r.cancel.cancel();
+            crate::metrics::forget_camera(site, camera);
         }
         self.update_gauge(&map);
         r.is_some()
