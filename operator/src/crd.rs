@@ -93,7 +93,9 @@ pub struct SiteSpec {
     pub time_zone: Option<String>,
     /// Where the site's footage is stored.
     pub storage: SiteStorage,
-    /// The index database; unset means an embedded SQLite file (one storage replica only).
+    /// The PostgreSQL database of storage's index, alerting's alerts and transcode's jobs
+    /// (each in tables of its own); unset means an embedded SQLite file per service, on its
+    /// retained claim (one replica each).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseRef>,
     /// Ingest capacity; `replicas` is the scale subresource.
@@ -101,6 +103,7 @@ pub struct SiteSpec {
     pub ingest: IngestSpec,
     #[serde(default)]
     pub detection: DetectionSettings,
+    /// Renditions, timeline thumbnails and the viewer copies of evidence bundles.
     #[serde(default)]
     pub transcode: TranscodeSettings,
     /// Where alerts are delivered besides the gRPC stream.
@@ -246,24 +249,106 @@ impl Default for DetectionSettings {
     }
 }
 
+/// The default number of transcode replicas.
+pub const DEFAULT_TRANSCODE_REPLICAS: i32 = 1;
+/// Jobs one transcode replica runs at once by default.
+pub const DEFAULT_TRANSCODE_WORKERS: u32 = 1;
+/// The encoder by default: a hardware one the node has, else software.
+pub const DEFAULT_TRANSCODE_ENCODER: &str = "auto";
+/// Width of automatic thumbnails by default, in pixels.
+pub const DEFAULT_THUMBNAIL_WIDTH: u32 = 320;
+/// How often automatic thumbnails look for new segments by default.
+pub const DEFAULT_THUMBNAIL_POLL: &str = "30s";
+
+/// The transcode service of a site: renditions, thumbnails and the viewer copies of evidence
+/// bundles, as resumable jobs. Its jobs live in the Site's `database` when it has one, else in
+/// SQLite on the retained claim `<site>-transcode-data`, which one replica at a time may write:
+/// without a database at most one replica runs (the Site's `Transcode` condition says when
+/// fewer run than asked).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TranscodeSettings {
-    #[serde(default = "one")]
+    /// Transcode replicas (0 turns transcode off; more than 1 needs `spec.database`).
+    #[serde(default = "default_transcode_replicas")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("transcode.replicas must be between 0 and 100"))]
     pub replicas: i32,
-    /// Use hardware encoders when the node has them.
+    /// Deprecated and ignored: superseded by `encoder` (`software` never uses a hardware
+    /// encoder). Kept so that stored Sites lose nothing.
     #[serde(default)]
     pub hardware_encoders: bool,
+    /// Jobs each replica runs at once (1 to 64); each job encodes on one thread.
+    #[serde(default = "default_transcode_workers")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 64").message("transcode.workers must be between 1 and 64"))]
+    pub workers: u32,
+    /// `auto` (a hardware encoder the node has, else software), `software` (the same bytes on
+    /// every machine), or one GStreamer element by name, e.g. `vah264enc`.
+    #[serde(default = "default_transcode_encoder")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.size() > 0 && self.matches('^[A-Za-z0-9_]+$')").message("transcode.encoder must be auto, software or a GStreamer element name (letters, digits, '_'), e.g. vah264enc"))]
+    pub encoder: String,
+    /// Thumbnails for the timeline, made for every new segment as it is recorded.
+    #[serde(default)]
+    pub thumbnails: ThumbnailSettings,
 }
 
 impl Default for TranscodeSettings {
     fn default() -> Self {
         Self {
-            replicas: 1,
+            replicas: DEFAULT_TRANSCODE_REPLICAS,
             hardware_encoders: false,
+            workers: DEFAULT_TRANSCODE_WORKERS,
+            encoder: DEFAULT_TRANSCODE_ENCODER.to_string(),
+            thumbnails: ThumbnailSettings::default(),
         }
     }
+}
+
+fn default_transcode_replicas() -> i32 {
+    DEFAULT_TRANSCODE_REPLICAS
+}
+
+fn default_transcode_workers() -> u32 {
+    DEFAULT_TRANSCODE_WORKERS
+}
+
+fn default_transcode_encoder() -> String {
+    DEFAULT_TRANSCODE_ENCODER.to_string()
+}
+
+/// Automatic thumbnails of a site's new segments.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ThumbnailSettings {
+    /// Make a thumbnail of every new segment (each poll is one logged footage read per camera).
+    #[serde(default)]
+    pub automatic: bool,
+    /// JPEG width in pixels (16 to 3840); the height follows the aspect ratio.
+    #[serde(default = "default_thumbnail_width")]
+    #[x_kube(validation = Rule::new("self >= 16 && self <= 3840").message("transcode.thumbnails.width must be between 16 and 3840"))]
+    pub width: u32,
+    /// How often storage is asked for new segments, e.g. `30s` (1s to 1h).
+    #[serde(default = "default_thumbnail_poll")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('1h')").message("transcode.thumbnails.poll must be between 1s and 1h"))]
+    pub poll: String,
+}
+
+impl Default for ThumbnailSettings {
+    fn default() -> Self {
+        Self {
+            automatic: false,
+            width: DEFAULT_THUMBNAIL_WIDTH,
+            poll: DEFAULT_THUMBNAIL_POLL.to_string(),
+        }
+    }
+}
+
+fn default_thumbnail_width() -> u32 {
+    DEFAULT_THUMBNAIL_WIDTH
+}
+
+fn default_thumbnail_poll() -> String {
+    DEFAULT_THUMBNAIL_POLL.to_string()
 }
 
 fn one() -> i32 {
