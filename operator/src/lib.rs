@@ -5,7 +5,8 @@
 //!   `kordon crdgen` prints and `crds/` holds.
 //! - [`placement`]: rendezvous hashing of cameras onto ingest replicas.
 //! - [`render`]: what a Site becomes (StatefulSet, Deployments, Services, ConfigMaps);
-//!   [`alerting`]: the alerting service's section of it, from the Site's AlertRules.
+//!   [`alerting`]: the alerting service's section of it, from the Site's AlertRules;
+//!   [`transcode`]: the transcode service's, and where it keeps its jobs.
 //! - [`pki`], [`certificates`]: each site's own CA and the certificate of every workload (mTLS
 //!   with no `tlsSecret` needed), kept in Secrets and renewed before they expire.
 //! - [`partner`]: which Partners (agreements with other installations) a Site's services are
@@ -43,6 +44,7 @@ pub mod placement;
 pub mod render;
 pub mod replicas;
 pub mod site;
+pub mod transcode;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

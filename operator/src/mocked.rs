@@ -94,8 +94,9 @@ async fn a_finalized_site_applies_its_workloads_then_its_status() {
                 .await;
             assert_ssa(&seen.query);
         }
-        // Storage's and alerting's data claims: retained, so without an owner.
-        for claim in ["storage", "alerting"] {
+        // Storage's, alerting's and (no database: jobs in SQLite) transcode's data claims:
+        // retained, so without an owner.
+        for claim in ["storage", "alerting", "transcode"] {
             let pvc = api
                 .expect(
                     Method::PATCH,

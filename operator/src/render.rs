@@ -19,7 +19,11 @@
 //! - Deployments and Services `<s>-storage`, `<s>-transcode`, `<s>-alerting`. `site.yaml`
 //!   carries the alerting service's rules and sinks (the `alerting` section, from the Site's
 //!   AlertRules: [`crate::alerting`]); the alerting pods carry its digest
-//!   ([`crate::alerting::CONFIG_ANNOTATION`]), so a rule change rolls them.
+//!   ([`crate::alerting::CONFIG_ANNOTATION`]), so a rule change rolls them. It carries the
+//!   transcode service's settings too (the `transcode` section, from `spec.transcode`:
+//!   [`crate::transcode`]), and the transcode pods the digest of what transcode reads
+//!   ([`crate::transcode::CONFIG_ANNOTATION`]); storage reaches transcode for the viewer
+//!   copies of evidence bundles through `storage.transcode`.
 //! - The partner link: with accepted Partners ([`crate::partner`]), `site.yaml` carries the
 //!   `partners` section (this site's agreements with other installations) and the alerting
 //!   and storage pods mount the partner-link certificate (at
@@ -28,10 +32,13 @@
 //!   Services) and carry [`crate::partner::CONFIG_ANNOTATION`], so a changed agreement, a
 //!   partner's new CA or a renewed partner-link certificate rolls them.
 //! - PersistentVolumeClaims `<s>-storage-data` for storage's data directory (signing keys, and
-//!   the SQLite index when no database is set) and `<s>-alerting-data` for alerting's (its
-//!   SQLite database of alerts when no database is set). They have no owner and survive the
-//!   Site: they may hold evidence. Storage and alerting each have one replica writing its claim
-//!   and are replaced with `Recreate`, never two pods at once.
+//!   the SQLite index when no database is set), `<s>-alerting-data` for alerting's (its
+//!   SQLite database of alerts when no database is set) and, only when no database is set,
+//!   `<s>-transcode-data` for transcode's (its SQLite database of jobs and the parts of
+//!   unfinished viewer copies; with a database transcode's data directory is scratch space,
+//!   an `emptyDir`). They have no owner and survive the Site: they may hold evidence. Each
+//!   has one replica writing it (transcode is held to one: [`crate::transcode::plan`]), and
+//!   its workload is replaced with `Recreate`, never two pods at once.
 //!
 //! Everything but the claims carries the Site as controlling owner and the labels of
 //! [`labels`], which the finalizer uses to find what to delete.
@@ -73,6 +80,9 @@ const DETECTION_DATA_SIZE: &str = "5Gi";
 /// Data volume of alerting: its SQLite database of alerts (rows, no media) when the Site has no
 /// database.
 const ALERTING_DATA_SIZE: &str = "1Gi";
+/// Data volume of transcode when the Site has no database: its SQLite database of jobs and the
+/// parts of unfinished viewer copies (which resume from them after a restart).
+const TRANSCODE_DATA_SIZE: &str = "10Gi";
 
 /// Label: the site an object belongs to.
 pub const SITE_LABEL: &str = "kordon.io/site";
@@ -109,13 +119,26 @@ pub fn alerting_claim_name(site: &str) -> String {
     format!("{site}-alerting-data")
 }
 
-/// The claim of a component's data directory, where it has one of its own (not per replica).
-fn data_claim_name(site: &str, component: &str) -> Option<String> {
+/// The claim of a component's data directory, where it has one of its own (not per replica):
+/// storage's and alerting's always, transcode's while it keeps its jobs in SQLite.
+fn data_claim_name(site: &Site, name: &str, component: &str) -> Option<String> {
     match component {
-        "storage" => Some(storage_claim_name(site)),
-        "alerting" => Some(alerting_claim_name(site)),
+        "storage" => Some(storage_claim_name(name)),
+        "alerting" => Some(alerting_claim_name(name)),
+        "transcode" => crate::transcode::plan(site, name)
+            .claim()
+            .map(str::to_string),
         _ => None,
     }
+}
+
+/// The claims the operator never deletes (they may hold evidence), whether or not they exist.
+pub fn retained_claim_names(site: &str) -> [String; 3] {
+    [
+        storage_claim_name(site),
+        alerting_claim_name(site),
+        crate::transcode::claim_name(site),
+    ]
 }
 
 /// The labels every object of a site's component carries.
@@ -221,7 +244,7 @@ pub struct SiteObjects {
     /// Ingest, then detection.
     pub statefulsets: Vec<StatefulSet>,
     pub deployments: Vec<Deployment>,
-    /// Storage's, then alerting's data claim (retained: no owner).
+    /// Storage's, alerting's, then (jobs in SQLite) transcode's data claim (retained: no owner).
     pub claims: Vec<PersistentVolumeClaim>,
 }
 
@@ -268,6 +291,23 @@ pub fn render_with_partners(
         })?;
     let alerting_digest = crate::pki::sha256_hex(to_yaml(&alerting, "alerting")?.as_bytes());
     base["alerting"] = alerting;
+    let transcode =
+        serde_json::to_value(crate::transcode::config(site, name, ns)).map_err(|e| {
+            Error::Render {
+                what: "transcode".into(),
+                message: e.to_string(),
+            }
+        })?;
+    // What transcode reads: its section, and the bucket it reads segments from and writes to.
+    let transcode_reads = json!({
+        "transcode": transcode,
+        "objects": base["storage"]["objects"],
+        "object_prefix": base["storage"].get("object_prefix"),
+    });
+    let transcode_digest =
+        crate::pki::sha256_hex(to_yaml(&transcode_reads, "transcode")?.as_bytes());
+    base["transcode"] = transcode;
+    let transcode_plan = crate::transcode::plan(site, name);
     let mut rendered: Vec<&crate::partner::AcceptedPartner> = match &tls.partner_link {
         Some(_) => partners
             .iter()
@@ -380,23 +420,27 @@ pub fn render_with_partners(
     let mut deployments = Vec::new();
     for component in DEPLOYED {
         let replicas = match component {
-            "transcode" => site.spec.transcode.replicas,
+            // At most one writer of a SQLite file of jobs.
+            "transcode" => transcode_plan.replicas,
             // The index and the access log have one writer per site.
             _ => 1,
         };
         // One writer of its claim at a time.
-        let strategy = if data_claim_name(name, component).is_some() {
+        let strategy = if data_claim_name(site, name, component).is_some() {
             json!({ "type": "Recreate" })
         } else {
             json!({ "type": "RollingUpdate" })
         };
-        let mut annotations = if component == "alerting" {
-            BTreeMap::from([(
+        let mut annotations = match component {
+            "alerting" => BTreeMap::from([(
                 crate::alerting::CONFIG_ANNOTATION.to_string(),
                 alerting_digest.clone(),
-            )])
-        } else {
-            BTreeMap::new()
+            )]),
+            "transcode" => BTreeMap::from([(
+                crate::transcode::CONFIG_ANNOTATION.to_string(),
+                transcode_digest.clone(),
+            )]),
+            _ => BTreeMap::new(),
         };
         let linked = LINKED.contains(&component);
         if linked && let Some(d) = &partners_digest {
@@ -423,10 +467,16 @@ pub fn render_with_partners(
     }
 
     let mut claims = Vec::new();
+    let transcode_claim = transcode_plan
+        .claim()
+        .map(|c| (c.to_string(), "transcode", TRANSCODE_DATA_SIZE));
     for (claim, component, size) in [
         (storage_claim_name(name), "storage", STORAGE_DATA_SIZE),
         (alerting_claim_name(name), "alerting", ALERTING_DATA_SIZE),
-    ] {
+    ]
+    .into_iter()
+    .chain(transcode_claim)
+    {
         let mut claim_meta = json!({
             "name": claim,
             "namespace": ns,
@@ -511,6 +561,8 @@ fn base_config(site: &Site, name: &str, ns: &str, tls: &TlsMounts) -> Value {
     if let Some(days) = st.retention_days {
         storage["default_retention"] = json!(format!("{days}days"));
     }
+    // The viewer copies of evidence bundles come from the site's transcode.
+    storage["transcode"] = json!(crate::transcode::viewer_copies_client(name, ns));
     let storage_client = json!({
         "url": format!("https://{}.{ns}.svc:{GRPC_PORT}", component_name(name, "storage")),
         "ca_file": format!("{TLS_DIR}/ca.crt"),
@@ -590,12 +642,13 @@ fn pod_template(
         // Which replica raised an alert, as detection and ingest know theirs.
         env.push(pod_field("KORDON_ALERTING__REPLICA", "metadata.name"));
     }
-    // Storage's index and alerting's alerts live in the Site's database when it has one
-    // (otherwise SQLite in their data claims).
+    // Storage's index, alerting's alerts and transcode's jobs live in the Site's database when
+    // it has one (otherwise SQLite in their data claims).
     if let Some(db) = &site.spec.database
         && let Some(var) = match component {
             "storage" => Some("KORDON_STORAGE__DATABASE_URL"),
             "alerting" => Some("KORDON_ALERTING__DATABASE_URL"),
+            "transcode" => Some(crate::transcode::DATABASE_URL_ENV),
             _ => None,
         }
     {
@@ -612,7 +665,7 @@ fn pod_template(
         vec![json!({ "name": "config", "configMap": { "name": site_config_name(name) } })];
     // Ingest and detection have a claim per replica (the StatefulSets' templates).
     if !SHARDED.contains(&component) {
-        match data_claim_name(name, component) {
+        match data_claim_name(site, name, component) {
             Some(claim) => volumes.push(json!({
                 "name": "data",
                 "persistentVolumeClaim": { "claimName": claim },
@@ -1415,6 +1468,315 @@ mod tests {
                     .contains("/var/run/kordon/partner")
             );
         }
+    }
+
+    /// The Deployment of `component`.
+    fn deployment<'a>(objs: &'a SiteObjects, component: &str) -> &'a Deployment {
+        objs.deployments
+            .iter()
+            .find(|d| d.metadata.labels.as_ref().unwrap()[COMPONENT_LABEL] == component)
+            .unwrap_or_else(|| panic!("no {component} Deployment"))
+    }
+
+    fn env_of(pod: &Value) -> BTreeMap<String, Value> {
+        pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_string(), e.clone()))
+            .collect()
+    }
+
+    fn transcode_digest(objs: &SiteObjects) -> String {
+        deployment_pod(objs, "transcode")["metadata"]["annotations"]
+            [crate::transcode::CONFIG_ANNOTATION]
+            .as_str()
+            .expect("the transcode config annotation")
+            .to_string()
+    }
+
+    #[test]
+    fn transcode_reads_its_section_and_storage_reaches_it_for_viewer_copies() {
+        let mut s = site("burgas", 1);
+        s.spec.time_zone = Some("Europe/Sofia".into());
+        s.spec.storage.credentials_secret = Some("burgas-s3".into());
+        s.spec.transcode.workers = 4;
+        s.spec.transcode.encoder = "software".into();
+        s.spec.transcode.thumbnails.automatic = true;
+        s.spec.transcode.thumbnails.width = 480;
+        s.spec.transcode.thumbnails.poll = "45s".into();
+        let objs = rendered(&s);
+        let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
+
+        // The section is the service's own shape (strict: an unknown key fails) and valid.
+        let t: kordon_transcode::TranscodeConfig =
+            serde_yaml::from_value(cfg["transcode"].clone()).expect("transcode's config shape");
+        t.validate().unwrap();
+        assert_eq!(
+            t.storage.url.as_deref(),
+            Some("https://burgas-storage.kordon.svc:8470")
+        );
+        for (file, key) in [
+            (&t.storage.ca_file, "ca.crt"),
+            (&t.storage.cert_file, "tls.crt"),
+            (&t.storage.key_file, "tls.key"),
+        ] {
+            assert_eq!(
+                file.as_deref(),
+                Some(std::path::Path::new(&format!("{TLS_DIR}/{key}")))
+            );
+        }
+        assert_eq!(t.workers, 4);
+        assert_eq!(t.encoder, kordon_transcode::config::EncoderChoice::Software);
+        assert!(t.thumbnails.automatic);
+        assert_eq!(t.thumbnails.width, 480);
+        assert_eq!(t.thumbnails.sites, ["burgas"]);
+        assert_eq!(t.thumbnails.poll, std::time::Duration::from_secs(45));
+        assert_eq!(
+            t.time_zones,
+            BTreeMap::from([("burgas".to_string(), "Europe/Sofia".to_string())])
+        );
+
+        // Storage's section, transcode client included, is storage's own shape too.
+        let st: kordon_storage::StorageConfig =
+            serde_yaml::from_value(cfg["storage"].clone()).expect("storage's config shape");
+        st.validate().unwrap();
+        assert_eq!(
+            st.transcode.url.as_deref(),
+            Some("https://burgas-transcode.kordon.svc:8470")
+        );
+        assert_eq!(
+            st.transcode.cert_file.as_deref(),
+            Some(std::path::Path::new("/etc/kordon-tls/tls.crt")),
+            "storage presents its own certificate"
+        );
+        // ...and the transcode Service answers on that port, under a name its certificate has.
+        let svc = objs
+            .services
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some("burgas-transcode"))
+            .unwrap();
+        let ports = serde_json::to_value(&svc.spec.as_ref().unwrap().ports).unwrap();
+        assert!(
+            ports
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == json!("grpc") && p["port"] == json!(GRPC_PORT))
+        );
+        assert!(
+            crate::pki::dns_names("kordon", "burgas", "transcode")
+                .contains(&"burgas-transcode.kordon.svc".to_string())
+        );
+
+        // The pods: their replica name from the pod, the bucket's credentials, their own
+        // certificate, and the site config; args run the transcode service.
+        let pod = deployment_pod(&objs, "transcode");
+        let env = env_of(&pod);
+        assert_eq!(
+            env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"],
+            json!("metadata.name")
+        );
+        assert_eq!(
+            env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"],
+            json!("burgas-s3")
+        );
+        assert!(!env.contains_key(crate::transcode::DATABASE_URL_ENV));
+        let container = &pod["spec"]["containers"][0];
+        assert_eq!(
+            container["args"],
+            json!(["transcode", "--config", "/etc/kordon/site.yaml"])
+        );
+        let tls = pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == json!("tls"))
+            .expect("transcode mounts a certificate");
+        assert_eq!(tls["secret"]["secretName"], json!("burgas-transcode-tls"));
+        // Objects are read from and written to the site's bucket, as ingest does.
+        assert_eq!(
+            cfg["storage"]["objects"]["bucket"].as_str(),
+            Some("kordon-burgas")
+        );
+    }
+
+    #[test]
+    fn transcode_rolls_when_what_it_reads_changes_and_only_then() {
+        let s = site("burgas", 1);
+        let base = rendered(&s);
+        let digest = transcode_digest(&base);
+        assert_eq!(transcode_digest(&rendered(&s)), digest, "stable");
+        // Other sections do not roll it: an alert rule, a partner, ingest's replicas.
+        let with_rule = render(
+            &s,
+            &OperatorConfig::default(),
+            &TlsMounts::for_site(&s),
+            &[crate::fixtures::alert_rule("gate", "burgas")],
+        )
+        .unwrap();
+        assert_eq!(transcode_digest(&with_rule), digest);
+        assert_ne!(
+            alerting_digest(&with_rule),
+            alerting_digest(&base),
+            "the rule is rendered"
+        );
+        let mut scaled = s.clone();
+        scaled.spec.ingest.replicas = 5;
+        assert_eq!(transcode_digest(&rendered(&scaled)), digest);
+        // Its own settings, the site's time zone and the bucket do.
+        type Mutation = Box<dyn Fn(&mut Site)>;
+        let changes: Vec<(&str, Mutation)> = vec![
+            ("workers", Box::new(|s| s.spec.transcode.workers = 2)),
+            (
+                "encoder",
+                Box::new(|s| s.spec.transcode.encoder = "x264enc".into()),
+            ),
+            (
+                "thumbnails.automatic",
+                Box::new(|s| s.spec.transcode.thumbnails.automatic = true),
+            ),
+            (
+                "thumbnails.width",
+                Box::new(|s| s.spec.transcode.thumbnails.width = 640),
+            ),
+            (
+                "thumbnails.poll",
+                Box::new(|s| s.spec.transcode.thumbnails.poll = "1m".into()),
+            ),
+            (
+                "timeZone",
+                Box::new(|s| s.spec.time_zone = Some("Europe/Sofia".into())),
+            ),
+            (
+                "storage.bucket",
+                Box::new(|s| s.spec.storage.bucket = "kordon-burgas-2".into()),
+            ),
+            (
+                "storage.endpoint",
+                Box::new(|s| s.spec.storage.endpoint = Some("https://s3.example".into())),
+            ),
+        ];
+        for (what, change) in changes {
+            let mut changed = s.clone();
+            change(&mut changed);
+            assert_ne!(transcode_digest(&rendered(&changed)), digest, "{what}");
+        }
+        // Only transcode carries it.
+        for d in &base.deployments {
+            let has = pod_spec(&d.spec.template)["metadata"]["annotations"]
+                .get(crate::transcode::CONFIG_ANNOTATION)
+                .is_some();
+            assert_eq!(has, d.metadata.name.as_deref() == Some("burgas-transcode"));
+        }
+    }
+
+    #[test]
+    fn transcode_without_a_database_keeps_its_jobs_on_a_retained_claim_with_one_replica() {
+        let mut s = site("haskovo", 1);
+        s.spec.transcode.replicas = 3;
+        let objs = rendered(&s);
+        let claim = objs
+            .claims
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some("haskovo-transcode-data"))
+            .expect("transcode's data claim");
+        assert!(
+            claim.metadata.owner_references.is_none(),
+            "retained: no owner"
+        );
+        assert_eq!(
+            claim.metadata.labels.as_ref().unwrap()[COMPONENT_LABEL],
+            "transcode"
+        );
+        let d = deployment(&objs, "transcode");
+        assert_eq!(d.spec.replicas, Some(1), "one SQLite writer");
+        assert_eq!(
+            d.spec.strategy.as_ref().unwrap().type_.as_deref(),
+            Some("Recreate"),
+            "never two pods on the claim"
+        );
+        let pod = deployment_pod(&objs, "transcode");
+        let data = pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == json!("data"))
+            .unwrap();
+        assert_eq!(
+            data["persistentVolumeClaim"]["claimName"],
+            json!("haskovo-transcode-data")
+        );
+        assert!(
+            pod["spec"]["containers"][0]["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({ "name": "data", "mountPath": DATA_DIR }))
+        );
+        assert!(!env_of(&pod).contains_key(crate::transcode::DATABASE_URL_ENV));
+        let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
+        assert!(cfg["transcode"].get("database_url").is_none());
+
+        // Off is off: no replica, the claim kept.
+        s.spec.transcode.replicas = 0;
+        let off = rendered(&s);
+        assert_eq!(deployment(&off, "transcode").spec.replicas, Some(0));
+        assert!(
+            off.claims
+                .iter()
+                .any(|c| c.metadata.name.as_deref() == Some("haskovo-transcode-data"))
+        );
+    }
+
+    #[test]
+    fn transcode_with_a_database_runs_every_replica_asked_on_scratch_space() {
+        let mut s = site("haskovo", 1);
+        s.spec.transcode.replicas = 3;
+        s.spec.database = Some(crate::crd::DatabaseRef {
+            secret_name: "haskovo-db".into(),
+            key: "postgres-url".into(),
+        });
+        let objs = rendered(&s);
+        assert!(
+            objs.claims
+                .iter()
+                .all(|c| c.metadata.name.as_deref() != Some("haskovo-transcode-data")),
+            "no claim: the jobs are in the database"
+        );
+        let d = deployment(&objs, "transcode");
+        let spec = &d.spec;
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(
+            spec.strategy.as_ref().unwrap().type_.as_deref(),
+            Some("RollingUpdate")
+        );
+        let pod = deployment_pod(&objs, "transcode");
+        let db = &env_of(&pod)[crate::transcode::DATABASE_URL_ENV];
+        assert_eq!(
+            db["valueFrom"]["secretKeyRef"],
+            json!({ "name": "haskovo-db", "key": "postgres-url" })
+        );
+        let data = pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == json!("data"))
+            .unwrap();
+        assert_eq!(data["emptyDir"], json!({}), "{data}");
+        for cm in &objs.config_maps {
+            let text = serde_json::to_string(cm).unwrap();
+            assert!(
+                !text.contains("haskovo-db"),
+                "no Secret name in a ConfigMap"
+            );
+        }
+        // Storage and alerting keep their claims as before.
+        let names: Vec<_> = objs
+            .claims
+            .iter()
+            .filter_map(|c| c.metadata.name.as_deref())
+            .collect();
+        assert_eq!(names, ["haskovo-storage-data", "haskovo-alerting-data"]);
     }
 
     #[test]

@@ -11,12 +11,14 @@
 //!   cameras over ([`crate::ingest`]); gives every detection replica its shard of cameras
 //!   ([`crate::detection`]; only once the camera cache is synced, as a shard replaces what the
 //!   replica holds); writes the Site's status — conditions Ready, Progressing and Degraded
-//!   with `observedGeneration`, TLS (which CA the site's services trust), camera counts, and
-//!   the scale subresource's replicas and selector; publishes events when ingest is scaled.
+//!   with `observedGeneration`, TLS (which CA the site's services trust), Transcode (how many
+//!   replicas run and where their jobs are: [`crate::transcode`]), camera counts, and the
+//!   scale subresource's replicas and selector; publishes events when ingest is scaled and
+//!   (Warning) when transcode runs fewer replicas than asked.
 //!   It comes back after `ingest.status_interval`, or sooner when a certificate falls due.
 //! - **cleanup**: deletes every object it made for the site (found by label), explicitly, so
 //!   nothing is left even where no garbage collector runs (its certificate Secrets by name);
-//!   the storage and alerting data claims are retained.
+//!   the storage, alerting and transcode data claims are retained.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -217,6 +219,26 @@ async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
             ),
         )
         .await;
+    }
+    if let Some(problem) = crate::transcode::problem(&crate::transcode::plan(site, &name)) {
+        let said = |st: &SiteStatus| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == crate::transcode::CONDITION)
+                .map(|c| (c.status.clone(), c.message.clone()))
+        };
+        // Once per change, not on every reconcile.
+        if said(&previous) != said(&status) {
+            publish(
+                ctx,
+                site,
+                EventType::Warning,
+                "TranscodeReplicasLimited",
+                "Reconcile",
+                problem,
+            )
+            .await;
+        }
     }
     if site.status.as_ref() != Some(&status) {
         let api: Api<Site> = Api::namespaced(ctx.client.clone(), &ns);
@@ -485,6 +507,13 @@ pub fn desired_status(
             counts.offline
         ));
     }
+    let transcode = crate::transcode::plan(site, &name);
+    if transcode.limited() {
+        degraded.push(format!(
+            "transcode runs {} of {} replicas (see the Transcode condition)",
+            transcode.replicas, transcode.asked
+        ));
+    }
     if let Some(cap) = site.spec.ingest.cameras_per_replica
         && replicas > 0
         && counts.total > cap.saturating_mul(replicas as i32)
@@ -565,6 +594,7 @@ pub fn desired_status(
             generation,
             now,
         ),
+        crate::transcode::site_condition(&transcode, previous, generation, now),
     ];
     SiteStatus {
         conditions,
@@ -679,19 +709,13 @@ async fn cleanup(site: &Site, ctx: &Context) -> Result<Action> {
     if let Ok(mut applied) = ctx.applied.lock() {
         applied.remove(&(ns.clone(), name.clone()));
     }
-    publish(
-        ctx,
-        site,
-        EventType::Normal,
-        "Deleted",
-        "Cleanup",
+    publish(ctx, site, EventType::Normal, "Deleted", "Cleanup", {
+        let [storage, alerting, transcode] = render::retained_claim_names(&name);
         format!(
-            "deleted {deleted} objects; kept PersistentVolumeClaims {} and {} (may hold \
-             evidence)",
-            render::storage_claim_name(&name),
-            render::alerting_claim_name(&name)
-        ),
-    )
+            "deleted {deleted} objects; kept PersistentVolumeClaims {storage}, {alerting} \
+                 and (where transcode kept its jobs in SQLite) {transcode} (may hold evidence)"
+        )
+    })
     .await;
     tracing::info!(deleted, "site cleaned up");
     Ok(Action::await_change())
@@ -772,6 +796,63 @@ mod tests {
             st.ingest.selector,
             "kordon.io/site=burgas,app.kubernetes.io/component=ingest"
         );
+    }
+
+    #[test]
+    fn transcode_held_to_one_replica_without_a_database_is_a_condition_and_degrades_the_site() {
+        let mut s = site("burgas", 1);
+        s.spec.transcode.replicas = 3;
+        let obs = SiteObservation {
+            replicas: vec![ReplicaObservation {
+                name: "burgas-ingest-0".into(),
+                error: None,
+                cameras: Default::default(),
+            }],
+        };
+        let tls = TlsSource::SiteSecret {
+            secret: "burgas-mtls".into(),
+            problem: None,
+        };
+        let st = desired_status(&s, &[], &obs, None, &tls, &now());
+        let t = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == crate::transcode::CONDITION)
+            .unwrap();
+        assert_eq!(
+            (t.status.as_str(), t.reason.as_str()),
+            (FALSE, "ReplicasLimited")
+        );
+        assert!(t.message.contains("burgas-transcode-data"), "{}", t.message);
+        let degraded = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(degraded.status, TRUE);
+        assert!(
+            degraded.message.contains("transcode runs 1 of 3 replicas"),
+            "{}",
+            degraded.message
+        );
+
+        s.spec.database = Some(crate::crd::DatabaseRef {
+            secret_name: "burgas-db".into(),
+            key: "url".into(),
+        });
+        let st = desired_status(&s, &[], &obs, None, &tls, &now());
+        let t = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == crate::transcode::CONDITION)
+            .unwrap();
+        assert_eq!((t.status.as_str(), t.reason.as_str()), (TRUE, "Database"));
+        let degraded = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(degraded.status, FALSE, "{}", degraded.message);
     }
 
     #[test]
