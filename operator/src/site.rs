@@ -5,7 +5,9 @@
 //!   ([`crate::certificates`]: the operator's per-site CA unless the Site names a `tlsSecret`),
 //!   renders the site's objects ([`crate::render`], its AlertRules and accepted Partners
 //!   included: it waits until the AlertRule and Partner caches are synced) and server-side applies them with field manager
-//!   `kordon-operator` (skipped when nothing changed since the last apply a short while ago),
+//!   `kordon-operator` (skipped when nothing changed since the last apply a short while ago;
+//!   a Deployment turning from `RollingUpdate` to `Recreate` first loses its defaulted
+//!   `rollingUpdate` parameters, which would make the apply invalid),
 //!   then writes each of its AlertRules' status (Ready once rendered, or why it was left out:
 //!   [`crate::alerting`]); reads camera status from every ingest replica and hands moved
 //!   cameras over ([`crate::ingest`]); gives every detection replica its shard of cameras
@@ -312,7 +314,31 @@ async fn apply_objects(ctx: &Context, ns: &str, name: &str, objects: &SiteObject
         ssa::<StatefulSet>(ctx, ns, sts, &pp).await?;
     }
     for d in &objects.deployments {
-        ssa::<Deployment>(ctx, ns, d, &pp).await?;
+        match ssa::<Deployment>(ctx, ns, d, &pp).await {
+            // A Deployment that rolled (`RollingUpdate`) keeps the `rollingUpdate` parameters the
+            // apiserver defaulted, owned by no field manager, which `Recreate` forbids: transcode
+            // moving its jobs from the database to SQLite, or made by an earlier version. Drop
+            // them with the type in one merge patch, then apply.
+            Err(Error::Kube(kube::Error::Api(s)))
+                if s.code == 422 && s.message.contains("rollingUpdate") && is_recreate(d) =>
+            {
+                let d_name = d.metadata.name.clone().unwrap_or_default();
+                tracing::info!(deployment = %d_name, "switching a Deployment to Recreate");
+                let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+                let merge = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..PatchParams::default()
+                };
+                let patch = json!({
+                    "spec": { "strategy": { "type": "Recreate", "rollingUpdate": null } },
+                });
+                api.patch(&d_name, &merge, &Patch::Merge(&patch)).await?;
+                ssa::<Deployment>(ctx, ns, d, &pp).await?;
+            }
+            other => {
+                other?;
+            }
+        }
     }
     // Detection ran as a Deployment before it was sharded: one left over would analyse every
     // camera again beside the StatefulSet.
@@ -345,6 +371,10 @@ async fn apply_objects(ctx: &Context, ns: &str, name: &str, objects: &SiteObject
         applied.insert(key, (fingerprint, Instant::now()));
     }
     Ok(())
+}
+
+fn is_recreate(d: &Deployment) -> bool {
+    d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate")
 }
 
 fn is_headless(svc: &Service) -> bool {

@@ -230,7 +230,58 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
     })
     .await
     .expect("the site ConfigMap");
-    assert!(!site_cm.data.unwrap()["site.yaml"].contains("rtsp://"));
+    let site_yaml = site_cm.data.unwrap()["site.yaml"].clone();
+    assert!(!site_yaml.contains("rtsp://"));
+    // Transcode's section: storage with its own certificate, this site's thumbnails and time
+    // zone; and storage reaches transcode for viewer copies.
+    let cfg: serde_yaml::Value = serde_yaml::from_str(&site_yaml).unwrap();
+    let t = &cfg["transcode"];
+    assert_eq!(
+        t["storage"]["url"].as_str(),
+        Some(format!("https://burgas-storage.{ns}.svc:8470").as_str())
+    );
+    assert_eq!(
+        t["storage"]["cert_file"].as_str(),
+        Some("/etc/kordon-tls/tls.crt")
+    );
+    assert_eq!(t["thumbnails"]["sites"][0].as_str(), Some("burgas"));
+    assert_eq!(t["time_zones"]["burgas"].as_str(), Some("Europe/Sofia"));
+    assert_eq!(t["encoder"].as_str(), Some("auto"));
+    assert_eq!(
+        cfg["storage"]["transcode"]["url"].as_str(),
+        Some(format!("https://burgas-transcode.{ns}.svc:8470").as_str())
+    );
+    // Without a database: one transcode replica on its retained SQLite claim, rolled by the
+    // digest of its config.
+    let transcode = eventually(WAIT, || async {
+        deployments.get("burgas-transcode").await.ok()
+    })
+    .await
+    .expect("transcode Deployment");
+    let spec = transcode.spec;
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+    let annotations = spec.template.metadata.unwrap().annotations.unwrap();
+    assert_eq!(
+        annotations[kordon_operator::transcode::CONFIG_ANNOTATION].len(),
+        64,
+        "{annotations:?}"
+    );
+    let pod = serde_json::to_value(spec.template.spec.unwrap()).unwrap();
+    let claim = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == json!("data"))
+        .unwrap()["persistentVolumeClaim"]["claimName"]
+        .clone();
+    assert_eq!(claim, json!("burgas-transcode-data"));
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    eventually(WAIT, || async {
+        pvcs.get_opt("burgas-transcode-data").await.ok()?
+    })
+    .await
+    .expect("transcode's data claim");
     assert!(
         config_maps
             .get_opt("burgas-ingest")
@@ -503,7 +554,11 @@ async fn a_site_with_50_cameras_is_deployed_scaled_and_cleaned_up() {
     assert!(services.list(&lp).await.unwrap().items.is_empty());
     assert!(config_maps.list(&lp).await.unwrap().items.is_empty());
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    for claim in ["burgas-storage-data", "burgas-alerting-data"] {
+    for claim in [
+        "burgas-storage-data",
+        "burgas-alerting-data",
+        "burgas-transcode-data",
+    ] {
         eventually(WAIT, || async { claims.get_opt(claim).await.ok()? })
             .await
             .unwrap_or_else(|| panic!("the data claim {claim} is retained"));
@@ -600,6 +655,198 @@ async fn an_earlier_detection_deployment_and_service_give_way_to_the_statefulset
     })
     .await
     .expect("the earlier detection Deployment is gone");
+
+    stop.cancel();
+    operator.await.unwrap();
+    common::drop_namespace(&client, &ns).await;
+}
+
+/// The transcode Deployment's replicas, strategy and whether it reads the database URL.
+async fn transcode_deployment(deployments: &Api<Deployment>) -> Option<(i32, String, bool)> {
+    let spec = deployments.get("burgas-transcode").await.ok()?.spec;
+    let env = spec.template.spec?.containers.first()?.env.clone()?;
+    let database = env
+        .iter()
+        .any(|e| e.name == kordon_operator::transcode::DATABASE_URL_ENV);
+    Some((spec.replicas?, spec.strategy?.type_?, database))
+}
+
+/// Transcode's jobs are in the Site's database when it has one (any number of replicas), else
+/// in SQLite on a retained claim with one replica — the Site says so — and the Deployment
+/// follows the Site both ways (its strategy changes in place).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcode_runs_as_many_replicas_as_where_its_jobs_are_allows() {
+    let Some(client) = common::client().await else {
+        return;
+    };
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "kordon-transcode").await;
+    let (stop, operator) = common::start_operator(
+        &client,
+        &ns,
+        Arc::new(FakeIngest::default()),
+        Arc::new(FakeDetection::default()),
+        Duration::from_secs(1),
+    );
+    let sites: Api<Site> = Api::namespaced(client.clone(), &ns);
+    let mut site = site_json("burgas", 1);
+    site["spec"]["database"] = json!({ "secretName": "burgas-db" });
+    site["spec"]["transcode"] = json!({
+        "replicas": 3,
+        "workers": 2,
+        "thumbnails": { "automatic": true },
+    });
+    sites
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(site).unwrap(),
+        )
+        .await
+        .unwrap();
+    // The apiserver fills in the defaults the operator renders.
+    let stored = sites.get("burgas").await.unwrap();
+    assert_eq!(stored.spec.transcode.encoder, "auto");
+    assert_eq!(stored.spec.transcode.thumbnails.width, 320);
+    assert_eq!(stored.spec.transcode.thumbnails.poll, "30s");
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    eventually(WAIT, || async {
+        let d = transcode_deployment(&deployments).await?;
+        (d == (3, "RollingUpdate".to_string(), true)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!("3 transcode replicas on the database");
+    });
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let section = eventually(WAIT, || async {
+        let cm = config_maps.get("burgas-config").await.ok()?;
+        let cfg: serde_yaml::Value = serde_yaml::from_str(&cm.data?["site.yaml"]).ok()?;
+        Some(cfg["transcode"].clone())
+    })
+    .await
+    .expect("the site ConfigMap");
+    assert_eq!(section["workers"].as_u64(), Some(2));
+    assert_eq!(section["thumbnails"]["automatic"].as_bool(), Some(true));
+    assert_eq!(section["thumbnails"]["poll"].as_str(), Some("30s"));
+    assert!(
+        section.get("database_url").is_none(),
+        "no secret in the config"
+    );
+    let transcode_condition = |want: &'static str| {
+        let sites = sites.clone();
+        async move {
+            eventually(WAIT, || async {
+                let st = sites.get("burgas").await.ok()?.status?;
+                let c = condition(&st.conditions, "Transcode")?.clone();
+                (c.reason == want).then_some((c, st))
+            })
+            .await
+            .unwrap_or_else(|| panic!("Transcode condition {want}"))
+        }
+    };
+    let (c, _) = transcode_condition("Database").await;
+    assert_eq!(c.status, "True");
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    assert!(
+        pvcs.get_opt("burgas-transcode-data")
+            .await
+            .unwrap()
+            .is_none(),
+        "no claim while the jobs are in the database"
+    );
+
+    // Without the database: SQLite on a retained claim, one replica, and the Site says why.
+    let digest = |d: Deployment| -> Option<String> {
+        d.spec
+            .template
+            .metadata?
+            .annotations?
+            .get(kordon_operator::transcode::CONFIG_ANNOTATION)
+            .cloned()
+    };
+    let before = eventually(WAIT, || async {
+        digest(deployments.get("burgas-transcode").await.ok()?)
+    })
+    .await
+    .expect("the transcode config annotation");
+    sites
+        .patch(
+            "burgas",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "database": null } })),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        let d = transcode_deployment(&deployments).await?;
+        (d == (1, "Recreate".to_string(), false)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!("one transcode replica on SQLite");
+    });
+    eventually(WAIT, || async {
+        pvcs.get_opt("burgas-transcode-data").await.ok()?
+    })
+    .await
+    .expect("transcode's data claim");
+    let (c, st) = transcode_condition("ReplicasLimited").await;
+    assert_eq!(c.status, "False");
+    for want in ["replicas is 3", "burgas-transcode-data", "spec.database"] {
+        assert!(c.message.contains(want), "{want}: {}", c.message);
+    }
+    let degraded = condition(&st.conditions, "Degraded").unwrap();
+    assert!(
+        degraded.message.contains("transcode runs 1 of 3 replicas"),
+        "{}",
+        degraded.message
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    eventually(WAIT, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("TranscodeReplicasLimited"))
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+    })
+    .await
+    .expect("a Warning event says transcode runs fewer replicas");
+
+    // A setting transcode reads rolls its pods.
+    sites
+        .patch(
+            "burgas",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "transcode": { "thumbnails": { "width": 640 } } } })),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        let d = digest(deployments.get("burgas-transcode").await.ok()?)?;
+        (d != before).then_some(())
+    })
+    .await
+    .expect("a new transcode config annotation");
+
+    // The database back: every replica again, rolling.
+    sites
+        .patch(
+            "burgas",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "database": { "secretName": "burgas-db" } } })),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, || async {
+        let d = transcode_deployment(&deployments).await?;
+        (d == (3, "RollingUpdate".to_string(), true)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!("3 transcode replicas on the database again");
+    });
+    transcode_condition("Database").await;
 
     stop.cancel();
     operator.await.unwrap();
@@ -704,11 +951,20 @@ async fn invalid_resources_are_rejected_with_clear_messages() {
         .unwrap()
         .remove("retentionDays");
     site["spec"]["ingest"]["replicas"] = json!(-1);
+    site["spec"]["transcode"] = json!({
+        "workers": 0,
+        "encoder": "x264enc ! fakesink",
+        "thumbnails": { "width": 8, "poll": "2h" },
+    });
     let msg = rejected(&client, &ns, site).await;
     for want in [
         "at most 40 characters",
         "objectLock needs storage.retentionDays",
         "ingest.replicas must be between 0 and 1000",
+        "transcode.workers must be between 1 and 64",
+        "transcode.encoder must be auto, software or a GStreamer element name",
+        "transcode.thumbnails.width must be between 16 and 3840",
+        "transcode.thumbnails.poll must be between 1s and 1h",
     ] {
         assert!(msg.contains(want), "missing {want:?} in {msg}");
     }

@@ -1,8 +1,8 @@
 //! Secure by default, against a real kube-apiserver (scripts/kube.sh): a Site with no
 //! `tlsSecret` gets its own CA and a certificate per workload, its pods mount them and run no
 //! development identity — and a real storage service started from the rendered config with
-//! those certificates (as the kubelet would mount them) serves mTLS: the site's ingest
-//! certificate works on its own site only, and callers without one are refused.
+//! those certificates (as the kubelet would mount them) serves mTLS: the site's ingest and
+//! transcode certificates work on their own site only, and callers without one are refused.
 //!
 //! Skipped with a note when `KORDON_TEST_KUBECONFIG` is unset; a failure under `CI`.
 
@@ -209,7 +209,11 @@ async fn a_site_without_tls_secret_runs_mtls_on_certificates_the_operator_issued
     // A real storage service from the rendered config, with its Secret mounted where the
     // config says.
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let cm = config_maps.get(&format!("{SITE}-config")).await.unwrap();
+    let cm = eventually(WAIT, || async {
+        config_maps.get(&format!("{SITE}-config")).await.ok()
+    })
+    .await
+    .expect("the site ConfigMap");
     let rendered: serde_yaml::Value = serde_yaml::from_str(&cm.data.unwrap()["site.yaml"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let tls_dir = dir.path().join("etc-kordon-tls");
@@ -277,6 +281,38 @@ async fn a_site_without_tls_secret_runs_mtls_on_certificates_the_operator_issued
         .await
         .expect("ingest reads its own site");
     let denied = chain_head(as_ingest, "edirne").await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+
+    // The site's transcode likewise (it lists segments and registers its outputs), with the
+    // files its section of the config names.
+    let (transcode_secret, _) = &certs["transcode"];
+    let transcode_tls = dir.path().join("transcode-tls");
+    mount(transcode_secret, &transcode_tls);
+    let file = |key: &str| {
+        let p = rendered["transcode"]["storage"][key].as_str().unwrap();
+        std::fs::read_to_string(transcode_tls.join(Path::new(p).file_name().unwrap())).unwrap()
+    };
+    assert_eq!(file("ca_file"), ca_pem);
+    let as_transcode = channel(
+        port,
+        &ns,
+        &file("ca_file"),
+        Some((&file("cert_file"), &file("key_file"))),
+    )
+    .await;
+    let me = IdentityServiceClient::new(as_transcode.clone())
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .principal
+        .unwrap();
+    assert_eq!(me.kind, PrincipalKind::Service as i32);
+    assert_eq!(me.subject, format!("transcode.{SITE}"));
+    chain_head(as_transcode.clone(), SITE)
+        .await
+        .expect("transcode reads its own site");
+    let denied = chain_head(as_transcode, "edirne").await.unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
 
     // Another pod with TLS but no certificate: refused, as is a plaintext call.
