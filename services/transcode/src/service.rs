@@ -141,6 +141,7 @@ impl Transcode {
         let recovered = store
             .requeue_stale(
                 &replica,
+                "",
                 now_us() - STALE_AFTER.as_micros() as i64,
                 config.max_attempts,
                 now_us(),
@@ -1192,6 +1193,7 @@ impl Transcode {
                 .store
                 .requeue_stale(
                     "",
+                    &self.replica,
                     now_us() - STALE_AFTER.as_micros() as i64,
                     self.config.max_attempts,
                     now_us(),

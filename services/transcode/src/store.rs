@@ -382,11 +382,14 @@ impl Store {
     }
 
     /// Puts back in the queue the running jobs of `owner` (this replica after a restart) and
-    /// those whose heartbeat is older than `stale_before_us`; a job that has already run
-    /// `max_attempts` times fails instead, saying so.
+    /// those of any replica but `alive` whose heartbeat is older than `stale_before_us` (a
+    /// replica never takes back its own running jobs, even when an outage kept it from
+    /// writing its heartbeat); a job that has already run `max_attempts` times fails instead,
+    /// saying so.
     pub async fn requeue_stale(
         &self,
         owner: &str,
+        alive: &str,
         stale_before_us: i64,
         max_attempts: u32,
         now_us: i64,
@@ -394,11 +397,12 @@ impl Store {
         let ids: Vec<(String, i64)> = dispatch!(&self.pool, pool => {
             let rows = sqlx::query(
                 "SELECT id, attempts FROM transcode_jobs WHERE state = $1 \
-                 AND (owner = $2 OR heartbeat_us < $3)",
+                 AND (owner = $2 OR (owner <> $4 AND heartbeat_us < $3))",
             )
             .bind(pb::JobState::Running as i64)
             .bind(owner)
             .bind(stale_before_us)
+            .bind(alive)
             .fetch_all(pool)
             .await?;
             let mut out = Vec::new();
@@ -852,17 +856,26 @@ mod tests {
         s.progress("low", &ProgressUpdate::default(), 1_000_000)
             .await
             .unwrap();
-        let r = s.requeue_stale("r1", 500_000, 3, 2_000_000).await.unwrap();
+        // A replica never takes back its own running jobs for a stale heartbeat.
+        let r = s
+            .requeue_stale("", "r0", 500_000, 3, 2_000_000)
+            .await
+            .unwrap();
+        assert!(r.requeued.is_empty(), "{r:?}");
+        let r = s
+            .requeue_stale("r1", "", 500_000, 3, 2_000_000)
+            .await
+            .unwrap();
         assert_eq!(r.requeued.len(), 2, "{r:?}");
-        let r = s.requeue_stale("r0", 0, 3, 2_000_000).await.unwrap();
+        let r = s.requeue_stale("r0", "", 0, 3, 2_000_000).await.unwrap();
         assert_eq!(r.requeued, vec!["low".to_string()]);
         // Interrupted max_attempts times: failed, saying why.
         let j = s.claim("r0", 10).await.unwrap().unwrap();
         assert_eq!((j.id.as_str(), j.attempts), ("new-high", 2));
-        s.requeue_stale("r0", 0, 3, 20).await.unwrap();
+        s.requeue_stale("r0", "", 0, 3, 20).await.unwrap();
         let j = s.claim("r0", 10).await.unwrap().unwrap();
         assert_eq!((j.id.as_str(), j.attempts), ("new-high", 3));
-        let r = s.requeue_stale("r0", 0, 3, 20).await.unwrap();
+        let r = s.requeue_stale("r0", "", 0, 3, 20).await.unwrap();
         assert!(r.failed.contains(&"new-high".to_string()));
         let j = s.get("new-high").await.unwrap().unwrap();
         assert_eq!(j.state, pb::JobState::Failed);
