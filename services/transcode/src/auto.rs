@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use kordon_objects::time::now_micros;
 use kordon_proto::common::v1 as common;
 use kordon_proto::storage::v1 as spb;
 
@@ -33,7 +34,7 @@ pub async fn run(t: Arc<Transcode>) {
         return;
     }
     tracing::info!(sites = ?cfg.sites, poll = ?cfg.poll, width = cfg.width, "automatic thumbnails for new segments");
-    let start = now_us() - cfg.poll.as_micros() as i64;
+    let start = now_micros() - cfg.poll.as_micros() as i64;
     let mut cursors: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut last_look: BTreeMap<String, i64> = BTreeMap::new();
     let audit = common::AuditContext {
@@ -44,7 +45,7 @@ pub async fn run(t: Arc<Transcode>) {
     loop {
         for site in &cfg.sites {
             let since = *last_look.get(site).unwrap_or(&start);
-            let now = now_us();
+            let now = now_micros();
             match cameras(&t, site, since, now, &audit).await {
                 Ok(cams) => {
                     last_look.insert(site.clone(), now);
@@ -79,13 +80,6 @@ pub async fn run(t: Arc<Transcode>) {
             _ = tokio::time::sleep(cfg.poll) => {}
         }
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 async fn cameras(

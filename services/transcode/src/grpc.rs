@@ -303,11 +303,11 @@ impl TranscodeService for TranscodeApi {
             .await?
             .ok_or_else(|| Status::not_found(format!("no job `{id}`")))?;
         auth::authorize(&who, &row.site, Permission::Transcode)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0);
-        let row = self.t.store.cancel(&id, now).await?;
+        let row = self
+            .t
+            .store
+            .cancel(&id, kordon_objects::time::now_micros())
+            .await?;
         tracing::info!(job = %id, by = %who, "job cancelled");
         Ok(Response::new(pb::CancelJobResponse {
             job: Some(self.job_pb(&row).await?),

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kordon_media::Codec;
+use kordon_objects::time::now_micros;
 use kordon_objects::{ObjectPath, ObjectStore, ObjectStoreExt};
 use kordon_proto::common::v1 as common;
 use kordon_proto::storage::v1 as spb;
@@ -90,13 +91,6 @@ pub struct Transcode {
     tracker: TaskTracker,
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
 impl Transcode {
     /// Checks the config, probes the encoders, opens the database, takes back this replica's
     /// interrupted jobs and starts the workers.
@@ -142,9 +136,9 @@ impl Transcode {
             .requeue_stale(
                 &replica,
                 "",
-                now_us() - STALE_AFTER.as_micros() as i64,
+                now_micros() - STALE_AFTER.as_micros() as i64,
                 config.max_attempts,
-                now_us(),
+                now_micros(),
             )
             .await?;
         if !recovered.requeued.is_empty() || !recovered.failed.is_empty() {
@@ -238,7 +232,7 @@ impl Transcode {
                 p => p,
             },
             state: pb::JobState::Queued,
-            created_us: now_us(),
+            created_us: now_micros(),
             started_us: 0,
             finished_us: 0,
             done_units: 0,
@@ -265,7 +259,7 @@ impl Transcode {
             if self.shutdown.is_cancelled() {
                 return;
             }
-            let job = match self.store.claim(&self.replica, now_us()).await {
+            let job = match self.store.claim(&self.replica, now_micros()).await {
                 Ok(j) => j,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the job queue; retrying");
@@ -321,7 +315,7 @@ impl Transcode {
             tokio::spawn(async move {
                 loop {
                     let p = progress.lock().map(|p| p.clone()).unwrap_or_default();
-                    match store.progress(&id, &p, now_us()).await {
+                    match store.progress(&id, &p, now_micros()).await {
                         Ok(true) => {
                             by_user.store(true, Ordering::Relaxed);
                             cancel.store(true, Ordering::Relaxed);
@@ -342,7 +336,7 @@ impl Transcode {
         beat.cancel();
         // The last progress, written once more so the final row is exact.
         let p = progress.lock().map(|p| p.clone()).unwrap_or_default();
-        let _ = self.store.progress(&job.id, &p, now_us()).await;
+        let _ = self.store.progress(&job.id, &p, now_micros()).await;
         let m = metrics::get();
         let finish = |state: pb::JobState| {
             m.jobs_finished
@@ -361,7 +355,7 @@ impl Transcode {
             let id = job.id.clone();
             async move {
                 if let Err(e) = store
-                    .finish_if(&id, pb::JobState::Running, to, &error, now_us())
+                    .finish_if(&id, pb::JobState::Running, to, &error, now_micros())
                     .await
                 {
                     tracing::error!(error = %e, "cannot record the job's end; it will be retried");
@@ -517,6 +511,22 @@ impl Transcode {
         }
     }
 
+    /// Records a unit that needs no work (its output already exists) as done.
+    async fn skip(
+        &self,
+        job: &str,
+        seq: u64,
+        progress: &Mutex<ProgressUpdate>,
+    ) -> Result<(), TranscodeError> {
+        let none = UnitRow {
+            frames: 0,
+            part: None,
+        };
+        self.store.unit_done(job, seq, &none).await?;
+        bump(progress, 0, None);
+        Ok(())
+    }
+
     fn settings(
         &self,
         codec: Codec,
@@ -595,17 +605,7 @@ impl Transcode {
             }
             check(cancel)?;
             if existing.contains(&seq) {
-                self.store
-                    .unit_done(
-                        &job.id,
-                        seq,
-                        &UnitRow {
-                            frames: 0,
-                            part: None,
-                        },
-                    )
-                    .await?;
-                bump(progress, 0, None);
+                self.skip(&job.id, seq, progress).await?;
                 continue;
             }
             set_stage(progress, &format!("segment {seq}"));
@@ -652,7 +652,7 @@ impl Transcode {
                     profile: profile.clone(),
                     range: seg.range,
                     codec: pipeline::codec_proto(codec) as i32,
-                    width: encoded_width(&summary, w),
+                    width: w,
                     height: h,
                     bitrate_bps,
                     object_key: key.to_string(),
@@ -724,17 +724,7 @@ impl Transcode {
             }
             check(cancel)?;
             if existing.contains(&seq) {
-                self.store
-                    .unit_done(
-                        &job.id,
-                        seq,
-                        &UnitRow {
-                            frames: 0,
-                            part: None,
-                        },
-                    )
-                    .await?;
-                bump(progress, 0, None);
+                self.skip(&job.id, seq, progress).await?;
                 continue;
             }
             set_stage(progress, &format!("segment {seq}"));
@@ -902,7 +892,6 @@ impl Transcode {
                 source_sequence: seq,
             });
         }
-        let _ = end_us;
         Ok(outputs)
     }
 
@@ -1182,7 +1171,7 @@ impl Transcode {
                 _ = self.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             }
-            let cutoff = now_us() - self.config.retention.as_micros() as i64;
+            let cutoff = now_micros() - self.config.retention.as_micros() as i64;
             match self.store.delete_finished_before(cutoff).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(jobs = n, "forgot finished jobs past retention"),
@@ -1194,9 +1183,9 @@ impl Transcode {
                 .requeue_stale(
                     "",
                     &self.replica,
-                    now_us() - STALE_AFTER.as_micros() as i64,
+                    now_micros() - STALE_AFTER.as_micros() as i64,
                     self.config.max_attempts,
-                    now_us(),
+                    now_micros(),
                 )
                 .await
             {
@@ -1432,7 +1421,7 @@ pub(crate) fn seg_range(s: &spb::Segment) -> (i64, i64) {
 }
 
 fn us_to_90k(us: i64) -> u64 {
-    (u64::try_from(us).unwrap_or(0) * 9) / 100
+    pipeline::to_90k(u64::try_from(us).unwrap_or(0), 1_000_000)
 }
 
 /// The output size for a segment: its recorded size capped at `max_height` (0: kept); a
@@ -1454,10 +1443,6 @@ fn thumb_size(seg: &spb::Segment, width: u32) -> (u32, u32) {
     };
     let out_h = ((u64::from(width) * u64::from(h) + u64::from(w) / 2) / u64::from(w)) as u32;
     (width & !1, (out_h.max(2)) & !1)
-}
-
-fn encoded_width(_s: &kordon_media::fmp4::SegmentSummary, w: u32) -> u32 {
-    w
 }
 
 pub(crate) fn camera_ref(w: &Work) -> common::CameraRef {
