@@ -13,19 +13,24 @@ Ceph RGW, and for every fault:
   postgres the index database down, storage on PostgreSQL: registrations retry, nothing lost;
   kill     ingest SIGKILLed mid-segment and restarted: the open segment becomes an
            `ingest restart` gap, never a corrupt object, never a silent hole;
-  diskfull the spool's filesystem (a small tmpfs) filled by another file: new footage is refused
-           with a condition, what is stored is kept, recording resumes when space returns;
+  diskfull the spool's filesystem (a small tmpfs) kept full by another writer: new footage is
+           refused with a condition and a metric and a spool-overflow gap, what is stored is kept,
+           the spool's byte account comes back, recording resumes when space returns
+           (--spool-max-mib shows what a leaked account does against a smaller ceiling);
   export   storage SIGKILLed during an evidence export and restarted: the export fails clearly,
            a retry with the same request id succeeds, the bundle verifies with `kordon evidence
            verify`, and the interrupted bundle is not left "being built";
   export_rgw  the same with Ceph (RGW) stopped during the export and started again.
 
 After each fault, every segment of every camera is checked with tools that are not Kordon's:
-the object read from RGW with curl hashes to the SHA-256 in the index, ffprobe decodes it with
-frames = duration x 25; consecutive segments touch or the hole is covered by registered gaps;
-the chain's sequence follows time. The table gives, per fault: what was expected, segments
-expected (recorded time / segment length) / stored / lost (segments that fail a check, and
-seconds of timeline that neither a segment nor a gap covers), time to recover, verdict.
+the object read from RGW with curl hashes to the SHA-256 in the index and has its size, ffprobe
+reads it with frames = duration x 25 (decoding every segment in --quick, and in the full run one
+in ten plus every segment a fault cut short: --decode-every); no frame is held still for a second
+or more inside a segment (time registered as recorded that has no frames, and no gap);
+consecutive segments touch or the hole is covered by registered gaps; storage reports no
+unexplained time; the chain's sequence follows time. The table gives, per fault: what was
+expected, segments expected ((span - gap time) / segment length) / stored / lost (segments that
+fail a check, and seconds of timeline with neither frames nor a gap), time to recover, verdict.
 
 The faults stop and start Ceph and PostgreSQL, so the campaign runs its own: scripts/services.sh
 with KORDON_CACHE=<cache>/faults and other ports (RGW 17480, mon 16789, PostgreSQL 15433), never
@@ -494,6 +499,14 @@ def fault_flap(camp):
             reasons = sorted({g.get("gap_reason", "?").removeprefix("GAP_REASON_") for g in v["gaps"]})
             say(f"    {cam}: {len(v['segs'])} segments, {len(v['gaps'])} gaps ({', '.join(reasons)}), "
                 f"{len(events) - len(missed)}/{len(events)} interruptions found as gaps")
+            for label, pick in (("stops", lambda e: e[0] == "stop"),
+                                ("stalls under ingest's 5 s stall timeout",
+                                 lambda e: e[0] == "stall" and e[2] - e[1] < 5e6),
+                                ("stalls of 5 s or more", lambda e: e[0] == "stall" and e[2] - e[1] >= 5e6)):
+                group = [e for e in events if pick(e)]
+                nogap = [m for m in missed if any(pick(e) and m == (e[0], round((e[2] - e[1]) / 1e6, 2))
+                                                  for e in group)]
+                say(f"      {label}: {len(group) - len(nogap)} of {len(group)} are gaps")
             check(f"flap: every interruption ({len(events)}) is a registered gap with a reason",
                   not missed, f"without a gap: {missed[:10]} ({len(missed)})")
             check("flap: every gap has a reason", all(g.get("gap_reason") not in (None, "GAP_REASON_UNSPECIFIED")
