@@ -105,10 +105,14 @@ pub async fn bind(
     tracing::info!(addr = %local, "admin listening (/live, /ready, /metrics)");
     let app = router(readiness);
     Ok(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(RuntimeError::Admin)
+        crate::http::serve(
+            listener,
+            app,
+            shutdown.cancelled_owned(),
+            crate::http::HttpLimits::default(),
+        )
+        .await
+        .map_err(RuntimeError::Admin)
     })
 }
 

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod partner;
 pub mod server;

@@ -94,9 +94,13 @@ pub async fn serve_http(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "storage playback HTTP listening");
     }
-    axum::serve(listener, http_router(storage))
-        .with_graceful_shutdown(shutdown)
-        .await
+    kordon_runtime::http::serve(
+        listener,
+        http_router(storage),
+        shutdown,
+        kordon_runtime::http::HttpLimits::default(),
+    )
+    .await
 }
 
 /// [`serve_http`] over TLS (the process's certificate): how playback is served off loopback
@@ -109,7 +113,11 @@ pub async fn serve_https(
     if let Ok(addr) = axum::serve::Listener::local_addr(&listener) {
         tracing::info!(%addr, "storage playback HTTPS listening");
     }
-    axum::serve(listener, http_router(storage))
-        .with_graceful_shutdown(shutdown)
-        .await
+    kordon_runtime::http::serve(
+        listener,
+        http_router(storage),
+        shutdown,
+        kordon_runtime::http::HttpLimits::default(),
+    )
+    .await
 }
