@@ -102,8 +102,9 @@ impl RetinaSource {
         let options = SessionOptions::default()
             .creds(creds)
             .user_agent(USER_AGENT.to_string());
-        let mut session = rc::Session::describe(url.clone(), options)
+        let mut session = unwind_safe("DESCRIBE", rc::Session::describe(url.clone(), options))
             .await
+            .map_err(Attempt::Failed)?
             .map_err(|e| Attempt::Failed(from_retina("DESCRIBE", &e)))?;
         let (stream, depth) = pick_video(session.streams()).map_err(Attempt::Failed)?;
         let rtp_transport = match transport {
@@ -268,12 +269,13 @@ impl RetinaSource {
                 });
                 return Err(end);
             }
-            match self.demuxed.next().await {
-                None => self.finish(SourceError::Ended),
-                Some(Err(e)) => self.finish(from_retina("stream", &e)),
-                Some(Ok(CodecItem::VideoFrame(frame))) => self.on_frame(frame),
-                Some(Ok(CodecItem::Rtcp(pkt))) => self.on_rtcp(&pkt),
-                Some(Ok(_)) => {}
+            match unwind_safe("stream", self.demuxed.next()).await {
+                Err(e) => self.finish(e),
+                Ok(None) => self.finish(SourceError::Ended),
+                Ok(Some(Err(e))) => self.finish(from_retina("stream", &e)),
+                Ok(Some(Ok(CodecItem::VideoFrame(frame)))) => self.on_frame(frame),
+                Ok(Some(Ok(CodecItem::Rtcp(pkt)))) => self.on_rtcp(&pkt),
+                Ok(Some(Ok(_))) => {}
             }
         }
     }
@@ -360,7 +362,8 @@ fn pick_video(streams: &[rc::Stream]) -> Result<(usize, Option<usize>), SourceEr
     }))
 }
 
-fn track_info(v: &VideoParameters) -> Option<TrackInfo> {
+/// The track a camera's parameter sets describe (codec, `avcC`/`hvcC`, size, declared rate).
+pub fn track_info(v: &VideoParameters) -> Option<TrackInfo> {
     let codec = match v.codec_params() {
         VideoParametersCodec::H264 { .. } => Codec::H264,
         VideoParametersCodec::H265 { .. } => Codec::H265,
@@ -452,8 +455,31 @@ fn h265_reorder_depth(sps_nal: &[u8]) -> Option<usize> {
     usize::try_from(reorder).ok()
 }
 
+/// Runs `f` (a call into retina, which parses what the camera sends) so that a panic on a
+/// camera's bytes becomes a refusal naming it, rather than ending the camera's task and with
+/// it the recording, silently. Found by fuzzing: `sdp-types` 0.1.8 (under retina's DESCRIBE)
+/// asserts on some malformed session descriptions (`tools/fuzz/regressions/sdp`).
+async fn unwind_safe<T>(during: &str, f: impl Future<Output = T>) -> Result<T, SourceError> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(f)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            let why: String = why.chars().take(200).collect();
+            tracing::warn!(during, %why, "the camera's answer made the RTSP client panic");
+            SourceError::Refused(format!(
+                "{during}: the camera's answer is malformed (the RTSP client failed on it: {why})"
+            ))
+        })
+}
+
 /// NTP (seconds since 1900, 32.32 fixed point) to wall-clock time; `None` before 1970.
-fn ntp_to_system_time(ntp: u64) -> Option<SystemTime> {
+pub fn ntp_to_system_time(ntp: u64) -> Option<SystemTime> {
     const NTP_TO_UNIX: u64 = 2_208_988_800;
     let secs = (ntp >> 32).checked_sub(NTP_TO_UNIX)?;
     let nanos = ((ntp & 0xffff_ffff) * 1_000_000_000) >> 32;
