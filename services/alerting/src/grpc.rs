@@ -658,6 +658,8 @@ impl AlertingService for AlertingApi {
     ) -> Result<Response<pb::ReceivePartnerAlertResponse>, Status> {
         let p = principal(&req)?;
         let r = req.into_inner();
+        // Only a partner is told what is wrong with its request.
+        crate::partner::caller(&p, &r.from_site)?;
         let alert = r.alert.ok_or_else(|| invalid("alert: required"))?;
         let (copy, outcome) = self
             .alerting

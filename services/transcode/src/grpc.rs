@@ -126,8 +126,8 @@ impl TranscodeService for TranscodeApi {
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let who = auth::principal(&req)?.clone();
         let r = req.into_inner();
+        auth::authorize(&who, &spec::site(&r.spec)?, Permission::Transcode)?;
         let work = spec::parse(&r.spec)?;
-        auth::authorize(&who, &work.site, Permission::Transcode)?;
         let audit = spec::audit(&r.audit)?;
         if r.request_id.len() > 200 {
             return Err(Status::invalid_argument("request_id: at most 200 bytes"));

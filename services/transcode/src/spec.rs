@@ -135,6 +135,22 @@ fn profile_ok(p: &str) -> bool {
 }
 
 /// Checks a submitted spec.
+/// The site a job is about, read before anything else so that the caller is authorised on it
+/// before the rest of the spec is checked (a caller without the right learns nothing from
+/// validation messages).
+pub fn site(spec: &Option<pb::JobSpec>) -> Result<String, TranscodeError> {
+    let kind = spec
+        .as_ref()
+        .and_then(|s| s.kind.as_ref())
+        .ok_or_else(|| invalid("spec: one of rendition, thumbnails or export is required"))?;
+    let (c, field) = match kind {
+        pb::job_spec::Kind::Rendition(r) => (&r.camera, "spec.rendition.camera"),
+        pb::job_spec::Kind::Thumbnails(t) => (&t.camera, "spec.thumbnails.camera"),
+        pb::job_spec::Kind::Export(e) => (&e.camera, "spec.export.camera"),
+    };
+    Ok(camera(c, field)?.0)
+}
+
 pub fn parse(spec: &Option<pb::JobSpec>) -> Result<Work, TranscodeError> {
     let kind = spec
         .as_ref()

@@ -216,22 +216,20 @@ pub(super) async fn record_access(
     // or alert (a received alert names the partner's camera): it is logged on this
     // installation's site, with the source saying where it came from.
     let source = g.source.trim().to_string();
-    let log_site = if source.is_empty() {
-        site.clone()
+    let partners = api.storage.partners();
+    let log_site = if !source.is_empty() && site == source {
+        partners.site.clone()
     } else {
-        let partners = api.storage.partners();
-        if crate::grants::partner(partners, &source).is_none() {
-            return Err(invalid(format!(
-                "source: `{source}` is not a partner declared in this installation's partners:"
-            )));
-        }
-        if site == source {
-            partners.site.clone()
-        } else {
-            site.clone()
-        }
+        site.clone()
     };
+    // Authorised before the source is checked: a caller without the right learns nothing of
+    // which partners this installation declares.
     let caller = authorize_request(&req, &log_site, Permission::WriteMedia)?.clone();
+    if !source.is_empty() && crate::grants::partner(partners, &source).is_none() {
+        return Err(invalid(format!(
+            "source: `{source}` is not a partner declared in this installation's partners:"
+        )));
+    }
     let r = req.into_inner();
     if r.principal.trim().is_empty() {
         return Err(invalid("principal: required"));
