@@ -274,12 +274,14 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
     <[u8; 32]>::try_from(v.as_slice()).ok()
 }
 
-fn segment_file(camera: &str, sequence: u64) -> String {
+/// A segment's path inside a bundle.
+pub fn segment_file(camera: &str, sequence: u64) -> String {
     format!("segments/{camera}/{sequence:010}.mp4")
 }
 
 impl RecordEvidence {
-    fn from_chain(r: &ChainRecord) -> Self {
+    /// The evidence of one chain record (no file, codec or gap detail yet).
+    pub fn from_chain(r: &ChainRecord) -> Self {
         RecordEvidence {
             sequence: r.sequence,
             kind: kind_name(r.kind).to_string(),
