@@ -51,6 +51,9 @@ log "end-to-end: two partner installations (Burgas, Edirne) with their own CAs a
 log "end-to-end: transcode — a 2-minute range to a 360p rendition played by ffprobe/ffmpeg over storage's HLS, automatic thumbnails, an evidence bundle with a viewer copy (time burned in, mask, people blurred) verified offline, a job SIGKILLed mid-way resuming to the same bytes"
 "$KORDON_VENV/bin/python" e2e/transcode_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
+log "end-to-end: authorisation matrix — every RPC (from reflection) as nobody, forged and expired tokens, each role of the right and of another site, and service certificates, over mTLS with the development identity off; denied calls change nothing; playback and bundle URLs tampered, expired or replayed are refused"
+"$KORDON_VENV/bin/python" e2e/authz_matrix.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
 

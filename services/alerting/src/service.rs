@@ -83,6 +83,11 @@ impl Alerting {
             _ => None,
         };
         let partners = Arc::new(Partners::new(config.partners.clone(), storage)?);
+        // Like every other service: the data directory is made if missing (the SQLite
+        // database lives there unless alerting.database_url says otherwise).
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            AlertingError::Unavailable(format!("data directory {}: {e}", data_dir.display()))
+        })?;
         let store = Store::open(&config.database_url(data_dir)).await?;
         sync_managed_rules(&store, &config).await?;
         let rules = compile(&config, store.rules().await?);
