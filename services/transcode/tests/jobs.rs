@@ -63,12 +63,31 @@ fn us(t: &Option<prost_types::Timestamp>) -> i64 {
         .unwrap_or(0)
 }
 
-/// Records about `seconds` of the real clip into 2-second segments; returns them.
+/// The segments of the test camera registered so far.
+async fn segments(storage: std::net::SocketAddr) -> Vec<spb::Segment> {
+    StorageServiceClient::new(channel(storage))
+        .list_segments(spb::ListSegmentsRequest {
+            camera: cam(),
+            range: Some(common::TimeRange {
+                start: Some(timestamp_from_micros(0)),
+                end: None,
+            }),
+            audit: audit("transcode test"),
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .segments
+}
+
+/// Records the real clip into 2-second segments until at least `count` are registered (a
+/// deadline, not a fixed time: a loaded machine records as slowly as it must); returns them.
 async fn record(
     dir: &Path,
     storage: std::net::SocketAddr,
     objects: Arc<dyn ObjectStore>,
-    seconds: u64,
+    count: usize,
 ) -> Vec<spb::Segment> {
     let sim = Camsim::start(CamsimConfig {
         cameras: 1,
@@ -114,24 +133,18 @@ async fn record(
             true,
         )
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    while segments(storage).await.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fewer than {count} segments registered in 240 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     stop.cancel();
     ingest.stopped().await;
     sim.shutdown().await;
-    let r = StorageServiceClient::new(channel(storage))
-        .list_segments(spb::ListSegmentsRequest {
-            camera: cam(),
-            range: Some(common::TimeRange {
-                start: Some(timestamp_from_micros(0)),
-                end: None,
-            }),
-            audit: audit("transcode test"),
-            page: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    r.segments
+    segments(storage).await
 }
 
 struct Service {
@@ -285,7 +298,7 @@ async fn renditions_thumbnails_and_viewer_copies_from_recorded_footage() {
     };
     let objects = kordon_objects::build(&objects_cfg).unwrap();
     let storage_server = start_storage(dir.path(), &objects_cfg, "", free_addr()).await;
-    let segs = record(dir.path(), storage_server.addr, objects.clone(), 9).await;
+    let segs = record(dir.path(), storage_server.addr, objects.clone(), 3).await;
     assert!(segs.len() >= 3, "recorded {} segments", segs.len());
     let segs = &segs[..3];
     let mut storage = StorageServiceClient::new(channel(storage_server.addr));
@@ -565,7 +578,7 @@ async fn an_interrupted_job_resumes_and_ends_with_the_same_bytes() {
     };
     let objects = kordon_objects::build(&objects_cfg).unwrap();
     let storage_server = start_storage(dir.path(), &objects_cfg, "", free_addr()).await;
-    let segs = record(dir.path(), storage_server.addr, objects.clone(), 11).await;
+    let segs = record(dir.path(), storage_server.addr, objects.clone(), 4).await;
     assert!(segs.len() >= 4, "recorded {} segments", segs.len());
     let segs = &segs[..4];
     let export = |id: &str| {
