@@ -319,7 +319,15 @@ impl Recorder {
                 .gap_reason
                 .take()
                 .unwrap_or((GapReason::StreamError, "recording interrupted".into()));
-            self.push_gap(last_end, start_us, reason, detail)?;
+            if let Err(e) = self.push_gap(last_end, start_us, reason, detail.clone()) {
+                // E.g. the spool's disk is full: give back the segment's file and its
+                // reservation (they leaked before, and a spool that thinks itself full refuses
+                // footage after the space returns), and keep the reason for the next try.
+                drop(writer);
+                self.spool.abandon(file);
+                self.gap_reason = Some((reason, detail));
+                return Err(e);
+            }
         }
         self.gap_reason = None;
         self.waiting_for_keyframe = false;
