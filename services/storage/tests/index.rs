@@ -201,6 +201,35 @@ async fn time_queries_and_paging(index: Index) {
     let starts: Vec<i64> = got.iter().map(|s| (s.start_us - T0) / SEC).collect();
     assert_eq!(starts, vec![6, 12, 18, 24, 30, 36]);
     assert!(got.iter().all(|s| s.camera == CAMERA));
+    // A playlist reads the same segments, in the same order, with what it renders.
+    let items = index
+        .playlist_segments(SITE, CAMERA, T0 + 10 * SEC, T0 + 40 * SEC, 100)
+        .await
+        .unwrap();
+    let fields = |s: &kordon_storage::playback::PlaylistSegment| {
+        (s.sequence, s.start_us, s.end_us, s.size_bytes, s.init_size)
+    };
+    assert_eq!(
+        items.iter().map(fields).collect::<Vec<_>>(),
+        got.iter()
+            .map(|s| (s.sequence, s.start_us, s.end_us, s.size_bytes, s.init_size))
+            .collect::<Vec<_>>()
+    );
+    let first_two = index
+        .playlist_segments(SITE, CAMERA, T0 + 10 * SEC, T0 + 40 * SEC, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        first_two.iter().map(fields).collect::<Vec<_>>(),
+        items.iter().take(2).map(fields).collect::<Vec<_>>()
+    );
+    assert!(
+        index
+            .playlist_segments(SITE, CAMERA, T0 + 2000 * SEC, T0 + 3000 * SEC, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Paging with a (start, sequence) cursor returns each segment once.
     let mut all = Vec::new();
     let mut after = None;

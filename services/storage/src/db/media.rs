@@ -227,39 +227,40 @@ impl Index {
              AND start_us >= $4 AND start_us < $5 AND end_us > $6 AND deleted_at_us IS NULL \
              ORDER BY start_us, source_sequence LIMIT $7";
         let lower = from_us.saturating_sub(MAX_SEGMENT_US);
-        let packed: Option<String> = match self {
-            Index::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT group_concat(printf('%d,%d,%d,%d,%d', source_sequence, start_us, \
+        match self {
+            Index::Sqlite(pool) => super::segments::unpack_playlist(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT group_concat(printf('%d,%d,%d,%d,%d', source_sequence, start_us, \
                      end_us, size_bytes, init_size), ';' ORDER BY start_us, source_sequence) \
                      AS v FROM ({INNER})"
-            )))
-            .bind(site)
-            .bind(camera)
-            .bind(profile)
-            .bind(lower)
-            .bind(to_us)
-            .bind(from_us)
-            .bind(i64::from(limit))
-            .fetch_one(pool)
-            .await?
-            .try_get("v")?,
-            Index::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT string_agg(concat_ws(',', source_sequence, start_us, end_us, \
-                     size_bytes, init_size), ';' ORDER BY start_us, source_sequence) AS v \
-                     FROM ({INNER}) s"
-            )))
-            .bind(site)
-            .bind(camera)
-            .bind(profile)
-            .bind(lower)
-            .bind(to_us)
-            .bind(from_us)
-            .bind(i64::from(limit))
-            .fetch_one(pool)
-            .await?
-            .try_get("v")?,
-        };
-        super::segments::unpack_playlist(packed)
+                )))
+                .bind(site)
+                .bind(camera)
+                .bind(profile)
+                .bind(lower)
+                .bind(to_us)
+                .bind(from_us)
+                .bind(i64::from(limit))
+                .fetch_one(pool)
+                .await?
+                .try_get("v")?,
+            ),
+            Index::Postgres(pool) => {
+                let row = sqlx::query(sqlx::AssertSqlSafe(super::segments::pg_playlist_arrays(
+                    INNER,
+                )))
+                .bind(site)
+                .bind(camera)
+                .bind(profile)
+                .bind(lower)
+                .bind(to_us)
+                .bind(from_us)
+                .bind(i64::from(limit))
+                .fetch_one(pool)
+                .await?;
+                super::segments::playlist_from_arrays(&row)
+            }
+        }
     }
 
     /// Live renditions of a camera starting in `[from_us, to_us)`, by (start, sequence,

@@ -69,6 +69,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0007_transcode.sql"),
         postgres: include_str!("../../migrations/postgres/0007_transcode.sql"),
     },
+    Migration {
+        version: 8,
+        description: "playlist visibility",
+        sqlite: include_str!("../../migrations/sqlite/0008_playlist_visibility.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_playlist_visibility.sql"),
+    },
 ];
 
 /// The index database.
