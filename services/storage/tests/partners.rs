@@ -760,12 +760,29 @@ async fn footage_grants_between_two_installations() {
         .unwrap();
     assert_eq!(entry.site, OWNER);
     assert_eq!(entry.source, ASKER);
+    // Edirne's camera with an undeclared source would be logged on edirne, where burgas's
+    // alerting has no right: refused before the source is looked at (issue 16: a caller
+    // without the right learns nothing of the declared partners).
     let e = burgas
         .api
         .record_access(as_(&alerting, received("yambol")))
         .await
         .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    // The undeclared source's own camera is logged here, where the caller has the right:
+    // then the source is refused, naming it.
+    let mut own = received("yambol");
+    own.objects[0].camera = Some(common::CameraRef {
+        site: "yambol".into(),
+        camera: "border-road".into(),
+    });
+    let e = burgas
+        .api
+        .record_access(as_(&alerting, own))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("yambol"), "{e:?}");
 
     shutdown.cancel();
 }
