@@ -160,6 +160,12 @@ pub struct IngestConfig {
     pub reconnect_max: Duration,
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
+    /// A jump in a camera's timestamps longer than this (a stall shorter than
+    /// `stall_timeout`) ends the segment and is recorded as a `stream_lost` gap, rather than a
+    /// frame held across the hole. Raise it for cameras that lower their frame rate when the
+    /// scene is still.
+    #[serde(with = "humantime_serde")]
+    pub max_frame_gap: Duration,
     #[serde(with = "humantime_serde")]
     pub rtsp_latency: Duration,
     /// `auto` (default) or `gstreamer`; see [`RtspClient`].
@@ -180,6 +186,7 @@ impl Default for IngestConfig {
             reconnect_initial: DEFAULT_RECONNECT_INITIAL,
             reconnect_max: DEFAULT_RECONNECT_MAX,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            max_frame_gap: crate::recorder::DEFAULT_MAX_FRAME_GAP,
             rtsp_latency: DEFAULT_RTSP_LATENCY,
             rtsp_client: RtspClient::Auto,
             storage: StorageClientConfig::default(),
@@ -223,6 +230,14 @@ impl IngestConfig {
         }
         if self.stall_timeout < Duration::from_secs(1) {
             return bad("stall_timeout", "must be at least 1s");
+        }
+        if self.max_frame_gap < Duration::from_millis(200)
+            || self.max_frame_gap > self.stall_timeout
+        {
+            return bad(
+                "max_frame_gap",
+                "must be at least 200ms and at most stall_timeout",
+            );
         }
         if self.upload_concurrency == 0 {
             return bad("upload_concurrency", "must be at least 1");

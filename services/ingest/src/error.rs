@@ -114,6 +114,16 @@ impl IngestError {
         matches!(self, IngestError::Refused { .. })
     }
 
+    /// Whether the local spool could not be written (a full disk, an I/O error): the
+    /// process's problem, not the camera's.
+    pub fn is_spool_write(&self) -> bool {
+        use crate::fmp4::Fmp4Error;
+        matches!(
+            self,
+            IngestError::Spool { .. } | IngestError::Segment(Fmp4Error::Io(_) | Fmp4Error::Failed)
+        )
+    }
+
     pub fn spool(path: &Path, source: std::io::Error) -> Self {
         IngestError::Spool {
             path: path.to_path_buf(),

@@ -57,6 +57,13 @@ struct OpenSegment {
 /// contiguous, as NTP slews rather than steps.
 pub const MAX_SLEW_PPM: i64 = 1_000;
 
+/// A camera that stops sending for less than the stall timeout and then goes on would
+/// otherwise leave a frame held for the whole stall inside a segment: footage that looks
+/// continuous but is not. A jump in decode times longer than this ends the segment at the frame
+/// before it and records the hole as a `stream_lost` gap. Cameras that lower their frame rate
+/// when the scene is still ("smart" codecs) need it raised (`ingest.max_frame_gap`).
+pub const DEFAULT_MAX_FRAME_GAP: Duration = Duration::from_secs(1);
+
 /// Records one camera. One instance per camera, living across sessions (reconnects).
 pub struct Recorder {
     pub site: String,
@@ -83,6 +90,9 @@ pub struct Recorder {
     /// The current session's first decode time (source ticks), its timeline's zero.
     session_origin: Option<i64>,
     estimate_bytes: u64,
+    /// A jump in the stream's decode times longer than this (timescale units) is a stall:
+    /// the segment ends at the frame before it and the hole is recorded as a gap.
+    max_frame_gap_ts: u64,
 }
 
 fn wall_us(t: SystemTime) -> i64 {
@@ -93,6 +103,10 @@ fn wall_us(t: SystemTime) -> i64 {
 
 pub fn us_to_system_time(us: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)
+}
+
+fn duration_ts(d: Duration) -> u64 {
+    (d.as_nanos() * TIMESCALE as u128 / 1_000_000_000).min(u64::MAX as u128) as u64
 }
 
 fn ts_to_us(ts: u64) -> i64 {
@@ -120,7 +134,7 @@ impl Recorder {
             camera: camera.to_string(),
             replica: replica.to_string(),
             object_prefix: object_prefix.to_string(),
-            target_ts: (segment_duration.as_nanos() * TIMESCALE as u128 / 1_000_000_000) as u64,
+            target_ts: duration_ts(segment_duration),
             spool,
             board,
             track: None,
@@ -134,11 +148,33 @@ impl Recorder {
             session_origin: None,
             // ~4 Mbit/s for the segment length, until a real size is known.
             estimate_bytes: (segment_duration.as_secs_f64() * 4_000_000.0 / 8.0) as u64,
+            max_frame_gap_ts: duration_ts(DEFAULT_MAX_FRAME_GAP),
         }
     }
 
+    /// Sets how long the stream's timestamps may jump between two frames before the jump is
+    /// recorded as a gap (see [`DEFAULT_MAX_FRAME_GAP`]).
+    pub fn with_max_frame_gap(mut self, gap: Duration) -> Recorder {
+        self.max_frame_gap_ts = duration_ts(gap);
+        self
+    }
+
     /// Handles one frame of the session (see [`crate::source`] for what a frame guarantees).
+    ///
+    /// An error ends the session (the camera sent something unusable). A spool that cannot be
+    /// written (its disk full, an I/O error) is not the camera's fault: the footage is refused
+    /// and counted, the session kept, and recording retried at each keyframe.
     pub fn on_frame(&mut self, frame: Frame) -> Result<(), IngestError> {
+        match self.record_frame(frame) {
+            Err(e) if e.is_spool_write() => {
+                self.spool_failed(e);
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    fn record_frame(&mut self, frame: Frame) -> Result<(), IngestError> {
         let Frame {
             dts,
             pts,
@@ -190,8 +226,24 @@ impl Recorder {
                 tracing::warn!(camera = %self.camera, "non-increasing DTS, sample dropped");
                 return Ok(());
             }
-            if keyframe && dts - open.first_dts >= self.target_ts {
-                self.close_segment(Some(dts - open.last_dts))?;
+            let jump = dts - open.last_dts;
+            if jump > self.max_frame_gap_ts.max(2 * self.frame_interval) {
+                // The camera stopped sending and went on (shorter than the stall timeout, or
+                // the session would have ended): the segment ends with its last frame, and
+                // the hole until the next keyframe becomes a gap.
+                self.close_segment(None)?;
+                self.waiting_for_keyframe = true;
+                let seconds = ts_to_us(jump) as f64 / 1e6;
+                tracing::warn!(
+                    site = %self.site, camera = %self.camera, seconds,
+                    "the stream's timestamps jumped: recorded as a gap"
+                );
+                self.gap_reason = Some((
+                    GapReason::StreamLost,
+                    format!("no media for {seconds:.1}s (stream stalled and resumed)"),
+                ));
+            } else if keyframe && dts - open.first_dts >= self.target_ts {
+                self.close_segment(Some(jump))?;
             }
         }
         if self.open.is_none() {
@@ -202,7 +254,9 @@ impl Recorder {
                 // Inside a session, segments are contiguous (see the module docs).
                 Some(end) if !self.waiting_for_keyframe => (end, self.next_base_ts),
                 _ => {
-                    let us = (wall_ns / 1_000) as i64;
+                    // A new timeline; never before what is already recorded (a camera clock
+                    // behind the last segment's end would make them overlap).
+                    let us = ((wall_ns / 1_000) as i64).max(self.last_end_us.unwrap_or(i64::MIN));
                     (us, (us.max(0) as u64).saturating_mul(9) / 100)
                 }
             };
@@ -371,22 +425,48 @@ impl Recorder {
         Ok(())
     }
 
-    /// A write into the spool failed (e.g. the disk is full): the partial segment is dropped,
-    /// the hole becomes a gap, and recording retries at the next keyframe.
+    /// Writing the open segment failed: the partial segment is dropped and recording restarts
+    /// at the next keyframe. The caller ([`Recorder::on_frame`]) tells a spool failure from a
+    /// camera's bad sample.
     fn fail_segment(&mut self, err: IngestError) -> Result<(), IngestError> {
         if let Some(open) = self.open.take() {
             self.spool.abandon(open.file);
         }
         self.waiting_for_keyframe = true;
-        self.gap_reason = Some((
-            GapReason::SpoolOverflow,
-            format!("spool write failed: {err}"),
-        ));
-        tracing::error!(site = %self.site, camera = %self.camera, error = %err, "segment write failed");
-        self.board.update(&self.site, &self.camera, |s| {
-            s.set_error(format!("spool write failed: {err}"))
-        });
         Err(err)
+    }
+
+    /// The spool could not be written (e.g. its disk is full): the partial segment is given
+    /// back, new footage is refused (counted in `kordon_ingest_spool_refused_total`, the
+    /// camera's status says why) until a segment can be written again, and the hole becomes a
+    /// gap. Footage already spooled is untouched; the session is kept.
+    fn spool_failed(&mut self, err: IngestError) {
+        if let Some(open) = self.open.take() {
+            self.spool.abandon(open.file);
+        }
+        self.waiting_for_keyframe = true;
+        metrics::get()
+            .spool_refused
+            .with_label_values(&[&self.site])
+            .inc();
+        if !self.refusing {
+            tracing::error!(
+                site = %self.site, camera = %self.camera, error = %err,
+                "SPOOL WRITE FAILED: refusing new footage until the spool can be written \
+                 (footage already spooled is kept)"
+            );
+            self.board.update(&self.site, &self.camera, |s| {
+                s.set_error(format!("spool write failed, new footage refused: {err}"))
+            });
+        }
+        self.refusing = true;
+        // The hole's reason, unless it began for another (a lost stream, a restart).
+        self.gap_reason.get_or_insert_with(|| {
+            (
+                GapReason::SpoolOverflow,
+                format!("spool write failed: {err}"),
+            )
+        });
     }
 
     /// Closes the open segment into the spool. `last_duration` is the duration of its final
@@ -612,5 +692,161 @@ mod tests {
                 "{ppm} ppm: registered end off the wall clock by {lag} µs"
             );
         }
+    }
+
+    fn frame(n: i64, ticks: i64, wall: i64, info: &Arc<TrackInfo>) -> Frame {
+        let key = n % 25 == 0;
+        Frame {
+            dts: ticks,
+            pts: ticks,
+            keyframe: key,
+            data: bytes::Bytes::from_static(if key {
+                &[0, 0, 0, 2, 0x65, 0x88]
+            } else {
+                &[0, 0, 0, 2, 0x41, 0x9a]
+            }),
+            wall_clock: us_to_system_time(wall),
+            track: info.clone(),
+        }
+    }
+
+    fn recorder(spool: &Arc<Spool>) -> Recorder {
+        Recorder::new(
+            "edirne",
+            "gate-1",
+            "ingest-0",
+            "",
+            Duration::from_secs(2),
+            spool.clone(),
+            StatusBoard::new(),
+            None,
+        )
+    }
+
+    /// Drains the spool: segments as (start, end), gaps as (start, end, reason).
+    fn drain(spool: &Spool) -> (Vec<(i64, i64)>, Vec<(i64, i64, GapReason)>) {
+        let (mut segs, mut gaps) = (Vec::new(), Vec::new());
+        loop {
+            let heads = spool.heads();
+            let Some(e) = heads.first() else { break };
+            match &e.record {
+                Record::Segment(m) => segs.push((m.start.0, m.end.0)),
+                Record::Gap(g) => gaps.push((g.start.0, g.end.0, g.reason)),
+                Record::Resume(_) => {}
+            }
+            spool.complete(e).unwrap();
+        }
+        (segs, gaps)
+    }
+
+    /// Issue 16 (faults finding 1): a camera that stops sending for 3 s — less than the stall
+    /// timeout, so the session goes on — and resumes leaves no frame held across the hole:
+    /// the segment ends at the frame before it, the hole is a `stream_lost` gap, and
+    /// recording resumes at the next keyframe.
+    #[test]
+    fn a_short_stall_is_a_gap_not_a_held_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), 1 << 30).unwrap());
+        let mut r = recorder(&spool);
+        let info = track();
+        let t0: i64 = 1_795_773_600_000_000;
+        let stall_us = 3_000_000;
+        // 4 s, a 3 s stall (the next frame is a P-frame: recording waits for a keyframe),
+        // then 4 s more.
+        for n in 0..200i64 {
+            let shift = if n >= 100 { stall_us } else { 0 };
+            let n_key = if n >= 100 { n + 5 } else { n };
+            let ticks = n * 3600 + shift * 9 / 100;
+            r.on_frame(frame(n_key, ticks, t0 + n * 40_000 + shift, &info))
+                .unwrap();
+        }
+        r.end_session(GapReason::IngestRestart, "test").unwrap();
+        let (segs, gaps) = drain(&spool);
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        let (g_start, g_end, reason) = gaps[0];
+        assert_eq!(reason, GapReason::StreamLost);
+        // Before the stall: 100 frames end at 4 s; after it, the first keyframe is frame 120
+        // (n_key 125), at 4.8 s + 3 s.
+        assert_eq!(g_start, t0 + 4_000_000);
+        assert_eq!(g_end, t0 + 120 * 40_000 + stall_us);
+        let before: Vec<_> = segs.iter().filter(|s| s.1 <= g_start).collect();
+        let after: Vec<_> = segs.iter().filter(|s| s.0 >= g_end).collect();
+        assert_eq!(
+            before.len() + after.len(),
+            segs.len(),
+            "a segment spans the gap: {segs:?}"
+        );
+        assert_eq!(before.last().unwrap().1, g_start);
+        assert_eq!(after.first().unwrap().0, g_end);
+    }
+
+    /// Jumps under the limit (a camera dropping a few frames) stay inside the segment.
+    #[test]
+    fn dropped_frames_do_not_split_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), 1 << 30).unwrap());
+        let mut r = recorder(&spool);
+        let info = track();
+        let t0: i64 = 1_795_773_600_000_000;
+        for n in (0..150i64).filter(|n| !(60..80).contains(n)) {
+            r.on_frame(frame(n, n * 3600, t0 + n * 40_000, &info))
+                .unwrap();
+        }
+        r.end_session(GapReason::IngestRestart, "test").unwrap();
+        let (segs, gaps) = drain(&spool);
+        assert!(gaps.is_empty(), "{gaps:?}");
+        for w in segs.windows(2) {
+            assert_eq!(w[0].1, w[1].0, "segments not contiguous");
+        }
+    }
+
+    /// Issue 16 (faults finding 3): a spool that cannot be written is not the camera's fault.
+    /// Frames keep being accepted (the session is not torn down), footage is refused and
+    /// counted, the account matches the disk, and once the spool can be written recording
+    /// resumes with a `spool_overflow` gap over the hole.
+    #[test]
+    fn an_unwritable_spool_refuses_footage_and_keeps_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), 1 << 30).unwrap());
+        let mut r = recorder(&spool);
+        let info = track();
+        let t0: i64 = 1_795_773_600_000_000;
+        let refused = || {
+            metrics::get()
+                .spool_refused
+                .with_label_values(&["edirne"])
+                .get()
+        };
+        let refused_before = refused();
+        let cam_dir = dir.path().join("edirne").join("gate-1");
+        let mut n = 0i64;
+        let mut feed = |r: &mut Recorder, frames: i64| {
+            for _ in 0..frames {
+                r.on_frame(frame(n, n * 3600, t0 + n * 40_000, &info))
+                    .expect("a spool failure must not end the session");
+                n += 1;
+            }
+        };
+        feed(&mut r, 100);
+        // The camera's spool directory becomes unwritable: a file where it was.
+        let (segs_before, _) = drain(&spool);
+        std::fs::remove_dir_all(&cam_dir).unwrap();
+        std::fs::write(&cam_dir, b"not a directory").unwrap();
+        feed(&mut r, 100);
+        assert!(!r.is_recording());
+        assert!(refused() > refused_before, "refusals not counted");
+        assert_eq!(spool.used_bytes(), 0, "reservations leaked");
+        std::fs::remove_file(&cam_dir).unwrap();
+        feed(&mut r, 100);
+        assert!(r.is_recording());
+        r.end_session(GapReason::IngestRestart, "test").unwrap();
+        let (segs, gaps) = drain(&spool);
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(gaps[0].2, GapReason::SpoolOverflow);
+        // The hole runs from the last segment stored before the failure to the first after.
+        let last_before = segs_before.last().unwrap().1;
+        assert_eq!(gaps[0].0, last_before, "{gaps:?} {segs_before:?}");
+        assert_eq!(segs.first().unwrap().0, gaps[0].1);
+        assert_eq!(spool.used_bytes(), 0);
     }
 }

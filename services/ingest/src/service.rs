@@ -285,6 +285,7 @@ impl Ingest {
         let duration = spec
             .segment_duration
             .unwrap_or(self.config.segment_duration);
+        let max_frame_gap = self.config.max_frame_gap;
         let stop_task = stop.clone();
         tracing::info!(camera = %spec.id(), url = %spec.redacted_record_url(), "camera added");
         board.update(&spec.site, &spec.name, |_| {});
@@ -296,9 +297,12 @@ impl Ingest {
                 // point: known also when storage is unreachable now, and after this run's
                 // earlier records of the camera are registered.
                 let resume = None;
-                let recorder = Arc::new(Mutex::new(Recorder::new(
-                    &spec.site, &spec.name, &replica, &prefix, duration, spool, board, resume,
-                )));
+                let recorder = Arc::new(Mutex::new(
+                    Recorder::new(
+                        &spec.site, &spec.name, &replica, &prefix, duration, spool, board, resume,
+                    )
+                    .with_max_frame_gap(max_frame_gap),
+                ));
                 supervise(ctx, recorder, rx, stop_task).await;
             },
             span,

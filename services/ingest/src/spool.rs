@@ -217,7 +217,13 @@ impl Spool {
             return Err(IngestError::spool(&file.final_path, e));
         }
         let record = Record::Segment(meta);
-        write_json_atomic(&file.meta_path, &record)?;
+        if let Err(e) = write_json_atomic(&file.meta_path, &record) {
+            // Without its metadata the file is not a spooled segment (a restart would not
+            // know it): give it and its bytes back, so the account matches the disk.
+            let _ = std::fs::remove_file(&file.final_path);
+            self.used.fetch_sub(size, Ordering::AcqRel);
+            return Err(e);
+        }
         self.enqueue(Entry {
             record,
             meta_path: file.meta_path,
@@ -616,7 +622,10 @@ fn write_json_atomic(path: &Path, record: &Record) -> Result<(), IngestError> {
         record,
     })
     .map_err(|e| IngestError::Internal(e.to_string()))?;
-    std::fs::write(&tmp, body).map_err(|e| IngestError::spool(&tmp, e))?;
+    if let Err(e) = std::fs::write(&tmp, body) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(IngestError::spool(&tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| IngestError::spool(path, e))
 }
 
