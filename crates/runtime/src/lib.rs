@@ -13,6 +13,7 @@
 //! - [`partner`]: partner installations, their agreements and the partner link (mTLS).
 //! - [`client`]: connecting to a Kordon server with credentials and trace context.
 //! - [`shutdown`]: one signal (SIGTERM or Ctrl-C) that drains everything.
+//! - [`watch`]: a bound on the open streams of each `Watch*` RPC.
 
 pub mod admin;
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod watch;
 
 pub use error::RuntimeError;
 

@@ -12,6 +12,7 @@ use kordon_proto::time::timestamp_from_micros;
 use kordon_proto::transcode::v1 as pb;
 use kordon_proto::transcode::v1::transcode_service_server::TranscodeService;
 use kordon_runtime::auth::{self, Permission, SiteScope};
+use kordon_runtime::watch::WatchLimit;
 use sha2::{Digest, Sha256};
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
@@ -22,21 +23,21 @@ use crate::store::{JobFilter, JobRow, OutputRow};
 
 /// How often a watched job is looked at (the proto promises at most two messages a second).
 const WATCH_POLL: Duration = Duration::from_millis(500);
-/// Most watch streams one process serves at once; more are RESOURCE_EXHAUSTED.
-const MAX_WATCHES: usize = 1024;
+/// Most WatchJob streams one process serves at once; more are RESOURCE_EXHAUSTED.
+pub const MAX_WATCHES: usize = kordon_runtime::watch::DEFAULT_MAX_WATCHES;
 
 /// The gRPC implementation.
 #[derive(Clone)]
 pub struct TranscodeApi {
     t: Arc<Transcode>,
-    watches: Arc<tokio::sync::Semaphore>,
+    watches: WatchLimit,
 }
 
 impl TranscodeApi {
     pub fn new(t: Arc<Transcode>) -> Self {
         TranscodeApi {
             t,
-            watches: Arc::new(tokio::sync::Semaphore::new(MAX_WATCHES)),
+            watches: WatchLimit::new("WatchJob", MAX_WATCHES),
         }
     }
 
@@ -230,9 +231,7 @@ impl TranscodeService for TranscodeApi {
         let who = auth::principal(&req)?.clone();
         let id = req.into_inner().job_id;
         let first = self.readable(&who, &id).await?;
-        let permit = self.watches.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted("too many jobs are being watched; retry later")
-        })?;
+        let permit = self.watches.try_acquire()?;
         let api = self.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
