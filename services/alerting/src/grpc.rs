@@ -15,6 +15,7 @@ use kordon_proto::alerting::v1::alerting_service_server::AlertingService;
 use kordon_proto::common::v1 as common;
 use kordon_proto::time::micros_from_timestamp;
 use kordon_runtime::auth::{self, Permission, Principal};
+use kordon_runtime::watch::WatchLimit;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tonic::codegen::BoxStream;
@@ -28,15 +29,28 @@ use crate::store::{AlertFilter, MAX_PAGE};
 /// Page size when a request names none.
 const DEFAULT_PAGE: u32 = 100;
 
+/// Most WatchAlerts streams one process serves at once; more are RESOURCE_EXHAUSTED.
+pub const MAX_WATCHES: usize = kordon_runtime::watch::DEFAULT_MAX_WATCHES;
+
 /// The gRPC implementation of `kordon.alerting.v1.AlertingService`.
 #[derive(Clone)]
 pub struct AlertingApi {
     alerting: Arc<Alerting>,
+    watches: WatchLimit,
 }
 
 impl AlertingApi {
     pub fn new(alerting: Arc<Alerting>) -> Self {
-        AlertingApi { alerting }
+        AlertingApi {
+            alerting,
+            watches: WatchLimit::new("WatchAlerts", MAX_WATCHES),
+        }
+    }
+
+    /// At most `max` WatchAlerts streams at once (tests use a small one).
+    pub fn with_max_watches(mut self, max: usize) -> Self {
+        self.watches = WatchLimit::new("WatchAlerts", max);
+        self
     }
 }
 
@@ -356,6 +370,7 @@ impl AlertingService for AlertingApi {
         } else {
             None
         };
+        let permit = self.watches.try_acquire()?;
         let buffered = self.alerting.config().grpc_stream.max_buffered as usize;
         let (tx, rx) = mpsc::channel::<Result<pb::WatchAlertsResponse, Status>>(buffered);
         let alerting = self.alerting.clone();
@@ -365,6 +380,7 @@ impl AlertingService for AlertingApi {
             .with_label_values::<&str>(&[]);
         gauge.set(alerting.subscribers() as i64);
         tokio::spawn(async move {
+            let _permit = permit;
             let send = |m: Result<pb::WatchAlertsResponse, Status>| {
                 let tx = tx.clone();
                 async move { tx.send(m).await.is_ok() }
@@ -428,7 +444,13 @@ impl AlertingService for AlertingApi {
                     }
                 }
                 loop {
-                    match live.recv().await {
+                    // A client that went away ends the task now, not at the next event (which,
+                    // on a quiet site, may never come): its task, subscription and slot go.
+                    let got = tokio::select! {
+                        _ = tx.closed() => return Ok(()),
+                        got = live.recv() => got,
+                    };
+                    match got {
                         Ok(e) => {
                             if e.seq <= sent {
                                 continue;

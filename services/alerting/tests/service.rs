@@ -305,3 +305,54 @@ async fn the_store_works_on_postgresql() {
         .await
         .unwrap();
 }
+
+/// An admin of every site, as the development identity is.
+fn admin() -> kordon_runtime::auth::Principal {
+    kordon_runtime::auth::Principal::development()
+}
+
+async fn watch(
+    api: &kordon_alerting::AlertingApi,
+) -> Result<tonic::Response<tonic::codegen::BoxStream<pb::WatchAlertsResponse>>, tonic::Status> {
+    use kordon_proto::alerting::v1::alerting_service_server::AlertingService;
+    let mut req = tonic::Request::new(pb::WatchAlertsRequest {
+        site: "burgas".into(),
+        ..Default::default()
+    });
+    req.extensions_mut().insert(admin());
+    api.watch_alerts(req).await
+}
+
+#[tokio::test]
+async fn a_watch_beyond_the_limit_is_refused_and_a_closed_one_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(204).await;
+    let stop = CancellationToken::new();
+    let a = kordon_alerting::Alerting::start(config(&rx.url, 3), dir.path(), stop.clone())
+        .await
+        .unwrap();
+    let api = kordon_alerting::AlertingApi::new(a.clone()).with_max_watches(2);
+    let first = watch(&api).await.expect("the first watch is served");
+    let _second = watch(&api).await.expect("the second watch is served");
+    match watch(&api).await {
+        Ok(_) => panic!("a third watch was served beyond a limit of 2"),
+        Err(s) => {
+            assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+            assert!(
+                s.message().contains("WatchAlerts") && s.message().contains(" 2 "),
+                "the refusal names the limit: {s:?}"
+            );
+        }
+    }
+    assert_eq!(a.subscribers(), 2);
+    // The client goes away on a quiet site (no event will come): its task ends, and with it
+    // the subscription and the slot.
+    drop(first);
+    eventually("the closed watch's subscription to go", async || {
+        (a.subscribers() == 1).then_some(())
+    })
+    .await;
+    let _third = eventually("a slot for a new watch", async || watch(&api).await.ok()).await;
+    stop.cancel();
+    a.stopped().await;
+}
