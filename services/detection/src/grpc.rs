@@ -17,6 +17,7 @@ use kordon_proto::time::{
     micros_from_timestamp, timestamp_from_micros, timestamp_from_system_time as ts,
 };
 use kordon_runtime::auth::{self, Permission, Principal};
+use kordon_runtime::watch::WatchLimit;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
@@ -31,15 +32,28 @@ const DEFAULT_PAGE: u32 = 100;
 /// How far back `WatchDetections.since` may reach.
 const MAX_REPLAY: Duration = Duration::from_secs(600);
 
+/// Most WatchDetections streams one process serves at once; more are RESOURCE_EXHAUSTED.
+pub const MAX_WATCHES: usize = kordon_runtime::watch::DEFAULT_MAX_WATCHES;
+
 /// The gRPC implementation of `kordon.detection.v1.DetectionService`.
 #[derive(Clone)]
 pub struct DetectionApi {
     detection: Arc<Detection>,
+    watches: WatchLimit,
 }
 
 impl DetectionApi {
     pub fn new(detection: Arc<Detection>) -> Self {
-        DetectionApi { detection }
+        DetectionApi {
+            detection,
+            watches: WatchLimit::new("WatchDetections", MAX_WATCHES),
+        }
+    }
+
+    /// At most `max` WatchDetections streams at once (tests use a small one).
+    pub fn with_max_watches(mut self, max: usize) -> Self {
+        self.watches = WatchLimit::new("WatchDetections", max);
+        self
     }
 }
 
@@ -190,11 +204,13 @@ impl DetectionService for DetectionApi {
             ..Default::default()
         };
         authorize_filter(&who, &f)?;
+        let permit = self.watches.try_acquire()?;
         // Subscribe before reading the store, so nothing falls between replay and live.
         let shared = self.detection.shared().clone();
         let mut live = shared.hub.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
+            let _permit = permit;
             let mut replayed = Replayed::default();
             if let Some(since) = since {
                 f.from_us = since.saturating_add(1);
@@ -512,5 +528,66 @@ impl DetectionService for DetectionApi {
             shard_index: cfg.shard_index,
             cameras,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn watch(
+        api: &DetectionApi,
+    ) -> Result<Response<BoxStream<pb::WatchDetectionsResponse>>, Status> {
+        let mut req = Request::new(pb::WatchDetectionsRequest {
+            site: "burgas".into(),
+            ..Default::default()
+        });
+        req.extensions_mut().insert(Principal::development());
+        api.watch_detections(req).await
+    }
+
+    #[tokio::test]
+    async fn a_watch_beyond_the_limit_is_refused_and_a_closed_one_frees_its_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let detection = Detection::start(
+            crate::config::DetectionServiceConfig::default(),
+            dir.path(),
+            Err("no detector in this test".into()),
+            None,
+            kordon_media::OpenContext::new(kordon_media::SourceConfig::default()),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        let api = DetectionApi::new(detection.clone()).with_max_watches(2);
+        let first = watch(&api).await.expect("the first watch is served");
+        let _second = watch(&api).await.expect("the second watch is served");
+        match watch(&api).await {
+            Ok(_) => panic!("a third watch was served beyond a limit of 2"),
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+                assert!(
+                    s.message().contains("WatchDetections") && s.message().contains(" 2 "),
+                    "the refusal names the limit: {s:?}"
+                );
+            }
+        }
+        assert_eq!(detection.shared().hub.subscribers(), 2);
+        // The client goes away while nothing is detected: its task ends, and with it the
+        // subscription and the slot.
+        drop(first);
+        let mut third = None;
+        for _ in 0..200 {
+            if detection.shared().hub.subscribers() == 1
+                && let Ok(w) = watch(&api).await
+            {
+                third = Some(w);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(third.is_some(), "the closed watch's slot was never freed");
+        stop.cancel();
     }
 }
