@@ -43,6 +43,11 @@ pub const MAX_CALLS: usize = 1024;
 /// Longest a call may take to answer (a server stream's messages may go on after it). A
 /// client's shorter `grpc-timeout` wins.
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Longest message (in bytes, before percent-encoding) a refusal carries in `grpc-message`.
+/// Services quote the offending value, which can be as long as a request allows (4 MiB), and
+/// clients refuse response headers beyond a few KiB (grpcio: 8 KiB) with a RESOURCE_EXHAUSTED
+/// of their own that hides the refusal; longer messages are cut, the code is kept.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
 /// HTTP/2 and TCP keepalive: a peer that stops answering is dropped after about
 /// interval + timeout, and its calls are cancelled.
 pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -372,6 +377,44 @@ fn split_path(path: &str) -> (&str, &str) {
     }
 }
 
+/// Cuts a refusal's `grpc-message` to [`MAX_STATUS_MESSAGE`] bytes (see there). Only errors
+/// answered before the response starts carry their status in the headers; those are the
+/// refusals of bad input.
+fn bound_status_message(headers: &mut http::HeaderMap) {
+    // The header is the percent-encoded message: never shorter than the message itself.
+    if headers
+        .get("grpc-message")
+        .is_none_or(|v| v.len() <= MAX_STATUS_MESSAGE)
+    {
+        return;
+    }
+    let Some(status) = tonic::Status::from_header_map(headers) else {
+        return;
+    };
+    let message = status.message();
+    if message.len() <= MAX_STATUS_MESSAGE {
+        return;
+    }
+    let mut cut = MAX_STATUS_MESSAGE;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let short = tonic::Status::new(
+        status.code(),
+        format!(
+            "{} [... {} more bytes]",
+            &message[..cut],
+            message.len() - cut
+        ),
+    );
+    let mut scratch = http::HeaderMap::new();
+    if short.add_header(&mut scratch).is_ok()
+        && let Some(v) = scratch.remove("grpc-message")
+    {
+        headers.insert("grpc-message", v);
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for Gate<S>
 where
     S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
@@ -441,7 +484,10 @@ where
             async move {
                 metrics.in_flight.inc();
                 let started = Instant::now();
-                let result = inner.call(req).await;
+                let mut result = inner.call(req).await;
+                if let Ok(resp) = &mut result {
+                    bound_status_message(resp.headers_mut());
+                }
                 metrics.in_flight.dec();
                 metrics
                     .duration
@@ -473,7 +519,27 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::split_path;
+    use super::{MAX_STATUS_MESSAGE, bound_status_message, split_path};
+
+    #[test]
+    fn a_long_refusal_message_is_cut_and_keeps_its_code() {
+        // A refusal quoting 10,000 bytes of a hostile name (multi-byte characters included).
+        let quoted = format!("no camera `{}`", "é/..".repeat(2_000));
+        let resp = tonic::Status::invalid_argument(quoted.clone()).into_http::<()>();
+        let mut headers = resp.headers().clone();
+        bound_status_message(&mut headers);
+        let status = tonic::Status::from_header_map(&headers).unwrap();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let m = status.message();
+        assert!(m.len() < MAX_STATUS_MESSAGE + 40, "{} bytes", m.len());
+        assert!(quoted.starts_with(m.split(" [...").next().unwrap()), "{m}");
+        assert!(m.ends_with("more bytes]"), "{m}");
+        // Short messages pass unchanged.
+        let short = tonic::Status::not_found("no job `x`").into_http::<()>();
+        let mut headers = short.headers().clone();
+        bound_status_message(&mut headers);
+        assert_eq!(headers, *short.headers());
+    }
 
     #[test]
     fn paths_split_into_bounded_labels() {
