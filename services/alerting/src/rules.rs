@@ -111,6 +111,10 @@ impl Rule {
         if proto.site.is_empty() {
             return Err(bad("rule.site: required".into()));
         }
+        // Sites and cameras are named as everywhere else (kordon_objects::validate_name): a
+        // rule never stores a name no camera can have (`../x`, a NUL, 10,000 characters).
+        kordon_objects::validate_name("site", &proto.site)
+            .map_err(|e| bad(format!("rule.site: {e}")))?;
         let name_ok = !proto.name.is_empty()
             && proto.name.len() <= 63
             && proto
@@ -140,6 +144,8 @@ impl Rule {
                     proto.site
                 )));
             }
+            kordon_objects::validate_name("camera", &c.camera)
+                .map_err(|e| bad(format!("rule.cameras[{i}]: {e}")))?;
         }
         if !(0.0..=1.0).contains(&proto.min_confidence) {
             return Err(bad("rule.min_confidence: must be between 0 and 1".into()));
@@ -401,6 +407,44 @@ mod tests {
     fn rule(y: RuleYaml) -> Rule {
         let tz = BTreeMap::from([("burgas".to_string(), "Europe/Sofia".to_string())]);
         Rule::from_yaml(&y, &tz).unwrap()
+    }
+
+    #[test]
+    fn a_rule_names_its_site_and_cameras_as_cameras_are_named() {
+        let base = pb::Rule {
+            site: "burgas".into(),
+            name: "gate".into(),
+            cameras: vec![common::CameraRef {
+                site: String::new(),
+                camera: "port-gate".into(),
+            }],
+            ..Default::default()
+        };
+        assert!(Rule::from_proto(base.clone(), "UTC").is_ok());
+        for hostile in [
+            "../x",
+            "a/../../b",
+            ".",
+            "x\0y",
+            "x\ny",
+            "burg\u{430}s",
+            &"x".repeat(200),
+        ] {
+            let mut r = base.clone();
+            r.cameras[0].camera = hostile.to_string();
+            let e = Rule::from_proto(r, "UTC").err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains("rule.cameras[0]")),
+                "{hostile:?}: {e:?}"
+            );
+            let mut r = base.clone();
+            r.site = hostile.to_string();
+            let e = Rule::from_proto(r, "UTC").err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains("rule.site")),
+                "{hostile:?}: {e:?}"
+            );
+        }
     }
 
     #[test]
