@@ -93,6 +93,8 @@ pub struct Recorder {
     /// A jump in the stream's decode times longer than this (timescale units) is a stall:
     /// the segment ends at the frame before it and the hole is recorded as a gap.
     max_frame_gap_ts: u64,
+    /// Where the camera's recording ended before this recorder (see [`Recorder::with_floor`]).
+    floor_us: Option<i64>,
 }
 
 fn wall_us(t: SystemTime) -> i64 {
@@ -149,7 +151,15 @@ impl Recorder {
             // ~4 Mbit/s for the segment length, until a real size is known.
             estimate_bytes: (segment_duration.as_secs_f64() * 4_000_000.0 / 8.0) as u64,
             max_frame_gap_ts: duration_ts(DEFAULT_MAX_FRAME_GAP),
+            floor_us: None,
         }
+    }
+
+    /// Sets where the camera's recording already ends (storage, the spool): no segment of this
+    /// recorder starts before it, whatever the wall clock says.
+    pub fn with_floor(mut self, floor_us: Option<i64>) -> Recorder {
+        self.floor_us = floor_us;
+        self
     }
 
     /// Sets how long the stream's timestamps may jump between two frames before the jump is
@@ -254,9 +264,19 @@ impl Recorder {
                 // Inside a session, segments are contiguous (see the module docs).
                 Some(end) if !self.waiting_for_keyframe => (end, self.next_base_ts),
                 _ => {
-                    // A new timeline; never before what is already recorded (a camera clock
-                    // behind the last segment's end would make them overlap).
-                    let us = ((wall_ns / 1_000) as i64).max(self.last_end_us.unwrap_or(i64::MIN));
+                    // A new timeline; never before what is already recorded: a wall clock
+                    // stepped back (or a camera's behind) would make segments overlap.
+                    let wall = (wall_ns / 1_000) as i64;
+                    let floor = self.last_end_us.max(self.floor_us).unwrap_or(i64::MIN);
+                    if wall < floor.saturating_sub(1_000_000) {
+                        tracing::warn!(
+                            site = %self.site, camera = %self.camera,
+                            behind_s = (floor - wall) as f64 / 1e6,
+                            "the wall clock is behind this camera's recorded footage (stepped \
+                             back?): new footage continues where the recording ends"
+                        );
+                    }
+                    let us = wall.max(floor);
                     (us, (us.max(0) as u64).saturating_mul(9) / 100)
                 }
             };
@@ -723,8 +743,10 @@ mod tests {
         )
     }
 
+    type Span = (i64, i64);
+
     /// Drains the spool: segments as (start, end), gaps as (start, end, reason).
-    fn drain(spool: &Spool) -> (Vec<(i64, i64)>, Vec<(i64, i64, GapReason)>) {
+    fn drain(spool: &Spool) -> (Vec<Span>, Vec<(i64, i64, GapReason)>) {
         let (mut segs, mut gaps) = (Vec::new(), Vec::new());
         loop {
             let heads = spool.heads();
@@ -848,5 +870,29 @@ mod tests {
         assert_eq!(gaps[0].0, last_before, "{gaps:?} {segs_before:?}");
         assert_eq!(segs.first().unwrap().0, gaps[0].1);
         assert_eq!(spool.used_bytes(), 0);
+    }
+
+    /// Issue 16 (clock fault): a wall clock stepped back an hour, in a new run of ingest,
+    /// does not place new footage before what is stored: the first segment starts where the
+    /// recording ends (the floor from storage), and the rest follow it contiguously.
+    #[test]
+    fn a_wall_clock_behind_the_stored_recording_does_not_overlap_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path(), 1 << 30).unwrap());
+        let t0: i64 = 1_795_773_600_000_000;
+        let stored_until = t0 + 3_600_000_000;
+        let mut r = recorder(&spool).with_floor(Some(stored_until));
+        let info = track();
+        for n in 0..150i64 {
+            r.on_frame(frame(n, n * 3600, t0 + n * 40_000, &info))
+                .unwrap();
+        }
+        r.end_session(GapReason::IngestRestart, "test").unwrap();
+        let (segs, gaps) = drain(&spool);
+        assert!(gaps.is_empty(), "{gaps:?}");
+        assert_eq!(segs[0].0, stored_until, "{segs:?}");
+        for w in segs.windows(2) {
+            assert_eq!(w[0].1, w[1].0, "segments not contiguous");
+        }
     }
 }

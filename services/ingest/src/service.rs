@@ -60,7 +60,12 @@ pub struct Ingest {
     camera_tasks: TaskTracker,
     uploader_done: CancellationToken,
     shutdown: CancellationToken,
+    /// Asked where each camera's stored recording ends when its recorder starts.
+    storage: StorageServiceClient<AuthedChannel>,
 }
+
+/// How long a camera's start waits for storage to say where its recording ends.
+const RECORDED_UNTIL_WAIT: Duration = Duration::from_secs(2);
 
 impl Ingest {
     /// Opens the spool (re-queuing what an earlier run left), starts the uploader, and returns
@@ -91,7 +96,7 @@ impl Ingest {
             spool: spool.clone(),
             objects: dest.objects.clone(),
             local_objects: dest.local_objects.clone(),
-            storage: dest.storage,
+            storage: dest.storage.clone(),
             board: board.clone(),
             concurrency: config.upload_concurrency,
         };
@@ -113,6 +118,7 @@ impl Ingest {
             camera_tasks: TaskTracker::new(),
             uploader_done,
             shutdown: shutdown.clone(),
+            storage: dest.storage,
         });
         // On shutdown: cameras close their open segments first, then the uploader drains.
         {
@@ -286,6 +292,7 @@ impl Ingest {
             .segment_duration
             .unwrap_or(self.config.segment_duration);
         let max_frame_gap = self.config.max_frame_gap;
+        let storage = self.storage.clone();
         let stop_task = stop.clone();
         tracing::info!(camera = %spec.id(), url = %spec.redacted_record_url(), "camera added");
         board.update(&spec.site, &spec.name, |_| {});
@@ -297,11 +304,13 @@ impl Ingest {
                 // point: known also when storage is unreachable now, and after this run's
                 // earlier records of the camera are registered.
                 let resume = None;
+                let floor = recorded_until(storage, &spool, &spec.site, &spec.name).await;
                 let recorder = Arc::new(Mutex::new(
                     Recorder::new(
                         &spec.site, &spec.name, &replica, &prefix, duration, spool, board, resume,
                     )
-                    .with_max_frame_gap(max_frame_gap),
+                    .with_max_frame_gap(max_frame_gap)
+                    .with_floor(floor),
                 ));
                 supervise(ctx, recorder, rx, stop_task).await;
             },
@@ -309,7 +318,44 @@ impl Ingest {
         ));
         CameraHandle { spec: tx, stop }
     }
+}
 
+/// Where the camera's recording already ends: the later of what storage holds (asked with a
+/// short wait; unknown when storage does not answer) and what the spool still queues. New
+/// footage never starts before it, so a wall clock stepped back (NTP correcting a clock that
+/// ran ahead) cannot make a new run's segments overlap or precede stored ones.
+async fn recorded_until(
+    mut storage: StorageServiceClient<AuthedChannel>,
+    spool: &Spool,
+    site: &str,
+    camera: &str,
+) -> Option<i64> {
+    let request = crate::segment::ResumeMeta {
+        site: site.to_string(),
+        camera: camera.to_string(),
+        replica: String::new(),
+        at: crate::segment::UnixMicros(0),
+    }
+    .chain_head_request();
+    let stored = match tokio::time::timeout(RECORDED_UNTIL_WAIT, storage.get_chain_head(request))
+        .await
+    {
+        Ok(Ok(head)) => head
+            .into_inner()
+            .recorded_until
+            .as_ref()
+            .and_then(crate::segment::UnixMicros::from_timestamp)
+            .map(|u| u.0),
+        Ok(Err(status)) => {
+            tracing::debug!(site, camera, error = %status, "where the recording ends is unknown");
+            None
+        }
+        Err(_) => None,
+    };
+    stored.max(spool.queued_until(site, camera))
+}
+
+impl Ingest {
     /// Waits until every camera has stopped and the uploader has drained (or given up), after
     /// the shutdown token was cancelled.
     pub async fn stopped(&self) {

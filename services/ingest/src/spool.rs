@@ -145,6 +145,20 @@ impl Spool {
             .unwrap_or((0, 0))
     }
 
+    /// The latest time the camera's queued records reach (a segment's or gap's end, a resume
+    /// point), if any are queued.
+    pub fn queued_until(&self, site: &str, camera: &str) -> Option<i64> {
+        let q = self.queues.lock().ok()?;
+        q.get(&(site.to_string(), camera.to_string()))?
+            .iter()
+            .map(|e| match &e.record {
+                Record::Segment(m) => m.end.0,
+                Record::Gap(g) => g.end.0,
+                Record::Resume(r) => r.at.0,
+            })
+            .max()
+    }
+
     fn camera_dir(&self, site: &str, camera: &str) -> PathBuf {
         self.root.join(site).join(camera)
     }
