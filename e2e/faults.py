@@ -20,7 +20,14 @@ Ceph RGW, and for every fault:
   export   storage SIGKILLed during an evidence export and restarted: the export fails clearly,
            a retry with the same request id succeeds, the bundle verifies with `kordon evidence
            verify`, and the interrupted bundle is not left "being built";
-  export_rgw  the same with Ceph (RGW) stopped during the export and started again.
+  export_rgw  the same with Ceph (RGW) stopped during the export and started again;
+  retention   storage's clock put 31 days ahead (libfaketime) so that every segment expires, and
+           storage SIGKILLed at random moments of its retention sweeps, then left to finish: every
+           segment deleted once (object gone, record kept as a tombstone), each named in a DELETE
+           access-log entry written first, the chain and the access log verify intact;
+  clock    the wall clock of ingest and storage stepped 1 h ahead and back (libfaketime), with a
+           camera reconnect after each step and an ingest restart: segments whole, no overlap,
+           the chain's order follows time, every hole a gap with a reason.
 
 After each fault, every segment of every camera is checked with tools that are not Kordon's:
 the object read from RGW with curl hashes to the SHA-256 in the index and has its size, ffprobe
@@ -68,7 +75,8 @@ INGEST = "kordon.ingest.v1.IngestService"
 AUDIT = {"reason": "fault campaign verification", "case_id": "FAULTS"}
 # A frame held this long inside a segment (no frames, no gap) counts as a silent hole.
 HOLD_LIMIT = 1.0
-FAULTS = ["flap", "rgw", "postgres", "kill", "diskfull", "export", "export_rgw"]
+FAULTS = ["flap", "rgw", "postgres", "kill", "diskfull", "export", "export_rgw", "retention", "clock"]
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
 def now_us():
@@ -159,7 +167,8 @@ class Rig:
     """`kordon storage` + `kordon ingest` recording cameras of a site of their own, in a data
     directory of their own, into the campaign's RGW."""
 
-    def __init__(self, camp, key, cameras=None, database_url=None, spool_dir=None, spool_max=0):
+    def __init__(self, camp, key, cameras=None, database_url=None, spool_dir=None, spool_max=0, storage_extra="",
+                 local_objects=False, segment=0):
         # Two cameras in the full run; one in --quick (verification decodes every segment).
         cameras = cameras or ((1,) if camp.args.quick else (1, 2))
         self.camp, self.key = camp, key
@@ -169,11 +178,17 @@ class Rig:
         self.data = os.path.join(self.work, "data")
         self.spool = spool_dir or os.path.join(self.data, "spool")
         self.cams = [f"cam-{i}" for i in cameras]
+        self.seg = segment or camp.seg
         self.sg, self.sa, self.sh, self.ig, self.ia, self.ih = free_ports(6)
         v = camp.services.vars
         self.cfg = os.path.join(self.work, "kordon.yaml")
+        # Local files instead of RGW where the fault needs it (a clock far off fails S3 signing).
+        self.objects_root = os.path.join(self.work, "objects") if local_objects else None
         with open(self.cfg, "w") as f:
-            f.write(f"""storage:
+            if self.objects_root:
+                f.write(f"storage:\n  objects: {{kind: local, root: {self.objects_root}}}\n")
+            else:
+                f.write(f"""storage:
   objects:
     kind: s3
     bucket: {v['KORDON_TEST_S3_BUCKET']}
@@ -185,7 +200,8 @@ class Rig:
 """)
             if database_url:
                 f.write(f"  database_url: {database_url}\n")
-            f.write(f"ingest:\n  segment_duration: {camp.seg}s\n  storage:\n    url: http://127.0.0.1:{self.sg}\n")
+            f.write(storage_extra)
+            f.write(f"ingest:\n  segment_duration: {self.seg}s\n  storage:\n    url: http://127.0.0.1:{self.sg}\n")
             if spool_dir:
                 f.write(f"  spool_dir: {spool_dir}\n")
             if spool_max:
@@ -197,16 +213,18 @@ class Rig:
                         KORDON_DEV_IDENTITY="1", AWS_ALLOW_HTTP="true")
         self.storage = self.ingest = None
         self.t0 = now_us()
+        # Stopped at the end of the campaign even when a fault ends in an exception.
+        camp.rigs.append(self)
 
-    def _start(self, what, grpc, admin, http):
+    def _start(self, what, grpc, admin, http, env=None):
         log = open(os.path.join(self.work, f"{what}.log"), "a")
         return subprocess.Popen(
             [self.camp.kordon, what, "--config", self.cfg, "--data-dir", self.data,
              "--grpc-listen", f"127.0.0.1:{grpc}", "--admin-listen", f"127.0.0.1:{admin}",
-             "--http-listen", f"127.0.0.1:{http}"], env=self.env, stdout=log, stderr=log)
+             "--http-listen", f"127.0.0.1:{http}"], env=env or self.env, stdout=log, stderr=log)
 
-    def start_storage(self):
-        self.storage = self._start("storage", self.sg, self.sa, self.sh)
+    def start_storage(self, env=None):
+        self.storage = self._start("storage", self.sg, self.sa, self.sh, env)
         wait_port(self.sg, 120)
 
     def start_ingest(self):
@@ -235,6 +253,17 @@ class Rig:
 
     def client(self):
         return Client(f"127.0.0.1:{self.sg}")
+
+    def get_object(self, key, out):
+        """Reads an object into `out` from the store (RGW with curl, or the local files);
+        False when it is not there."""
+        if not self.objects_root:
+            return self.camp.services.s3_get(key, out)
+        path = os.path.join(self.objects_root, key)
+        if not os.path.isfile(path):
+            return False
+        shutil.copyfile(path, out)
+        return True
 
     def metrics(self):
         """Ingest's /metrics, each series summed over its labels."""
@@ -347,10 +376,10 @@ def verify(camp, rig, cam, start_us, end_us=None):
         dur = (ts(s["range"]["end"]) - ts(s["range"]["start"])) / 1e6
         # Every K-th segment is decoded, and every one a fault cut short or stretched; the rest
         # are read packet by packet (their bytes are the hashed ones either way).
-        decode = j % camp.args.decode_every == 0 or abs(dur - camp.seg) > 0.1
+        decode = j % camp.args.decode_every == 0 or abs(dur - rig.seg) > 0.1
         decoded += decode
-        if not camp.services.s3_get(key, tmp):
-            bad.append((key, "object missing in RGW"))
+        if not rig.get_object(key, tmp):
+            bad.append((key, "object missing in the store"))
             continue
         with open(tmp, "rb") as fh:
             data = fh.read()
@@ -428,8 +457,8 @@ def check_camera(camp, rig, cam, v, allow_gaps=True, wall=None):
     if wall:
         a, b = wall
         check(f"{name}: the recording covers the run from its first segment to within two segments of its end",
-              v["last"] >= b - 2 * camp.seg * 1e6, f"(last segment ends {(b - v['last']) / 1e6:.1f}s before)")
-    expected = (v["span"] - v["gap_time"]) / camp.seg
+              v["last"] >= b - 2 * rig.seg * 1e6, f"(last segment ends {(b - v['last']) / 1e6:.1f}s before)")
+    expected = (v["span"] - v["gap_time"]) / rig.seg
     return expected, n, len(v["bad"]), v["silent_s"] + v["frozen_s"]
 
 
@@ -720,6 +749,211 @@ def fault_diskfull(camp):
         subprocess.run(["umount", "-l", mnt])
 
 
+def faked_clock(env, offset=None, file=None):
+    """`env` with libfaketime preloaded: the wall clock offset (e.g. "+31d"), or read from `file`
+    (re-read every few seconds, so it can be stepped while the process runs). Monotonic clocks
+    are left alone, as a real wall-clock step leaves them."""
+    env = dict(env, LD_PRELOAD=FAKETIME_LIB, FAKETIME_DONT_FAKE_MONOTONIC="1")
+    if file:
+        env.update(FAKETIME_TIMESTAMP_FILE=file, FAKETIME_CACHE_DURATION="1")
+    else:
+        env["FAKETIME"] = offset
+    return env
+
+
+def stream(c, service, method, body, timeout=300):
+    """A server-streaming call; the responses as dicts."""
+    from google.protobuf import json_format, message_factory
+
+    m = c.pool.FindServiceByName(service).FindMethodByName(method)
+    req_cls = message_factory.GetMessageClass(m.input_type)
+    resp_cls = message_factory.GetMessageClass(m.output_type)
+    call = c.channel.unary_stream(f"/{service}/{method}", request_serializer=req_cls.SerializeToString,
+                                  response_deserializer=resp_cls.FromString)
+    return [json_format.MessageToDict(r, preserving_proto_field_name=True)
+            for r in call(json_format.ParseDict(body, req_cls()), timeout=timeout)]
+
+
+def fault_retention(camp):
+    """Storage SIGKILLed during retention sweeps, again and again, then left to finish: every
+    expired segment is deleted exactly as retention promises (access-log entry first, object
+    gone, record kept as a tombstone so the chain verifies), whatever moment the kill hit."""
+    if not os.path.exists(FAKETIME_LIB):
+        say(f"    SKIPPED: {FAKETIME_LIB} missing (Debian package libfaketime)")
+        return [("storage killed during retention", "skipped (no libfaketime)", 0, 0, 0, 0, "-", "")]
+    kills = camp.args.retention_kills or (4 if camp.args.quick else 8)
+    # Sweeps every second; nothing expires until storage's clock is 31 days ahead (the
+    # default retention is 30 days).
+    # Local files: storage's clock a month ahead would fail every signed S3 request (RGW allows
+    # 15 minutes of skew), which is not what this fault is about.
+    # Short segments and two cameras: a sweep long enough to be killed in its middle.
+    rig = Rig(camp, "retention", cameras=(1, 2), storage_extra="  retention_interval: 1s\n", local_objects=True,
+              segment=2)
+    rig.start()
+    rig.wait_segments(20 if camp.args.quick else 45, 300)
+    settle(rig)
+    segs = {}
+    for cam in rig.cams:
+        v = verify(camp, rig, cam, rig.t0)
+        check_camera(camp, rig, cam, v)
+        segs[cam] = v["segs"]
+    total = sum(len(v) for v in segs.values())
+    rig.stop_proc(rig.storage)
+    db = os.path.join(rig.data, "index.sqlite")
+
+    def rows():
+        import sqlite3
+
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT camera, sequence, object_key, deleted_at_us FROM segments WHERE site = ?",
+                               (rig.site,)).fetchall()
+        finally:
+            con.close()
+
+    def state():
+        """(tombstoned, live, live whose object is gone from the store) over this rig's segments."""
+        rows_ = rows()
+        dead = [r for r in rows_ if r[3] is not None]
+        live = [r for r in rows_ if r[3] is None]
+        tmp = os.path.join(rig.work, "probe.mp4")
+        gone = [r for r in live if not rig.get_object(r[2], tmp)]
+        return dead, live, gone
+
+    later = faked_clock(rig.env, offset="+31d")
+    rng = random.Random(camp.args.seed + 7)
+    windows = []
+    for k in range(kills):
+        before = sum(r[3] is not None for r in rows())
+        rig.start_storage(env=later)
+        # The first sweep starts a second after storage is up: kill it a moment after its first
+        # deletion of this round is committed, i.e. in the middle of the sweep.
+        t = time.time()
+        while time.time() - t < 30 and sum(r[3] is not None for r in rows()) == before:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.01))
+        rig.storage.send_signal(signal.SIGKILL)
+        rig.storage.wait()
+        dead, live, gone = state()
+        windows.append(len(gone))
+        say(f"    SIGKILL {k + 1}/{kills}: {len(dead)} deleted, {len(live)} left "
+            f"({len(gone)} of them with the object already gone)")
+        if not live:
+            break
+    t_up = time.time()
+    rig.start_storage(env=later)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        dead, live, gone = state()
+        if not live:
+            break
+        time.sleep(1)
+    took = time.time() - t_up
+    say(f"    after the last restart: {len(dead)} deleted, {len(live)} left in {took:.1f}s")
+    check(f"retention: every expired segment is deleted in the end ({len(dead)} of {total})",
+          not live and len(dead) == total, f"{len(live)} left\n{rig.logs()}")
+    check("retention: a kill leaves at most one record per camera whose object is gone but which is "
+          f"not yet marked deleted (the one in flight) ({windows})", max(windows or [0]) <= len(rig.cams))
+    tmp = os.path.join(rig.work, "probe.mp4")
+    left = [s["object_key"] for v in segs.values() for s in v if rig.get_object(s["object_key"], tmp)]
+    check("retention: no deleted segment's object is left in the bucket", not left, str(left[:5]))
+    c = rig.client()
+    logged = set()
+    entries = [e for e in listing(c, "ListAccessLog", "entries", {"site": rig.site, "actions": ["ACCESS_ACTION_DELETE"], "audit": AUDIT})]
+    for e in entries:
+        for o in e.get("objects", []):
+            logged.add((o.get("camera", {}).get("camera"), int(o.get("id", "0"))))
+    unlogged = [(cam, int(s["link"]["sequence"])) for cam, v in segs.items() for s in v
+                if (cam, int(s["link"]["sequence"])) not in logged]
+    say(f"    {len(entries)} DELETE entries in the access log name {len(logged)} segments")
+    check("retention: every deleted segment is named in a DELETE access-log entry", not unlogged, str(unlogged[:5]))
+    rows = []
+    for cam, v in segs.items():
+        rep = [r["report"] for r in stream(c, STORAGE, "VerifyChain", {
+            "camera": {"site": rig.site, "camera": cam}, "range": {"start": rfc3339(rig.t0 - 60_000_000)},
+            "audit": AUDIT}) if "report" in r]
+        rep = rep[-1] if rep else {}
+        check(f"retention: {cam}: the chain verifies intact with {len(v)} tombstones "
+              f"({rep.get('retention_deleted', 0)} deleted by retention, {len(rep.get('findings', []))} findings)",
+              rep.get("intact") is True and int(rep.get("retention_deleted", 0)) == len(v), str(rep)[:800])
+    vlog = c.call(STORAGE, "VerifyAccessLog", {"site": rig.site})
+    check(f"retention: the access log verifies intact ({vlog.get('entries_checked')} entries)",
+          vlog.get("intact") is True, str(vlog)[:800])
+    bad = total - len(dead) + len(left) + len(unlogged)
+    rows.append(("storage SIGKILLed during retention",
+                 f"{len(windows)} kills mid-sweep: each segment deleted once, logged, chain intact",
+                 float(total), len(dead), bad, 0.0, f"all deleted {took:.1f}s after the last restart", ""))
+    rig.stop()
+    return rows
+
+
+def fault_clock(camp):
+    """The wall clock of ingest and storage stepped +1 h and back (libfaketime; the camera's own
+    clock is not stepped, as a node's NTP step leaves cameras alone), with camera sessions and an
+    ingest restart on each side of the steps: segments stay whole, never overlap, the chain's
+    order follows time and every hole is a gap with a reason."""
+    if not os.path.exists(FAKETIME_LIB):
+        say(f"    SKIPPED: {FAKETIME_LIB} missing (Debian package libfaketime)")
+        return [("wall clock stepped", "skipped (no libfaketime)", 0, 0, 0, 0, "-", "")]
+    rig = Rig(camp, "clock")
+    clock = os.path.join(rig.work, "faketime")
+    with open(clock, "w") as f:
+        f.write("+0\n")
+    rig.env = faked_clock(rig.env, file=clock)
+    rig.start()
+    rig.wait_segments(2, 300)
+
+    def segments():
+        return int(rig.camera_status().get(rig.cams[0], {}).get("segments_total", 0))
+
+    def step(to, label):
+        with open(clock, "w") as f:
+            f.write(f"{to}\n")
+        time.sleep(3)
+        say(f"    wall clock of ingest and storage {label} (now {to} from the real time)")
+
+    def camera_restart():
+        control(camp, 1, "stop")
+        time.sleep(2)
+        control(camp, 1, "start")
+
+    step("+1h", "stepped 1 h ahead")
+    rig.wait_segments(segments() + 2, 300)
+    camera_restart()
+    rig.wait_segments(segments() + 2, 300)
+    step("+0", "stepped 1 h back")
+    rig.wait_segments(segments() + 2, 300)
+    camera_restart()
+    rig.wait_segments(segments() + 2, 300)
+    rig.stop_proc(rig.ingest)
+    rig.start_ingest()
+    rig.wait_segments(2, 300)
+    t_end = settle(rig)
+    rows = []
+    c = rig.client()
+    for cam in rig.cams:
+        v = verify(camp, rig, cam, rig.t0 - 7_200_000_000, t_end + 7_200_000_000)
+        exp, st, lost, silent = check_camera(camp, rig, cam, v)
+        gaps = [(g.get("gap_reason", "?").removeprefix("GAP_REASON_"), round((ts(g["range"]["end"]) - ts(g["range"]["start"])) / 1e6, 1))
+                for g in v["gaps"]]
+        say(f"    {cam}: {len(v['segs'])} segments from {rfc3339(v['first'])} to {rfc3339(v['last'])} "
+            f"(real time {rfc3339(rig.t0)} to {rfc3339(t_end)}); gaps {gaps}")
+        rep = [r["report"] for r in stream(c, STORAGE, "VerifyChain", {
+            "camera": {"site": rig.site, "camera": cam}, "range": {"start": rfc3339(rig.t0 - 7_200_000_000)},
+            "audit": AUDIT}) if "report" in r]
+        rep = rep[-1] if rep else {}
+        check(f"clock: {cam}: the chain verifies intact ({rep.get('segments_checked', 0)} segments)",
+              rep.get("intact") is True, str(rep)[:800])
+        rows.append(("wall clock stepped +1 h and back" if cam == rig.cams[0] else "",
+                     "segments whole, no overlap, chain in time order" if cam == rig.cams[0] else "",
+                     exp, st, lost, silent, "-", cam))
+    vlog = c.call(STORAGE, "VerifyAccessLog", {"site": rig.site})
+    check(f"clock: the access log verifies intact ({vlog.get('entries_checked')} entries)",
+          vlog.get("intact") is True, str(vlog)[:800])
+    rig.stop()
+    return rows
+
+
 def fault_export(camp):
     return export_fault(camp, "export", "storage (kordon storage) SIGKILLed during an export")
 
@@ -842,6 +1076,7 @@ class Campaign:
         self.services = Services(args)
         self.rtsp, self.control = free_ports(2)
         self.camsim = None
+        self.rigs = []
 
     def start(self):
         say(f"fault campaign {self.run_id} ({'quick' if self.args.quick else 'full'}), work dir {self.work}")
@@ -856,6 +1091,11 @@ class Campaign:
         wait_port(self.control, 300)
 
     def finish(self):
+        for rig in self.rigs:
+            for p in (rig.ingest, rig.storage):
+                if p and p.poll() is None:
+                    p.kill()
+                    p.wait()
         if self.camsim and self.camsim.poll() is None:
             self.camsim.terminate()
             self.camsim.wait(timeout=30)
@@ -894,6 +1134,7 @@ def main():
     ap.add_argument("--full-seconds", type=int, default=0, help="spool disk full for (default 60, quick 15)")
     ap.add_argument("--spool-max-mib", type=int, default=0,
                     help="diskfull: ingest's spool_max_bytes in MiB (default: ingest's own default)")
+    ap.add_argument("--retention-kills", type=int, default=0, help="storage SIGKILLs during retention (default 8, quick 3)")
     ap.add_argument("--export-kill-after", type=float, default=0.5, help="seconds into the export storage is killed")
     ap.add_argument("--decode-every", type=int, default=0,
                     help="decode every K-th segment in full (default: all in --quick, 1 in 10 otherwise; "

@@ -21,6 +21,7 @@ KORDON_APT_PACKAGES=(
   ffmpeg python3-venv
   mosquitto mosquitto-clients
   openssl
+  libfaketime
 )
 
 install_apt_packages() {
