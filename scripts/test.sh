@@ -54,6 +54,9 @@ log "end-to-end: transcode — a 2-minute range to a 360p rendition played by ff
 log "end-to-end: authorisation matrix — every RPC (from reflection) as nobody, forged and expired tokens, each role of the right and of another site, and service certificates, over mTLS with the development identity off; denied calls change nothing; playback and bundle URLs tampered, expired or replayed are refused"
 "$KORDON_VENV/bin/python" e2e/authz_matrix.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
+log "end-to-end: abuse — hostile names in every naming field of every RPC (nothing outside the key layout), oversized and deeply nested messages, 4,400 watch streams (served or RESOURCE_EXHAUSTED naming the limit, memory bounded, freed on close)"
+"$KORDON_VENV/bin/python" e2e/abuse.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
 
