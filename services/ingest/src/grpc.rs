@@ -20,15 +20,29 @@ use kordon_media::SourceKind;
 #[derive(Clone)]
 pub struct IngestApi {
     ingest: Arc<Ingest>,
+    watches: WatchLimit,
 }
+
+/// Most WatchCameraStatus streams one process serves at once; more are RESOURCE_EXHAUSTED.
+pub const MAX_WATCHES: usize = kordon_runtime::watch::DEFAULT_MAX_WATCHES;
 
 impl IngestApi {
     pub fn new(ingest: Arc<Ingest>) -> Self {
-        IngestApi { ingest }
+        IngestApi {
+            ingest,
+            watches: WatchLimit::new("WatchCameraStatus", MAX_WATCHES),
+        }
+    }
+
+    /// At most `max` WatchCameraStatus streams at once (tests use a small one).
+    pub fn with_max_watches(mut self, max: usize) -> Self {
+        self.watches = WatchLimit::new("WatchCameraStatus", max);
+        self
     }
 }
 
 use kordon_proto::time::timestamp_from_system_time as ts;
+use kordon_runtime::watch::WatchLimit;
 
 fn state(s: CameraState) -> pb::CameraState {
     match s {
@@ -262,6 +276,7 @@ impl IngestService for IngestApi {
                         .iter()
                         .any(|c| c.site == s.site && c.camera == s.camera))
         };
+        let permit = self.watches.try_acquire()?;
         // Subscribe before the snapshot so no change falls between them.
         let mut rx = self.ingest.board().subscribe();
         let initial: Vec<CameraStatus> = self
@@ -273,6 +288,7 @@ impl IngestService for IngestApi {
             .collect();
         let ingest = self.ingest.clone();
         let stream = async_stream(move |tx| async move {
+            let _permit = permit;
             for s in initial {
                 let msg = pb::WatchCameraStatusResponse {
                     status: Some(to_proto(&ingest, &s)),
@@ -283,7 +299,13 @@ impl IngestService for IngestApi {
                 }
             }
             loop {
-                match rx.recv().await {
+                // A client that went away ends the task now, not at the camera's next change
+                // (which may never come): its task, subscription and slot go.
+                let got = tokio::select! {
+                    _ = tx.closed() => return,
+                    got = rx.recv() => got,
+                };
+                match got {
                     Ok(s) if wanted(&s) => {
                         let msg = pb::WatchCameraStatusResponse {
                             status: Some(to_proto(&ingest, &s)),

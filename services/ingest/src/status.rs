@@ -176,4 +176,9 @@ impl StatusBoard {
     pub fn subscribe(&self) -> broadcast::Receiver<CameraStatus> {
         self.changes.subscribe()
     }
+
+    /// Subscriptions open now (one per WatchCameraStatus stream).
+    pub fn subscribers(&self) -> usize {
+        self.changes.receiver_count()
+    }
 }
