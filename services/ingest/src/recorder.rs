@@ -641,48 +641,17 @@ mod tests {
     fn record(ppm: i64, seconds: i64) -> (Vec<(i64, i64)>, i64) {
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(dir.path(), 1 << 30).unwrap());
-        let mut r = Recorder::new(
-            "edirne",
-            "gate-1",
-            "ingest-0",
-            "",
-            Duration::from_secs(2),
-            spool.clone(),
-            StatusBoard::new(),
-            None,
-        );
+        let mut r = recorder(&spool);
         let t0: i64 = 1_795_773_600_000_000;
         let info = track();
         let frames = seconds * 25;
         for n in 0..frames {
-            let ticks = n * 3600;
             let wall = t0 + (n * 40_000) * (1_000_000 + ppm) / 1_000_000;
-            let key = n % 25 == 0;
-            r.on_frame(Frame {
-                dts: ticks,
-                pts: ticks,
-                keyframe: key,
-                data: bytes::Bytes::from_static(if key {
-                    &[0, 0, 0, 2, 0x65, 0x88]
-                } else {
-                    &[0, 0, 0, 2, 0x41, 0x9a]
-                }),
-                wall_clock: us_to_system_time(wall),
-                track: info.clone(),
-            })
-            .unwrap();
+            r.on_frame(frame(n, n * 3600, wall, &info)).unwrap();
         }
         r.end_session(GapReason::IngestRestart, "test").unwrap();
-        let mut out = Vec::new();
-        loop {
-            let heads = spool.heads();
-            let Some(e) = heads.first() else { break };
-            if let Record::Segment(m) = &e.record {
-                out.push((m.start.0, m.end.0));
-            }
-            spool.complete(e).unwrap();
-        }
-        (out, t0 + frames * 40_000 * (1_000_000 + ppm) / 1_000_000)
+        let (segs, _) = drain(&spool);
+        (segs, t0 + frames * 40_000 * (1_000_000 + ppm) / 1_000_000)
     }
 
     /// Issue 10: over a long session a camera clock that drifts from the wall clock (its
