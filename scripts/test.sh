@@ -57,6 +57,9 @@ log "end-to-end: authorisation matrix — every RPC (from reflection) as nobody,
 log "end-to-end: abuse — hostile names in every naming field of every RPC (nothing outside the key layout), oversized and deeply nested messages, 4,400 watch streams (served or RESOURCE_EXHAUSTED naming the limit, memory bounded, freed on close)"
 "$KORDON_VENV/bin/python" e2e/abuse.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
+log "end-to-end: the fault campaign (--quick) — camera flapping, Ceph and PostgreSQL down, ingest SIGKILLed, the spool's disk full, storage and Ceph restarted during an export, storage SIGKILLed during retention, the wall clock stepped +1 h and back; every segment checked with curl and ffprobe (private Ceph and PostgreSQL on other ports)"
+"$KORDON_VENV/bin/python" e2e/faults.py --quick --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
 
