@@ -330,13 +330,12 @@ async fn recorded_until(
     site: &str,
     camera: &str,
 ) -> Option<i64> {
-    let request = crate::segment::ResumeMeta {
-        site: site.to_string(),
-        camera: camera.to_string(),
-        replica: String::new(),
-        at: crate::segment::UnixMicros(0),
-    }
-    .chain_head_request();
+    let request = kordon_proto::storage::v1::GetChainHeadRequest {
+        camera: Some(kordon_proto::common::v1::CameraRef {
+            site: site.to_string(),
+            camera: camera.to_string(),
+        }),
+    };
     let stored = match tokio::time::timeout(RECORDED_UNTIL_WAIT, storage.get_chain_head(request))
         .await
     {
