@@ -97,6 +97,7 @@ TABLE = {
     "kordon.storage.v1.StorageService/RegisterSegment": ("site", "WriteMedia"),
     "kordon.storage.v1.StorageService/RegisterGap": ("site", "WriteMedia"),
     "kordon.storage.v1.StorageService/GetChainHead": ("site", "ViewStatus"),
+    "kordon.storage.v1.StorageService/LocateSegments": ("site", "ViewStatus"),
     "kordon.storage.v1.StorageService/RegisterRendition": ("site", "WriteMedia"),
     "kordon.storage.v1.StorageService/RegisterSnapshot": ("site", "WriteMedia"),
     "kordon.storage.v1.StorageService/ListRecordings": ("site", "ReadFootage"),

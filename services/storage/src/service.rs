@@ -380,6 +380,27 @@ impl Storage {
         self.inner.index.chain_head(site, camera).await
     }
 
+    /// For each of `times_us`, the sequence of the live segment holding it (0 for none), in
+    /// the given order, and the camera's recorded-until time.
+    pub async fn locate_segments(
+        &self,
+        site: &str,
+        camera: &str,
+        times_us: &[i64],
+    ) -> Result<(Vec<u64>, Option<i64>), StorageError> {
+        check_camera(site, camera)?;
+        let mut order: Vec<usize> = (0..times_us.len()).collect();
+        order.sort_by_key(|&i| times_us[i]);
+        let sorted: Vec<i64> = order.iter().map(|&i| times_us[i]).collect();
+        let found = self.inner.index.segments_at(site, camera, &sorted).await?;
+        let mut out = vec![0; times_us.len()];
+        for (k, &i) in order.iter().enumerate() {
+            out[i] = found[k];
+        }
+        let head = self.inner.index.chain_head(site, camera).await?;
+        Ok((out, head.map(|h| h.recorded_until_us)))
+    }
+
     /// Appends an access-log entry; returns once it is committed.
     pub async fn record_access(&self, e: &NewAccessEntry) -> Result<AccessEntry, StorageError> {
         let entry = self.inner.index.append_access(e).await?;

@@ -131,10 +131,35 @@ async fn register_list_play_verify_and_audit() {
         .into_inner();
     assert_eq!(head.head.as_ref(), last.link.as_ref());
     assert_eq!(head.recorded_until, Some(ts(T0 + 42 * SEC)));
+    // Which segment holds each moment, answered in the request's order: a gap, the end of the
+    // recording and a time between two segments' edges included.
+    let located = client
+        .locate_segments(pb::LocateSegmentsRequest {
+            camera: cam(CAMERA),
+            times: [40, 0, 5, 6, 20, 35, 42, 11]
+                .map(|s| ts(T0 + s * SEC))
+                .to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(located.sequences, [6, 1, 1, 2, 0, 5, 0, 2]);
+    assert_eq!(located.recorded_until, Some(ts(T0 + 42 * SEC)));
+    for times in [vec![], vec![ts(T0); 1001]] {
+        let n = times.len();
+        let e = client
+            .locate_segments(pb::LocateSegmentsRequest {
+                camera: cam(CAMERA),
+                times,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{n} times: {e}");
+    }
     assert_eq!(
         access_entries(&running).await,
         0,
-        "registration is not a read"
+        "registration and locating are not reads"
     );
 
     // Reads: each is logged before it answers.

@@ -490,6 +490,51 @@ impl Index {
         })
     }
 
+    /// For each of `times_us` (ascending), the sequence of the live segment whose
+    /// `[start, end)` holds it, or 0. One indexed lookup per segment found, not per time:
+    /// consecutive times in one segment reuse it.
+    pub async fn segments_at(
+        &self,
+        site: &str,
+        camera: &str,
+        times_us: &[i64],
+    ) -> Result<Vec<u64>, StorageError> {
+        debug_assert!(times_us.is_sorted());
+        dispatch!(self, pool, _b => {
+            let mut out = Vec::with_capacity(times_us.len());
+            let mut last: Option<(u64, i64, i64)> = None;
+            for &t in times_us {
+                if let Some((seq, start, end)) = last
+                    && (start..end).contains(&t)
+                {
+                    out.push(seq);
+                    continue;
+                }
+                let row = sqlx::query(
+                    "SELECT sequence, start_us, end_us FROM segments \
+                     WHERE site = $1 AND camera = $2 AND start_us <= $3 AND start_us > $4 \
+                     AND end_us > $3 AND deleted_at_us IS NULL \
+                     ORDER BY start_us DESC, sequence DESC LIMIT 1",
+                )
+                .bind(site)
+                .bind(camera)
+                .bind(t)
+                .bind(t.saturating_sub(MAX_SEGMENT_US))
+                .fetch_optional(pool)
+                .await?;
+                match row {
+                    Some(r) => {
+                        let seq = to_u64(r.try_get("sequence")?, "sequence")?;
+                        last = Some((seq, r.try_get("start_us")?, r.try_get("end_us")?));
+                        out.push(seq);
+                    }
+                    None => out.push(0),
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// The camera's chain head, or `None` when it has no records.
     pub async fn chain_head(
         &self,

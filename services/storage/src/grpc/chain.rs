@@ -1,6 +1,6 @@
 //! Registration into a camera's hash chain and the chain's integrity: RegisterSegment,
-//! RegisterGap (`WriteMedia`), GetChainHead (`ViewStatus`) and VerifyChain (`ExportEvidence`,
-//! logged).
+//! RegisterGap (`WriteMedia`), GetChainHead and LocateSegments (`ViewStatus`) and VerifyChain
+//! (`ExportEvidence`, logged).
 
 use kordon_objects::time::now_micros;
 use kordon_proto::common::v1 as common;
@@ -10,7 +10,7 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    audit_of, camera_of, closed_range, gap_pb, link, outcome, progress_pb, range_of,
+    audit_of, camera_of, closed_range, gap_pb, link, micros, outcome, progress_pb, range_of,
     recording_object, report_pb, segment_pb, timestamp,
 };
 use super::{StorageApi, invalid};
@@ -113,6 +113,37 @@ pub(super) async fn get_chain_head(
     Ok(Response::new(pb::GetChainHeadResponse {
         head: head.map(|h| link(h.sequence, &prev.unwrap_or([0; 32]), &h.hash)),
         recorded_until: head.map(|h| timestamp(h.recorded_until_us)),
+    }))
+}
+
+/// Most moments one LocateSegments call may ask about.
+const MAX_LOCATE: usize = 1000;
+
+pub(super) async fn locate_segments(
+    api: &StorageApi,
+    req: Request<pb::LocateSegmentsRequest>,
+) -> Result<Response<pb::LocateSegmentsResponse>, Status> {
+    let (site, camera) = camera_of(&req.get_ref().camera, "camera")?;
+    authorize_request(&req, &site, Permission::ViewStatus)?;
+    let times = &req.get_ref().times;
+    if times.is_empty() || times.len() > MAX_LOCATE {
+        return Err(invalid(format!(
+            "times: 1 to {MAX_LOCATE} moments, not {}",
+            times.len()
+        )));
+    }
+    let times_us = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| micros(t, &format!("times[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (sequences, recorded_until) = api
+        .storage
+        .locate_segments(&site, &camera, &times_us)
+        .await?;
+    Ok(Response::new(pb::LocateSegmentsResponse {
+        sequences,
+        recorded_until: recorded_until.map(timestamp),
     }))
 }
 

@@ -6,11 +6,11 @@
 //! `audit.reason` is required (INVALID_ARGUMENT, nothing logged) — append one access-log entry,
 //! and only then read and answer. Permissions: registering (and RecordAccess) needs
 //! `WriteMedia`; footage reads `ReadFootage`; chain verification, an evidence operation,
-//! `ExportEvidence` (auditor, admin); the access log `ReadAccessLog`; the chain head, which
-//! holds no footage, `ViewStatus`.
+//! `ExportEvidence` (auditor, admin); the access log `ReadAccessLog`; the chain head and
+//! segment locations, which hold no footage, `ViewStatus`.
 //!
-//! Implemented: RegisterSegment, RegisterGap, GetChainHead, ListRecordings, ListSegments,
-//! GetSegment, GetPlaybackUrl, VerifyChain, ListAccessLog, VerifyAccessLog, RecordAccess,
+//! Implemented: RegisterSegment, RegisterGap, GetChainHead, LocateSegments, ListRecordings,
+//! ListSegments, GetSegment, GetPlaybackUrl, VerifyChain, ListAccessLog, VerifyAccessLog, RecordAccess,
 //! Get/SetRetentionPolicy (`ViewStatus`/`Administer`), Create/Release/ListLegalHolds
 //! (`ManageHolds`), ExportEvidence (with viewer copies when transcode is configured) and
 //! GetEvidenceBundle (`ExportEvidence`),
@@ -217,6 +217,13 @@ impl StorageService for StorageApi {
         req: Request<pb::GetChainHeadRequest>,
     ) -> Result<Response<pb::GetChainHeadResponse>, Status> {
         chain::get_chain_head(self, req).await
+    }
+
+    async fn locate_segments(
+        &self,
+        req: Request<pb::LocateSegmentsRequest>,
+    ) -> Result<Response<pb::LocateSegmentsResponse>, Status> {
+        chain::locate_segments(self, req).await
     }
 
     async fn list_recordings(
