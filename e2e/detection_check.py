@@ -28,6 +28,9 @@ presence and a multi-record track have been stored, or the deadline passes, then
       shows the read with its reason and case, and a snapshot without a reason is refused;
   (f) `kordon detections watch --since 2m --count N` replays the stored detections that `list`
       returned and never prints one id twice;
+  (g) stored detections are linked to the recorded segment their frame lies in
+      (`segment_sequence`) within 2 minutes, and each sampled link is the segment whose range
+      holds the detection's time, as `kordon footage get --dir` lists the segments;
 and that standalone exits 0 on SIGTERM. Prints `e2e: N passed, M failed`; exits non-zero on any
 failure. The work directory (with standalone's log) is kept when a check fails.
 """
@@ -44,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 
 from common import check, failed, free_ports, run, summary, wait_port
 
@@ -341,8 +344,50 @@ def main():
         check("(f) watch never prints one id twice", len(watched) == len(set(watched)) and watched,
               f"({len(watched) - len(set(watched))} repeated)")
         listed = {d["id"]: d for d in got or []}
-        differ = [w["id"] for w in lines if w["id"] in listed and w != listed[w["id"]]]
+        # The segment may be linked between the list and the replay (g); the rest is equal.
+        bare = lambda d: {k: v for k, v in d.items() if k != "segment_sequence"}  # noqa: E731
+        differ = [w["id"] for w in lines if w["id"] in listed and bare(w) != bare(listed[w["id"]])]
         check("(f) replayed detections equal the listed ones", not differ, str(differ[:3]))
+
+        # (g) stored detections name the recorded segment their frame lies in.
+        linked, until = [], time.time() + 120
+        while time.time() < until:
+            got, p = list_all()
+            linked = [d for d in got or [] if d.get("segment_sequence")]
+            if linked:
+                break
+            time.sleep(5)
+        check("(g) stored detections are linked to their recorded segments within 120 s", bool(linked),
+              f"({len(got or [])} stored, none linked)")
+        if linked:
+            # Everything from the first linked detection to a minute ago is linked (recording
+            # is continuous here; a detection before the first segment has none).
+            first = min(ts(d["time"]) for d in linked)
+            settled = [d for d in got if first <= ts(d["time"]) < time.time() - 60]
+            unlinked = [d["id"] for d in settled if not d.get("segment_sequence")]
+            print(f"    {len(linked)} of {len(got)} detections linked; {len(settled) - len(unlinked)} of the "
+                  f"{len(settled)} between the first link and a minute ago")
+            # Each sampled link is the segment whose range holds the detection's time, as
+            # `kordon footage get --dir` (the footage read, with a reason) lists the segments.
+            cam = collections.Counter(d["camera"] for d in linked).most_common(1)[0][0]
+            sample = [d for d in linked if d["camera"] == cam][-6:]
+            lo, hi = min(ts(d["time"]) for d in sample), max(ts(d["time"]) for d in sample)
+            iso = lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
+            seg_dir = os.path.join(work, "segments")
+            p = run(kordon, ["footage", "get", "--camera", cam, "--from", iso(lo - 1), "--to", iso(hi + 1),
+                             "--dir", seg_dir, "--reason", "e2e: detection segment links", *server], env, 180)
+            index = []
+            if p.returncode == 0:
+                with open(os.path.join(seg_dir, "index.json")) as f:
+                    doc = json.load(f)
+                index = doc if isinstance(doc, list) else doc.get("segments", [])
+            ranges = {e["sequence"]: (ts(e["from"]), ts(e["to"])) for e in index}
+            wrong = [(d["id"], d["time"], d["segment_sequence"]) for d in sample
+                     if not (d["segment_sequence"] in ranges
+                             and ranges[d["segment_sequence"]][0] <= ts(d["time"]) < ranges[d["segment_sequence"]][1])]
+            check(f"(g) {len(sample)} sampled links of {cam} name the segment holding the detection's time "
+                  f"(kordon footage get --dir: {len(index)} segments)",
+                  p.returncode == 0 and not wrong, f"(rc {p.returncode}: {p.stderr[-300:]}; wrong {wrong[:3]})")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -141,10 +141,11 @@ fn json(d: &pb::Detection) -> serde_json::Value {
             "line": x.line, "direction": direction(x.direction)
         })).collect::<Vec<_>>(),
         "snapshot_id": d.snapshot_id,
+        "segment_sequence": d.segment_sequence,
     })
 }
 
-const HEADER: &str = "TIME                      CAMERA                 TRACK  PHASE    CLASS        CONF  ZONES / CROSSINGS                 SNAPSHOT";
+const HEADER: &str = "TIME                      CAMERA                 TRACK  PHASE    CLASS        CONF  ZONES / CROSSINGS                 SEGMENT  SNAPSHOT";
 
 fn row(d: &pb::Detection) -> String {
     let c = d.camera.clone().unwrap_or_default();
@@ -155,7 +156,7 @@ fn row(d: &pb::Detection) -> String {
             .map(|x| format!("crossed {} {}", x.line, direction(x.direction))),
     );
     format!(
-        "{:<25} {:<22} {:>5}  {:<8} {:<11} {:>5.2}  {:<33} {}",
+        "{:<25} {:<22} {:>5}  {:<8} {:<11} {:>5.2}  {:<33} {:>7}  {}",
         rfc3339(&d.time),
         format!("{}/{}", c.site, c.camera),
         d.track_id,
@@ -163,6 +164,11 @@ fn row(d: &pb::Detection) -> String {
         d.class_label,
         d.confidence,
         notes.join(", "),
+        // Not linked yet (or not recorded): a dash, not a sequence.
+        match d.segment_sequence {
+            0 => "-".to_string(),
+            n => n.to_string(),
+        },
         d.snapshot_id
     )
 }

@@ -98,6 +98,7 @@ impl DetectionService for Generator {
                         }],
                         crossings: Vec::new(),
                         snapshot_id: String::new(),
+                        segment_sequence: 0,
                     };
                     if tx
                         .send(Ok(dpb::WatchDetectionsResponse { detection: Some(d) }))

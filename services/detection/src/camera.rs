@@ -325,6 +325,8 @@ impl Analysis {
                     .get(&a.track_id)
                     .map(|s| s.id.clone())
                     .unwrap_or_default(),
+                // Live: the segment is still being recorded (see `link`).
+                segment_sequence: 0,
             };
             self.shared.hub.publish(Arc::new(d));
         }
@@ -416,6 +418,8 @@ impl Analysis {
                     })
                     .collect(),
                 snapshot_id,
+                // Linked once storage has the segment (see `link`).
+                segment_sequence: 0,
             });
         }
         self.status

@@ -8,7 +8,8 @@
 //! objects still present, go to the process's one object detector (`kordon-infer`: NanoDet-m
 //! through ONNX Runtime, batched across cameras); a ByteTrack-style tracker, filters, zones and
 //! lines turn boxes into tracked objects and events ([`store`]d, streamed by the [`hub`], with
-//! JPEG [`snapshot`]s registered with storage).
+//! JPEG [`snapshot`]s registered with storage); stored detections are [`link`]ed to the
+//! recorded segment their frame lies in once storage has it.
 //!
 //! The set of cameras ([`service::Detection::apply`]) changes at run time; a config change that
 //! keeps the stream applies from the next frame. The gRPC surface is
@@ -19,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod hub;
+pub mod link;
 pub mod metrics;
 pub mod service;
 pub mod settings;

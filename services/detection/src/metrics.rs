@@ -27,6 +27,9 @@ pub struct Metrics {
     pub snapshots: IntCounterVec,
     /// Snapshot uploads or registrations that failed (retried).
     pub snapshot_failures: IntCounterVec,
+    /// Stored detections linked to their segment (`segment`) or found not recorded
+    /// (`not_recorded`).
+    pub segment_links: IntCounterVec,
     /// Detect-stream reconnects.
     pub reconnects: IntCounterVec,
     /// Cameras by detector state.
@@ -79,6 +82,12 @@ pub fn get() -> &'static Metrics {
             "kordon_detection_snapshot_failures_total",
             "Snapshot uploads or registrations that failed (retried later)",
             &["site"],
+        ),
+        segment_links: counter(
+            "kordon_detection_segment_links_total",
+            "Stored detections linked to the recorded segment their frame lies in, or found not \
+             recorded",
+            &["site", "outcome"],
         ),
         reconnects: counter(
             "kordon_detection_reconnects_total",

@@ -150,6 +150,13 @@ impl Detection {
             tasks: TaskTracker::new(),
         });
         me.tasks.spawn(me.clone().housekeeping());
+        if let Some(s) = &me.shared.snapshots {
+            let linker = crate::link::Linker {
+                store: me.shared.store.clone(),
+                storage: s.storage.clone(),
+            };
+            me.tasks.spawn(me.clone().link_segments(linker));
+        }
         Ok(me)
     }
 
@@ -193,6 +200,40 @@ impl Detection {
                 }
             }
             n += 1;
+        }
+    }
+
+    /// Every few seconds: links stored detections to their recorded segments.
+    async fn link_segments(self: Arc<Self>, linker: crate::link::Linker) {
+        let mut tick = tokio::time::interval(crate::link::EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match linker.run_once(kordon_objects::time::now_micros()).await {
+                Ok(done) => {
+                    if failing {
+                        tracing::info!("detections are linked to their segments again");
+                    }
+                    failing = false;
+                    if done.segment + done.not_recorded > 0 {
+                        tracing::debug!(
+                            segment = done.segment,
+                            not_recorded = done.not_recorded,
+                            "detections linked"
+                        );
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "detections cannot be linked to their segments yet");
+                    }
+                    failing = true;
+                }
+            }
         }
     }
 

@@ -14,12 +14,20 @@ use sqlx::Row;
 
 use crate::DetectionError;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "detections",
-    sqlite: include_str!("../migrations/sqlite/0001_detections.sql"),
-    postgres: include_str!("../migrations/postgres/0001_detections.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "detections",
+        sqlite: include_str!("../migrations/sqlite/0001_detections.sql"),
+        postgres: include_str!("../migrations/postgres/0001_detections.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "segments",
+        sqlite: include_str!("../migrations/sqlite/0002_segments.sql"),
+        postgres: include_str!("../migrations/postgres/0002_segments.sql"),
+    },
+];
 
 /// Longest page of a list.
 pub const MAX_PAGE: u32 = 1000;
@@ -183,8 +191,8 @@ impl Store {
     ) -> Result<Vec<((i64, i64), pb::Detection)>, DetectionError> {
         let mut sql = String::from(
             "SELECT seq, id, site, camera, time_us, class_label, confidence, x1, y1, x2, y2, \
-             track_id, phase, track_started_us, zones, crossings, snapshot_id FROM detections \
-             WHERE time_us >= $1",
+             track_id, phase, track_started_us, zones, crossings, snapshot_id, segment_sequence \
+             FROM detections WHERE time_us >= $1",
         );
         let mut binds = vec![Bind::Int(f.from_us)];
         let arg = |binds: &mut Vec<Bind>, b: Bind| {
@@ -291,12 +299,92 @@ impl Store {
                         .map(|c| pb::LineCrossing { line: c.line, direction: c.direction })
                         .collect(),
                     snapshot_id: r.try_get("snapshot_id")?,
+                    segment_sequence: r
+                        .try_get::<Option<i64>, _>("segment_sequence")?
+                        .map_or(0, |q| q.max(0) as u64),
                 };
                 out.push(((time_us, r.try_get::<i64, _>("seq")?), d));
             }
             out
         });
         Ok(rows)
+    }
+
+    /// Cameras with detections before `before_us` not yet linked to a segment.
+    pub async fn unlinked_cameras(
+        &self,
+        before_us: i64,
+    ) -> Result<Vec<(String, String)>, DetectionError> {
+        let cams = dispatch!(&self.pool, pool => {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT DISTINCT site, camera FROM detections \
+                 WHERE segment_sequence IS NULL AND time_us < $1 ORDER BY site, camera",
+            )
+            .bind(before_us)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(cams)
+    }
+
+    /// A camera's oldest detections before `before_us` not yet linked to a segment:
+    /// `(seq, time_us)`, at most `limit`.
+    pub async fn unlinked(
+        &self,
+        site: &str,
+        camera: &str,
+        before_us: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, i64)>, DetectionError> {
+        let rows = dispatch!(&self.pool, pool => {
+            sqlx::query_as::<_, (i64, i64)>(
+                "SELECT seq, time_us FROM detections WHERE site = $1 AND camera = $2 \
+                 AND segment_sequence IS NULL AND time_us < $3 ORDER BY time_us, seq LIMIT $4",
+            )
+            .bind(site)
+            .bind(camera)
+            .bind(before_us)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Sets the segment of detections (`(seq, segment sequence)`, 0 for none), in one
+    /// transaction.
+    pub async fn link(&self, links: &[(i64, u64)]) -> Result<(), DetectionError> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        dispatch!(&self.pool, pool => {
+            let mut tx = pool.begin().await?;
+            for &(seq, segment) in links {
+                sqlx::query("UPDATE detections SET segment_sequence = $1 WHERE seq = $2")
+                    .bind(i64::try_from(segment).unwrap_or(i64::MAX))
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Gives up linking detections older than `before_us`: their segment becomes 0 (not
+    /// recorded). Returns how many.
+    pub async fn unlink_before(&self, before_us: i64) -> Result<u64, DetectionError> {
+        let n = dispatch!(&self.pool, pool => {
+            sqlx::query(
+                "UPDATE detections SET segment_sequence = 0 \
+                 WHERE segment_sequence IS NULL AND time_us < $1",
+            )
+            .bind(before_us)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n)
     }
 
     /// Deletes detections (and snapshot rows) older than `before_us`; returns how many
@@ -453,6 +541,7 @@ mod tests {
                 direction: pb::LineDirection::LeftToRight as i32,
             }],
             snapshot_id: String::new(),
+            segment_sequence: 0,
         }
     }
 
