@@ -435,6 +435,9 @@ LAYOUT = [
 ]
 
 
+STAGING = re.compile(r"^(.*)#\d+$")
+
+
 def layout_checks(work, data, marker):
     root = os.path.join(data, "media")
     cams = {(s, c) for s, c, _ in CAMERAS}
@@ -449,6 +452,14 @@ def layout_checks(work, data, marker):
                 "camera" not in m.groupdict() or (m.group("site"), m.group("camera")) in cams)
             if not ok:
                 stray.append(rel)
+    # An upload in flight is a staging file `<key>#<n>` beside its key (object_store's local
+    # store renames it into place when written): stray only if it is still there a moment later.
+    staging = [s for s in stray if STAGING.match(s) and any(p.match(STAGING.match(s).group(1)) for p in LAYOUT)]
+    if staging:
+        time.sleep(3)
+        gone = [s for s in staging if not os.path.exists(os.path.join(root, s))]
+        print(f"  {len(gone)} upload(s) in flight when scanned (staging files since renamed): {gone[:3]}")
+        stray = [s for s in stray if s not in gone]
     print(f"  objects root: {objects} files")
     for s in stray[:20]:
         print(f"    STRAY {s!r}")
