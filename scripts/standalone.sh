@@ -12,5 +12,16 @@ install_rust_components
 install_python_tools
 log "building kordon (release)"
 cargo build --release --locked --bin kordon
+# `kordon` on the PATH, so the README's client commands work as written from another shell.
+bin="$CARGO_TARGET_DIR/release/kordon"
+for dir in /usr/local/bin "$HOME/.local/bin"; do
+  if mkdir -p "$dir" 2>/dev/null && ln -sfn "$bin" "$dir/kordon" 2>/dev/null; then
+    case ":$PATH:" in
+      *":$dir:"*) log "kordon is on the PATH: $dir/kordon -> $bin" ;;
+      *) log "linked $dir/kordon -> $bin; add $dir to PATH to run \`kordon\` from another shell" ;;
+    esac
+    break
+  fi
+done
 log "starting kordon standalone (Ctrl-C to stop)"
-exec "$CARGO_TARGET_DIR/release/kordon" standalone "$@"
+exec "$bin" standalone "$@"

@@ -491,6 +491,45 @@ fn demo_detection() -> kordon_detection::settings::CameraDetectionYaml {
 }
 
 /// `kordon standalone`: all five services on one gRPC listener, embedded defaults.
+/// What a person who just ran `kordon standalone` needs to know, printed once it serves.
+fn banner(
+    config: &Config,
+    common: &CommonConfig,
+    grpc: std::net::SocketAddr,
+    camsim: Option<&kordon_camsim::CamsimHandle>,
+    cameras: usize,
+) {
+    let data = std::fs::canonicalize(&common.data_dir).unwrap_or_else(|_| common.data_dir.clone());
+    let cams = match camsim {
+        Some(sim) => format!(
+            "{cameras} simulated (camsim on rtsp://{}/cam1/main …), watching a street clip",
+            sim.rtsp_addr()
+        ),
+        None => format!("{cameras} from the config file"),
+    };
+    let index = if config.storage.database_url.is_some() {
+        "the configured database"
+    } else {
+        "SQLite"
+    };
+    println!(
+        "\n  Kordon {version} standalone is running: ingest, detection, alerting, transcode and \
+         storage in one process.\n\n\
+         \x20 gRPC API   http://{grpc}      kordon whoami --server http://{grpc}\n\
+         \x20 playback   http://{http}      HLS, with URLs from `kordon footage play`\n\
+         \x20 admin      http://{admin}/metrics   /live, /ready\n\
+         \x20 cameras    {cams}\n\
+         \x20 data       {data} ({index} index, footage as local files)\n\n\
+         \x20 Try: kordon footage list --site burgas --since 5m --reason \"first look\"\n\
+         \x20      kordon detections list --since 5m\n\
+         \x20 Ctrl-C stops (open segments are finished and stored first).\n",
+        version = kordon_runtime::VERSION,
+        http = config.http_listen,
+        admin = common.admin_listen,
+        data = data.display(),
+    );
+}
+
 pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     let (config, common, _telemetry) =
         prepare("standalone", flags, DevIdentityPolicy::LoopbackDefault)?;
@@ -511,6 +550,12 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&common.data_dir)
         .with_context(|| format!("cannot create data_dir {}", common.data_dir.display()))?;
+    // Listen before anything starts: ingest, detection and alerting call this process's own
+    // gRPC listener from their first second; their calls wait in the accept queue until it
+    // serves, instead of being refused (and a busy port fails start-up at once).
+    let grpc_listener = tokio::net::TcpListener::bind(common.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (grpc_listen)", common.grpc_listen))?;
     let shutdown = Shutdown::install();
 
     // With no cameras configured, simulate some (Kordon's main job on embedded defaults).
@@ -566,9 +611,10 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     } else {
         config.cameras()
     };
+    let camera_count = cameras.len();
 
     let (storage, http) = start_storage(&config, &common, &shutdown).await?;
-    let mut grpc_url_addr = common.grpc_listen;
+    let mut grpc_url_addr = grpc_listener.local_addr().unwrap_or(common.grpc_listen);
     if grpc_url_addr.ip().is_unspecified() {
         grpc_url_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
@@ -665,8 +711,18 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     let mut grpc = {
         let common = common.clone();
         let stop = grpc_stop.clone();
-        tokio::spawn(async move { server::run(server, &common, Readiness::new(), stop).await })
+        let bound = server.on_listener(grpc_listener)?;
+        tokio::spawn(async move {
+            server::serve_with_admin(bound, &common, Readiness::new(), stop).await
+        })
     };
+    banner(
+        &config,
+        &common,
+        grpc_url_addr,
+        camsim.as_ref(),
+        camera_count,
+    );
     let early = tokio::select! {
         _ = shutdown.cancelled() => None,
         r = &mut grpc => Some(r),

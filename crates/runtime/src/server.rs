@@ -185,7 +185,26 @@ impl GrpcServer {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RuntimeError::Bind { addr, source })?;
-        let local_addr = listener.local_addr().unwrap_or(addr);
+        self.on_listener(listener)
+    }
+
+    /// As [`GrpcServer::bind`], on a listener bound earlier: a process whose own parts call
+    /// this server (standalone) binds first, so calls made while it starts wait in the accept
+    /// queue instead of being refused.
+    pub fn on_listener(
+        self,
+        listener: tokio::net::TcpListener,
+    ) -> Result<BoundGrpcServer, RuntimeError> {
+        let local_addr = listener.local_addr().map_err(|source| RuntimeError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        if self.authenticator.dev_identity() {
+            crate::config::check_dev_identity_listener(
+                local_addr,
+                crate::config::dev_identity_remote_allowed_from_env()?,
+            )?;
+        }
         Ok(BoundGrpcServer {
             server: self,
             listener,
@@ -317,6 +336,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError> {
     let grpc = server.bind(config.grpc_listen).await?;
+    serve_with_admin(grpc, config, readiness, shutdown).await
+}
+
+/// Serves a bound gRPC server and the admin port (`config.admin_listen`) until `shutdown`.
+pub async fn serve_with_admin(
+    grpc: BoundGrpcServer,
+    config: &CommonConfig,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), RuntimeError> {
     let admin =
         crate::admin::bind(config.admin_listen, readiness.clone(), shutdown.clone()).await?;
     tokio::try_join!(grpc.serve(readiness, shutdown), admin)?;

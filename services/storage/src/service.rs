@@ -348,8 +348,9 @@ impl Storage {
             .with_label_values(&["segment", outcome(r.created)])
             .inc();
         if r.created {
-            tracing::info!(site = %s.site, camera = %s.camera, segment = r.record.sequence,
-                           "segment registered");
+            // One per segment of every camera: the metrics count them; a line each would scroll.
+            tracing::debug!(site = %s.site, camera = %s.camera, segment = r.record.sequence,
+                            "segment registered");
         }
         Ok(r)
     }
