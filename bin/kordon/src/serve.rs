@@ -490,7 +490,6 @@ fn demo_detection() -> kordon_detection::settings::CameraDetectionYaml {
     }
 }
 
-/// `kordon standalone`: all five services on one gRPC listener, embedded defaults.
 /// What a person who just ran `kordon standalone` needs to know, printed once it serves.
 fn banner(
     config: &Config,
@@ -530,6 +529,7 @@ fn banner(
     );
 }
 
+/// `kordon standalone`: all five services on one gRPC listener, embedded defaults.
 pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
     let (config, common, _telemetry) =
         prepare("standalone", flags, DevIdentityPolicy::LoopbackDefault)?;

@@ -10,8 +10,8 @@
 //! segment locations, which hold no footage, `ViewStatus`.
 //!
 //! Implemented: RegisterSegment, RegisterGap, GetChainHead, LocateSegments, ListRecordings,
-//! ListSegments, GetSegment, GetPlaybackUrl, VerifyChain, ListAccessLog, VerifyAccessLog, RecordAccess,
-//! Get/SetRetentionPolicy (`ViewStatus`/`Administer`), Create/Release/ListLegalHolds
+//! ListSegments, GetSegment, GetPlaybackUrl, VerifyChain, ListAccessLog, VerifyAccessLog,
+//! RecordAccess, Get/SetRetentionPolicy (`ViewStatus`/`Administer`), Create/Release/ListLegalHolds
 //! (`ManageHolds`), ExportEvidence (with viewer copies when transcode is configured) and
 //! GetEvidenceBundle (`ExportEvidence`),
 //! RegisterRendition and RegisterSnapshot (`WriteMedia`), ListRenditions, GetSnapshot and
