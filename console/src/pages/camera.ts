@@ -1,0 +1,326 @@
+// One camera: near-live view, a day's timeline (recorded, gaps, detections, alerts), playback
+// from any moment, speed and keyframe (segment start) steps.
+import { h, fill } from "../dom";
+import { t, enumLabel } from "../i18n";
+import { client, ms, ts, dur, isAbort } from "../api";
+import { ensureAudit, auditContext, currentAudit, onAuditChange } from "../reason";
+import { StorageService, RecordingRangeKind, GapReason, type RecordingRange } from "../gen/kordon/storage/v1/storage_pb";
+import { DetectionService, type Detection } from "../gen/kordon/detection/v1/detection_pb";
+import { AlertingService, AlertSeverity, type Alert } from "../gen/kordon/alerting/v1/alerting_pb";
+import { enumWord, errorBox, pageReady, type PageCtx } from "../ui";
+import { dayOf, dayRange, fmtDateTime, fmtTime, siteZone } from "../time";
+import { Player } from "../player";
+
+export async function render({ root, signal, params, query }: PageCtx): Promise<void> {
+  const [site = "", name = ""] = params;
+  const camera = { site, camera: name };
+  const zone = siteZone(site);
+  const storage = client(StorageService);
+  const at = Number(query.get("t")) || undefined;
+
+  const day = h("input", { id: "day", type: "date", value: dayOf(at ?? Date.now(), zone), max: dayOf(Date.now(), zone), required: true });
+  const speed = h("select", { id: "speed" }, [1, 2, 4, 8].map((s) => h("option", { value: String(s) }, `${s}×`)));
+  const live = h("button", { id: "live", type: "button", class: "primary" }, t("camera.live"));
+  const kfPrev = h("button", { id: "kf-prev", type: "button", class: "secondary", title: t("camera.kf_prev_title") }, `⏮ ${t("camera.kf_prev")}`);
+  const kfNext = h("button", { id: "kf-next", type: "button", class: "secondary", title: t("camera.kf_next_title") }, `${t("camera.kf_next")} ⏭`);
+  const video = h("video", { id: "player", controls: true, muted: true, playsinline: true, preload: "none", "aria-label": t("camera.player_label", { camera: name }) });
+  video.muted = true;
+  const clock = h("output", { class: "clock", "aria-live": "off" }, "—");
+  const errors = h("div", { class: "errors", "aria-live": "polite" });
+  const timeline = h("div", {
+    id: "timeline",
+    class: "timeline",
+    tabindex: 0,
+    role: "slider",
+    "aria-label": t("camera.timeline_label"),
+    "aria-valuemin": 0,
+    "aria-valuemax": 1440,
+  });
+  const summary = h("p", { class: "muted small", "aria-live": "polite" });
+  const player = new Player(video);
+  signal.addEventListener("abort", () => player.destroy());
+
+  root.append(
+    h("div", { class: "page-head" },
+      h("h1", null, name, h("span", { class: "muted" }, ` · ${site}`)),
+      h("p", { class: "muted" }, t("common.times_in", { zone })),
+    ),
+    errors,
+    h("div", { class: "camera-layout" },
+      h("div", { class: "video-wrap" }, video),
+      h("div", { class: "controls card" },
+        h("div", { class: "field" }, h("label", { for: "day" }, t("camera.day")), day),
+        h("div", { class: "field" }, h("label", { for: "speed" }, t("camera.speed")), speed),
+        h("div", { class: "button-row" }, live),
+        h("div", { class: "button-row" }, kfPrev, kfNext),
+        h("p", null, h("span", { class: "muted" }, `${t("camera.showing")}: `), clock),
+      ),
+    ),
+    h("section", { class: "timeline-section", "aria-labelledby": "tl-title" },
+      h("h2", { id: "tl-title" }, t("camera.timeline")),
+      timeline,
+      h("ul", { class: "legend", "aria-label": t("camera.legend") },
+        h("li", null, h("span", { class: "sw tl-rec-sw" }), t("camera.legend_recorded")),
+        h("li", null, h("span", { class: "sw tl-gap-sw" }), t("camera.legend_gap")),
+        h("li", null, h("span", { class: "sw tl-det-sw" }), t("camera.legend_detection")),
+        h("li", null, h("span", { class: "sw tl-alert-sw" }), t("camera.legend_alert")),
+      ),
+      summary,
+    ),
+  );
+
+  const showErr = (e: unknown) => {
+    if (!isAbort(e)) errors.replaceChildren(errorBox(e));
+  };
+
+  let start = 0;
+  let end = 0;
+  let ranges: RecordingRange[] = [];
+  let cursor = 0;
+  const playhead = h("div", { class: "tl-playhead", "aria-hidden": "true" });
+  const cursorEl = h("div", { class: "tl-cursor", "aria-hidden": "true" });
+  const pct = (t0: number) => `${(((t0 - start) / (end - start)) * 100).toFixed(3)}%`;
+  const isToday = () => Date.now() < end;
+
+  function setCursor(x: number) {
+    cursor = Math.min(Math.max(x, start), end - 1);
+    cursorEl.style.left = pct(cursor);
+    timeline.setAttribute("aria-valuenow", String(Math.round((cursor - start) / 60_000)));
+    timeline.setAttribute("aria-valuetext", fmtDateTime(cursor, zone));
+  }
+
+  /** Plays from `from` to the day's end (today: on, live). */
+  async function playFrom(from: number) {
+    const audit = await ensureAudit();
+    if (!audit) return;
+    errors.replaceChildren();
+    // Inside a gap: start at the next recorded range.
+    const rec = ranges.filter((r) => r.kind === RecordingRangeKind.RECORDED);
+    const inRec = rec.find((r) => (ms(r.range?.start) ?? 0) <= from && from < (ms(r.range?.end) ?? Infinity));
+    if (!inRec) {
+      const next = rec.find((r) => (ms(r.range?.start) ?? 0) > from);
+      if (next) from = ms(next.range?.start) ?? from;
+    }
+    try {
+      const r = await storage.getPlaybackUrl(
+        { camera, range: { start: ts(from), end: isToday() ? undefined : ts(end) }, audit: auditContext(audit), urlTtl: dur(3600) },
+        { signal },
+      );
+      const covered = ms(r.covered?.start) ?? from;
+      await player.load(r.playback?.url ?? "", Math.max(0, (from - covered) / 1000), covered);
+      setCursor(from);
+    } catch (e) {
+      showErr(e);
+    }
+  }
+
+  live.addEventListener("click", async () => {
+    const audit = await ensureAudit();
+    if (!audit) return;
+    errors.replaceChildren();
+    try {
+      // The newest recorded range (of the last 6 hours), played on as it grows.
+      const now = Date.now();
+      const r = await storage.listRecordings(
+        { scope: { case: "camera", value: camera }, range: { start: ts(now - 6 * 3600_000) }, audit: auditContext(audit), page: { pageSize: 1000 } },
+        { signal },
+      );
+      const newest = r.ranges.filter((x) => x.kind === RecordingRangeKind.RECORDED).pop();
+      if (!newest) throw new Error(t("camera.nothing_recent"));
+      const from = Math.max(ms(newest.range?.start) ?? now, (ms(newest.range?.end) ?? now) - 30_000);
+      const p = await storage.getPlaybackUrl({ camera, range: { start: ts(from) }, audit: auditContext(audit), urlTtl: dur(3600) }, { signal });
+      if (day.value !== dayOf(now, zone)) {
+        day.value = dayOf(now, zone);
+        await loadDay();
+      }
+      await player.load(p.playback?.url ?? "", -1, ms(p.covered?.start) ?? from);
+    } catch (e) {
+      showErr(e);
+    }
+  });
+
+  speed.addEventListener("change", () => player.setRate(Number(speed.value)));
+
+  async function step(dir: 1 | -1) {
+    const audit = await ensureAudit();
+    if (!audit) return;
+    const now = player.wallClock() ?? cursor;
+    try {
+      const win = 15 * 60_000;
+      const r = await storage.listSegments(
+        { camera, range: dir > 0 ? { start: ts(now), end: ts(now + win) } : { start: ts(now - win), end: ts(now) }, audit: auditContext(audit), page: { pageSize: 1000 } },
+        { signal },
+      );
+      const starts = r.segments.map((s) => ms(s.range?.start) ?? 0).filter((x) => x > 0);
+      let target: number | undefined;
+      if (dir > 0) target = starts.filter((x) => x > now + 100).sort((a, b) => a - b)[0];
+      else target = starts.filter((x) => x < now - 1000).sort((a, b) => b - a)[0];
+      if (target === undefined && dir > 0) {
+        target = ranges.map((x) => ms(x.range?.start) ?? 0).find((x, i) => ranges[i].kind === RecordingRangeKind.RECORDED && x > now);
+      }
+      if (target === undefined) {
+        errors.replaceChildren(h("p", { class: "error", role: "alert" }, t(dir > 0 ? "camera.no_next" : "camera.no_prev")));
+        return;
+      }
+      if (target < start || target >= end) {
+        day.value = dayOf(target, zone);
+        await loadDay();
+      }
+      await playFrom(target);
+    } catch (e) {
+      showErr(e);
+    }
+  }
+  kfNext.addEventListener("click", () => void step(1));
+  kfPrev.addEventListener("click", () => void step(-1));
+
+  timeline.addEventListener("click", (ev) => {
+    const box = timeline.getBoundingClientRect();
+    const x = (ev.clientX - box.left) / box.width;
+    const when = start + x * (end - start);
+    setCursor(when);
+    void playFrom(when);
+  });
+  timeline.addEventListener("keydown", (ev) => {
+    const stepMs = ev.shiftKey ? 10 * 60_000 : 60_000;
+    if (ev.key === "ArrowRight" || ev.key === "ArrowUp") setCursor(cursor + stepMs);
+    else if (ev.key === "ArrowLeft" || ev.key === "ArrowDown") setCursor(cursor - stepMs);
+    else if (ev.key === "Home") setCursor(start);
+    else if (ev.key === "End") setCursor(Math.min(end, Date.now()) - 60_000);
+    else if (ev.key === "Enter" || ev.key === " ") void playFrom(cursor);
+    else return;
+    ev.preventDefault();
+  });
+
+  video.addEventListener("timeupdate", () => {
+    const w = player.wallClock();
+    if (w === undefined) return;
+    clock.textContent = fmtDateTime(w, zone);
+    if (w >= start && w < end) {
+      playhead.hidden = false;
+      playhead.style.left = pct(w);
+    } else playhead.hidden = true;
+  });
+  video.addEventListener("playererror", (e) => showErr(new Error(`${t("camera.playback_failed")}: ${(e as CustomEvent).detail}`)));
+
+  async function loadDay() {
+    delete document.body.dataset.page;
+    [start, end] = dayRange(day.value || dayOf(Date.now(), zone), zone);
+    const until = Math.min(end, Date.now());
+    fill(timeline, h("p", { class: "muted small tl-msg" }, t("common.loading")));
+    errors.replaceChildren();
+    const ticks: HTMLElement[] = [];
+    for (let hr = 0; hr <= 24; hr += 3) {
+      const x = start + hr * 3600_000;
+      if (x > end) break;
+      ticks.push(h("span", { class: "tl-tick", style: `left:${pct(x)}`, "aria-hidden": "true" }, fmtTime(x, zone).slice(0, 5)));
+    }
+    const audit = currentAudit();
+    const parts: HTMLElement[] = [];
+    let recCount = 0;
+    let gapCount = 0;
+    if (!audit) {
+      parts.push(h("button", { type: "button", class: "secondary tl-msg", onclick: () => void ensureAudit() }, t("camera.reason_for_timeline")));
+    } else if (until > start) {
+      try {
+        ranges = [];
+        let pageToken = "";
+        for (let i = 0; i < 20; i++) {
+          const r = await storage.listRecordings(
+            { scope: { case: "camera", value: camera }, range: { start: ts(start), end: ts(until) }, audit: auditContext(audit), page: { pageSize: 1000, pageToken } },
+            { signal },
+          );
+          ranges.push(...r.ranges);
+          pageToken = r.page?.nextPageToken ?? "";
+          if (!pageToken) break;
+        }
+      } catch (e) {
+        showErr(e);
+      }
+      for (const r of ranges) {
+        const a = ms(r.range?.start) ?? start;
+        const b = ms(r.range?.end) ?? until;
+        const width = `${(((b - a) / (end - start)) * 100).toFixed(3)}%`;
+        const span = `${fmtTime(a, zone)}–${fmtTime(b, zone)}`;
+        if (r.kind === RecordingRangeKind.GAP) {
+          gapCount++;
+          const why = enumLabel("gap_reason", enumWord(GapReason, r.gapReason));
+          parts.push(h("div", { class: "tl-gap", style: `left:${pct(a)};width:${width}`, title: `${t("camera.gap")} ${span}: ${why}${r.gapDetail ? ` — ${r.gapDetail}` : ""}`, dataset: { reason: enumWord(GapReason, r.gapReason) } }));
+        } else {
+          recCount++;
+          parts.push(h("div", { class: "tl-recorded", style: `left:${pct(a)};width:${width}`, title: `${t("camera.recorded")} ${span} (${t("camera.segments", { n: r.segmentCount })})` }));
+        }
+      }
+    }
+    // Detections and alerts are not footage: shown whether or not a reason is set.
+    const [detR, alR] = await Promise.allSettled([
+      (async () => {
+        const out: Detection[] = [];
+        let pageToken = "";
+        for (let i = 0; i < 5; i++) {
+          const r = await client(DetectionService).listDetections({ cameras: [camera], range: { start: ts(start), end: ts(until) }, page: { pageSize: 1000, pageToken } }, { signal });
+          out.push(...r.detections);
+          pageToken = r.page?.nextPageToken ?? "";
+          if (!pageToken) break;
+        }
+        return out;
+      })(),
+      (async () => {
+        const out: Alert[] = [];
+        let pageToken = "";
+        for (let i = 0; i < 5; i++) {
+          const r = await client(AlertingService).listAlerts({ cameras: [camera], range: { start: ts(start), end: ts(end) }, page: { pageSize: 1000, pageToken } }, { signal });
+          out.push(...r.alerts);
+          pageToken = r.page?.nextPageToken ?? "";
+          if (!pageToken) break;
+        }
+        return out;
+      })(),
+    ]);
+    if (signal.aborted) return;
+    let detCount = 0;
+    if (detR.status === "fulfilled") {
+      // One marker per 0.1 % of the day (about 90 s), naming the classes seen.
+      const buckets = new Map<number, { at: number; labels: Set<string>; n: number }>();
+      for (const d of detR.value) {
+        const at2 = ms(d.time) ?? 0;
+        const k = Math.floor(((at2 - start) / (end - start)) * 1000);
+        const b = buckets.get(k) ?? { at: at2, labels: new Set<string>(), n: 0 };
+        b.labels.add(d.classLabel);
+        b.n++;
+        buckets.set(k, b);
+      }
+      for (const b of buckets.values()) {
+        detCount += b.n;
+        parts.push(h("div", { class: "tl-detection", style: `left:${pct(b.at)}`, title: `${fmtTime(b.at, zone)} ${[...b.labels].join(", ")} (${b.n})` }));
+      }
+    } else showErr(detR.reason);
+    let alertCount = 0;
+    if (alR.status === "fulfilled") {
+      for (const a of alR.value) {
+        const at2 = ms(a.openedAt);
+        if (at2 === undefined || at2 < start || at2 >= end) continue;
+        alertCount++;
+        const sev = enumWord(AlertSeverity, a.severity);
+        parts.push(h("div", { class: `tl-alert sev-${sev}`, style: `left:${pct(at2)}`, dataset: { id: a.id }, title: `${fmtTime(at2, zone)} ${a.ruleName} · ${enumLabel("severity", sev)} · ${a.classLabel}` }));
+      }
+    } else showErr(alR.reason);
+
+    fill(timeline, ticks, parts, cursorEl, playhead);
+    playhead.hidden = true;
+    summary.textContent = t("camera.summary", { rec: recCount, gaps: gapCount, det: detCount, alerts: alertCount });
+    setCursor(cursor >= start && cursor < end ? cursor : Math.max(start, until - 60_000));
+    pageReady("camera");
+  }
+
+  day.addEventListener("change", () => void loadDay());
+  const off = onAuditChange(() => void loadDay());
+  signal.addEventListener("abort", off);
+
+  if (!currentAudit()) void ensureAudit();
+  await loadDay();
+  if (at !== undefined && !signal.aborted) {
+    setCursor(at);
+    void playFrom(at);
+  }
+}

@@ -1,0 +1,172 @@
+// Evidence export: cameras (of one site) × time range, case and reason -> ExportEvidence with
+// progress -> the bundle's download link (GetEvidenceBundle).
+import { h, fill, hex } from "../dom";
+import { t } from "../i18n";
+import { client, ms, ts, dur, errorText, isAbort } from "../api";
+import { currentAudit, setAudit } from "../reason";
+import { StorageService, EvidenceBundleState, type EvidenceBundle } from "../gen/kordon/storage/v1/storage_pb";
+import { errorBox, listCameras, pageReady, fmtBytes, type PageCtx } from "../ui";
+import { fmtDateTime, parseLocal, siteZone, toLocalInput } from "../time";
+
+export async function render({ root, signal }: PageCtx): Promise<void> {
+  const storage = client(StorageService);
+  const audit = currentAudit();
+  const camerasBox = h("fieldset", { id: "export-cameras", class: "camera-checks" }, h("legend", null, t("evidence.cameras")));
+  const from = h("input", { id: "export-from", type: "datetime-local", required: true, step: 1 });
+  const to = h("input", { id: "export-to", type: "datetime-local", required: true, step: 1 });
+  const caseId = h("input", { id: "export-case", type: "text", required: true, autocomplete: "off", value: audit?.caseId ?? "" });
+  const reason = h("input", { id: "export-reason", type: "text", required: true, autocomplete: "off", value: audit?.reason ?? "" });
+  const recipient = h("input", { id: "export-recipient", type: "text", autocomplete: "off" });
+  const description = h("input", { id: "export-description", type: "text", autocomplete: "off" });
+  const submit = h("button", { id: "export-submit", type: "submit", class: "primary" }, t("evidence.submit"));
+  const zoneNote = h("p", { class: "muted small", "aria-live": "polite" });
+  const progress = h("progress", { id: "export-progress", max: 1, value: 0, hidden: true, "aria-label": t("evidence.progress") });
+  const stage = h("p", { class: "muted small", "aria-live": "polite" });
+  const error = h("div", { id: "export-error", "aria-live": "assertive" });
+  const result = h("div", { class: "result" });
+
+  const form = h(
+    "form",
+    { class: "card export-form", "aria-labelledby": "ev-title" },
+    camerasBox,
+    h("div", { class: "grid2" },
+      h("div", { class: "field" }, h("label", { for: "export-from" }, t("evidence.from")), from),
+      h("div", { class: "field" }, h("label", { for: "export-to" }, t("evidence.to")), to),
+    ),
+    zoneNote,
+    h("div", { class: "grid2" },
+      h("div", { class: "field" }, h("label", { for: "export-case" }, t("evidence.case")), caseId),
+      h("div", { class: "field" }, h("label", { for: "export-reason" }, t("evidence.reason")), reason),
+      h("div", { class: "field" }, h("label", { for: "export-recipient" }, t("evidence.recipient")), recipient),
+      h("div", { class: "field" }, h("label", { for: "export-description" }, t("evidence.description")), description),
+    ),
+    h("div", { class: "actions" }, submit),
+    progress,
+    stage,
+    error,
+    result,
+  );
+  root.append(h("div", { class: "page-head" }, h("h1", { id: "ev-title" }, t("evidence.title")), h("p", { class: "muted" }, t("evidence.explain"))), form);
+
+  const selectedSite = () => camerasBox.querySelector<HTMLInputElement>("input:checked")?.value.split("/")[0] ?? "";
+  const zone = () => siteZone(selectedSite() || camerasBox.querySelector<HTMLInputElement>("input")?.value.split("/")[0] || "");
+  const updateZone = () => {
+    zoneNote.textContent = t("evidence.zone_note", { zone: zone() });
+    // Cameras of one site per bundle: disable the other sites' boxes.
+    const site = selectedSite();
+    for (const box of camerasBox.querySelectorAll<HTMLInputElement>("input[type=checkbox]")) {
+      box.disabled = !!site && box.value.split("/")[0] !== site;
+    }
+  };
+
+  try {
+    const cams = await listCameras(signal);
+    const bySite = new Map<string, string[]>();
+    for (const c of cams) if (c.camera) bySite.set(c.camera.site, [...(bySite.get(c.camera.site) ?? []), c.camera.camera]);
+    for (const [site, names] of [...bySite].sort()) {
+      camerasBox.append(
+        h("div", { class: "site-group" },
+          h("p", { class: "site-name" }, site),
+          names.sort().map((n) => {
+            const id = `exp-${site}-${n}`.replace(/[^A-Za-z0-9_-]/g, "_");
+            return h("label", { class: "check", for: id }, h("input", { type: "checkbox", id, name: "camera", value: `${site}/${n}`, onchange: updateZone }), ` ${n}`);
+          }),
+        ),
+      );
+    }
+    if (cams.length === 0) camerasBox.append(h("p", { class: "muted" }, t("cameras.none")));
+  } catch (e) {
+    if (isAbort(e)) return;
+    camerasBox.append(errorBox(e));
+  }
+  const now = Date.now();
+  to.value = toLocalInput(now, zone());
+  from.value = toLocalInput(now - 15 * 60_000, zone());
+  updateZone();
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.replaceChildren();
+    result.replaceChildren();
+    const cameras = [...camerasBox.querySelectorAll<HTMLInputElement>("input:checked")].map((b) => {
+      const [site, ...rest] = b.value.split("/");
+      return { site, camera: rest.join("/") };
+    });
+    const z = zone();
+    const a = parseLocal(from.value, z);
+    const b = parseLocal(to.value, z);
+    const problems: string[] = [];
+    if (cameras.length === 0) problems.push(t("evidence.need_camera"));
+    if (a === undefined || b === undefined || b <= a) problems.push(t("evidence.need_range"));
+    if (!caseId.value.trim()) problems.push(t("evidence.need_case"));
+    if (!reason.value.trim()) problems.push(t("evidence.need_reason"));
+    if (problems.length) {
+      error.replaceChildren(h("p", { class: "error", role: "alert" }, problems.join(" ")));
+      return;
+    }
+    const ctx = { reason: reason.value.trim(), caseId: caseId.value.trim(), recipient: recipient.value.trim() };
+    // The reason given here is the session's reason from now on.
+    setAudit({ reason: ctx.reason, caseId: ctx.caseId });
+    submit.disabled = true;
+    progress.hidden = false;
+    progress.value = 0;
+    progress.removeAttribute("value");
+    stage.textContent = t("evidence.starting");
+    let bundleId = "";
+    let ready: EvidenceBundle | undefined;
+    try {
+      const stream = storage.exportEvidence(
+        { cameras, range: { start: ts(a!), end: ts(b!) }, audit: ctx, description: description.value.trim(), requestId: crypto.randomUUID() },
+        { signal },
+      );
+      for await (const m of stream) {
+        bundleId = m.bundleId || bundleId;
+        if (m.event.case === "progress") {
+          const p = m.event.value;
+          if (p.totalUnits > 0n) progress.value = p.fraction;
+          stage.textContent = `${p.stage || t("evidence.working")}${p.totalUnits > 0n ? ` — ${p.doneUnits}/${p.totalUnits}` : ""} (${t("evidence.bundle")} ${bundleId})`;
+        } else if (m.event.case === "bundle") {
+          ready = m.event.value;
+        }
+      }
+      // The stream ended early (e.g. a proxy closed it): the build goes on; wait for it.
+      for (let i = 0; !ready && bundleId && i < 600 && !signal.aborted; i++) {
+        const r = await storage.getEvidenceBundle({ bundleId, audit: ctx }, { signal });
+        if (r.bundle?.state === EvidenceBundleState.READY) ready = r.bundle;
+        else if (r.bundle?.state === EvidenceBundleState.FAILED) throw new Error(r.bundle.error || t("evidence.failed"));
+        else await new Promise((res) => setTimeout(res, 2000));
+      }
+      if (!ready) throw new Error(t("evidence.failed"));
+      progress.value = 1;
+      stage.textContent = t("evidence.ready");
+      const r = await storage.getEvidenceBundle({ bundleId: ready.id || bundleId, audit: ctx, urlTtl: dur(3600) }, { signal });
+      const bundle = r.bundle ?? ready;
+      const url = r.download?.url;
+      const zz = siteZone(cameras[0].site);
+      fill(
+        result,
+        url
+          ? h("p", null, h("a", { id: "export-download", class: "button primary", href: url, download: `evidence-${bundle.id}.tar`, rel: "noopener" }, t("evidence.download")),
+              h("span", { class: "muted small" }, ` ${t("evidence.expires", { time: fmtDateTime(ms(r.download?.expiresAt), zz) })}`))
+          : h("p", { class: "error", role: "alert" }, t("evidence.no_url")),
+        h("dl", { class: "facts" },
+          h("dt", null, t("evidence.bundle")), h("dd", null, h("code", null, bundle.id)),
+          h("dt", null, t("evidence.contents")), h("dd", null, t("evidence.counts", { segments: bundle.segmentCount, gaps: bundle.gapCount, size: fmtBytes(bundle.sizeBytes) })),
+          h("dt", null, "SHA-256"), h("dd", null, h("code", { class: "hash" }, hex(bundle.sha256))),
+          h("dt", null, t("evidence.manifest_sha")), h("dd", null, h("code", { class: "hash" }, hex(bundle.manifestSha256))),
+          h("dt", null, t("evidence.signature")), h("dd", null, h("code", { class: "hash" }, hex(bundle.manifestSignature))),
+          h("dt", null, t("evidence.public_key")), h("dd", null, h("code", { class: "hash" }, hex(bundle.signingPublicKey))),
+        ),
+      );
+    } catch (e) {
+      if (!isAbort(e)) {
+        error.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(e)));
+        stage.textContent = "";
+        progress.hidden = true;
+      }
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  pageReady("evidence");
+}

@@ -1,0 +1,107 @@
+// Times in a site's zone. The API names no zone per site, so Bulgarian sites use
+// Europe/Sofia and Turkish ones Europe/Istanbul; any other site uses the browser's zone.
+import { lang } from "./i18n";
+
+const SITE_COUNTRY: Record<string, "bg" | "tr"> = {
+  burgas: "bg",
+  haskovo: "bg",
+  yambol: "bg",
+  edirne: "tr",
+  kirklareli: "tr",
+};
+
+export function siteZone(site: string): string {
+  const c = SITE_COUNTRY[site.toLowerCase()];
+  if (c === "bg") return "Europe/Sofia";
+  if (c === "tr") return "Europe/Istanbul";
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+}
+
+const fmtCache = new Map<string, Intl.DateTimeFormat>();
+function fmt(zone: string, kind: "full" | "time" | "date"): Intl.DateTimeFormat {
+  const key = `${lang()}|${zone}|${kind}`;
+  let f = fmtCache.get(key);
+  if (!f) {
+    const opts: Intl.DateTimeFormatOptions =
+      kind === "full"
+        ? { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short" }
+        : kind === "time"
+          ? { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }
+          : { year: "numeric", month: "2-digit", day: "2-digit" };
+    f = new Intl.DateTimeFormat(lang(), { ...opts, timeZone: zone });
+    fmtCache.set(key, f);
+  }
+  return f;
+}
+
+/** Date and time with the zone's short name, e.g. "14.05.2026 г., 10:14:06 EEST". */
+export function fmtDateTime(msec: number | undefined, zone: string): string {
+  return msec === undefined ? "—" : fmt(zone, "full").format(msec);
+}
+
+export function fmtTime(msec: number | undefined, zone: string): string {
+  return msec === undefined ? "—" : fmt(zone, "time").format(msec);
+}
+
+/** The zone's offset from UTC at instant `msec`, in milliseconds. */
+function offset(msec: number, zone: string): number {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: zone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  }).formatToParts(msec);
+  const v = (t: string) => Number(parts.find((p) => p.type === t)?.value ?? 0);
+  const asUtc = Date.UTC(v("year"), v("month") - 1, v("day"), v("hour") % 24, v("minute"), v("second"));
+  return asUtc - Math.floor(msec / 1000) * 1000;
+}
+
+/** The instant of wall time y-m-d h:mi:s in `zone`. */
+export function zonedInstant(y: number, mo: number, d: number, hh: number, mi: number, ss: number, zone: string): number {
+  const guess = Date.UTC(y, mo - 1, d, hh, mi, ss);
+  let t = guess - offset(guess, zone);
+  t = guess - offset(t, zone);
+  return t;
+}
+
+/** "YYYY-MM-DD" of instant `msec` in `zone`. */
+export function dayOf(msec: number, zone: string): string {
+  const parts = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).formatToParts(msec);
+  const v = (t: string) => parts.find((p) => p.type === t)?.value ?? "";
+  return `${v("year")}-${v("month")}-${v("day")}`;
+}
+
+/** [start, end) of the day "YYYY-MM-DD" in `zone` (23 or 25 hours on DST changes). */
+export function dayRange(day: string, zone: string): [number, number] {
+  const [y, m, d] = day.split("-").map(Number);
+  const start = zonedInstant(y, m, d, 0, 0, 0, zone);
+  const next = new Date(Date.UTC(y, m - 1, d + 1));
+  const end = zonedInstant(next.getUTCFullYear(), next.getUTCMonth() + 1, next.getUTCDate(), 0, 0, 0, zone);
+  return [start, end];
+}
+
+/** A datetime-local value ("YYYY-MM-DDTHH:MM[:SS]") read as wall time in `zone`. */
+export function parseLocal(value: string, zone: string): number | undefined {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(value);
+  if (!m) return undefined;
+  return zonedInstant(+m[1], +m[2], +m[3], +m[4], +m[5], +(m[6] ?? 0), zone);
+}
+
+/** Instant `msec` as a datetime-local value in `zone`. */
+export function toLocalInput(msec: number, zone: string): string {
+  const parts = new Intl.DateTimeFormat("en-CA", {
+    timeZone: zone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+  }).formatToParts(msec);
+  const v = (t: string) => parts.find((p) => p.type === t)?.value ?? "";
+  return `${v("year")}-${v("month")}-${v("day")}T${v("hour")}:${v("minute")}`;
+}
