@@ -54,12 +54,19 @@ fn prepare(
 /// Background work of a process besides its gRPC server, awaited after shutdown.
 type Task = tokio::task::JoinHandle<anyhow::Result<()>>;
 
-/// Opens storage and starts its playback HTTP server on the `http_listen` address.
+/// Storage's HTTP listener, bound when storage opens (a busy port fails start-up) and served
+/// once the gRPC server is built ([`serve_http`]).
+struct HttpListener {
+    listener: tokio::net::TcpListener,
+    addr: std::net::SocketAddr,
+}
+
+/// Opens storage and binds its HTTP listener on the `http_listen` address.
 async fn start_storage(
     config: &Config,
     common: &CommonConfig,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(kordon_storage::Storage, Task)> {
+) -> anyhow::Result<(kordon_storage::Storage, HttpListener)> {
     let mut storage_config = config.storage.clone();
     // The top-level `http_listen` (flag, env or file) is the playback listener.
     storage_config.http_listen = config.http_listen;
@@ -94,33 +101,56 @@ async fn start_storage(
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (http_listen)", config.http_listen))?;
-    let http = {
-        let storage = storage.clone();
-        let shutdown = shutdown.clone();
-        match &common.tls {
-            Some(tls) => {
-                let listener = kordon_runtime::tls::TlsListener::new(listener, tls)?;
-                tokio::spawn(async move {
-                    kordon_storage::serve_https(storage, listener, shutdown.cancelled_owned())
-                        .await
-                        .context("playback HTTPS server failed")
-                })
-            }
-            None => {
-                if !config.http_listen.ip().is_loopback() {
-                    tracing::warn!(listen = %config.http_listen,
-                                   "playback is plain HTTP off loopback: set tls.cert_file and \
-                                    tls.key_file to serve it over HTTPS");
-                }
-                tokio::spawn(async move {
-                    kordon_storage::serve_http(storage, listener, shutdown.cancelled_owned())
-                        .await
-                        .context("playback HTTP server failed")
-                })
-            }
+    let addr = listener.local_addr().unwrap_or(config.http_listen);
+    Ok((storage, HttpListener { listener, addr }))
+}
+
+/// Serves storage's HTTP listener until `shutdown`: playback (HLS, bundles), the web console,
+/// and the gRPC-Web API the console calls (`server`'s services behind its identity checks).
+/// HTTPS when the process has a certificate.
+fn serve_http(
+    storage: kordon_storage::Storage,
+    http: HttpListener,
+    server: &GrpcServer,
+    common: &CommonConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Task> {
+    let router = kordon_storage::http_router(storage)
+        .merge(server.grpc_web())
+        .merge(kordon_console::router());
+    if !kordon_console::is_built() {
+        tracing::warn!(
+            "this binary was built without the web console (bash scripts/console.sh, then \
+             rebuild): its HTTP listener serves playback and gRPC-Web only"
+        );
+    }
+    let limits = kordon_runtime::http::HttpLimits::default();
+    let stop = shutdown.clone().cancelled_owned();
+    let HttpListener { listener, addr } = http;
+    Ok(match &common.tls {
+        Some(tls) => {
+            let listener = kordon_runtime::tls::TlsListener::new(listener, tls)?;
+            tracing::info!(%addr, "HTTPS listening: console, playback, gRPC-Web");
+            tokio::spawn(async move {
+                kordon_runtime::http::serve(listener, router, stop, limits)
+                    .await
+                    .context("HTTPS server failed")
+            })
         }
-    };
-    Ok((storage, http))
+        None => {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(listen = %addr,
+                               "the console and playback are plain HTTP off loopback: set \
+                                tls.cert_file and tls.key_file to serve them over HTTPS");
+            }
+            tracing::info!(%addr, "HTTP listening: console, playback, gRPC-Web");
+            tokio::spawn(async move {
+                kordon_runtime::http::serve(listener, router, stop, limits)
+                    .await
+                    .context("HTTP server failed")
+            })
+        }
+    })
 }
 
 /// Starts ingest with this process's cameras.
@@ -338,11 +368,12 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
     let mut alerting = None;
     let mut storage = None;
     let mut transcode = None;
+    let mut http_listener = None;
     match which {
         Service::Storage => {
             let (s, http) = start_storage(&config, &common, &shutdown).await?;
-            tasks.push(http);
             server = server.add_service(kordon_storage::grpc_service(s.clone()));
+            http_listener = Some(http);
             // On its own, storage checks bilateral acceptance itself (standalone uses
             // alerting's check).
             tasks.push(tokio::spawn(
@@ -420,6 +451,9 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
             ));
         }
         tasks.push(spawn_partner_link(link, addr, shutdown.clone()).await?);
+    }
+    if let (Some(s), Some(http)) = (&storage, http_listener) {
+        tasks.push(serve_http(s.clone(), http, &server, &common, &shutdown)?);
     }
     let result = server::run(server, &common, Readiness::new(), shutdown.clone()).await;
     shutdown.cancel();
@@ -514,6 +548,7 @@ fn banner(
     println!(
         "\n  Kordon {version} standalone is running: ingest, detection, alerting, transcode and \
          storage in one process.\n\n\
+         \x20 console    http://{http}/     {console}\n\
          \x20 gRPC API   http://{grpc}      kordon whoami --server http://{grpc}\n\
          \x20 playback   http://{http}      HLS, with URLs from `kordon footage play`\n\
          \x20 admin      http://{admin}/metrics   /live, /ready\n\
@@ -524,6 +559,11 @@ fn banner(
          \x20 Ctrl-C stops (open segments are finished and stored first).\n",
         version = kordon_runtime::VERSION,
         http = config.http_listen,
+        console = if kordon_console::is_built() {
+            "open it in a browser (signed in as the development identity)"
+        } else {
+            "not in this build: bash scripts/console.sh, then rebuild"
+        },
         admin = common.admin_listen,
         data = data.display(),
     );
@@ -671,6 +711,7 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         ));
     }
     let storage_for_link = storage.clone();
+    let storage_for_http = storage.clone();
     let server = GrpcServer::new("standalone", &common)?
         .add_service(kordon_storage::grpc_service(storage))
         .add_service(kordon_ingest::grpc_service(kordon_ingest::IngestApi::new(
@@ -706,6 +747,8 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         None => None,
     };
 
+    let http = serve_http(storage_for_http, http, &server, &common, &shutdown)?;
+
     // The gRPC server keeps serving storage while ingest drains its spool after shutdown.
     let grpc_stop = CancellationToken::new();
     let mut grpc = {
@@ -740,7 +783,7 @@ pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
         None => grpc.await,
     }
     .context("gRPC server panicked")?;
-    http.await.context("playback server panicked")??;
+    http.await.context("HTTP server panicked")??;
     if let Some(link) = partner_link {
         link.await.context("partner link panicked")??;
     }

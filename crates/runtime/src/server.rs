@@ -172,6 +172,27 @@ impl GrpcServer {
         self
     }
 
+    /// The services added so far, answered as gRPC-Web (`application/grpc-web[+proto]` over
+    /// HTTP/1.1) behind the same [`Gate`]: the same identity checks, spans and metrics as gRPC.
+    /// Merge it into an HTTP listener's router so a browser page served from that origin (the
+    /// web console) calls the same API as every other client, with no second API and no CORS.
+    ///
+    /// Health and reflection are not included: browsers have no use for them. Calls are bounded
+    /// by the HTTP listener ([`crate::http::HttpLimits`]: one call at a time per HTTP/1.1
+    /// connection, a bounded number of connections) rather than by the gRPC server's limits.
+    pub fn grpc_web(&self) -> axum::Router {
+        let routes = self.routes.clone().routes();
+        let service = tower::ServiceBuilder::new()
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(GateLayer {
+                authenticator: self.authenticator.clone(),
+            })
+            .service(routes);
+        self.names.iter().fold(axum::Router::new(), |router, name| {
+            router.route_service(&format!("/{name}/{{*method}}"), service.clone())
+        })
+    }
+
     /// Binds the listener (so a busy port fails start-up) and returns the server, ready to run.
     /// The development identity is refused on a non-loopback `addr` (see
     /// [`crate::config::check_dev_identity_listener`]).

@@ -393,3 +393,119 @@ async fn services_authenticate_with_client_certificates() {
     running.shutdown.cancel();
     running.handle.await.unwrap().unwrap();
 }
+
+/// A gRPC-Web call (`application/grpc-web+proto` over HTTP/1.1, as browsers send it) to `path`
+/// with an empty request message: the response's status, headers and body.
+async fn grpc_web_call(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    // One uncompressed message of length 0.
+    let body = [0u8, 0, 0, 0, 0];
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/grpc-web+proto\r\n\
+             x-grpc-web: 1\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+            rest = &rest[eol + 2 + n + 2..];
+        }
+        body = out;
+    }
+    (status, head, body)
+}
+
+/// gRPC-Web frames: (flags, payload); flag 0x80 marks the trailers frame.
+fn grpc_web_frames(mut body: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while body.len() >= 5 {
+        let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        frames.push((body[0], body[5..5 + len].to_vec()));
+        body = &body[5 + len..];
+    }
+    frames
+}
+
+#[tokio::test]
+async fn grpc_web_on_an_http_listener_goes_through_the_same_gate() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    for dev in [true, false] {
+        let mut cfg = config(dir.path());
+        cfg.dev_identity = dev;
+        let server = GrpcServer::new("test", &cfg).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let http = tokio::spawn(kordon_runtime::http::serve(
+            listener,
+            server.grpc_web(),
+            stop.clone().cancelled_owned(),
+            kordon_runtime::http::HttpLimits::default(),
+        ));
+        let (status, head, body) =
+            grpc_web_call(addr, "/kordon.common.v1.IdentityService/WhoAmI", None).await;
+        assert_eq!(status, 200, "{head}");
+        assert!(
+            head.contains("content-type: application/grpc-web"),
+            "{head}"
+        );
+        if dev {
+            // A message frame with the principal, then trailers with grpc-status 0.
+            let frames = grpc_web_frames(&body);
+            assert_eq!(frames.len(), 2, "{frames:?}");
+            let me = kordon_proto::common::v1::WhoAmIResponse::decode(&frames[0].1[..]).unwrap();
+            assert_eq!(me.server, "test");
+            assert_eq!(
+                me.principal.unwrap().kind,
+                PrincipalKind::Development as i32
+            );
+            assert_eq!(frames[1].0, 0x80);
+            let trailers = String::from_utf8_lossy(&frames[1].1).to_lowercase();
+            assert!(trailers.contains("grpc-status:0"), "{trailers}");
+        } else {
+            // Refused by the gate, as over gRPC: UNAUTHENTICATED, trailers-only.
+            assert!(head.contains("grpc-status: 16"), "{head}");
+            let (_, head, _) = grpc_web_call(
+                addr,
+                "/kordon.common.v1.IdentityService/WhoAmI",
+                Some("forged.token.here"),
+            )
+            .await;
+            assert!(head.contains("grpc-status: 16"), "{head}");
+        }
+        // Health and reflection are for probes and tools on the gRPC port, not browsers.
+        let (status, _, _) = grpc_web_call(addr, "/grpc.health.v1.Health/Check", None).await;
+        assert_eq!(status, 404);
+        stop.cancel();
+        http.await.unwrap().unwrap();
+    }
+}
