@@ -133,7 +133,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
 
     const row = h(
       "tr",
-      { class: `alert-row sev-${sev}`, dataset: { id: a.id, state, severity: sev } },
+      { class: "alert-row", dataset: { id: a.id, state, severity: sev } },
       snapCell,
       h("td", null,
         h("span", { class: `badge sev-${sev}` }, enumLabel("severity", sev)),

@@ -21,8 +21,8 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
   const day = h("input", { id: "day", type: "date", value: dayOf(at ?? Date.now(), zone), max: dayOf(Date.now(), zone), required: true });
   const speed = h("select", { id: "speed" }, [1, 2, 4, 8].map((s) => h("option", { value: String(s) }, `${s}×`)));
   const live = h("button", { id: "live", type: "button", class: "primary" }, t("camera.live"));
-  const kfPrev = h("button", { id: "kf-prev", type: "button", class: "secondary", title: t("camera.kf_prev_title") }, `⏮ ${t("camera.kf_prev")}`);
-  const kfNext = h("button", { id: "kf-next", type: "button", class: "secondary", title: t("camera.kf_next_title") }, `${t("camera.kf_next")} ⏭`);
+  const kfPrev = h("button", { id: "kf-prev", type: "button", class: "secondary", title: t("camera.kf_prev_title") }, t("camera.kf_prev"));
+  const kfNext = h("button", { id: "kf-next", type: "button", class: "secondary", title: t("camera.kf_next_title") }, t("camera.kf_next"));
   const video = h("video", { id: "player", controls: true, muted: true, playsinline: true, preload: "none", "aria-label": t("camera.player_label", { camera: name }) });
   video.muted = true;
   const clock = h("output", { class: "clock", "aria-live": "off" }, "—");
