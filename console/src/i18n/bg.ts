@@ -63,6 +63,7 @@ export const bg: Catalog = {
 
   "camera.day": "Ден",
   "camera.speed": "Скорост",
+  "camera.zoom": "Обхват на линията",
   "camera.live": "Почти на живо",
   "camera.kf_prev": "Предишен ключов кадър",
   "camera.kf_next": "Следващ ключов кадър",

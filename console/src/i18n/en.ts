@@ -61,6 +61,7 @@ export const en = {
 
   "camera.day": "Day",
   "camera.speed": "Speed",
+  "camera.zoom": "Timeline span",
   "camera.live": "Near-live",
   "camera.kf_prev": "Previous keyframe",
   "camera.kf_next": "Next keyframe",

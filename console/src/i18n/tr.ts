@@ -63,6 +63,7 @@ export const tr: Catalog = {
 
   "camera.day": "Gün",
   "camera.speed": "Hız",
+  "camera.zoom": "Zaman çizelgesi aralığı",
   "camera.live": "Canlıya yakın",
   "camera.kf_prev": "Önceki anahtar kare",
   "camera.kf_next": "Sonraki anahtar kare",

@@ -2,7 +2,7 @@
 // acknowledge, hold or resolve with a note; snapshot; link to the camera at that moment.
 import { h, fill } from "../dom";
 import { t, enumLabel } from "../i18n";
-import { client, ms, ts, dur, errorText, isAbort, codeOf } from "../api";
+import { client, ms, ts, errorText, isAbort, codeOf } from "../api";
 import { Code } from "@connectrpc/connect";
 import { currentAudit, askReason, auditContext, onAuditChange } from "../reason";
 import {
@@ -14,7 +14,8 @@ import {
   FootageSharing,
   type Alert,
 } from "../gen/kordon/alerting/v1/alerting_pb";
-import { StorageService } from "../gen/kordon/storage/v1/storage_pb";
+import { DetectionService } from "../gen/kordon/detection/v1/detection_pb";
+import type { BoundingBox } from "../gen/kordon/common/v1/common_pb";
 import { cameraHref, enumWord, errorBox, pageReady, type PageCtx } from "../ui";
 import { fmtDateTime, siteZone } from "../time";
 
@@ -22,7 +23,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
   const alerting = client(AlertingService);
   const alerts = new Map<string, Alert>();
   const rows = new Map<string, HTMLElement>();
-  const snapshots = new Map<string, string | Error>(); // snapshot id -> URL or error
+  const snapshots = new Map<string, { url: string; boxes: BoundingBox[] } | Error>(); // snapshot id -> image or error
 
   const liveState = h("span", { class: "chip static live-state", role: "status" }, t("alerts.connecting"));
   const showResolved = h("input", { id: "alerts-show-resolved", type: "checkbox" });
@@ -73,8 +74,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
     if (v === undefined) {
       fill(cell, h("span", { class: "muted small" }, "…"));
       try {
-        const r = await client(StorageService).getSnapshot({ snapshotId: a.snapshotId, audit: auditContext(audit), urlTtl: dur(3600) }, { signal });
-        v = r.media?.url ?? "";
+        v = await snapshotWithBoxes(a.snapshotId, audit);
       } catch (e) {
         if (isAbort(e)) return;
         v = new Error(errorText(e));
@@ -82,7 +82,44 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
       snapshots.set(a.snapshotId, v);
     }
     if (v instanceof Error) fill(cell, h("span", { class: "error small", title: v.message }, v.message));
-    else if (v) fill(cell, h("img", { src: v, alt: t("alerts.snapshot_alt", { camera: a.camera?.camera ?? "" }), width: 160, height: 90, loading: "lazy" }));
+    else
+      fill(
+        cell,
+        h(
+          "div",
+          { class: "snapshot" },
+          h("img", { src: v.url, alt: t("alerts.snapshot_alt", { camera: a.camera?.camera ?? "" }), width: 160, height: 90 }),
+          ...v.boxes.map((b) => {
+            const box = h("div", { class: "snapshot-box", "aria-hidden": "true" });
+            box.style.left = `${b.left * 100}%`;
+            box.style.top = `${b.top * 100}%`;
+            box.style.width = `${(b.right - b.left) * 100}%`;
+            box.style.height = `${(b.bottom - b.top) * 100}%`;
+            return box;
+          }),
+        ),
+      );
+  }
+
+  /** The alert's snapshot as detection stores it (a footage read, logged under the reason),
+   *  with the boxes of the objects it was taken for (from the detections of that frame). */
+  async function snapshotWithBoxes(id: string, audit: NonNullable<ReturnType<typeof currentAudit>>): Promise<{ url: string; boxes: BoundingBox[] }> {
+    const detection = client(DetectionService);
+    const s = await detection.getSnapshot({ snapshotId: id, audit: auditContext(audit) }, { signal });
+    const url = URL.createObjectURL(new Blob([s.image as BlobPart], { type: s.contentType || "image/jpeg" }));
+    signal.addEventListener("abort", () => URL.revokeObjectURL(url));
+    let boxes: BoundingBox[] = [];
+    const at = ms(s.capturedAt);
+    if (at !== undefined && s.camera) {
+      const list = await detection.listDetections(
+        { cameras: [s.camera], range: { start: ts(at), end: ts(at + 1000) }, page: { pageSize: 1000, pageToken: "" } },
+        { signal },
+      );
+      boxes = list.detections
+        .filter((d) => d.id === s.detectionId || (d.snapshotId === id && ms(d.time) === at))
+        .flatMap((d) => (d.box ? [d.box] : []));
+    }
+    return { url, boxes };
   }
 
   function renderRow(a: Alert): HTMLElement {

@@ -20,6 +20,9 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
 
   const day = h("input", { id: "day", type: "date", value: dayOf(at ?? Date.now(), zone), max: dayOf(Date.now(), zone), required: true });
   const speed = h("select", { id: "speed" }, [1, 2, 4, 8].map((s) => h("option", { value: String(s) }, `${s}×`)));
+  // How much of the day the timeline shows: a fresh recording is a sliver of 24 hours.
+  const zoom = h("select", { id: "zoom" }, [1440, 180, 60, 15].map((m) => h("option", { value: String(m) }, m >= 60 ? `${m / 60} h` : `${m} min`)));
+  zoom.value = at === undefined ? "60" : "1440";
   const live = h("button", { id: "live", type: "button", class: "primary" }, t("camera.live"));
   const kfPrev = h("button", { id: "kf-prev", type: "button", class: "secondary", title: t("camera.kf_prev_title") }, t("camera.kf_prev"));
   const kfNext = h("button", { id: "kf-next", type: "button", class: "secondary", title: t("camera.kf_next_title") }, t("camera.kf_next"));
@@ -51,6 +54,7 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
       h("div", { class: "controls card" },
         h("div", { class: "field" }, h("label", { for: "day" }, t("camera.day")), day),
         h("div", { class: "field" }, h("label", { for: "speed" }, t("camera.speed")), speed),
+        h("div", { class: "field" }, h("label", { for: "zoom" }, t("camera.zoom")), zoom),
         h("div", { class: "button-row" }, live),
         h("div", { class: "button-row" }, kfPrev, kfNext),
         h("p", null, h("span", { class: "muted" }, `${t("camera.showing")}: `), clock),
@@ -75,15 +79,31 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
 
   let start = 0;
   let end = 0;
+  // The part of the day the timeline shows (all of it at 24 h).
+  let vStart = 0;
+  let vEnd = 0;
   let ranges: RecordingRange[] = [];
+  let dets: Detection[] = [];
+  let alertList: Alert[] = [];
   let cursor = 0;
   const playhead = h("div", { class: "tl-playhead", "aria-hidden": "true" });
   const cursorEl = h("div", { class: "tl-cursor", "aria-hidden": "true" });
-  const pct = (t0: number) => `${(((t0 - start) / (end - start)) * 100).toFixed(3)}%`;
+  const pct = (t0: number) => `${(((t0 - vStart) / (vEnd - vStart)) * 100).toFixed(3)}%`;
   const isToday = () => Date.now() < end;
+
+  /** Shows the zoom's span of the day around `center`. */
+  function setView(center: number) {
+    const span = Math.min(Number(zoom.value) * 60_000, end - start);
+    vStart = Math.min(Math.max(center - span / 2, start), end - span);
+    vEnd = vStart + span;
+  }
 
   function setCursor(x: number) {
     cursor = Math.min(Math.max(x, start), end - 1);
+    if (cursor < vStart || cursor >= vEnd) {
+      setView(cursor);
+      draw();
+    }
     cursorEl.style.left = pct(cursor);
     timeline.setAttribute("aria-valuenow", String(Math.round((cursor - start) / 60_000)));
     timeline.setAttribute("aria-valuetext", fmtDateTime(cursor, zone));
@@ -177,7 +197,7 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
   timeline.addEventListener("click", (ev) => {
     const box = timeline.getBoundingClientRect();
     const x = (ev.clientX - box.left) / box.width;
-    const when = start + x * (end - start);
+    const when = vStart + x * (vEnd - vStart);
     setCursor(when);
     void playFrom(when);
   });
@@ -196,7 +216,7 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
     const w = player.wallClock();
     if (w === undefined) return;
     clock.textContent = fmtDateTime(w, zone);
-    if (w >= start && w < end) {
+    if (w >= vStart && w < vEnd) {
       playhead.hidden = false;
       playhead.style.left = pct(w);
     } else playhead.hidden = true;
@@ -209,19 +229,9 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
     const until = Math.min(end, Date.now());
     fill(timeline, h("p", { class: "muted small tl-msg" }, t("common.loading")));
     errors.replaceChildren();
-    const ticks: HTMLElement[] = [];
-    for (let hr = 0; hr <= 24; hr += 3) {
-      const x = start + hr * 3600_000;
-      if (x > end) break;
-      ticks.push(h("span", { class: "tl-tick", style: `left:${pct(x)}`, "aria-hidden": "true" }, fmtTime(x, zone).slice(0, 5)));
-    }
     const audit = currentAudit();
-    const parts: HTMLElement[] = [];
-    let recCount = 0;
-    let gapCount = 0;
-    if (!audit) {
-      parts.push(h("button", { type: "button", class: "secondary tl-msg", onclick: () => void ensureAudit() }, t("camera.reason_for_timeline")));
-    } else if (until > start) {
+    ranges = [];
+    if (audit && until > start) {
       try {
         ranges = [];
         let pageToken = "";
@@ -236,20 +246,6 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
         }
       } catch (e) {
         showErr(e);
-      }
-      for (const r of ranges) {
-        const a = ms(r.range?.start) ?? start;
-        const b = ms(r.range?.end) ?? until;
-        const width = `${(((b - a) / (end - start)) * 100).toFixed(3)}%`;
-        const span = `${fmtTime(a, zone)}–${fmtTime(b, zone)}`;
-        if (r.kind === RecordingRangeKind.GAP) {
-          gapCount++;
-          const why = enumLabel("gap_reason", enumWord(GapReason, r.gapReason));
-          parts.push(h("div", { class: "tl-gap", style: `left:${pct(a)};width:${width}`, title: `${t("camera.gap")} ${span}: ${why}${r.gapDetail ? ` — ${r.gapDetail}` : ""}`, dataset: { reason: enumWord(GapReason, r.gapReason) } }));
-        } else {
-          recCount++;
-          parts.push(h("div", { class: "tl-recorded", style: `left:${pct(a)};width:${width}`, title: `${t("camera.recorded")} ${span} (${t("camera.segments", { n: r.segmentCount })})` }));
-        }
       }
     }
     // Detections and alerts are not footage: shown whether or not a reason is set.
@@ -278,40 +274,86 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
       })(),
     ]);
     if (signal.aborted) return;
-    let detCount = 0;
-    if (detR.status === "fulfilled") {
-      // One marker per 0.1 % of the day (about 90 s), naming the classes seen.
-      const buckets = new Map<number, { at: number; labels: Set<string>; n: number }>();
-      for (const d of detR.value) {
-        const at2 = ms(d.time) ?? 0;
-        const k = Math.floor(((at2 - start) / (end - start)) * 1000);
-        const b = buckets.get(k) ?? { at: at2, labels: new Set<string>(), n: 0 };
-        b.labels.add(d.classLabel);
-        b.n++;
-        buckets.set(k, b);
-      }
-      for (const b of buckets.values()) {
-        detCount += b.n;
-        parts.push(h("div", { class: "tl-detection", style: `left:${pct(b.at)}`, title: `${fmtTime(b.at, zone)} ${[...b.labels].join(", ")} (${b.n})` }));
-      }
-    } else showErr(detR.reason);
-    let alertCount = 0;
-    if (alR.status === "fulfilled") {
-      for (const a of alR.value) {
-        const at2 = ms(a.openedAt);
-        if (at2 === undefined || at2 < start || at2 >= end) continue;
-        alertCount++;
-        const sev = enumWord(AlertSeverity, a.severity);
-        parts.push(h("div", { class: `tl-alert sev-${sev}`, style: `left:${pct(at2)}`, dataset: { id: a.id }, title: `${fmtTime(at2, zone)} ${a.ruleName} · ${enumLabel("severity", sev)} · ${a.classLabel}` }));
-      }
-    } else showErr(alR.reason);
-
-    fill(timeline, ticks, parts, cursorEl, playhead);
-    playhead.hidden = true;
-    summary.textContent = t("camera.summary", { rec: recCount, gaps: gapCount, det: detCount, alerts: alertCount });
-    setCursor(cursor >= start && cursor < end ? cursor : Math.max(start, until - 60_000));
+    dets = [];
+    alertList = [];
+    if (detR.status === "fulfilled") dets = detR.value;
+    else showErr(detR.reason);
+    if (alR.status === "fulfilled") alertList = alR.value;
+    else showErr(alR.reason);
+    const first = cursor >= start && cursor < end ? cursor : Math.max(start, until - 60_000);
+    // Today: the newest moments at the right of the view; another day: centred on the cursor.
+    setView(until < end ? Math.min(first, until - Number(zoom.value) * 30_000 + 5 * 60_000) : first);
+    draw();
+    setCursor(first);
     pageReady("camera");
   }
+
+  /** Draws the timeline's view from the day's data. */
+  function draw() {
+    const until = Math.min(end, Date.now());
+    const span = vEnd - vStart;
+    const ticks: HTMLElement[] = [];
+    const step = [3600_000 * 3, 3600_000, 30 * 60_000, 10 * 60_000, 5 * 60_000, 60_000, 30_000]
+      .reverse()
+      .find((x) => span / x <= 12) ?? 3 * 3600_000;
+    for (let x = start + Math.ceil((vStart - start) / step) * step; x <= vEnd; x += step) {
+      ticks.push(h("span", { class: "tl-tick", style: `left:${pct(x)}`, "aria-hidden": "true" }, fmtTime(x, zone).slice(0, 5)));
+    }
+    const inView = (a: number, b: number) => b > vStart && a < vEnd;
+    const parts: HTMLElement[] = [];
+    let recCount = 0;
+    let gapCount = 0;
+    if (!currentAudit()) {
+      parts.push(h("button", { type: "button", class: "secondary tl-msg", onclick: () => void ensureAudit() }, t("camera.reason_for_timeline")));
+    }
+    for (const r of ranges) {
+      const a = ms(r.range?.start) ?? start;
+      const b = ms(r.range?.end) ?? until;
+      if (r.kind === RecordingRangeKind.GAP) gapCount++;
+      else recCount++;
+      if (!inView(a, b)) continue;
+      const width = `${(((b - a) / span) * 100).toFixed(3)}%`;
+      const range = `${fmtTime(a, zone)}–${fmtTime(b, zone)}`;
+      if (r.kind === RecordingRangeKind.GAP) {
+        const why = enumLabel("gap_reason", enumWord(GapReason, r.gapReason));
+        parts.push(h("div", { class: "tl-gap", style: `left:${pct(a)};width:${width}`, title: `${t("camera.gap")} ${range}: ${why}${r.gapDetail ? ` — ${r.gapDetail}` : ""}`, dataset: { reason: enumWord(GapReason, r.gapReason) } }));
+      } else {
+        parts.push(h("div", { class: "tl-recorded", style: `left:${pct(a)};width:${width}`, title: `${t("camera.recorded")} ${range} (${t("camera.segments", { n: r.segmentCount })})` }));
+      }
+    }
+    // One detection marker per 0.2 % of the view, naming the classes seen.
+    const buckets = new Map<number, { at: number; labels: Set<string>; n: number }>();
+    for (const d of dets) {
+      const at2 = ms(d.time) ?? 0;
+      if (!inView(at2, at2 + 1)) continue;
+      const k = Math.floor(((at2 - vStart) / span) * 500);
+      const b = buckets.get(k) ?? { at: at2, labels: new Set<string>(), n: 0 };
+      b.labels.add(d.classLabel);
+      b.n++;
+      buckets.set(k, b);
+    }
+    for (const b of buckets.values()) {
+      parts.push(h("div", { class: "tl-detection", style: `left:${pct(b.at)}`, title: `${fmtTime(b.at, zone)} ${[...b.labels].join(", ")} (${b.n})` }));
+    }
+    let alertCount = 0;
+    for (const a of alertList) {
+      const at2 = ms(a.openedAt);
+      if (at2 === undefined || at2 < start || at2 >= end) continue;
+      alertCount++;
+      if (!inView(at2, at2 + 1)) continue;
+      const sev = enumWord(AlertSeverity, a.severity);
+      parts.push(h("div", { class: `tl-alert sev-${sev}`, style: `left:${pct(at2)}`, dataset: { id: a.id }, title: `${fmtTime(at2, zone)} ${a.ruleName} · ${enumLabel("severity", sev)} · ${a.classLabel}` }));
+    }
+    fill(timeline, ticks, parts, cursorEl, playhead);
+    playhead.hidden = true;
+    cursorEl.style.left = pct(cursor);
+    summary.textContent = t("camera.summary", { rec: recCount, gaps: gapCount, det: dets.length, alerts: alertCount });
+  }
+
+  zoom.addEventListener("change", () => {
+    setView(player.wallClock() ?? cursor);
+    draw();
+  });
 
   day.addEventListener("change", () => void loadDay());
   const off = onAuditChange(() => void loadDay());

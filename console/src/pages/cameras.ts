@@ -175,7 +175,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
         for (const card of cards.values()) if (card.el.dataset.site === site) fill(card.gaps, errorBox(e));
       }
     }));
-    // Latest thumbnail of each camera: the last of the past 30 minutes, else of today.
+    // Latest still of each camera.
     for (const [, card] of cards) {
       if (signal.aborted) return;
       const site = card.el.dataset.site ?? "";
@@ -183,11 +183,17 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
       const zone = siteZone(site);
       try {
         let shot = null;
-        for (const from of [now - 30 * 60_000, dayRange(dayOf(now, zone), zone)[0]]) {
+        // The newest still of the last 10 minutes (a thumbnail, or a detection's snapshot when
+        // transcode makes no thumbnails), else the newest thumbnail of today.
+        const tries: [number, SnapshotKind][] = [
+          [now - 10 * 60_000, SnapshotKind.UNSPECIFIED],
+          [dayRange(dayOf(now, zone), zone)[0], SnapshotKind.THUMBNAIL],
+        ];
+        for (const [from, kind] of tries) {
           let pageToken = "";
           for (let i = 0; i < 5; i++) {
             const r = await storage.listSnapshots(
-              { camera, range: { start: ts(from) }, kind: SnapshotKind.THUMBNAIL, audit: auditContext(audit), page: { pageSize: 1000, pageToken } },
+              { camera, range: { start: ts(from) }, kind, audit: auditContext(audit), page: { pageSize: 1000, pageToken } },
               { signal },
             );
             if (r.snapshots.length) shot = r.snapshots[r.snapshots.length - 1];
