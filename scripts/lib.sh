@@ -111,3 +111,50 @@ install_external_rtsp_servers() {
   fi
   export KORDON_NODE_RTSP_MODULES="$KORDON_NODE_RTSP_DIR/node_modules"
 }
+
+# The web console (console/, TypeScript + Vite) built into console/dist, which the kordon binary
+# embeds when it is compiled (crates/console). Node and npm from Debian when missing; packages
+# from the npm registry with the committed lockfile (`npm ci`, only when the lockfile changed);
+# rebuilt only when a source, the protos or the lockfile is newer than the last build (the build
+# also writes each file's gzip copy, which kordon sends to browsers that accept it).
+build_console() {
+  local dir="console"
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    log "installing Debian packages: nodejs npm"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  local want have=""
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  [ -f "$dir/node_modules/.kordon-lock" ] && have=$(cat "$dir/node_modules/.kordon-lock")
+  if [ "$want" != "$have" ]; then
+    log "installing the console's npm packages (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --silent)
+    echo "$want" > "$dir/node_modules/.kordon-lock"
+  fi
+  if [ -f "$dir/dist/index.html" ] && [ -z "$(find "$dir/src" "$dir/scripts" "$dir/index.html" "$dir/package.json" "$dir/package-lock.json" \
+      "$dir"/vite.config.* "$dir"/tsconfig*.json proto/kordon -newer "$dir/dist/index.html" -print -quit 2>/dev/null)" ]; then
+    return 0
+  fi
+  log "building the web console (console/dist)"
+  (cd "$dir" && npm run --silent build)
+}
+
+# A real browser for the console's end-to-end suite (e2e/console_check.py): Debian's Chromium
+# and its chromedriver, driven by Selenium (PyPI) from the project venv. Fonts with Cyrillic and
+# Turkish letters, so the Bulgarian and Turkish screens render (and screenshot) as people see them.
+install_browser() {
+  local missing=()
+  for p in chromium chromium-driver fonts-dejavu-core; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if ! "$KORDON_VENV/bin/python" -c 'import selenium' 2>/dev/null; then
+    log "installing selenium into $KORDON_VENV"
+    "$KORDON_VENV/bin/pip" install -q --disable-pip-version-check 'selenium==4.*'
+  fi
+}

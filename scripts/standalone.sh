@@ -10,6 +10,8 @@ install_apt_packages
 install_rust_components
 # ONNX Runtime for the detector (the onnxruntime wheel's library, in the project venv).
 install_python_tools
+# The web console, embedded in the binary built next.
+build_console
 log "building kordon (release)"
 cargo build --release --locked --bin kordon
 # `kordon` on the PATH, so the README's client commands work as written from another shell.

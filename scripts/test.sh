@@ -9,6 +9,9 @@ install_apt_packages
 install_rust_components
 install_python_tools
 install_external_rtsp_servers
+install_browser
+# The web console, embedded in the kordon binary built below (and tested in a real browser).
+build_console
 
 log "starting the real test services: Ceph RGW and PostgreSQL on 127.0.0.1"
 bash scripts/services.sh start
@@ -35,6 +38,9 @@ log "end-to-end: every service answers health and reflection to Python grpcio"
 
 log "end-to-end: footage get, evidence export/verify and audit through the CLI"
 "$KORDON_VENV/bin/python" e2e/evidence_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
+log "end-to-end: the web console in Chromium (Selenium) — sign in, cameras recording, a reason asked before footage, near-live and timeline playback (the video's currentTime advances), an alert acknowledged, an evidence export downloaded and verified, the access log and its chain, Bulgarian and Turkish"
+"$KORDON_VENV/bin/python" e2e/console_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
 log "end-to-end: recording from RTSP servers that are not Kordon's (Perl, Node; UDP only, B-frames)"
 "$KORDON_VENV/bin/python" e2e/external_rtsp.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
