@@ -186,6 +186,7 @@ impl GrpcServer {
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(GateLayer {
                 authenticator: self.authenticator.clone(),
+                web: true,
             })
             .service(routes);
         self.names.iter().fold(axum::Router::new(), |router, name| {
@@ -303,6 +304,7 @@ impl BoundGrpcServer {
         }
         let gate = GateLayer {
             authenticator: server.authenticator,
+            web: false,
         };
         let router = builder
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_CALLS))
@@ -397,6 +399,8 @@ impl pb::identity_service_server::IdentityService for IdentityService {
 #[derive(Clone)]
 pub struct GateLayer {
     authenticator: Arc<Authenticator>,
+    /// Calls come from browsers (gRPC-Web): see [`Gate::web`].
+    web: bool,
 }
 
 impl<S> Layer<S> for GateLayer {
@@ -406,6 +410,7 @@ impl<S> Layer<S> for GateLayer {
         Gate {
             inner,
             authenticator: self.authenticator.clone(),
+            web: self.web,
         }
     }
 }
@@ -415,6 +420,29 @@ impl<S> Layer<S> for GateLayer {
 pub struct Gate<S> {
     inner: S,
     authenticator: Arc<Authenticator>,
+    /// Browser calls (gRPC-Web). With the development identity these are refused unless the
+    /// page reached the server by an IP address or `localhost` ([`browser_host_is_literal`]):
+    /// a page on a domain that re-resolves to 127.0.0.1 (DNS rebinding) would otherwise act as
+    /// the local admin from any web site the developer visits.
+    web: bool,
+}
+
+/// Whether a browser's `Host` names the server by an IP address or `localhost`, not by a
+/// domain name another party controls.
+fn browser_host_is_literal(headers: &http::HeaderMap, uri: &http::Uri) -> bool {
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.host());
+    let Some(host) = host else {
+        return false;
+    };
+    // `[::1]:8472`, `127.0.0.1:8472`, `localhost:8472`, or without a port.
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`); anything else is reported as unknown so
@@ -502,6 +530,20 @@ where
         );
         crate::telemetry::link_remote_parent(&span, req.headers());
 
+        if self.web
+            && self.authenticator.dev_identity()
+            && !browser_host_is_literal(req.headers(), req.uri())
+        {
+            metrics
+                .requests
+                .with_label_values(&[&service, &method, "PermissionDenied"])
+                .inc();
+            let status = tonic::Status::permission_denied(
+                "the development identity answers browsers only at an IP address or localhost \
+                 (open the console as http://127.0.0.1:<port>/)",
+            );
+            return Box::pin(async move { Ok(status.into_http::<Body>()) });
+        }
         if !open {
             let chain: Vec<Vec<u8>> = req
                 .extensions()
@@ -589,6 +631,35 @@ mod tests {
         let mut headers = short.headers().clone();
         bound_status_message(&mut headers);
         assert_eq!(headers, *short.headers());
+    }
+
+    #[test]
+    fn browsers_must_name_a_development_server_by_address() {
+        let ok = |host: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::HOST, host.parse().unwrap());
+            super::browser_host_is_literal(&h, &"/x".parse().unwrap())
+        };
+        for good in [
+            "127.0.0.1:8472",
+            "127.0.0.1",
+            "[::1]:8472",
+            "localhost:8472",
+            "LOCALHOST",
+        ] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in [
+            "attacker.example:8472",
+            "127.0.0.1.nip.io",
+            "localhost.evil",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+        assert!(!super::browser_host_is_literal(
+            &http::HeaderMap::new(),
+            &"/x".parse().unwrap()
+        ));
     }
 
     #[test]

@@ -398,6 +398,7 @@ async fn services_authenticate_with_client_certificates() {
 /// with an empty request message: the response's status, headers and body.
 async fn grpc_web_call(
     addr: SocketAddr,
+    host: &str,
     path: &str,
     token: Option<&str>,
 ) -> (u16, String, Vec<u8>) {
@@ -410,7 +411,7 @@ async fn grpc_web_call(
     let body = [0u8, 0, 0, 0, 0];
     s.write_all(
         format!(
-            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/grpc-web+proto\r\n\
+            "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/grpc-web+proto\r\n\
              x-grpc-web: 1\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
             body.len()
         )
@@ -471,8 +472,14 @@ async fn grpc_web_on_an_http_listener_goes_through_the_same_gate() {
             stop.clone().cancelled_owned(),
             kordon_runtime::http::HttpLimits::default(),
         ));
-        let (status, head, body) =
-            grpc_web_call(addr, "/kordon.common.v1.IdentityService/WhoAmI", None).await;
+        let host = addr.to_string();
+        let (status, head, body) = grpc_web_call(
+            addr,
+            &host,
+            "/kordon.common.v1.IdentityService/WhoAmI",
+            None,
+        )
+        .await;
         assert_eq!(status, 200, "{head}");
         assert!(
             head.contains("content-type: application/grpc-web"),
@@ -491,11 +498,21 @@ async fn grpc_web_on_an_http_listener_goes_through_the_same_gate() {
             assert_eq!(frames[1].0, 0x80);
             let trailers = String::from_utf8_lossy(&frames[1].1).to_lowercase();
             assert!(trailers.contains("grpc-status:0"), "{trailers}");
+            // A page that reached it by a domain name (DNS rebinding to 127.0.0.1) is refused.
+            let (_, head, _) = grpc_web_call(
+                addr,
+                "rebind.example:8472",
+                "/kordon.common.v1.IdentityService/WhoAmI",
+                None,
+            )
+            .await;
+            assert!(head.contains("grpc-status: 7"), "{head}");
         } else {
             // Refused by the gate, as over gRPC: UNAUTHENTICATED, trailers-only.
             assert!(head.contains("grpc-status: 16"), "{head}");
             let (_, head, _) = grpc_web_call(
                 addr,
+                &host,
                 "/kordon.common.v1.IdentityService/WhoAmI",
                 Some("forged.token.here"),
             )
@@ -503,7 +520,7 @@ async fn grpc_web_on_an_http_listener_goes_through_the_same_gate() {
             assert!(head.contains("grpc-status: 16"), "{head}");
         }
         // Health and reflection are for probes and tools on the gRPC port, not browsers.
-        let (status, _, _) = grpc_web_call(addr, "/grpc.health.v1.Health/Check", None).await;
+        let (status, _, _) = grpc_web_call(addr, &host, "/grpc.health.v1.Health/Check", None).await;
         assert_eq!(status, 404);
         stop.cancel();
         http.await.unwrap().unwrap();
