@@ -16,6 +16,7 @@ const pages: Record<string, () => Promise<PageModule>> = {
   alerts: () => import("./pages/alerts"),
   evidence: () => import("./pages/evidence"),
   audit: () => import("./pages/audit"),
+  partners: () => import("./pages/partners"),
 };
 
 let principal: Principal | null = null;
@@ -78,6 +79,7 @@ function renderHeader(): void {
             navLink("nav-alerts", "alerts", t("nav.alerts"), active),
             navLink("nav-evidence", "evidence", t("nav.evidence"), active),
             navLink("nav-audit", "audit", t("nav.audit"), active),
+            navLink("nav-partners", "partners", t("nav.partners"), active),
           ),
         )
       : h("span", { class: "spacer" }),
