@@ -170,6 +170,8 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
     const now = Date.now();
     to.value = toLocalInput(now - 60_000, zone());
     from.value = toLocalInput(now - 5 * 60_000, zone());
+    // The zone the inputs are read in, for tests and scripts that fill them.
+    from.dataset.zone = to.dataset.zone = zone();
   };
   site.addEventListener("change", onSite);
   onSite();
