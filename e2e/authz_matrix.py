@@ -155,6 +155,7 @@ TABLE = {
     "kordon.alerting.v1.AlertingService/ListSinks": ("anysite", "ViewStatus"),
     "kordon.alerting.v1.AlertingService/PutSink": ("unsupported", None),
     "kordon.alerting.v1.AlertingService/DeleteSink": ("unsupported", None),
+    "kordon.alerting.v1.AlertingService/ListSiteTimeZones": ("anysite", "ViewStatus"),
     # Alerting here declares no partners: its agreements list needs a role on any site.
     "kordon.alerting.v1.AlertingService/ListSharingAgreements": ("anysite", "ViewStatus"),
     "kordon.alerting.v1.AlertingService/PutSharingAgreement": ("unsupported", None),

@@ -622,6 +622,33 @@ impl AlertingService for AlertingApi {
         ))
     }
 
+    async fn list_site_time_zones(
+        &self,
+        req: Request<pb::ListSiteTimeZonesRequest>,
+    ) -> Result<Response<pb::ListSiteTimeZonesResponse>, Status> {
+        let p = principal(&req)?;
+        let scope = p.scope(Permission::ViewStatus);
+        if matches!(&scope, auth::SiteScope::Sites(s) if s.is_empty()) {
+            return Err(Status::permission_denied(format!(
+                "{p} holds no role on any site"
+            )));
+        }
+        let cfg = self.alerting.config();
+        let sites = cfg
+            .time_zones
+            .iter()
+            .filter(|(site, _)| scope.contains(site))
+            .map(|(site, tz)| pb::SiteTimeZone {
+                site: site.clone(),
+                time_zone: tz.clone(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListSiteTimeZonesResponse {
+            sites,
+            default_time_zone: cfg.time_zone("").to_string(),
+        }))
+    }
+
     async fn list_sharing_agreements(
         &self,
         req: Request<pb::ListSharingAgreementsRequest>,

@@ -356,3 +356,58 @@ async fn a_watch_beyond_the_limit_is_refused_and_a_closed_one_frees_its_slot() {
     stop.cancel();
     a.stopped().await;
 }
+
+#[tokio::test]
+async fn site_time_zones_are_listed_for_the_sites_the_caller_may_view() {
+    use kordon_proto::alerting::v1::alerting_service_server::AlertingService;
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(204).await;
+    let stop = CancellationToken::new();
+    let mut cfg = config(&rx.url, 3);
+    cfg.time_zones = [
+        ("burgas".to_string(), "Europe/Sofia".to_string()),
+        ("edirne".to_string(), "Europe/Istanbul".to_string()),
+    ]
+    .into();
+    let a = kordon_alerting::Alerting::start(cfg, dir.path(), stop.clone())
+        .await
+        .unwrap();
+    let api = kordon_alerting::AlertingApi::new(a.clone());
+    let ask = |p: kordon_runtime::auth::Principal| {
+        let mut req = tonic::Request::new(pb::ListSiteTimeZonesRequest {});
+        req.extensions_mut().insert(p);
+        req
+    };
+    let all = api
+        .list_site_time_zones(ask(admin()))
+        .await
+        .unwrap()
+        .into_inner();
+    let zones: Vec<(&str, &str)> = all
+        .sites
+        .iter()
+        .map(|s| (s.site.as_str(), s.time_zone.as_str()))
+        .collect();
+    assert_eq!(
+        zones,
+        [("burgas", "Europe/Sofia"), ("edirne", "Europe/Istanbul")]
+    );
+    assert_eq!(all.default_time_zone, "UTC");
+    // A Burgas officer learns Burgas's zone only.
+    let mine = api
+        .list_site_time_zones(ask(officer("ivan.petrov")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.sites.len(), 1);
+    assert_eq!(mine.sites[0].site, "burgas");
+    // Someone with no role on any site learns nothing.
+    let nobody = kordon_runtime::auth::Principal {
+        roles: Default::default(),
+        ..officer("stranger")
+    };
+    let err = api.list_site_time_zones(ask(nobody)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    stop.cancel();
+    a.stopped().await;
+}
