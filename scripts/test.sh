@@ -42,6 +42,9 @@ log "end-to-end: footage get, evidence export/verify and audit through the CLI"
 log "end-to-end: the web console in Chromium (Selenium) — sign in, cameras recording, a reason asked before footage, near-live and timeline playback (the video's currentTime advances), an alert acknowledged, an evidence export downloaded and verified, the access log and its chain, Bulgarian and Turkish"
 "$KORDON_VENV/bin/python" e2e/console_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
+log "end-to-end: the console's Partners page between two installations (Burgas, Edirne) in Chromium — a footage request from one console, approved with a note in the other, downloaded and verified; a second refused; both access logs"
+"$KORDON_VENV/bin/python" e2e/console_partners_check.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
+
 log "end-to-end: recording from RTSP servers that are not Kordon's (Perl, Node; UDP only, B-frames)"
 "$KORDON_VENV/bin/python" e2e/external_rtsp.py --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 

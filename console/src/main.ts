@@ -1,4 +1,5 @@
 // The console's shell: header, language, sign-in guard and the hash router (#/page/...).
+import { loadSiteZones } from "./time";
 import "./style.css";
 import { h, fill } from "./dom";
 import { t, lang, setLang, langNames, type Lang } from "./i18n";
@@ -150,6 +151,10 @@ async function route_(): Promise<void> {
   if (!(page in pages)) {
     location.replace(session.mode === "" ? "#/signin" : "#/cameras");
     return;
+  }
+  if (page !== "signin") {
+    // Times are shown in each site's zone; a page without them would show UTC.
+    await loadSiteZones().catch((e: unknown) => console.warn("site time zones:", errorText(e)));
   }
   current?.abort();
   const ctrl = new AbortController();

@@ -1,20 +1,31 @@
-// Times in a site's zone. The API names no zone per site, so Bulgarian sites use
-// Europe/Sofia and Turkish ones Europe/Istanbul; any other site uses the browser's zone.
+// Times in a site's zone, as the site's alerting service names it (ListSiteTimeZones: the
+// zone rules' schedules use), loaded once signed in; a site without one is in the default zone.
 import { lang } from "./i18n";
+import { client } from "./api";
 
-const SITE_COUNTRY: Record<string, "bg" | "tr"> = {
-  burgas: "bg",
-  haskovo: "bg",
-  yambol: "bg",
-  edirne: "tr",
-  kirklareli: "tr",
-};
+const zones = new Map<string, string>();
+let defaultZone = "UTC";
+let loaded: Promise<void> | null = null;
+
+/** Loads the sites' zones once (again after a failure, e.g. before signing in). */
+export function loadSiteZones(): Promise<void> {
+  // The alerting API's code is a chunk of its own (the alerts and camera pages share it).
+  loaded ??= import("./gen/kordon/alerting/v1/alerting_pb")
+    .then(({ AlertingService }) => client(AlertingService).listSiteTimeZones({}))
+    .then((r) => {
+      zones.clear();
+      for (const s of r.sites) zones.set(s.site, s.timeZone);
+      defaultZone = r.defaultTimeZone || "UTC";
+    })
+    .catch((e: unknown) => {
+      loaded = null;
+      throw e;
+    });
+  return loaded;
+}
 
 export function siteZone(site: string): string {
-  const c = SITE_COUNTRY[site.toLowerCase()];
-  if (c === "bg") return "Europe/Sofia";
-  if (c === "tr") return "Europe/Istanbul";
-  return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  return zones.get(site) ?? defaultZone;
 }
 
 const fmtCache = new Map<string, Intl.DateTimeFormat>();

@@ -23,7 +23,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
   const alerting = client(AlertingService);
   const alerts = new Map<string, Alert>();
   const rows = new Map<string, HTMLElement>();
-  const snapshots = new Map<string, { url: string; boxes: BoundingBox[] } | Error>(); // snapshot id -> image or error
+  const snapshots = new Map<string, { url: string; boxes: BoundingBox[]; at: number } | Error>(); // snapshot id -> image or error
 
   const liveState = h("span", { class: "chip static live-state", role: "status" }, t("alerts.connecting"));
   const showResolved = h("input", { id: "alerts-show-resolved", type: "checkbox" });
@@ -79,7 +79,17 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
         if (isAbort(e)) return;
         v = new Error(errorText(e));
       }
-      snapshots.set(a.snapshotId, v);
+      // A live alert's snapshot can come before its detection is stored: without a box yet,
+      // ask again shortly rather than keep the image without one.
+      if (!(v instanceof Error) && v.boxes.length === 0 && Date.now() - v.at < 60_000) {
+        const retry = v;
+        setTimeout(() => {
+          URL.revokeObjectURL(retry.url);
+          if (!signal.aborted && cell.isConnected) void loadSnapshot(a, cell);
+        }, 3000);
+      } else {
+        snapshots.set(a.snapshotId, v);
+      }
     }
     if (v instanceof Error) fill(cell, h("span", { class: "error small", title: v.message }, v.message));
     else
@@ -103,7 +113,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
 
   /** The alert's snapshot as detection stores it (a footage read, logged under the reason),
    *  with the boxes of the objects it was taken for (from the detections of that frame). */
-  async function snapshotWithBoxes(id: string, audit: NonNullable<ReturnType<typeof currentAudit>>): Promise<{ url: string; boxes: BoundingBox[] }> {
+  async function snapshotWithBoxes(id: string, audit: NonNullable<ReturnType<typeof currentAudit>>): Promise<{ url: string; boxes: BoundingBox[]; at: number }> {
     const detection = client(DetectionService);
     const s = await detection.getSnapshot({ snapshotId: id, audit: auditContext(audit) }, { signal });
     const url = URL.createObjectURL(new Blob([s.image as BlobPart], { type: s.contentType || "image/jpeg" }));
@@ -119,7 +129,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
         .filter((d) => d.id === s.detectionId || (d.snapshotId === id && ms(d.time) === at))
         .flatMap((d) => (d.box ? [d.box] : []));
     }
-    return { url, boxes };
+    return { url, boxes, at: at ?? 0 };
   }
 
   function renderRow(a: Alert): HTMLElement {

@@ -33,7 +33,7 @@ include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 /// object storage (pre-signed URLs on another origin), so media, images and fetches may too.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' data: blob: https: http:; \
-    media-src 'self' blob: https: http:; connect-src 'self' https: http:; \
+    media-src 'self' blob: https: http:; connect-src 'self' blob: https: http:; \
     worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Whether this binary carries a built console.
