@@ -115,6 +115,8 @@ TABLE = {
     "kordon.storage.v1.StorageService/VerifyChain": ("site", "ExportEvidence"),
     "kordon.storage.v1.StorageService/ExportEvidence": ("site", "ExportEvidence"),
     "kordon.storage.v1.StorageService/GetEvidenceBundle": ("hidden", "ExportEvidence"),
+    # Checks digests a caller sends; reads no footage: any role on any site.
+    "kordon.storage.v1.StorageService/VerifyEvidenceBundle": ("anysite", "ViewStatus"),
     "kordon.storage.v1.StorageService/ListAccessLog": ("site", "ReadAccessLog"),
     "kordon.storage.v1.StorageService/VerifyAccessLog": ("site", "ReadAccessLog"),
     # An admin holds WriteMedia too, but records access only for itself: the request names the

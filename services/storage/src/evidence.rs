@@ -451,10 +451,11 @@ impl TrustedKey {
     }
 }
 
-/// A file of the archive other than the manifest and signature.
-struct SeenFile {
-    size: u64,
-    sha256: [u8; 32],
+/// A file of the archive other than the manifest and signature, as read: its size and SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenFile {
+    pub size: u64,
+    pub sha256: [u8; 32],
 }
 
 /// Checks a bundle read from `archive` (see the module docs), without any network. `pinned`
@@ -576,26 +577,41 @@ pub fn verify_bundle(
         }
     }
     report.bytes_checked = read_total;
+    check_bundle_parts(
+        manifest_bytes,
+        signature_bytes.as_deref(),
+        &files,
+        trusted,
+        &mut report,
+    );
+    Ok(report)
+}
 
+/// The checks of [`verify_bundle`] on a bundle already read: its manifest and signature files
+/// (`None`: absent), and every other file's size and SHA-256 by path. Storage's
+/// `VerifyEvidenceBundle` uses this with the digests a browser computed from the archive.
+pub fn check_bundle_parts(
+    manifest_bytes: Option<Vec<u8>>,
+    signature_bytes: Option<&[u8]>,
+    files: &BTreeMap<String, SeenFile>,
+    trusted: &[TrustedKey],
+    report: &mut BundleReport,
+) {
+    report.key_pinned = !trusted.is_empty();
     let Some(manifest_bytes) = manifest_bytes else {
         report.problems.push(format!(
             "`{MANIFEST_FILE}` is missing: this is not a Kordon evidence bundle, or it was cut"
         ));
-        return Ok(report);
+        return;
     };
-    check_signature(
-        &manifest_bytes,
-        signature_bytes.as_deref(),
-        trusted,
-        &mut report,
-    );
+    check_signature(&manifest_bytes, signature_bytes, trusted, report);
     let manifest: Manifest = match serde_json::from_slice(&manifest_bytes) {
         Ok(m) => m,
         Err(e) => {
             report
                 .problems
                 .push(format!("`{MANIFEST_FILE}` is not a valid manifest: {e}"));
-            return Ok(report);
+            return;
         }
     };
     if manifest.format != FORMAT {
@@ -621,9 +637,9 @@ pub fn verify_bundle(
 
     let mut listed: HashMap<String, ()> = HashMap::new();
     for cam in &manifest.cameras {
-        check_camera_chain(&manifest.site, cam, &files, &mut listed, &mut report);
+        check_camera_chain(&manifest.site, cam, files, &mut listed, report);
     }
-    check_viewer_copies(&manifest, &files, &mut listed, &mut report);
+    check_viewer_copies(&manifest, files, &mut listed, report);
     for path in files.keys() {
         if path != README_FILE && !listed.contains_key(path) {
             report.problems.push(format!(
@@ -631,7 +647,6 @@ pub fn verify_bundle(
             ));
         }
     }
-    Ok(report)
 }
 
 /// Checks the viewer copies the manifest lists: each under `viewer/`, of a camera of the bundle,

@@ -9,6 +9,8 @@
 mod support;
 
 use std::io::Read;
+
+use sha2::Digest;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -303,6 +305,75 @@ async fn exported_bundles_verify(index: kordon_storage::Index, objects: Arc<dyn 
         &archive[m_at as usize..(m_at + m_len) as usize],
         &got.manifest[..]
     );
+
+    // The same archive checked by the server from its digests (as the web console sends it):
+    // intact, signed by this installation; one altered digest names its file; without the
+    // signature it is not intact.
+    let digests = |archive: &[u8]| {
+        let mut req = pb::VerifyEvidenceBundleRequest::default();
+        let mut ar = tar::Archive::new(archive);
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            match path.as_str() {
+                MANIFEST_FILE => req.manifest = data,
+                evidence::SIGNATURE_FILE => req.signature = data,
+                _ => req.files.push(pb::BundleFileDigest {
+                    path,
+                    size: data.len() as u64,
+                    sha256: sha2::Sha256::digest(&data).to_vec(),
+                }),
+            }
+        }
+        req
+    };
+    let checked = client
+        .verify_evidence_bundle(digests(&archive))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        checked.verdict,
+        pb::BundleVerdict::Intact as i32,
+        "{:?}",
+        checked.problems
+    );
+    assert_eq!(checked.bundle_id, got.bundle.as_ref().unwrap().id);
+    assert_eq!((checked.segments_checked, checked.cameras), (5, 2));
+    let mut altered = digests(&archive);
+    let victim = altered
+        .files
+        .iter_mut()
+        .find(|f| f.path.starts_with("segments/"))
+        .unwrap();
+    victim.sha256[0] ^= 1;
+    let victim = victim.path.clone();
+    let checked = client
+        .verify_evidence_bundle(altered)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(checked.verdict, pb::BundleVerdict::NotIntact as i32);
+    assert!(
+        checked.problems.iter().any(|p| p.contains(&victim)),
+        "{victim}: {:?}",
+        checked.problems
+    );
+    let mut unsigned = digests(&archive);
+    unsigned.signature.clear();
+    let checked = client
+        .verify_evidence_bundle(unsigned)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(checked.verdict, pb::BundleVerdict::NotIntact as i32);
+    let mut bad = digests(&archive);
+    bad.files[0].sha256.truncate(31);
+    let refused = client.verify_evidence_bundle(bad).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+
     let manifest: evidence::Manifest = serde_json::from_slice(&got.manifest).unwrap();
     assert_eq!(manifest.recipient, "Burgas District Prosecutor");
     assert_eq!(manifest.exported_by.subject, "local-developer");

@@ -228,3 +228,116 @@ pub(super) async fn get_evidence_bundle(
         download,
     }))
 }
+
+/// Files a verification request may list: well above the largest export (a day of 4 s
+/// segments from a few dozen cameras), well below what would make the check itself a burden.
+const MAX_VERIFY_FILES: usize = 1_000_000;
+/// Longest path a verification request may name (the archive format's own limit is lower).
+const MAX_VERIFY_PATH: usize = 1024;
+
+pub(super) async fn verify_evidence_bundle(
+    api: &StorageApi,
+    req: Request<pb::VerifyEvidenceBundleRequest>,
+) -> Result<Response<pb::VerifyEvidenceBundleResponse>, Status> {
+    use std::collections::BTreeMap;
+    let p = kordon_runtime::auth::principal(&req).map_err(Status::from)?;
+    if matches!(
+        p.scope(Permission::ViewStatus),
+        kordon_runtime::auth::SiteScope::Sites(s) if s.is_empty()
+    ) {
+        return Err(Status::permission_denied(format!(
+            "{p} holds no role on any site"
+        )));
+    }
+    let r = req.into_inner();
+    if r.files.len() > MAX_VERIFY_FILES {
+        return Err(invalid(format!(
+            "files: {} listed, at most {MAX_VERIFY_FILES}",
+            r.files.len()
+        )));
+    }
+    let mut files = BTreeMap::new();
+    for (i, f) in r.files.into_iter().enumerate() {
+        if f.path.is_empty() || f.path.len() > MAX_VERIFY_PATH {
+            return Err(invalid(format!(
+                "files[{i}].path: 1 to {MAX_VERIFY_PATH} bytes"
+            )));
+        }
+        let sha256: [u8; 32] = f.sha256.as_slice().try_into().map_err(|_| {
+            invalid(format!(
+                "files[{i}].sha256: 32 bytes, not {}",
+                f.sha256.len()
+            ))
+        })?;
+        if files
+            .insert(
+                f.path.clone(),
+                evidence::SeenFile {
+                    size: f.size,
+                    sha256,
+                },
+            )
+            .is_some()
+        {
+            return Err(invalid(format!(
+                "files[{i}].path: `{}` listed twice",
+                f.path
+            )));
+        }
+    }
+    // This installation's own key, then its partners' evidence keys.
+    let here = &api.storage.partners().site;
+    let mut trusted = vec![evidence::TrustedKey {
+        key: api.storage.signing_public_key(),
+        label: if here.is_empty() {
+            "this installation".to_string()
+        } else {
+            here.clone()
+        },
+    }];
+    for partner in &api.storage.partners().partners {
+        if let Ok(key) = kordon_runtime::partner::parse_public_key(&partner.evidence_public_key) {
+            trusted.push(evidence::TrustedKey {
+                key,
+                label: partner.site.clone(),
+            });
+        }
+    }
+    let manifest = (!r.manifest.is_empty()).then_some(r.manifest);
+    let signature = (!r.signature.is_empty()).then_some(r.signature);
+    let report = tokio::task::spawn_blocking(move || {
+        let mut report = evidence::BundleReport::default();
+        evidence::check_bundle_parts(
+            manifest,
+            signature.as_deref(),
+            &files,
+            &trusted,
+            &mut report,
+        );
+        report
+    })
+    .await
+    .map_err(|e| Status::internal(format!("verification stopped: {e}")))?;
+    let verdict = match report.verdict() {
+        evidence::Verdict::Intact => pb::BundleVerdict::Intact,
+        evidence::Verdict::UnknownSigner => pb::BundleVerdict::UnknownSigner,
+        evidence::Verdict::NotIntact => pb::BundleVerdict::NotIntact,
+    };
+    Ok(Response::new(pb::VerifyEvidenceBundleResponse {
+        verdict: verdict as i32,
+        signer: report.signer.clone().unwrap_or_default(),
+        signing_key: report.signing_key,
+        bundle_id: report.bundle_id,
+        site: report.site,
+        case_id: report.case_id,
+        exported_by: report.exported_by,
+        created_at: report.created_at,
+        range_from: report.range_from,
+        range_to: report.range_to,
+        cameras: report.cameras as u32,
+        segments_checked: report.segments_checked,
+        gaps: report.gaps,
+        problems: report.problems,
+        notes: report.notes,
+    }))
+}

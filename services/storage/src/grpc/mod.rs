@@ -275,6 +275,13 @@ impl StorageService for StorageApi {
         evidence::get_evidence_bundle(self, req).await
     }
 
+    async fn verify_evidence_bundle(
+        &self,
+        req: Request<pb::VerifyEvidenceBundleRequest>,
+    ) -> Result<Response<pb::VerifyEvidenceBundleResponse>, Status> {
+        evidence::verify_evidence_bundle(self, req).await
+    }
+
     async fn register_rendition(
         &self,
         req: Request<pb::RegisterRenditionRequest>,
