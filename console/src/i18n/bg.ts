@@ -88,6 +88,10 @@ export const bg: Catalog = {
   "camera.summary": "Записани интервали: {rec}, прекъсвания: {gaps}, засичания: {det}, тревоги: {alerts}.",
   "camera.nothing_recent": "Няма нищо записано през последните 6 часа.",
   "camera.playback_failed": "Възпроизвеждането не успя",
+  "camera.preview_alt": "Кадър от {camera} в {time}",
+  "camera.preview_none": "Няма кадър близо до този момент",
+  "camera.preview_reason": "Нужно е основание, за да видите кадрите",
+  "camera.preview_error": "Кадрите не можаха да се заредят",
 
   "alerts.title": "Тревоги",
   "alerts.connecting": "Свързване…",

@@ -86,6 +86,10 @@ export const en = {
   "camera.summary": "{rec} recorded ranges, {gaps} gaps, {det} detections, {alerts} alerts.",
   "camera.nothing_recent": "Nothing recorded in the last 6 hours.",
   "camera.playback_failed": "Playback failed",
+  "camera.preview_alt": "Still from {camera} at {time}",
+  "camera.preview_none": "No still near this moment",
+  "camera.preview_reason": "A reason is needed to see stills",
+  "camera.preview_error": "Stills could not be loaded",
 
   "alerts.title": "Alerts",
   "alerts.connecting": "Connecting…",

@@ -88,6 +88,10 @@ export const tr: Catalog = {
   "camera.summary": "{rec} kayıt aralığı, {gaps} kesinti, {det} tespit, {alerts} alarm.",
   "camera.nothing_recent": "Son 6 saatte kayıt yok.",
   "camera.playback_failed": "Oynatma başarısız",
+  "camera.preview_alt": "{camera} kamerasının {time} anındaki karesi",
+  "camera.preview_none": "Bu ana yakın kare yok",
+  "camera.preview_reason": "Kareleri görmek için gerekçe gerekli",
+  "camera.preview_error": "Kareler yüklenemedi",
 
   "alerts.title": "Alarmlar",
   "alerts.connecting": "Bağlanıyor…",

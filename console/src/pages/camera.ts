@@ -1,10 +1,11 @@
 // One camera: near-live view, a day's timeline (recorded, gaps, detections, alerts), playback
-// from any moment, speed and keyframe (segment start) steps.
+// from any moment, speed and keyframe (segment start) steps; hovering the timeline (or moving
+// its cursor with the keys) previews the still nearest that moment (#tl-preview).
 import { h, fill } from "../dom";
 import { t, enumLabel } from "../i18n";
 import { client, ms, ts, dur, isAbort } from "../api";
 import { ensureAudit, auditContext, currentAudit, onAuditChange } from "../reason";
-import { StorageService, RecordingRangeKind, GapReason, type RecordingRange } from "../gen/kordon/storage/v1/storage_pb";
+import { StorageService, RecordingRangeKind, GapReason, SnapshotKind, type RecordingRange } from "../gen/kordon/storage/v1/storage_pb";
 import { DetectionService, type Detection } from "../gen/kordon/detection/v1/detection_pb";
 import { AlertingService, AlertSeverity, type Alert } from "../gen/kordon/alerting/v1/alerting_pb";
 import { enumWord, errorBox, pageReady, type PageCtx } from "../ui";
@@ -40,6 +41,10 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
     "aria-valuemax": 1440,
   });
   const summary = h("p", { class: "muted small", "aria-live": "polite" });
+  // The hover preview: above the timeline (which clips its children), so beside it in a wrapper.
+  const previewImg = h("img", { class: "tl-preview-img", width: 240, height: 135, decoding: "async", alt: "" });
+  const previewCap = h("p", { class: "tl-preview-cap" });
+  const preview = h("div", { id: "tl-preview", class: "tl-preview", hidden: true }, previewImg, previewCap);
   const player = new Player(video);
   signal.addEventListener("abort", () => player.destroy());
 
@@ -62,7 +67,7 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
     ),
     h("section", { class: "timeline-section", "aria-labelledby": "tl-title" },
       h("h2", { id: "tl-title" }, t("camera.timeline")),
-      timeline,
+      h("div", { class: "tl-wrap" }, timeline, preview),
       h("ul", { class: "legend", "aria-label": t("camera.legend") },
         h("li", null, h("span", { class: "sw tl-rec-sw" }), t("camera.legend_recorded")),
         h("li", null, h("span", { class: "sw tl-gap-sw" }), t("camera.legend_gap")),
@@ -348,7 +353,206 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
     playhead.hidden = true;
     cursorEl.style.left = pct(cursor);
     summary.textContent = t("camera.summary", { rec: recCount, gaps: gapCount, det: dets.length, alerts: alertCount });
+    scheduleStills();
+    refreshPreview();
   }
+
+  // --- Hover preview: the view's stills, loaded once per view (debounced after draw()), kept
+  // sorted by capture time; the nearest within a tolerance is shown, no request per move.
+  interface Still {
+    at: number;
+    url: string;
+  }
+  let stills: Still[] = [];
+  let stillsKey = "";
+  let stillsState: "idle" | "loading" | "ready" | "error" = "idle";
+  let stillsLoadedAt = 0;
+  let stillsTimer: ReturnType<typeof setTimeout> | undefined;
+  let stillsAbort: AbortController | undefined;
+  const URL_TTL_S = 1800;
+  const viewKey = (a: { reason: string; caseId: string }) => `${vStart}|${vEnd}|${a.reason}|${a.caseId}`;
+
+  /** Loads the stills of the view soon (once per view and reason; again when URLs near expiry). */
+  function scheduleStills(delay = 300) {
+    clearTimeout(stillsTimer);
+    stillsTimer = setTimeout(() => void loadStills(), delay);
+  }
+
+  async function loadStills() {
+    const audit = currentAudit();
+    if (!audit || vEnd <= vStart) {
+      stillsAbort?.abort();
+      stills = [];
+      stillsKey = "";
+      stillsState = "idle";
+      return;
+    }
+    const key = viewKey(audit);
+    const fresh = Date.now() - stillsLoadedAt < (URL_TTL_S - 300) * 1000;
+    if (key === stillsKey && (stillsState === "loading" || (stillsState === "ready" && fresh))) return;
+    stillsAbort?.abort();
+    const ac = new AbortController();
+    stillsAbort = ac;
+    const sig = ac.signal; // aborted with the page too (below)
+    stillsKey = key;
+    stillsState = "loading";
+    stills = [];
+    refreshPreview();
+    const [a, b] = [vStart, vEnd];
+    try {
+      let out: Still[] = [];
+      // Thumbnails (transcode's, for the timeline); without any, whatever stills there are
+      // (detections' snapshots).
+      for (const kind of [SnapshotKind.THUMBNAIL, SnapshotKind.UNSPECIFIED]) {
+        let pageToken = "";
+        for (let i = 0; i < 5; i++) {
+          const r = await storage.listSnapshots(
+            { camera, range: { start: ts(a), end: ts(b) }, kind, audit: auditContext(audit), urlTtl: dur(URL_TTL_S), page: { pageSize: 1000, pageToken } },
+            { signal: sig },
+          );
+          for (const x of r.snapshots) {
+            const at2 = ms(x.snapshot?.capturedAt);
+            if (at2 !== undefined && x.media?.url) out.push({ at: at2, url: x.media.url });
+          }
+          pageToken = r.page?.nextPageToken ?? "";
+          if (!pageToken) break;
+        }
+        if (out.length) break;
+      }
+      if (stillsAbort !== ac) return;
+      out = out.sort((x, y) => x.at - y.at);
+      stills = out;
+      stillsState = "ready";
+      stillsLoadedAt = Date.now();
+    } catch (e) {
+      if (stillsAbort !== ac || isAbort(e)) return;
+      stills = [];
+      stillsState = "error";
+    }
+    refreshPreview();
+  }
+
+  /** The still nearest `when` within the view's tolerance (span/100, at least 30 s). */
+  function nearestStill(when: number): Still | undefined {
+    if (!stills.length) return undefined;
+    let lo = 0;
+    let hi = stills.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (stills[mid].at < when) lo = mid + 1;
+      else hi = mid;
+    }
+    const cands = [stills[lo - 1], stills[lo]].filter((x): x is Still => x !== undefined);
+    const best = cands.sort((x, y) => Math.abs(x.at - when) - Math.abs(y.at - when))[0];
+    const tol = Math.max((vEnd - vStart) / 100, 30_000);
+    return best && Math.abs(best.at - when) <= tol ? best : undefined;
+  }
+
+  let previewAt: number | undefined;
+  let previewX = 0;
+  let pointerInside = false;
+  let dismissed = false;
+
+  /** Shows the preview for moment `when`, centred on `x` px from the timeline's left (clamped). */
+  function showPreview(when: number, x: number) {
+    previewAt = when;
+    previewX = x;
+    preview.hidden = false;
+    refreshPreview();
+  }
+
+  function hidePreview() {
+    preview.hidden = true;
+    previewAt = undefined;
+  }
+
+  function refreshPreview() {
+    if (preview.hidden || previewAt === undefined) return;
+    const when = previewAt;
+    const audit = currentAudit();
+    let state: string;
+    if (!audit) {
+      state = "reason";
+      previewCap.replaceChildren(h("strong", null, fmtTime(when, zone)), h("br"), t("camera.preview_reason"));
+    } else {
+      const current = stillsKey === viewKey(audit);
+      // The view's stills load after draw() (debounced); URLs about to expire: again, once.
+      if (current && stillsState === "ready" && Date.now() - stillsLoadedAt >= (URL_TTL_S - 300) * 1000) void loadStills();
+      const st = current ? stillsState : "loading";
+      const still = st === "ready" ? nearestStill(when) : undefined;
+      if (still) {
+        state = "still";
+        if (previewImg.getAttribute("src") !== still.url) previewImg.src = still.url;
+        previewImg.dataset.time = String(still.at);
+        previewImg.alt = t("camera.preview_alt", { camera: name, time: fmtDateTime(still.at, zone) });
+        previewCap.replaceChildren(h("strong", null, fmtTime(still.at, zone)));
+      } else {
+        state = st === "ready" ? "none" : st === "error" ? "error" : "loading";
+        const msg = state === "none" ? t("camera.preview_none") : state === "error" ? t("camera.preview_error") : t("common.loading");
+        previewCap.replaceChildren(h("strong", null, fmtTime(when, zone)), h("br"), msg);
+      }
+    }
+    previewImg.hidden = state !== "still";
+    if (state !== "still") {
+      previewImg.removeAttribute("src");
+      delete previewImg.dataset.time;
+      previewImg.alt = "";
+    }
+    preview.dataset.state = state;
+    preview.dataset.moment = String(Math.round(when));
+    // Centred on the moment, kept inside the timeline.
+    const w = timeline.clientWidth;
+    const pw = preview.offsetWidth;
+    preview.style.left = `${Math.max(0, Math.min(previewX - pw / 2, w - pw))}px`;
+  }
+
+  let moveFrame = 0;
+  let lastClientX = 0;
+  timeline.addEventListener("pointerenter", () => {
+    pointerInside = true;
+    dismissed = false;
+  });
+  timeline.addEventListener("pointermove", (ev) => {
+    pointerInside = true;
+    lastClientX = ev.clientX;
+    if (dismissed || moveFrame || vEnd <= vStart) return;
+    moveFrame = requestAnimationFrame(() => {
+      moveFrame = 0;
+      if (dismissed || !pointerInside) return;
+      const box = timeline.getBoundingClientRect();
+      const x = Math.min(Math.max(lastClientX - box.left, 0), box.width);
+      showPreview(vStart + (x / box.width) * (vEnd - vStart), x);
+    });
+  });
+  timeline.addEventListener("pointerleave", () => {
+    pointerInside = false;
+    dismissed = false;
+    hidePreview();
+  });
+  timeline.addEventListener("blur", () => {
+    if (!pointerInside) hidePreview();
+  });
+  /** After a keyboard move of the cursor: the preview at the cursor. */
+  const previewCursor = () => {
+    dismissed = false;
+    const w = timeline.clientWidth;
+    showPreview(cursor, ((cursor - vStart) / (vEnd - vStart)) * w);
+  };
+  timeline.addEventListener("keydown", (ev) => {
+    if (["ArrowRight", "ArrowUp", "ArrowLeft", "ArrowDown", "Home", "End"].includes(ev.key)) previewCursor();
+  });
+  const onEscape = (ev: KeyboardEvent) => {
+    if (ev.key !== "Escape" || preview.hidden) return;
+    hidePreview();
+    dismissed = true;
+  };
+  document.addEventListener("keydown", onEscape);
+  signal.addEventListener("abort", () => {
+    document.removeEventListener("keydown", onEscape);
+    clearTimeout(stillsTimer);
+    cancelAnimationFrame(moveFrame);
+    stillsAbort?.abort();
+  });
 
   zoom.addEventListener("change", () => {
     setView(player.wallClock() ?? cursor);
