@@ -17,7 +17,8 @@ listener with the gRPC-Web API it calls. Checks, at 1366x768:
   (d) the alerts inbox shows the demo rule's alert live; acknowledging it with a note from the
       console is what `kordon alerts get` (another client) then reads, attributed;
   (e) an evidence export of one camera over a past minute shows progress, offers a download, and
-      the downloaded bundle verifies with `kordon evidence verify`;
+      the downloaded bundle verifies with `kordon evidence verify`; the console's own check
+      (storage's VerifyEvidenceBundle) finds it intact, and a copy with a flipped byte not;
   (f) the audit page lists the console's reads and the export under the reason given, and the
       chain verifies;
   (g) Bulgarian and Turkish: the page's language and its words change, and back;
@@ -34,6 +35,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -248,6 +250,23 @@ def main():
         s1 = wait("seeked playback to advance", lambda: (s0 or 0) and video_time() > s0 + 1.0 and video_time(), 30)
         check("(c) a click on the timeline plays from that moment", bool(s0 and s1), f"{s0} -> {s1}")
 
+        # Hovering the timeline over the recording shows the nearest still (a thumbnail, or a
+        # detection's snapshot) with its time.
+        def hover_still():
+            driver.execute_script("""
+              const tl = document.getElementById('timeline'), r = tl.getBoundingClientRect();
+              const b = [...tl.querySelectorAll('.tl-recorded')].map(e => e.getBoundingClientRect())
+                .sort((p, q) => p.right - q.right).pop();
+              const x = b.left + b.width / 2;
+              for (const type of ['pointerenter', 'pointermove'])
+                tl.dispatchEvent(new PointerEvent(type, {bubbles: true, clientX: x, clientY: r.top + r.height / 2}));""")
+            return driver.execute_script("""
+              const p = document.getElementById('tl-preview'), img = p && p.querySelector('img');
+              return p && !p.hidden && p.dataset.state === 'still' && img.complete && img.naturalWidth > 0
+                && img.dataset.time;""")
+        check("(c) hovering the timeline shows the nearest still", bool(wait("a still on hover", hover_still, 30, 0.5)))
+        shot(driver, shots, "camera-hover")
+
         # Time to first frame: a fresh page load of the camera (the reason is kept for the
         # session), the near-live button pressed at once.
         driver.get(base + "/#/cameras")
@@ -328,6 +347,32 @@ def main():
             check("(e) the bundle downloaded from the console verifies with the site's key (kordon evidence verify)",
                   g.returncode == 0 and v.returncode == 0 and "nothing was recorded" not in v.stdout,
                   (g.stderr + v.stdout + v.stderr)[-800:])
+
+            # The server checks it from the console too (the browser sends digests, not footage),
+            # and a copy with one flipped byte in a segment is not intact, naming that file.
+            tampered = os.path.join(work, "tampered.tar")
+            shutil.copy(bundle, tampered)
+            with tarfile.open(bundle) as tf:
+                seg = next(m for m in tf.getmembers() if m.isfile() and m.name.startswith("segments/"))
+            with open(tampered, "r+b") as f:
+                f.seek(seg.offset_data + seg.size // 2)
+                b = f.read(1)
+                f.seek(-1, 1)
+                f.write(bytes([b[0] ^ 0xFF]))
+            for path, want in ((bundle, "intact"), (tampered, "not_intact")):
+                driver.find_element(By.ID, "verify-file").send_keys(path)
+                driver.find_element(By.ID, "verify-submit").click()
+                got = wait(f"the verdict on {os.path.basename(path)}", lambda: driver.find_element(
+                    By.ID, "verify-result").get_attribute("data-verdict"), 60)
+                problems = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#verify-result .verify-problem")]
+                if want == "intact":
+                    check("(e) the console's bundle check (server-side) finds the download intact",
+                          got == "intact", f"{got}: {problems}")
+                else:
+                    check("(e) ... and a copy with one flipped byte not intact, naming the segment",
+                          got == "not_intact" and any(seg.name in p for p in problems), f"{got}: {problems}")
+                    shot(driver, shots, "evidence-verify")
+                driver.execute_script("document.getElementById('verify-result').removeAttribute('data-verdict')")
 
         # (f) audit.
         driver.find_element(By.ID, "nav-audit").click()

@@ -122,7 +122,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
     const at = ms(s.capturedAt);
     if (at !== undefined && s.camera) {
       const list = await detection.listDetections(
-        { cameras: [s.camera], range: { start: ts(at), end: ts(at + 1000) }, page: { pageSize: 1000, pageToken: "" } },
+        { cameras: [s.camera], range: { start: ts(at - 1000), end: ts(at + 1000) }, page: { pageSize: 1000, pageToken: "" } },
         { signal },
       );
       boxes = list.detections

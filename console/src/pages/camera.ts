@@ -353,11 +353,10 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
     playhead.hidden = true;
     cursorEl.style.left = pct(cursor);
     summary.textContent = t("camera.summary", { rec: recCount, gaps: gapCount, det: dets.length, alerts: alertCount });
-    scheduleStills();
     refreshPreview();
   }
 
-  // --- Hover preview: the view's stills, loaded once per view (debounced after draw()), kept
+  // --- Hover preview: the view's stills, loaded once per view (on its first hover), kept
   // sorted by capture time; the nearest within a tolerance is shown, no request per move.
   interface Still {
     at: number;
@@ -367,16 +366,9 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
   let stillsKey = "";
   let stillsState: "idle" | "loading" | "ready" | "error" = "idle";
   let stillsLoadedAt = 0;
-  let stillsTimer: ReturnType<typeof setTimeout> | undefined;
   let stillsAbort: AbortController | undefined;
   const URL_TTL_S = 1800;
   const viewKey = (a: { reason: string; caseId: string }) => `${vStart}|${vEnd}|${a.reason}|${a.caseId}`;
-
-  /** Loads the stills of the view soon (once per view and reason; again when URLs near expiry). */
-  function scheduleStills(delay = 300) {
-    clearTimeout(stillsTimer);
-    stillsTimer = setTimeout(() => void loadStills(), delay);
-  }
 
   async function loadStills() {
     const audit = currentAudit();
@@ -476,8 +468,9 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
       previewCap.replaceChildren(h("strong", null, fmtTime(when, zone)), h("br"), t("camera.preview_reason"));
     } else {
       const current = stillsKey === viewKey(audit);
-      // The view's stills load after draw() (debounced); URLs about to expire: again, once.
-      if (current && stillsState === "ready" && Date.now() - stillsLoadedAt >= (URL_TTL_S - 300) * 1000) void loadStills();
+      // The view's stills load on its first hover (each listing is a logged footage read, so
+      // none for views nobody hovers); URLs about to expire: again, once.
+      if (!current || (stillsState === "ready" && Date.now() - stillsLoadedAt >= (URL_TTL_S - 300) * 1000)) void loadStills();
       const st = current ? stillsState : "loading";
       const still = st === "ready" ? nearestStill(when) : undefined;
       if (still) {
@@ -549,7 +542,6 @@ export async function render({ root, signal, params, query }: PageCtx): Promise<
   document.addEventListener("keydown", onEscape);
   signal.addEventListener("abort", () => {
     document.removeEventListener("keydown", onEscape);
-    clearTimeout(stillsTimer);
     cancelAnimationFrame(moveFrame);
     stillsAbort?.abort();
   });

@@ -4,7 +4,8 @@ import { h, fill, hex } from "../dom";
 import { t } from "../i18n";
 import { client, ms, ts, dur, errorText, isAbort } from "../api";
 import { currentAudit, setAudit } from "../reason";
-import { StorageService, EvidenceBundleState, type EvidenceBundle } from "../gen/kordon/storage/v1/storage_pb";
+import { StorageService, EvidenceBundleState, BundleVerdict, type EvidenceBundle } from "../gen/kordon/storage/v1/storage_pb";
+import { readBundle, MAX_MANIFEST } from "../bundle";
 import { errorBox, listCameras, pageReady, fmtBytes, type PageCtx } from "../ui";
 import { fmtDateTime, parseLocal, siteZone, toLocalInput } from "../time";
 
@@ -47,6 +48,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
     result,
   );
   root.append(h("div", { class: "page-head" }, h("h1", { id: "ev-title" }, t("evidence.title")), h("p", { class: "muted" }, t("evidence.explain"))), form);
+  root.append(verifySection(storage, signal));
 
   const selectedSite = () => camerasBox.querySelector<HTMLInputElement>("input:checked")?.value.split("/")[0] ?? "";
   const zone = () => siteZone(selectedSite() || camerasBox.querySelector<HTMLInputElement>("input")?.value.split("/")[0] || "");
@@ -169,4 +171,80 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
     }
   });
   pageReady("evidence");
+}
+
+/** Verify a bundle someone holds: read in the browser (manifest, signature, each file's
+ *  SHA-256), checked by storage (VerifyEvidenceBundle) against the keys this site trusts. */
+function verifySection(storage: ReturnType<typeof client<typeof StorageService>>, signal: AbortSignal): HTMLElement {
+  const file = h("input", { id: "verify-file", type: "file", accept: ".tar,application/x-tar" });
+  const submit = h("button", { id: "verify-submit", type: "submit", class: "primary" }, t("evidence.verify_submit"));
+  const progress = h("progress", { id: "verify-progress", max: 1, value: 0, hidden: true, "aria-label": t("evidence.verify_progress") });
+  const stage = h("p", { class: "muted small", "aria-live": "polite" });
+  const result = h("div", { id: "verify-result", "aria-live": "polite" });
+  const form = h(
+    "form",
+    { class: "card export-form", "aria-labelledby": "verify-title" },
+    h("h2", { id: "verify-title" }, t("evidence.verify_title")),
+    h("p", { class: "muted small" }, t("evidence.verify_explain")),
+    h("div", { class: "field" }, h("label", { for: "verify-file" }, t("evidence.verify_file")), file),
+    h("div", { class: "actions" }, submit),
+    progress,
+    stage,
+    result,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = file.files?.[0];
+    result.replaceChildren();
+    delete result.dataset.verdict;
+    if (!f) {
+      result.append(h("p", { class: "error", role: "alert" }, t("evidence.verify_need_file")));
+      return;
+    }
+    submit.disabled = true;
+    progress.hidden = false;
+    progress.value = 0;
+    try {
+      stage.textContent = t("evidence.verify_reading");
+      const parts = await readBundle(f, (done) => (progress.value = f.size ? done / f.size : 1), signal);
+      if (parts.manifest.length > MAX_MANIFEST) throw new Error(t("evidence.verify_manifest_too_big"));
+      stage.textContent = t("evidence.verify_checking");
+      const r = await storage.verifyEvidenceBundle({ manifest: parts.manifest, signature: parts.signature, files: parts.files }, { signal });
+      const problems = [...parts.problems, ...r.problems];
+      const verdict = problems.length ? BundleVerdict.NOT_INTACT : r.verdict;
+      const word = verdict === BundleVerdict.INTACT ? "intact" : verdict === BundleVerdict.UNKNOWN_SIGNER ? "unknown_signer" : "not_intact";
+      result.dataset.verdict = word;
+      const zone = siteZone(r.site);
+      const when = (s: string) => (s ? fmtDateTime(Date.parse(s), zone) : "—");
+      fill(
+        result,
+        h("p", { class: verdict === BundleVerdict.INTACT ? "ok-text result-line" : "error result-line", role: verdict === BundleVerdict.INTACT ? "status" : "alert" },
+          verdict === BundleVerdict.INTACT
+            ? t("evidence.verify_intact", { signer: r.signer })
+            : verdict === BundleVerdict.UNKNOWN_SIGNER
+              ? t("evidence.verify_unknown")
+              : t("evidence.verify_not_intact", { n: problems.length })),
+        problems.length ? h("ul", { class: "problems" }, problems.map((p) => h("li", { class: "verify-problem" }, p))) : null,
+        r.notes.length ? h("ul", { class: "notes muted small" }, r.notes.map((n) => h("li", { class: "verify-note" }, n))) : null,
+        h("dl", { class: "facts" },
+          h("dt", null, t("evidence.bundle")), h("dd", null, h("code", null, r.bundleId || "—")),
+          h("dt", null, t("evidence.verify_site_case")), h("dd", null, `${r.site || "—"} · ${r.caseId || "—"}`),
+          h("dt", null, t("evidence.verify_exported_by")), h("dd", null, `${r.exportedBy || "—"} · ${when(r.createdAt)}`),
+          h("dt", null, t("evidence.verify_range")), h("dd", null, `${when(r.rangeFrom)} – ${when(r.rangeTo)}`),
+          h("dt", null, t("evidence.contents")), h("dd", null, t("evidence.verify_counts", { cameras: r.cameras, segments: Number(r.segmentsChecked), gaps: Number(r.gaps) })),
+          h("dt", null, t("evidence.public_key")), h("dd", null, h("code", { class: "hash" }, r.signingKey || "—")),
+        ),
+      );
+      stage.textContent = "";
+    } catch (e) {
+      if (!isAbort(e)) {
+        stage.textContent = "";
+        result.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(e)));
+      }
+    } finally {
+      progress.hidden = true;
+      submit.disabled = false;
+    }
+  });
+  return form;
 }
