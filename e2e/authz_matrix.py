@@ -115,6 +115,7 @@ TABLE = {
     "kordon.storage.v1.StorageService/VerifyChain": ("site", "ExportEvidence"),
     "kordon.storage.v1.StorageService/ExportEvidence": ("site", "ExportEvidence"),
     "kordon.storage.v1.StorageService/GetEvidenceBundle": ("hidden", "ExportEvidence"),
+    "kordon.storage.v1.StorageService/ListEvidenceBundles": ("site", "ExportEvidence"),
     # Checks digests a caller sends; reads no footage: any role on any site.
     "kordon.storage.v1.StorageService/VerifyEvidenceBundle": ("anysite", "ViewStatus"),
     "kordon.storage.v1.StorageService/ListAccessLog": ("site", "ReadAccessLog"),

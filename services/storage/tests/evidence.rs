@@ -306,6 +306,45 @@ async fn exported_bundles_verify(index: kordon_storage::Index, objects: Arc<dyn 
         &got.manifest[..]
     );
 
+    // The site's bundles list it (newest first, no manifest), by case too.
+    let listed = client
+        .list_evidence_bundles(pb::ListEvidenceBundlesRequest {
+            site: "burgas".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ours = got.bundle.as_ref().unwrap();
+    assert!(
+        listed
+            .bundles
+            .iter()
+            .any(|b| b.id == ours.id && b.case_id == ours.case_id)
+    );
+    let by_case = client
+        .list_evidence_bundles(pb::ListEvidenceBundlesRequest {
+            site: "burgas".into(),
+            case_id: "no-such-case".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(by_case.bundles.is_empty());
+    let bad = client
+        .list_evidence_bundles(pb::ListEvidenceBundlesRequest {
+            site: "burgas".into(),
+            page: Some(kordon_proto::common::v1::PageRequest {
+                page_size: 1,
+                page_token: "forged".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+
     // The same archive checked by the server from its digests (as the web console sends it):
     // intact, signed by this installation; one altered digest names its file; without the
     // signature it is not intact.

@@ -89,6 +89,41 @@ impl Index {
         })
     }
 
+    /// Bundles of `site` (of `case_id`, when not empty), newest first, starting after
+    /// `after` (the `(created_at_us, id)` of the last one of the previous page): at most
+    /// `limit`. Manifests are left out (empty).
+    pub async fn list_bundles(
+        &self,
+        site: &str,
+        case_id: &str,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<Bundle>, StorageError> {
+        let (after_us, after_id) = after.unwrap_or((i64::MAX, String::new()));
+        dispatch!(self, pool, _b => {
+            let rows = sqlx::query(concat!(
+                "SELECT ", bundle_columns!(),
+                " FROM evidence_bundles WHERE site = $1 AND ($2 = '' OR case_id = $2)",
+                " AND (created_at_us < $3 OR (created_at_us = $3 AND ($4 = '' OR id < $4)))",
+                " ORDER BY created_at_us DESC, id DESC LIMIT $5"
+            ))
+            .bind(site)
+            .bind(case_id)
+            .bind(after_us)
+            .bind(&after_id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let mut b = bundle_from_row!(r);
+                b.manifest = Vec::new();
+                out.push(b);
+            }
+            Ok(out)
+        })
+    }
+
     async fn bundle_by_request(
         &self,
         site: &str,

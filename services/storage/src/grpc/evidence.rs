@@ -341,3 +341,44 @@ pub(super) async fn verify_evidence_bundle(
         notes: report.notes,
     }))
 }
+
+pub(super) async fn list_evidence_bundles(
+    api: &StorageApi,
+    req: Request<pb::ListEvidenceBundlesRequest>,
+) -> Result<Response<pb::ListEvidenceBundlesResponse>, Status> {
+    let site = req.get_ref().site.clone();
+    kordon_objects::validate_name("site", &site).map_err(|e| invalid(e.to_string()))?;
+    authorize_request(&req, &site, Permission::ExportEvidence)?;
+    let r = req.into_inner();
+    if r.case_id.len() > 256 {
+        return Err(invalid("case_id: at most 256 bytes"));
+    }
+    let token = super::convert::page_token(&r.page);
+    let after = if token.is_empty() {
+        None
+    } else {
+        let bad = || {
+            invalid(format!(
+                "page.page_token: `{token}` is not one this call gave"
+            ))
+        };
+        let (us, id) = token.split_once(':').ok_or_else(bad)?;
+        Some((us.parse::<i64>().map_err(|_| bad())?, id.to_string()))
+    };
+    let size = super::convert::page_size(&r.page);
+    let mut bundles = api
+        .storage
+        .index()
+        .list_bundles(&site, &r.case_id, after, size + 1)
+        .await?;
+    let more = bundles.len() > size as usize;
+    bundles.truncate(size as usize);
+    let next_page_token = match (more, bundles.last()) {
+        (true, Some(b)) => format!("{}:{}", b.created_at_us, b.id),
+        _ => String::new(),
+    };
+    Ok(Response::new(pb::ListEvidenceBundlesResponse {
+        bundles: bundles.iter().map(bundle_pb).collect(),
+        page: Some(kordon_proto::common::v1::PageResponse { next_page_token }),
+    }))
+}

@@ -275,6 +275,13 @@ impl StorageService for StorageApi {
         evidence::get_evidence_bundle(self, req).await
     }
 
+    async fn list_evidence_bundles(
+        &self,
+        req: Request<pb::ListEvidenceBundlesRequest>,
+    ) -> Result<Response<pb::ListEvidenceBundlesResponse>, Status> {
+        evidence::list_evidence_bundles(self, req).await
+    }
+
     async fn verify_evidence_bundle(
         &self,
         req: Request<pb::VerifyEvidenceBundleRequest>,
