@@ -374,6 +374,15 @@ def main():
                     shot(driver, shots, "evidence-verify")
                 driver.execute_script("document.getElementById('verify-result').removeAttribute('data-verdict')")
 
+            # The earlier bundles list it, and gives its download link again.
+            sel = f'.bundle-row[data-id="{bundle_id}"]'
+            listed = wait("the bundle in the earlier bundles", lambda: driver.find_elements(By.CSS_SELECTOR, sel), 30)
+            if listed:
+                wait("the download-link click", lambda: driver.find_element(By.CSS_SELECTOR, f"{sel} .bundle-link").click() or True, 10)
+            again = wait("the download link again", lambda: driver.find_elements(By.CSS_SELECTOR, f"{sel} .bundle-download"), 30)
+            check("(e) the earlier bundles list it ready and give its download link again",
+                  bool(listed and again) and listed[0].get_attribute("data-state") == "ready")
+
         # (f) audit.
         driver.find_element(By.ID, "nav-audit").click()
         page(driver, "audit")

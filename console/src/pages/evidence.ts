@@ -1,12 +1,12 @@
 // Evidence export: cameras (of one site) × time range, case and reason -> ExportEvidence with
 // progress -> the bundle's download link (GetEvidenceBundle).
 import { h, fill, hex } from "../dom";
-import { t } from "../i18n";
+import { t, enumLabel } from "../i18n";
 import { client, ms, ts, dur, errorText, isAbort } from "../api";
-import { currentAudit, setAudit } from "../reason";
+import { currentAudit, setAudit, ensureAudit, auditContext } from "../reason";
 import { StorageService, EvidenceBundleState, BundleVerdict, type EvidenceBundle } from "../gen/kordon/storage/v1/storage_pb";
 import { readBundle, MAX_MANIFEST } from "../bundle";
-import { errorBox, listCameras, pageReady, fmtBytes, type PageCtx } from "../ui";
+import { errorBox, listCameras, pageReady, fmtBytes, enumWord, type PageCtx } from "../ui";
 import { fmtDateTime, parseLocal, siteZone, toLocalInput } from "../time";
 
 export async function render({ root, signal }: PageCtx): Promise<void> {
@@ -48,7 +48,9 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
     result,
   );
   root.append(h("div", { class: "page-head" }, h("h1", { id: "ev-title" }, t("evidence.title")), h("p", { class: "muted" }, t("evidence.explain"))), form);
-  root.append(verifySection(storage, signal));
+  const earlier = h("section", { class: "card", "aria-labelledby": "bundles-title" });
+  root.append(earlier, verifySection(storage, signal));
+  let reloadBundles = () => {};
 
   const selectedSite = () => camerasBox.querySelector<HTMLInputElement>("input:checked")?.value.split("/")[0] ?? "";
   const zone = () => siteZone(selectedSite() || camerasBox.querySelector<HTMLInputElement>("input")?.value.split("/")[0] || "");
@@ -77,6 +79,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
       );
     }
     if (cams.length === 0) camerasBox.append(h("p", { class: "muted" }, t("cameras.none")));
+    reloadBundles = bundlesSection(earlier, storage, [...bySite.keys()].sort(), signal);
   } catch (e) {
     if (isAbort(e)) return;
     camerasBox.append(errorBox(e));
@@ -141,6 +144,7 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
       if (!ready) throw new Error(t("evidence.failed"));
       progress.value = 1;
       stage.textContent = t("evidence.ready");
+      reloadBundles();
       const r = await storage.getEvidenceBundle({ bundleId: ready.id || bundleId, audit: ctx, urlTtl: dur(3600) }, { signal });
       const bundle = r.bundle ?? ready;
       const url = r.download?.url;
@@ -247,4 +251,101 @@ function verifySection(storage: ReturnType<typeof client<typeof StorageService>>
     }
   });
   return form;
+}
+
+/** The site's earlier bundles (ListEvidenceBundles), newest first; a ready one's download
+ *  link on request (GetEvidenceBundle: a logged read that needs the reason). Returns reload. */
+function bundlesSection(
+  root: HTMLElement,
+  storage: ReturnType<typeof client<typeof StorageService>>,
+  sites: string[],
+  signal: AbortSignal,
+): () => void {
+  const site = h("select", { id: "bundles-site" }, sites.map((x) => h("option", { value: x }, x)));
+  const caseId = h("input", { id: "bundles-case", type: "text", autocomplete: "off" });
+  const apply = h("button", { id: "bundles-apply", type: "submit", class: "secondary" }, t("evidence.bundles_apply"));
+  const body = h("tbody");
+  const status = h("div", { "aria-live": "polite" });
+  const more = h("button", { id: "bundles-more", type: "button", class: "secondary", hidden: true }, t("audit.more"));
+  let token = "";
+  root.replaceChildren(
+    h("h2", { id: "bundles-title" }, t("evidence.bundles_title")),
+    h("form", { class: "filters" },
+      h("div", { class: "field" }, h("label", { for: "bundles-site" }, t("evidence.bundles_site")), site),
+      h("div", { class: "field" }, h("label", { for: "bundles-case" }, t("evidence.case")), caseId),
+      h("div", { class: "actions" }, apply),
+    ),
+    status,
+    h("div", { class: "table-wrap" },
+      h("table", { class: "data" },
+        h("thead", null, h("tr", null,
+          ...["evidence.bundles_created", "evidence.cameras", "evidence.verify_range", "evidence.case", "evidence.verify_exported_by", "evidence.contents", "evidence.bundles_state", "evidence.bundles_actions"]
+            .map((k) => h("th", { scope: "col" }, t(k as never))))),
+        body,
+      ),
+    ),
+    more,
+  );
+
+  function row(b: EvidenceBundle): HTMLElement {
+    const zone = siteZone(b.cameras[0]?.site ?? site.value);
+    const state = enumWord(EvidenceBundleState, b.state);
+    const cell = h("td", null);
+    if (b.state === EvidenceBundleState.READY) {
+      const get = h("button", { type: "button", class: "bundle-link secondary small" }, t("evidence.bundles_link"));
+      get.addEventListener("click", async () => {
+        const audit = await ensureAudit();
+        if (!audit) return;
+        try {
+          const r = await storage.getEvidenceBundle({ bundleId: b.id, audit: auditContext(audit), urlTtl: dur(3600) }, { signal });
+          const url = r.download?.url;
+          fill(cell, url
+            ? h("a", { class: "bundle-download", href: url, download: `evidence-${b.id}.tar`, rel: "noopener" }, t("evidence.download"))
+            : h("span", { class: "error" }, t("evidence.no_url")));
+        } catch (e) {
+          if (!isAbort(e)) fill(cell, errorBox(e));
+        }
+      });
+      cell.append(get);
+    } else if (b.state === EvidenceBundleState.FAILED) {
+      cell.append(h("span", { class: "error small" }, b.error));
+    }
+    return h("tr", { class: "bundle-row", dataset: { id: b.id, state } },
+      h("td", null, fmtDateTime(ms(b.createdAt), zone)),
+      h("td", null, b.cameras.map((c) => c.camera).join(", ")),
+      h("td", null, `${fmtDateTime(ms(b.range?.start), zone)} – ${fmtDateTime(ms(b.range?.end), zone)}`),
+      h("td", null, b.caseId, h("br"), h("span", { class: "muted small" }, b.reason)),
+      h("td", null, b.exportedBy),
+      h("td", null, t("evidence.counts", { segments: b.segmentCount, gaps: b.gapCount, size: fmtBytes(b.sizeBytes) })),
+      h("td", null, enumLabel("bundle_state", state)),
+      cell,
+    );
+  }
+
+  async function load(append: boolean) {
+    if (!site.value) {
+      status.replaceChildren(h("p", { class: "muted" }, t("cameras.none")));
+      return;
+    }
+    if (!append) {
+      token = "";
+      body.replaceChildren();
+    }
+    try {
+      const r = await storage.listEvidenceBundles({ site: site.value, caseId: caseId.value.trim(), page: { pageSize: 50, pageToken: token } }, { signal });
+      for (const b of r.bundles) body.append(row(b));
+      token = r.page?.nextPageToken ?? "";
+      more.hidden = !token;
+      status.replaceChildren(body.children.length ? "" : h("p", { class: "muted" }, t("evidence.bundles_none")));
+    } catch (e) {
+      if (!isAbort(e)) status.replaceChildren(errorBox(e));
+    }
+  }
+  root.querySelector("form")?.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    void load(false);
+  });
+  more.addEventListener("click", () => void load(true));
+  void load(false);
+  return () => void load(false);
 }
