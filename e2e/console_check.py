@@ -22,7 +22,8 @@ listener with the gRPC-Web API it calls. Checks, at 1366x768:
   (f) the audit page lists the console's reads and the export under the reason given, and the
       chain verifies;
   (g) Bulgarian and Turkish: the page's language and its words change, and back;
-  (h) every form control on every page has an accessible name.
+  (h) every form control on every page has an accessible name;
+  (i) at a tablet's 768 px (portrait) no page scrolls sideways.
 Prints the console's page weight (gzip, as served) and the time from navigation to the first
 footage frame (informative, not a pass/fail figure), then `e2e: N passed, M failed`. Screenshots
 of each page go to --screenshots (default: the work directory, kept when a check fails).
@@ -420,6 +421,24 @@ def main():
         check("(g) and back to English", bool(back_en))
         page(driver, "cameras")
         shot(driver, shots, "cameras")
+
+        # (i) a tablet (768 px wide, portrait): no page scrolls sideways.
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": 768, "height": 1024, "deviceScaleFactor": 1, "mobile": False})
+        wide = {}
+        for name, url in (("cameras", "/#/cameras"), ("camera", "/#/camera/burgas/port-gate"),
+                          ("alerts", "/#/alerts"), ("evidence", "/#/evidence"), ("audit", "/#/audit"),
+                          ("partners", "/#/partners")):
+            driver.get(base + url)
+            page(driver, name, 30)
+            time.sleep(0.5)
+            w = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+            if w[0] > w[1] + 1:
+                wide[name] = w
+            if name == "camera":
+                driver.save_screenshot(os.path.join(shots, "camera-tablet.png"))
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        check("(i) at a tablet's 768 px no page scrolls sideways", not wide, f"[scroll width, window width]: {wide}")
 
         # (h) accessible names.
         check("(h) every form control has an accessible name", not naming, "\n".join(sorted(set(naming)))[:1500])
