@@ -47,7 +47,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import check, failed, free_ports, run, stop, summary, wait_port  # noqa: E402
 from partner_check import (  # noqa: E402
-    burgas_config, cli_json, edirne_config, make_ca, make_evidence_key, make_link_cert, wait_for, SHARED,
+    burgas_config, cli_json, edirne_config, make_ca, make_evidence_key, make_link_cert, start_site, wait_for,
+    write_config, SHARED,
 )
 from console_check import browser, page, set_value, shot, unnamed_controls, wait  # noqa: E402
 
@@ -237,19 +238,10 @@ def main():
     server = {s: ["--server", f"http://127.0.0.1:{v['grpc']}"] for s, v in sites.items()}
 
     def write(site, cfg):
-        path = os.path.join(work, f"{site}.yaml")
-        with open(path, "w") as f:
-            json.dump(cfg, f)  # JSON is YAML
-        return path
+        return write_config(work, site, cfg)
 
     def start(site, cfg_path):
-        v = sites[site]
-        log = open(os.path.join(work, f"{site}.log"), "a")
-        return subprocess.Popen(
-            [kordon, "standalone", "--config", cfg_path, "--data-dir", os.path.join(work, f"{site}-data"),
-             "--grpc-listen", f"127.0.0.1:{v['grpc']}", "--admin-listen", f"127.0.0.1:{v['admin']}",
-             "--http-listen", f"127.0.0.1:{v['http']}"],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
+        return start_site(kordon, env, work, site, sites[site], cfg_path)
 
     # Burgas shares port-gate's footage on request with Edirne, which expects exactly that.
     bcfg = burgas_config(b, e, {"ca": b["ca"]})
@@ -416,10 +408,8 @@ def main():
         if failed():
             print(f"work directory kept: {work}")
             sys.exit(1)
-        if shots != work:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"screenshots in {work}")
+        # Screenshots asked for elsewhere (--screenshots) stay; the work directory goes.
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

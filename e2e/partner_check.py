@@ -126,6 +126,25 @@ def edirne_config(link, burgas, receives):
     }
 
 
+def write_config(work, site, cfg):
+    """The site's config file in `work` (JSON is YAML)."""
+    path = os.path.join(work, f"{site}.yaml")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+def start_site(kordon, env, work, site, ports, cfg_path):
+    """`kordon standalone` for one installation on its ports (grpc, admin, http), logging to
+    `work/<site>.log` and keeping its data in `work/<site>-data`."""
+    log = open(os.path.join(work, f"{site}.log"), "a")
+    return subprocess.Popen(
+        [kordon, "standalone", "--config", cfg_path, "--data-dir", os.path.join(work, f"{site}-data"),
+         "--grpc-listen", f"127.0.0.1:{ports['grpc']}", "--admin-listen", f"127.0.0.1:{ports['admin']}",
+         "--http-listen", f"127.0.0.1:{ports['http']}"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def wait_for(what, cond, deadline, step=2):
     while time.time() < deadline:
         v = cond()
@@ -176,19 +195,10 @@ def main():
     server = {s: ["--server", f"http://127.0.0.1:{v['grpc']}"] for s, v in sites.items()}
 
     def write(site, cfg):
-        path = os.path.join(work, f"{site}.yaml")
-        with open(path, "w") as f:
-            json.dump(cfg, f)  # JSON is YAML
-        return path
+        return write_config(work, site, cfg)
 
     def start(site, cfg_path):
-        v = sites[site]
-        log = open(os.path.join(work, f"{site}.log"), "a")
-        return subprocess.Popen(
-            [kordon, "standalone", "--config", cfg_path, "--data-dir", os.path.join(work, f"{site}-data"),
-             "--grpc-listen", f"127.0.0.1:{v['grpc']}", "--admin-listen", f"127.0.0.1:{v['admin']}",
-             "--http-listen", f"127.0.0.1:{v['http']}"],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
+        return start_site(kordon, env, work, site, sites[site], cfg_path)
 
     def agreement(site, partner):
         rows = cli_json(kordon, ["partners", "list", *server[site]], env) or []
