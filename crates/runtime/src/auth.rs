@@ -273,6 +273,10 @@ pub enum AuthError {
         site: String,
         needs: String,
     },
+    /// A call about no one site (e.g. listing sinks) by a caller with no role that grants the
+    /// permission on any site.
+    #[error("{principal} holds no role on any site")]
+    NoSite { principal: String },
     /// The server gate did not run: a wiring bug, never the caller's fault.
     #[error("request reached a service without passing authentication")]
     MissingPrincipal,
@@ -282,7 +286,9 @@ impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Unauthenticated(_) => tonic::Status::unauthenticated(e.to_string()),
-            AuthError::PermissionDenied { .. } => tonic::Status::permission_denied(e.to_string()),
+            AuthError::PermissionDenied { .. } | AuthError::NoSite { .. } => {
+                tonic::Status::permission_denied(e.to_string())
+            }
             AuthError::MissingPrincipal => tonic::Status::internal(e.to_string()),
         }
     }
@@ -309,6 +315,20 @@ pub fn authorize(
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+    }
+}
+
+/// [`authorize`] for a call about no one site: `principal` must hold `permission` on some
+/// site. Returns where it holds it, for the call to keep its answer to those sites.
+pub fn authorize_any_site(
+    principal: &Principal,
+    permission: Permission,
+) -> Result<SiteScope, AuthError> {
+    match principal.scope(permission) {
+        SiteScope::Sites(s) if s.is_empty() => Err(AuthError::NoSite {
+            principal: principal.to_string(),
+        }),
+        scope => Ok(scope),
     }
 }
 

@@ -532,11 +532,7 @@ impl AlertingService for AlertingApi {
         req: Request<pb::ListSinksRequest>,
     ) -> Result<Response<pb::ListSinksResponse>, Status> {
         let p = principal(&req)?;
-        if matches!(p.scope(Permission::ViewStatus), auth::SiteScope::Sites(s) if s.is_empty()) {
-            return Err(Status::permission_denied(format!(
-                "{p} holds no role on any site"
-            )));
-        }
+        auth::authorize_any_site(&p, Permission::ViewStatus)?;
         let cfg = self.alerting.config();
         let mut sinks = vec![pb::Sink {
             name: crate::GRPC_SINK.to_string(),
@@ -627,12 +623,7 @@ impl AlertingService for AlertingApi {
         req: Request<pb::ListSiteTimeZonesRequest>,
     ) -> Result<Response<pb::ListSiteTimeZonesResponse>, Status> {
         let p = principal(&req)?;
-        let scope = p.scope(Permission::ViewStatus);
-        if matches!(&scope, auth::SiteScope::Sites(s) if s.is_empty()) {
-            return Err(Status::permission_denied(format!(
-                "{p} holds no role on any site"
-            )));
-        }
+        let scope = auth::authorize_any_site(&p, Permission::ViewStatus)?;
         let cfg = self.alerting.config();
         let sites = cfg
             .time_zones
@@ -657,12 +648,7 @@ impl AlertingService for AlertingApi {
         let partners = self.alerting.partners();
         let here = partners.here();
         if here.is_empty() {
-            if matches!(p.scope(Permission::ViewStatus), auth::SiteScope::Sites(s) if s.is_empty())
-            {
-                return Err(Status::permission_denied(format!(
-                    "{p} holds no role on any site"
-                )));
-            }
+            auth::authorize_any_site(&p, Permission::ViewStatus)?;
         } else {
             auth::authorize(&p, here, Permission::ViewStatus)?;
         }

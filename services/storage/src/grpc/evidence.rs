@@ -240,15 +240,8 @@ pub(super) async fn verify_evidence_bundle(
     req: Request<pb::VerifyEvidenceBundleRequest>,
 ) -> Result<Response<pb::VerifyEvidenceBundleResponse>, Status> {
     use std::collections::BTreeMap;
-    let p = kordon_runtime::auth::principal(&req).map_err(Status::from)?;
-    if matches!(
-        p.scope(Permission::ViewStatus),
-        kordon_runtime::auth::SiteScope::Sites(s) if s.is_empty()
-    ) {
-        return Err(Status::permission_denied(format!(
-            "{p} holds no role on any site"
-        )));
-    }
+    let p = kordon_runtime::auth::principal(&req)?;
+    kordon_runtime::auth::authorize_any_site(p, Permission::ViewStatus)?;
     let r = req.into_inner();
     if r.files.len() > MAX_VERIFY_FILES {
         return Err(invalid(format!(
