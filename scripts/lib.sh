@@ -24,9 +24,10 @@ KORDON_APT_PACKAGES=(
   libfaketime
 )
 
-install_apt_packages() {
+# Installs those of the named Debian packages that are not installed (one apt-get update first).
+install_missing_debs() {
   local missing=()
-  for p in "${KORDON_APT_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -34,6 +35,10 @@ install_apt_packages() {
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+}
+
+install_apt_packages() {
+  install_missing_debs "${KORDON_APT_PACKAGES[@]}"
 }
 
 install_rust_components() {
@@ -94,15 +99,10 @@ export_ort_dylib_path
 KORDON_NODE_RTSP_VERSION=2.1.0
 KORDON_NODE_RTSP_DIR="$KORDON_CACHE/rtsp-streaming-server-$KORDON_NODE_RTSP_VERSION"
 install_external_rtsp_servers() {
-  local missing=()
-  dpkg-query -W -f='${Status}' librtsp-server-perl 2>/dev/null | grep -q "install ok installed" ||
-    missing+=(librtsp-server-perl)
-  command -v npm >/dev/null || missing+=(npm)
-  if [ "${#missing[@]}" -gt 0 ]; then
-    log "installing Debian packages: ${missing[*]}"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  local pkgs=(librtsp-server-perl)
+  # npm from Debian only when there is none (the machine may have Node from elsewhere).
+  command -v npm >/dev/null || pkgs+=(npm)
+  install_missing_debs "${pkgs[@]}"
   if [ ! -f "$KORDON_NODE_RTSP_DIR/node_modules/rtsp-streaming-server/package.json" ]; then
     log "installing rtsp-streaming-server@$KORDON_NODE_RTSP_VERSION (npm) into $KORDON_NODE_RTSP_DIR"
     mkdir -p "$KORDON_NODE_RTSP_DIR"
@@ -120,9 +120,7 @@ install_external_rtsp_servers() {
 build_console() {
   local dir="console"
   if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
-    log "installing Debian packages: nodejs npm"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    install_missing_debs nodejs npm
   fi
   local want have=""
   want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
@@ -144,15 +142,7 @@ build_console() {
 # and its chromedriver, driven by Selenium (PyPI) from the project venv. Fonts with Cyrillic and
 # Turkish letters, so the Bulgarian and Turkish screens render (and screenshot) as people see them.
 install_browser() {
-  local missing=()
-  for p in chromium chromium-driver fonts-dejavu-core; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    log "installing Debian packages: ${missing[*]}"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  install_missing_debs chromium chromium-driver fonts-dejavu-core
   if ! "$KORDON_VENV/bin/python" -c 'import selenium' 2>/dev/null; then
     log "installing selenium into $KORDON_VENV"
     "$KORDON_VENV/bin/pip" install -q --disable-pip-version-check 'selenium==4.*'
