@@ -70,6 +70,17 @@ def browser(download_dir):
     return driver
 
 
+def close_browser(driver, log_path):
+    """Saves the browser's console log (one JSON entry a line) to `log_path`, then quits."""
+    try:
+        with open(log_path, "w") as f:
+            for entry in driver.get_log("browser"):
+                f.write(json.dumps(entry) + "\n")
+    except WebDriverException:
+        pass
+    driver.quit()
+
+
 def wait(what, fn, timeout=60, every=0.25):
     """fn()'s first truthy value within `timeout` s, else None (the caller checks it)."""
     deadline = time.time() + timeout
@@ -444,14 +455,7 @@ def main():
         check("(h) every form control has an accessible name", not naming, "\n".join(sorted(set(naming)))[:1500])
     finally:
         if driver is not None:
-            try:
-                logs = driver.get_log("browser")
-                with open(os.path.join(work, "browser.log"), "w") as f:
-                    for entry in logs:
-                        f.write(json.dumps(entry) + "\n")
-            except WebDriverException:
-                pass
-            driver.quit()
+            close_browser(driver, os.path.join(work, "browser.log"))
         stop([proc])
         log.close()
     print(summary())

@@ -48,9 +48,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import check, failed, free_ports, run, stop, summary, wait_port  # noqa: E402
 from partner_check import (  # noqa: E402
     burgas_config, cli_json, edirne_config, make_ca, make_evidence_key, make_link_cert, start_site, wait_for,
-    write_config, SHARED,
+    print_log_errors, write_config, SHARED,
 )
-from console_check import browser, page, set_value, shot, unnamed_controls, wait  # noqa: E402
+from console_check import browser, close_browser, page, set_value, shot, unnamed_controls, wait  # noqa: E402
 
 from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -389,21 +389,9 @@ def main():
               "\n".join(sorted(set(naming)))[:1500])
     finally:
         if driver is not None:
-            try:
-                with open(os.path.join(work, "browser.log"), "w") as f:
-                    for entry in driver.get_log("browser"):
-                        f.write(json.dumps(entry) + "\n")
-            except WebDriverException:
-                pass
-            driver.quit()
+            close_browser(driver, os.path.join(work, "browser.log"))
         stop(procs)
-        for site in ("burgas", "edirne"):
-            path = os.path.join(work, f"{site}.log")
-            if os.path.exists(path):
-                with open(path) as f:
-                    errors = [line for line in f if " ERROR " in line or "panicked" in line]
-                if errors:
-                    print(f"    {site}.log errors:\n      " + "      ".join(errors[-5:]))
+        print_log_errors(work, ("burgas", "edirne"))
         print(summary())
         if failed():
             print(f"work directory kept: {work}")

@@ -145,6 +145,17 @@ def start_site(kordon, env, work, site, ports, cfg_path):
         env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def print_log_errors(work, sites):
+    """The last ERROR or panic lines of each site's log in `work`, if any."""
+    for site in sites:
+        path = os.path.join(work, f"{site}.log")
+        if os.path.exists(path):
+            with open(path) as f:
+                errors = [line for line in f if " ERROR " in line or "panicked" in line]
+            if errors:
+                print(f"    {site}.log errors:\n      " + "      ".join(errors[-5:]))
+
+
 def wait_for(what, cond, deadline, step=2):
     while time.time() < deadline:
         v = cond()
@@ -309,13 +320,7 @@ def main():
         footage(kordon, env, server, work, first)
     finally:
         stop(procs)
-        for site in ("burgas", "edirne"):
-            path = os.path.join(work, f"{site}.log")
-            if os.path.exists(path):
-                with open(path) as f:
-                    errors = [line for line in f if " ERROR " in line or "panicked" in line]
-                if errors:
-                    print(f"    {site}.log errors:\n      " + "      ".join(errors[-5:]))
+        print_log_errors(work, ("burgas", "edirne"))
         print(summary())
         if failed():
             print(f"work directory kept: {work}")
