@@ -54,20 +54,33 @@ export function fmtTime(msec: number | undefined, zone: string): string {
   return msec === undefined ? "—" : fmt(zone, "time").format(msec);
 }
 
+const wallCache = new Map<string, Intl.DateTimeFormat>();
+
+/** The wall-clock fields of instant `msec` in `zone`, zero-padded ("2026", "05", "14", "09"…). */
+function wall(msec: number, zone: string): Record<"year" | "month" | "day" | "hour" | "minute" | "second", string> {
+  let f = wallCache.get(zone);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    });
+    wallCache.set(zone, f);
+  }
+  const parts = f.formatToParts(msec);
+  const v = (t: string) => parts.find((p) => p.type === t)?.value ?? "";
+  return { year: v("year"), month: v("month"), day: v("day"), hour: v("hour"), minute: v("minute"), second: v("second") };
+}
+
 /** The zone's offset from UTC at instant `msec`, in milliseconds. */
 function offset(msec: number, zone: string): number {
-  const parts = new Intl.DateTimeFormat("en-US", {
-    timeZone: zone,
-    hourCycle: "h23",
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-  }).formatToParts(msec);
-  const v = (t: string) => Number(parts.find((p) => p.type === t)?.value ?? 0);
-  const asUtc = Date.UTC(v("year"), v("month") - 1, v("day"), v("hour") % 24, v("minute"), v("second"));
+  const w = wall(msec, zone);
+  const asUtc = Date.UTC(+w.year, +w.month - 1, +w.day, +w.hour % 24, +w.minute, +w.second);
   return asUtc - Math.floor(msec / 1000) * 1000;
 }
 
@@ -81,9 +94,8 @@ export function zonedInstant(y: number, mo: number, d: number, hh: number, mi: n
 
 /** "YYYY-MM-DD" of instant `msec` in `zone`. */
 export function dayOf(msec: number, zone: string): string {
-  const parts = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).formatToParts(msec);
-  const v = (t: string) => parts.find((p) => p.type === t)?.value ?? "";
-  return `${v("year")}-${v("month")}-${v("day")}`;
+  const w = wall(msec, zone);
+  return `${w.year}-${w.month}-${w.day}`;
 }
 
 /** [start, end) of the day "YYYY-MM-DD" in `zone` (23 or 25 hours on DST changes). */
@@ -104,15 +116,6 @@ export function parseLocal(value: string, zone: string): number | undefined {
 
 /** Instant `msec` as a datetime-local value in `zone`. */
 export function toLocalInput(msec: number, zone: string): string {
-  const parts = new Intl.DateTimeFormat("en-CA", {
-    timeZone: zone,
-    hourCycle: "h23",
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-  }).formatToParts(msec);
-  const v = (t: string) => parts.find((p) => p.type === t)?.value ?? "";
-  return `${v("year")}-${v("month")}-${v("day")}T${v("hour")}:${v("minute")}`;
+  const w = wall(msec, zone);
+  return `${w.year}-${w.month}-${w.day}T${w.hour}:${w.minute}`;
 }
