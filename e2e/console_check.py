@@ -14,8 +14,9 @@ listener with the gRPC-Web API it calls. Checks, at 1366x768:
   (c) the camera page asks for a reason before any footage, and the timeline shows recorded
       ranges; near-live plays (the <video>'s currentTime advances), and so does a click on the
       timeline a minute back;
-  (d) the alerts inbox shows the demo rule's alert live; acknowledging it with a note from the
-      console is what `kordon alerts get` (another client) then reads, attributed;
+  (d) the alerts inbox shows the demo rule's alert live; a note being typed survives the row's
+      live redraw; acknowledging it with that note is what `kordon alerts get` (another client)
+      then reads, attributed;
   (e) an evidence export of one camera over a past minute shows progress, offers a download, and
       the downloaded bundle verifies with `kordon evidence verify`; the console's own check
       (storage's VerifyEvidenceBundle) finds it intact, and a copy with a flipped byte not;
@@ -302,7 +303,25 @@ def main():
         alert_id = row and wait("the alert's id", lambda: driver.find_element(By.CSS_SELECTOR, ".alert-row").get_attribute("data-id"), 10)
         if alert_id:
             sel = f'.alert-row[data-id="{alert_id}"]'
-            wait("the note typed", lambda: driver.find_element(By.CSS_SELECTOR, f"{sel} .alert-note").send_keys("seen from the console") or True, 10)
+            text = "seen from the console"
+            note_of = lambda: driver.find_element(By.CSS_SELECTOR, f"{sel} .alert-note").get_attribute("value")
+
+            def type_note():
+                box = driver.find_element(By.CSS_SELECTOR, f"{sel} .alert-note")
+                box.clear()
+                box.send_keys(text)
+                return note_of() == text
+
+            wait("the note typed", type_note, 20)
+            # The live alert's row is redrawn on each update (every 5 s while the person stays);
+            # what the officer typed must survive that.
+            driver.execute_script(f"document.querySelector('{sel}').dataset.drawn = 'before'")
+            redrawn = wait("the row redrawn by a live update", lambda: driver.execute_script(
+                f"const r = document.querySelector('{sel}'); return r && r.dataset.drawn !== 'before'"), 30)
+            if redrawn:
+                check("(d) a note being typed survives the row's live redraw", note_of() == text, repr(note_of()))
+            else:
+                print("  (no live update of the alert within 30 s: the redraw was not checked)")
             wait("the acknowledge click", lambda: driver.find_element(By.CSS_SELECTOR, f"{sel} .alert-ack").click() or True, 10)
             acked = wait("the alert acknowledged", lambda: driver.find_element(
                 By.CSS_SELECTOR, sel).get_attribute("data-state") == "acknowledged", 30)
@@ -316,9 +335,9 @@ def main():
             naming += unnamed_controls(driver)
             r = run(kordon, ["alerts", "get", alert_id, "--output", "json", *server], env)
             a = json.loads(r.stdout) if r.returncode == 0 else {}
-            text = json.dumps(a)
+            got = json.dumps(a)
             check("(d) another client reads it acknowledged, with the console's note",
-                  "acknowledged" in text.lower() and "seen from the console" in text, r.stderr[-400:] or text[:600])
+                  "acknowledged" in got.lower() and a.get("acknowledge_note") == text, r.stderr[-400:] or got[:600])
 
         # (e) evidence: one camera, a past minute.
         driver.find_element(By.ID, "nav-evidence").click()

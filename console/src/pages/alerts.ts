@@ -24,6 +24,10 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
   const alerts = new Map<string, Alert>();
   const rows = new Map<string, HTMLElement>();
   const snapshots = new Map<string, { url: string; boxes: BoundingBox[]; at: number } | Error>(); // snapshot id -> image or error
+  // What an officer has typed or chosen in a row, by alert id. A live alert's row is redrawn on
+  // every update (a new occurrence, an escalation), which must not wipe a note being written.
+  const drafts = new Map<string, { note: string; resolution: string }>();
+  const stepErrors = new Map<string, unknown>(); // the last failed step's error, by alert id, kept across redraws
 
   const liveState = h("span", { class: "chip static live-state", role: "status" }, t("alerts.connecting"));
   const showResolved = h("input", { id: "alerts-show-resolved", type: "checkbox" });
@@ -144,22 +148,55 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
         h("option", { value: String(r) }, enumLabel("resolution", enumWord(AlertResolution, r))),
       ),
     );
+    const draft = drafts.get(a.id);
+    if (draft) {
+      note.value = draft.note;
+      resolution.value = draft.resolution;
+    }
+    const keep = () => drafts.set(a.id, { note: note.value, resolution: resolution.value });
+    note.addEventListener("input", keep);
+    resolution.addEventListener("change", keep);
     const rowErr = h("div", { class: "row-error", "aria-live": "polite" });
+    if (stepErrors.has(a.id)) rowErr.append(errorBox(stepErrors.get(a.id)));
     const resolved = a.state === AlertState.RESOLVED;
     const act = async (kind: "ack" | "hold" | "resolve", btn: HTMLButtonElement) => {
       btn.disabled = true;
       rowErr.replaceChildren();
+      stepErrors.delete(a.id);
       try {
-        const base = { alertId: a.id, note: note.value.trim(), expectedVersion: a.version };
-        const r =
-          kind === "ack"
-            ? await alerting.acknowledgeAlert(base, { signal })
+        const send = (expectedVersion: bigint) => {
+          const base = { alertId: a.id, note: note.value.trim(), expectedVersion };
+          return kind === "ack"
+            ? alerting.acknowledgeAlert(base, { signal })
             : kind === "hold"
-              ? await alerting.holdAlert(base, { signal })
-              : await alerting.resolveAlert({ ...base, resolution: Number(resolution.value) as AlertResolution }, { signal });
+              ? alerting.holdAlert(base, { signal })
+              : alerting.resolveAlert({ ...base, resolution: Number(resolution.value) as AlertResolution }, { signal });
+        };
+        // The version this page last saw (the row may be older than the newest update).
+        const seen = alerts.get(a.id) ?? a;
+        let r;
+        try {
+          r = await send(seen.version);
+        } catch (e) {
+          // A live alert gains occurrences while the officer types. Only its state matters to
+          // the step: when that is still what the officer saw, step on the newer version;
+          // otherwise (someone else acted) show the alert as it is now, with the error.
+          if (codeOf(e) !== Code.Aborted) throw e;
+          const now = (await alerting.getAlert({ alertId: a.id }, { signal })).alert;
+          if (!now || now.state !== seen.state) {
+            if (now) upsert(now);
+            throw e;
+          }
+          r = await send(now.version);
+        }
+        drafts.delete(a.id);
         if (r.alert) upsert(r.alert);
       } catch (e) {
-        if (!isAbort(e)) rowErr.replaceChildren(errorBox(e));
+        if (isAbort(e)) return;
+        stepErrors.set(a.id, e);
+        // The row on the page now (it may have been redrawn while the step ran).
+        const shown = rows.get(a.id) ?? null;
+        (shown?.querySelector(".row-error") ?? rowErr).replaceChildren(errorBox(e));
         btn.disabled = false;
       }
     };
@@ -220,7 +257,19 @@ export async function render({ root, signal }: PageCtx): Promise<void> {
     const row = renderRow(a);
     const prev = rows.get(a.id);
     rows.set(a.id, row);
-    if (prev) prev.replaceWith(row);
+    if (prev) {
+      // Keep the keyboard where it was: the same control in the redrawn row, caret included.
+      const focused = document.activeElement;
+      const cls = focused instanceof HTMLElement && prev.contains(focused) ? focused.classList[0] : undefined;
+      prev.replaceWith(row);
+      const again = cls ? row.querySelector<HTMLElement>(`.${cls}`) : null;
+      if (again && !(again as HTMLButtonElement).disabled) {
+        again.focus();
+        if (focused instanceof HTMLInputElement && again instanceof HTMLInputElement) {
+          again.setSelectionRange(focused.selectionStart, focused.selectionEnd);
+        }
+      }
+    }
     else {
       // Keep newest first.
       const list = sorted();
