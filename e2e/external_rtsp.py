@@ -17,7 +17,8 @@ libx264 and looped (`-re -stream_loop -1`):
 Checks: each server is UDP-only and plays in ffprobe by itself; ingest reports the retina source
 over UDP for every camera; `kordon footage get --dir` (which checks each segment's SHA-256)
 returns at least 3 segments per camera; every segment decodes in ffprobe (h264, 640x272) with
-frames = duration x 25 (±1 for the last, cut at shutdown); segments are contiguous and no gap is
+frames = duration x 25 (±1 for the last, cut at shutdown; up to FIRST_SEGMENT_LEAD more in a
+B-frame session's first, whose first decode times lead by the SPS's reorder depth); segments are contiguous and no gap is
 registered but the shutdown's own after the last segment (under 2 s); the B-frame
 camera's segments hold B-frames (but a last segment, cut at shutdown, under SHORT_TAIL frames:
 its few frames may be an I and a P) and the other cameras' hold none. Prints
@@ -89,6 +90,8 @@ def probe_server(url, transport):
 # Frames below which the last segment (cut by SIGTERM right after a key frame) need not hold a
 # B-frame: x264's B-frames come between reference frames, so a tail of I, P has none.
 SHORT_TAIL = 12
+# How many frames longer than its frames a B-frame session's first segment may be (its lead).
+FIRST_SEGMENT_LEAD = 2
 
 
 def frames(path):
@@ -221,13 +224,20 @@ def main():
                 dur = rfc3339(s["to"]) - rfc3339(s["from"])
                 got = frames(os.path.join(seg_dir, s["file"]))
                 want = round(dur * FPS)
-                slack = 1 if j == len(segs) - 1 else 0
-                if not got or got[:3] != ("h264", 640, 272) or abs(len(got[3]) - want) > slack:
+                # The last segment is cut at shutdown. With B-frames, the first segment of a
+                # session may also run a frame or two longer than its frames: its first decode
+                # times are set the SPS's reorder depth ahead, before the stream's actual
+                # reordering (which varies with x264's adaptive B-frames) is seen.
+                last = j == len(segs) - 1
+                # Allowed: want - lead <= frames <= want + tail.
+                tail = 1 if last else 0
+                lead = max(tail, FIRST_SEGMENT_LEAD if bframes and j == 0 else 0)
+                with_b += bool(got) and "B" in got[3]
+                if not got or got[:3] != ("h264", 640, 272) or not want - lead <= len(got[3]) <= want + tail:
                     bad.append((s["file"], round(dur, 3), want, got and (got[:3], len(got[3]))))
                     continue
                 total_frames += len(got[3])
                 total_dur += dur
-                with_b += "B" in got[3]
                 if j == len(segs) - 1 and len(got[3]) < SHORT_TAIL and "B" not in got[3]:
                     short_tail = 1
             check(f"{name}: every segment decodes in ffprobe (h264 640x272), frames = duration x {FPS}",
