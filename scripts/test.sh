@@ -69,6 +69,9 @@ log "end-to-end: abuse — hostile names in every naming field of every RPC (not
 log "end-to-end: the fault campaign (--quick) — camera flapping, Ceph and PostgreSQL down, ingest SIGKILLed, the spool's disk full, storage and Ceph restarted during an export, storage SIGKILLed during retention, the wall clock stepped +1 h and back; every segment checked with curl and ffprobe (private Ceph and PostgreSQL on other ports)"
 "$KORDON_VENV/bin/python" e2e/faults.py --quick --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
+log "end-to-end: the image — the Containerfile built by scripts/image.sh (buildah, chroot isolation) into an OCI archive; its config and libraries; kordon standalone run from it as a pod runs it (read-only root, uid 65532, no capabilities): cameras record, the detector loads its ONNX Runtime, SIGTERM exits 0"
+"$KORDON_VENV/bin/python" e2e/image_check.py | tee -a "$results"
+
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
 
