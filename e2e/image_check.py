@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import time
 
+import oci
 from common import check, failed, free_ports, stop, summary, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -43,48 +44,21 @@ def version():
 
 
 def in_image(bundle, args, writable, stdout=None, stderr=None, env_extra=None):
-    """Runs `args` from the unpacked image the way a pod runs its container: a private mount
-    namespace with the root filesystem read-only, proc, /dev, a tmpfs /tmp, `writable` bound at
-    /var/lib/kordon, then chroot as the image's user with only the image's environment.
-    Returns the Popen (its pid is the command's own: every step execs)."""
-    cfg = json.load(open(os.path.join(bundle, "config.json")))
-    proc = cfg["process"]
-    user = proc["user"]
-    env = list(proc["env"]) + [f"{k}={v}" for k, v in (env_extra or {}).items()]
-    rootfs = os.path.join(bundle, "rootfs")
-    # chroot needs CAP_SYS_CHROOT, so it comes first; the image's own setpriv (util-linux is in
-    # every Debian base) then drops to the image's user with no capabilities left.
-    script = (
-        'set -e; R="$1"; W="$2"; U="$3"; C="$4"; shift 4\n'
-        'mount --bind "$R" "$R"\n'
-        'mount -o remount,bind,ro "$R"\n'
-        'mount -t proc proc "$R/proc"\n'
-        'mount --rbind /dev "$R/dev"\n'
-        'mount -t tmpfs -o mode=1777,size=256m tmpfs "$R/tmp"\n'
-        'mount --bind "$W" "$R/var/lib/kordon"\n'
-        'exec chroot "$R" /usr/bin/setpriv --reuid="${U%:*}" --regid="${U#*:}" --clear-groups '
-        '--inh-caps=-all --bounding-set=-all --no-new-privs /usr/bin/env -i --chdir="$C" "$@"\n'
-    )
-    return subprocess.Popen(
-        ["unshare", "--mount", "sh", "-c", script, "sh", rootfs, writable,
-         f"{user['uid']}:{user['gid']}", proc.get("cwd", "/"), *env, *args],
-        stdout=stdout, stderr=stderr, text=True)
+    """`args` from the unpacked image as a pod runs its container (oci.start), with `writable`
+    at /var/lib/kordon."""
+    return oci.start(bundle, args, [(writable, "/var/lib/kordon", False)], env=env_extra,
+                     stdout=stdout, stderr=stderr)
 
 
 def run_in_image(bundle, args, writable, timeout=120):
-    p = in_image(bundle, args, writable, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
-    return p.returncode, out, err
+    return oci.run(bundle, args, [(writable, "/var/lib/kordon", False)], timeout=timeout)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archive", help="an OCI archive built earlier (default: build one now)")
     ap.add_argument("--profile", default="dev", choices=["dev", "release"])
+    ap.add_argument("--out", help="build the archive here and keep it (for cluster_check.py --archive)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -95,7 +69,7 @@ def main():
     print(f"the Kordon image, built and run as a pod would (work dir {work})")
     archive = args.archive
     if not archive:
-        archive = os.path.join(work, "kordon.oci.tar")
+        archive = os.path.abspath(args.out) if args.out else os.path.join(work, "kordon.oci.tar")
         t0 = time.time()
         p = subprocess.run(["bash", os.path.join(ROOT, "scripts", "image.sh"), "build",
                             "--profile", args.profile, "--out", archive],
@@ -114,8 +88,7 @@ def main():
         print(summary())
         raise SystemExit(1)
     rootfs = os.path.join(bundle, "rootfs")
-    proc_cfg = json.load(open(os.path.join(bundle, "config.json")))["process"]
-    env = dict(e.split("=", 1) for e in proc_cfg["env"])
+    env = oci.image_env(bundle)
 
     # (a) the image's config, read from the OCI image itself.
     layout = os.path.join(work, "layout")
