@@ -70,7 +70,11 @@ log "end-to-end: the fault campaign (--quick) — camera flapping, Ceph and Post
 "$KORDON_VENV/bin/python" e2e/faults.py --quick --kordon "$CARGO_TARGET_DIR/debug/kordon" | tee -a "$results"
 
 log "end-to-end: the image — the Containerfile built by scripts/image.sh (buildah, chroot isolation) into an OCI archive; its config and libraries; kordon standalone run from it as a pod runs it (read-only root, uid 65532, no capabilities): cameras record, the detector loads its ONNX Runtime, SIGTERM exits 0"
-"$KORDON_VENV/bin/python" e2e/image_check.py | tee -a "$results"
+image_archive="$KORDON_CACHE/image/kordon-e2e.oci.tar"
+"$KORDON_VENV/bin/python" e2e/image_check.py --out "$image_archive" | tee -a "$results"
+
+log "end-to-end: two installations on the kube-apiserver, every pod run from that image by a small kubelet (e2e/kubelet.py) — helm install per namespace, kubectl apply of the Sites and eight Cameras, kubectl get shows them Ready and Recording, footage listed; kubectl scale site/burgas --replicas=3 with no gap longer than a segment; an ingest pod SIGKILLed and restarted"
+"$KORDON_VENV/bin/python" e2e/cluster_check.py --archive "$image_archive" | tee -a "$results"
 
 log "cargo test"
 cargo test --workspace --locked 2>&1 | tee -a "$results"
