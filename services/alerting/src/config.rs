@@ -60,7 +60,8 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectionSource {
-    /// gRPC URLs of the site's detection replicas; empty means this process (standalone).
+    /// gRPC URLs of the site's detection replicas; empty means this process in standalone, and
+    /// none for `kordon alerting` (a Site with `detection.replicas: 0`: partner alerts only).
     pub endpoints: Vec<String>,
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,

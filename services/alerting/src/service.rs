@@ -62,7 +62,8 @@ fn same_spec(a: &pb::Rule, b: &pb::Rule) -> bool {
 
 impl Alerting {
     /// Opens the store, takes the configured rules, restores ongoing incidents and starts the
-    /// clock, the detection sources (`endpoints`, already resolved by the caller) and the sinks.
+    /// clock, the detection sources (`endpoints`, already resolved by the caller; none when the
+    /// site runs no detection) and the sinks.
     pub async fn start(
         config: AlertingConfig,
         data_dir: &Path,
@@ -70,10 +71,12 @@ impl Alerting {
     ) -> Result<Arc<Alerting>, AlertingError> {
         config.validate()?;
         if config.detection.endpoints.is_empty() {
-            return Err(AlertingError::config(
-                "detection.endpoints",
-                "name the site's detection replicas (e.g. https://burgas-detection-0.burgas-detection:8470)",
-            ));
+            // A Site with `detection.replicas: 0`: its own rules raise nothing, but the inbox,
+            // the sinks and the partner link (alerts shared by partners) still work.
+            tracing::warn!(
+                "no detection replicas (alerting.detection.endpoints is empty): this site's rules \
+                 raise no alert until detection runs; partner alerts and the inbox still work"
+            );
         }
         let storage = match &config.storage.url {
             Some(url) if !config.partners.partners.is_empty() => Some(

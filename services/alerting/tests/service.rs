@@ -149,6 +149,31 @@ async fn alerts(a: &kordon_alerting::Alerting) -> Vec<pb::Alert> {
         .unwrap()
 }
 
+/// A Site with `detection.replicas: 0` renders no detection endpoint: alerting still starts
+/// (the inbox, the sinks and partner alerts work) and raises what it is given.
+#[tokio::test]
+async fn alerting_without_detection_replicas_starts_and_keeps_its_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(204).await;
+    let mut c = config(&rx.url, 3);
+    c.detection.endpoints.clear();
+    let stop = CancellationToken::new();
+    let a = kordon_alerting::Alerting::start(c, dir.path(), stop.clone())
+        .await
+        .expect("alerting starts with no detection replica");
+    a.ingest(person(1)).await.unwrap();
+    eventually("an alert", async || {
+        (alerts(&a).await.len() == 1).then_some(())
+    })
+    .await;
+    eventually("delivered", async || {
+        (a.store().pending("desk").await.unwrap() == 0).then_some(())
+    })
+    .await;
+    stop.cancel();
+    a.stopped().await;
+}
+
 #[tokio::test]
 async fn alerts_and_their_pending_deliveries_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
