@@ -614,12 +614,9 @@ fn pod_template(
 ) -> Value {
     let ingest = component == "ingest";
     let config_file = format!("{CONFIG_DIR}/site.yaml");
+    // No GST_REGISTRY here: the image carries GStreamer's plugin registry, written when it was
+    // built (docs/image.md); pointing it elsewhere would make every pod scan the plugins again.
     let mut env = vec![pod_field("POD_NAME", "metadata.name")];
-    if matches!(component, "ingest" | "detection" | "transcode") {
-        // GStreamer caches its plugin registry; the root filesystem is read-only, so the cache
-        // lives in the data directory (else every start scans the plugins again).
-        env.push(json!({ "name": "GST_REGISTRY", "value": format!("{DATA_DIR}/gstreamer-registry.bin") }));
-    }
     if ingest {
         // Stored with every segment it records.
         env.push(pod_field("KORDON_INGEST__REPLICA", "metadata.name"));
@@ -1587,11 +1584,8 @@ mod tests {
             json!("burgas-s3")
         );
         assert!(!env.contains_key(crate::transcode::DATABASE_URL_ENV));
-        // GStreamer's registry cache in the writable data directory (the root is read-only).
-        assert_eq!(
-            env["GST_REGISTRY"]["value"],
-            json!("/var/lib/kordon/gstreamer-registry.bin")
-        );
+        // The image's prebuilt GStreamer registry is used as it is.
+        assert!(!env.contains_key("GST_REGISTRY"));
         let container = &pod["spec"]["containers"][0];
         assert_eq!(
             container["args"],
