@@ -373,7 +373,9 @@ pub struct AlertSink {
 #[x_kube(validation = Rule::new("has(self.signingSecret)").message("webhook.signingSecret must name a Secret whose `key` holds the whsec_ signing secret: deliveries are always signed (Standard Webhooks)"))]
 pub struct WebhookSink {
     #[schemars(length(max = 2048))]
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("webhook.url must be an http:// or https:// URL"))]
+    // `https://` only: alerting refuses plain HTTP to anything but its own loopback, which in
+    // a pod is no receiver (the pods would crash-loop on the rendered config).
+    #[x_kube(validation = Rule::new("self.startsWith('https://')").message("webhook.url must be an https:// URL (alerting sends alert details only over TLS)"))]
     pub url: String,
     /// Secret whose `key` holds the `whsec_…` secret that signs deliveries (Standard
     /// Webhooks); required.

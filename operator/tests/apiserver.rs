@@ -956,8 +956,13 @@ async fn invalid_resources_are_rejected_with_clear_messages() {
         "encoder": "x264enc ! fakesink",
         "thumbnails": { "width": 8, "poll": "2h" },
     });
+    // Alerting refuses plain HTTP to anything but its loopback: refused here, not crash-looping.
+    site["spec"]["alertSinks"] = json!([
+        { "name": "duty", "webhook": { "url": "http://hooks.example/duty", "signingSecret": "duty-hmac" } },
+    ]);
     let msg = rejected(&client, &ns, site).await;
     for want in [
+        "webhook.url must be an https:// URL",
         "at most 40 characters",
         "objectLock needs storage.retentionDays",
         "ingest.replicas must be between 0 and 1000",
