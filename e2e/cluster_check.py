@@ -16,14 +16,17 @@ As a platform engineer and an SRE would:
      CA issued by its operator) and eight Cameras, four per site, one on the real clip with
      detection. `kubectl get sites,cameras` shows them Ready and Recording, and every camera's
      footage is listed by the image's CLI (a site admin's certificate, issued from the site CA).
+  2. A person in the real clip enters burgas/port-gate's zone `road`: the AlertRule's alert
+     reaches the site's MQTT subscriber (Mosquitto, an `alertSinks` entry) on both topics.
   3. `kubectl scale site/burgas --replicas=3`: the third ingest pod starts, cameras move to it,
      and no camera has a gap longer than one segment.
   6. An ingest pod's process is SIGKILLed; the kubelet restarts it and its cameras record
-     again, each with one `ingest restart` gap no longer than the open segment it lost plus
-     the restart.
+     again, each with one `ingest restart` gap no longer than the open segment it lost, the
+     restart and the operator placing its cameras again (the restarted replica starts empty).
 
-Steps 2 (alerts across the border), 4 (a partner's footage request and verified bundle) and 5
-(both access logs) are not here yet: see issue 17.
+Not here yet (issue 17): the webhook sink (an https:// receiver needs a CA the sink can be told
+of), the alert shared with and acknowledged by the partner site (the rest of step 2), 4 (a
+partner's footage request and verified bundle) and 5 (both access logs).
 
 Needs root (network namespaces, mounts, chroot), `eval "$(scripts/kube.sh env)"` and
 `eval "$(scripts/services.sh env)"`. Prints `e2e: N passed, M failed`.
@@ -38,6 +41,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import tempfile
 import time
 import traceback
@@ -48,6 +52,7 @@ from common import check, failed, free_ports, stop, summary
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 SEGMENT = 4
+STATUS_INTERVAL = 5  # the operator's (helm value operator.statusInterval)
 T0 = time.time()
 
 
@@ -106,6 +111,28 @@ def make_bucket(name):
         raise SystemExit(f"creating bucket {name}: HTTP {p.stdout}")
 
 
+class Lines:
+    """`mosquitto_sub -v` output, (topic, JSON payload) per line, collected in a thread."""
+
+    def __init__(self, proc):
+        self.items, self.lock = [], threading.Lock()
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc):
+        for line in proc.stdout:
+            topic, _, payload = line.rstrip("\n").partition(" ")
+            try:
+                value = json.loads(payload)
+            except json.JSONDecodeError:
+                value = {"text": payload}
+            with self.lock:
+                self.items.append((topic, value if isinstance(value, dict) else {"value": value}))
+
+    def all(self):
+        with self.lock:
+            return list(self.items)
+
+
 class Install:
     """One installation: its namespace, helm release, Site and Cameras."""
 
@@ -117,10 +144,10 @@ class Install:
         key, secret = os.environ["KORDON_TEST_S3_ACCESS_KEY_ID"], os.environ["KORDON_TEST_S3_SECRET_ACCESS_KEY"]
         return sh(["helm", "install", "kordon", os.path.join(ROOT, "charts", "kordon"), "--namespace", self.ns,
                    "--create-namespace", "--set", "operator.replicas=1", "--set", f"operator.watchNamespace={self.ns}",
-                   "--set", "operator.statusInterval=5s", "--set", f"objectStorage.accessKeyId={key}",
+                   "--set", f"operator.statusInterval={STATUS_INTERVAL}s", "--set", f"objectStorage.accessKeyId={key}",
                    "--set", f"objectStorage.secretAccessKey={secret}", "--set", f"image.tag={image_tag}"])
 
-    def manifest(self, gateway, s3_port):
+    def manifest(self, gateway, s3_port, sinks=(), rules=()):
         docs = [{
             "apiVersion": "kordon.io/v1alpha1", "kind": "Site",
             "metadata": {"name": self.site, "namespace": self.ns},
@@ -129,16 +156,27 @@ class Install:
                 "storage": {"bucket": self.bucket, "endpoint": f"http://{gateway}:{s3_port}",
                             "credentialsSecret": "kordon-object-storage", "retentionDays": 1},
                 "ingest": {"replicas": self.ingest, "segmentSeconds": SEGMENT},
-                "detection": {"replicas": self.detection, "framesPerSecond": 2},
+                "detection": {"replicas": self.detection, "framesPerSecond": 5},
             },
         }]
+        if sinks:
+            docs[0]["spec"]["alertSinks"] = list(sinks)
         for name, url, detect in self.cameras:
+            detection = {"enabled": detect}
+            if detect:
+                # The lower 55 % of the frame: the road of the real clip.
+                detection["zones"] = [{"name": "road", "points": [[0, 0.45], [1, 0.45], [1, 1], [0, 1]]}]
             docs.append({
                 "apiVersion": "kordon.io/v1alpha1", "kind": "Camera",
                 "metadata": {"name": name, "namespace": self.ns},
-                "spec": {"site": self.site, "streams": {"record": url},
-                         "detection": {"enabled": detect}},
+                # Detection analyses the camera's lower-resolution stream, as on real cameras.
+                "spec": {"site": self.site, "detection": detection,
+                         "streams": {"record": url, **({"detect": url.replace("/main", "/sub")} if detect else {})}},
             })
+        for rule in rules:
+            docs.append({"apiVersion": "kordon.io/v1alpha1", "kind": "AlertRule",
+                         "metadata": {"name": rule["name"], "namespace": self.ns},
+                         "spec": {k: v for k, v in rule.items() if k != "name"}})
         return "\n".join("---\n" + json.dumps(d) for d in docs)
 
 
@@ -226,6 +264,22 @@ def holes(ranges, start, end):
     return out
 
 
+def footage_after(admin, cameras, after, timeout=180):
+    """Each camera's footage once its index holds a recorded range ending after `after` (under
+    load, segments reach the index some seconds after they were recorded): camera -> (ranges,
+    the end of its last recorded range), or (None, the CLI's error)."""
+    out = {}
+    deadline = time.time() + timeout
+    while True:
+        for cam in cameras:
+            ranges, err = admin.footage(cam, "15m")
+            ends = [ts(r["to"]) for r in ranges or [] if r.get("kind") == "recorded"]
+            out[cam] = (ranges, max(ends)) if ranges is not None and ends else (None, err or "nothing recorded")
+        if all(r is not None and end >= after for r, end in out.values()) or time.time() > deadline:
+            return out
+        time.sleep(2)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archive", help="the image as an OCI archive (default: build one with scripts/image.sh)")
@@ -281,12 +335,26 @@ def main():
                                   [(cache, "/cache", False)], stdout=open(logs[-1], "w"), stderr=subprocess.STDOUT))
         if not eventually("the cameras", lambda: all("camsim ready" in open(f).read() for f in logs), timeout=600):
             raise Abort("camsim never became ready: " + " ".join(logs))
-        pat = lambda i: f"rtsp://{net.gateway}:{pattern_port}/cam{i}/main"
+        # The test patterns record their 640x360 streams: eight 1080p streams through the test
+        # object store would load a 2-core machine more than the check needs.
+        pat = lambda i: f"rtsp://{net.gateway}:{pattern_port}/cam{i}/sub"
         bg.cameras = [("port-gate", f"rtsp://{net.gateway}:{clip_port}/cam1/main", True),
                       ("pier-2", pat(1), False), ("lighthouse", pat(2), False), ("station", pat(3), False)]
         tr.cameras = [(f"kapikule-{i}", pat(3 + i), False) for i in range(1, 5)]
         for inst in (bg, tr):
             make_bucket(inst.bucket)
+        # Where burgas's alerts go: Mosquitto on the bridge's host address, and a subscriber.
+        mqtt_port = free_ports(1)[0]
+        conf = os.path.join(work, "mosquitto.conf")
+        open(conf, "w").write(f"listener {mqtt_port} {net.gateway}\nallow_anonymous true\n")
+        broker = subprocess.Popen(["mosquitto", "-c", conf], stdout=open(os.path.join(work, "mosquitto.log"), "w"),
+                                  stderr=subprocess.STDOUT)
+        cams.append(broker)
+        time.sleep(1)
+        sub = subprocess.Popen(["mosquitto_sub", "-h", net.gateway, "-p", str(mqtt_port), "-q", "1", "-v",
+                                "-t", "kordon/#"], stdout=subprocess.PIPE, text=True)
+        cams.append(sub)
+        mqtt = Lines(sub)
         node.start()
 
         # 1. Install, apply, Ready and Recording.
@@ -299,9 +367,14 @@ def main():
         check("1. helm install: each namespace's operator runs from the image and is ready (in-cluster token, "
               "the chart's Role)", bool(ops), str(node.pod_list()))
         t_apply = time.time()
+        sinks = [{"name": "broker", "mqtt": {"url": f"mqtt://{net.gateway}:{mqtt_port}", "topic": "kordon"}}]
+        rules = [{"name": "person-on-the-road", "site": bg.site, "severity": "high", "classes": ["person"],
+                  "zone": {"zones": ["road"], "minDwell": "1s"}}]
         for inst in (bg, tr):
-            p = kubectl("apply", "-f", "-", input=inst.manifest(net.gateway, s3_port), check_rc=False)
-            check(f"1. kubectl apply: {inst.site}'s Site and 4 Cameras accepted", p.returncode == 0, p.stderr[-500:])
+            p = kubectl("apply", "-f", "-", check_rc=False,
+                        input=inst.manifest(net.gateway, s3_port, *((sinks, rules) if inst is bg else ())))
+            check(f"1. kubectl apply: {inst.site}'s Site and 4 Cameras accepted"
+                  + (" (with an MQTT alert sink and an AlertRule)" if inst is bg else ""), p.returncode == 0, p.stderr[-500:])
         ready = {}
         for inst in (bg, tr):
             ready[inst.site] = eventually(f"{inst.site} Ready and recording", lambda: all_recording(inst.ns, 4),
@@ -325,6 +398,20 @@ def main():
             check(f"1. {inst.site}: every camera's footage is listed by the image's CLI (site admin certificate)",
                   all(isinstance(v, list) for v in listed.values()), str(listed)[:800])
 
+        # 2. An alert from the real clip, at the site's webhook and MQTT subscriber.
+        say("step 2: a person in the real clip enters the zone `road` of burgas/port-gate")
+        opened = eventually("a person-on-the-road alert on MQTT", lambda: next(
+            (p for t, p in mqtt.all() if t == "kordon/burgas/alerts" and p.get("kind") == "ALERT_EVENT_KIND_OPENED"
+             and "person-on-the-road" in json.dumps(p)), None), timeout=240, every=2)
+        check("2. a person in the zone raises a person-on-the-road alert: the site's MQTT subscriber gets it "
+              "on kordon/burgas/alerts", opened is not None, str(sorted({t for t, _ in mqtt.all()})))
+        if opened:
+            aid = opened["alert"]["id"]
+            per_camera = eventually("the alert on the camera's topic", lambda: any(
+                t == "kordon/burgas/port-gate/events" and p.get("alert", {}).get("id") == aid for t, p in mqtt.all()),
+                timeout=60)
+            check("2. and on kordon/burgas/port-gate/events", bool(per_camera))
+
         # 3. Scale.
         say("step 3: kubectl scale site/burgas --replicas=3")
         before = replicas_of(bg.ns)
@@ -336,12 +423,11 @@ def main():
         after = replicas_of(bg.ns)
         say(f"    placement before {before}, after {after}")
         check("3. the third ingest pod runs and cameras moved to it, all still recording", bool(moved), str(after))
-        time.sleep(3 * SEGMENT)
+        stored = footage_after(admins[bg.site], [c for c, _, _ in bg.cameras], time.time() + 2 * SEGMENT)
         worst = {}
-        for name, _, _ in bg.cameras:
-            ranges, err = admins[bg.site].footage(name, "10m")
-            hs = holes(ranges or [], t_scale - SEGMENT, time.time() - 2 * SEGMENT)
-            worst[name] = max((b - a for a, b in hs), default=0.0) if ranges is not None else err
+        for name, (ranges, end) in stored.items():
+            hs = holes(ranges or [], t_scale - SEGMENT, end)
+            worst[name] = max((b - a for a, b in hs), default=0.0) if ranges is not None else end
         say("    longest gap per camera around the scale: " + ", ".join(
             f"{k} {v:.1f} s" if isinstance(v, float) else f"{k} {v}" for k, v in worst.items()))
         check(f"3. no camera has a gap longer than one segment ({SEGMENT} s) across the scale",
@@ -361,14 +447,16 @@ def main():
         check(f"6. the kubelet restarts {victim} after the SIGKILL ({t_back - t_kill:.1f} s)", bool(back))
         rec = eventually("cameras recording again", lambda: all_recording(bg.ns, 4), timeout=180, every=2)
         check("6. its cameras are Recording again", bool(rec))
-        time.sleep(3 * SEGMENT)
+        stored = footage_after(admins[bg.site], on_victim, time.time() + 2 * SEGMENT)
         gaps = {}
-        for name in on_victim:
-            ranges, err = admins[bg.site].footage(name, "10m")
-            hs = [(a, b) for a, b in holes(ranges or [], t_kill - 2 * SEGMENT, time.time() - 2 * SEGMENT)]
+        for name, (ranges, end) in stored.items():
+            hs = holes(ranges or [], t_kill - 2 * SEGMENT, end)
             gaps[name] = (hs, [r.get("gap_reason") for r in ranges or [] if r.get("kind") == "gap"
-                               and ts(r["to"]) >= t_kill - SEGMENT]) if ranges is not None else err
-        bound = SEGMENT + (t_back - t_kill) + 4
+                               and ts(r["to"]) >= t_kill - SEGMENT]) if ranges is not None else end
+        # What a restart costs: the open segment (up to a segment and a GOP of camsim's 2 s, as
+        # segments end on keyframes), the restart, and the operator placing the cameras again
+        # (its status interval, 5 s here), plus a second of slack.
+        bound = SEGMENT + 2 + (t_back - t_kill) + STATUS_INTERVAL + 1
         for name, v in gaps.items():
             if isinstance(v, str):
                 check(f"6. {name}: footage listed after the kill", False, v)
@@ -376,8 +464,9 @@ def main():
             hs, reasons = v
             longest = max((b - a for a, b in hs), default=0.0)
             say(f"    {name}: {len(hs)} gap(s), longest {longest:.1f} s, reasons {reasons}")
-            check(f"6. {name}: one gap, no longer than the lost open segment plus the restart ({bound:.1f} s)",
-                  len(hs) <= 1 and longest <= bound, str(hs))
+            check(f"6. {name}: one `ingest restart` gap, no longer than the lost open segment, the restart and "
+                  f"the operator's placement ({bound:.1f} s)",
+                  len(hs) <= 1 and longest <= bound and "ingest restart" in reasons, f"{hs} {reasons}")
     except Abort as e:
         say(f"stopped early: {e}")
     except Exception:
