@@ -213,10 +213,13 @@ class Forwarder:
         async def handle(reader, writer):
             try:
                 r2, w2 = await asyncio.open_connection(*to)
+                await asyncio.gather(pipe(reader, w2), pipe(r2, writer))
             except OSError:
                 writer.close()
-                return
-            await asyncio.gather(pipe(reader, w2), pipe(r2, writer))
+            except asyncio.CancelledError:
+                # close(): the connection ends with the forwarder (asyncio's callback would
+                # otherwise report the cancellation as an error).
+                writer.close()
 
         async def serve():
             return await asyncio.start_server(handle, *listen)
