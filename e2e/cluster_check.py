@@ -35,7 +35,6 @@ Needs root (network namespaces, mounts, chroot), `eval "$(scripts/kube.sh env)"`
 import argparse
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -48,7 +47,7 @@ import traceback
 
 import kubelet
 import oci
-from common import check, failed, free_ports, stop, summary
+from common import check, failed, free_ports, stop, summary, version
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 SEGMENT = 4
@@ -63,10 +62,6 @@ class Abort(Exception):
 def say(msg):
     print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
 
-
-def version():
-    text = open(os.path.join(ROOT, "Cargo.toml")).read()
-    return re.search(r'\[workspace\.package\][^\[]*?\nversion = "([^"]+)"', text).group(1)
 
 
 def sh(args, input=None, check_rc=True, timeout=120):

@@ -14,6 +14,7 @@ Each script runs as `python e2e/X.py ...`, so this directory is first on sys.pat
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -42,6 +43,13 @@ def failed():
 def summary(prefix="e2e"):
     """The closing line; scripts/test.sh sums the `e2e: ` lines."""
     return f"{prefix}: {passed()} passed, {failed()} failed"
+
+
+def version():
+    """The workspace's version (Cargo.toml's [workspace.package]): the image's tag."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    text = open(os.path.join(root, "Cargo.toml")).read()
+    return re.search(r'\[workspace\.package\][^\[]*?\nversion = "([^"]+)"', text).group(1)
 
 
 def free_ports(n):

@@ -32,15 +32,11 @@ import tempfile
 import time
 
 import oci
-from common import check, failed, free_ports, stop, summary, wait_port
+from common import check, failed, free_ports, stop, summary, version, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 UID = 65532
 
-
-def version():
-    text = open(os.path.join(ROOT, "Cargo.toml")).read()
-    return re.search(r'\[workspace\.package\][^\[]*?\nversion = "([^"]+)"', text).group(1)
 
 
 def in_image(bundle, args, writable, stdout=None, stderr=None, env_extra=None):

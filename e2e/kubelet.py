@@ -134,12 +134,19 @@ class Network:
             raise RuntimeError(f"ip {' '.join(args)}: {p.stderr.strip()}")
         return p
 
-    def up(self):
-        # What a run that was killed left behind.
+    def _sweep(self):
+        """Namespaces and pairs of this bridge that are left (a killed run, a failed attach)."""
         for line in self._ip("netns", "list").stdout.splitlines():
             name = line.split()[0] if line.strip() else ""
             if name.startswith(f"{self.bridge}-p"):
                 self._ip("netns", "del", name, check=False)
+        for line in self._ip("-o", "link", "show", "type", "veth").stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
+            if name.startswith(f"{self.bridge[:6]}h"):
+                self._ip("link", "del", name, check=False)
+
+    def up(self):
+        self._sweep()
         self._ip("link", "del", self.bridge, check=False)
         self._ip("link", "add", self.bridge, "type", "bridge")
         self._ip("addr", "add", f"{self.gateway}/{self.net.prefixlen}", "dev", self.bridge)
@@ -156,15 +163,24 @@ class Network:
             n = self.serial
         ns = f"{self.bridge}-p{n}"
         host_if, pod_if = f"{self.bridge[:6]}h{n}", f"{self.bridge[:6]}c{n}"
-        self._ip("netns", "add", ns)
-        self._ip("link", "add", host_if, "type", "veth", "peer", "name", pod_if)
-        self._ip("link", "set", host_if, "master", self.bridge, "up")
-        self._ip("link", "set", pod_if, "netns", ns)
-        self._ip("-n", ns, "link", "set", pod_if, "name", "eth0")
-        self._ip("-n", ns, "addr", "add", f"{addr}/{self.net.prefixlen}", "dev", "eth0")
-        self._ip("-n", ns, "link", "set", "eth0", "up")
-        self._ip("-n", ns, "link", "set", "lo", "up")
-        self._ip("-n", ns, "route", "add", "default", "via", self.gateway)
+        # A pair of that name left by an earlier run (its namespace outlived it for a moment).
+        self._ip("link", "del", host_if, check=False)
+        try:
+            self._ip("netns", "add", ns)
+            self._ip("link", "add", host_if, "type", "veth", "peer", "name", pod_if)
+            self._ip("link", "set", host_if, "master", self.bridge, "up")
+            self._ip("link", "set", pod_if, "netns", ns)
+            self._ip("-n", ns, "link", "set", pod_if, "name", "eth0")
+            self._ip("-n", ns, "addr", "add", f"{addr}/{self.net.prefixlen}", "dev", "eth0")
+            self._ip("-n", ns, "link", "set", "eth0", "up")
+            self._ip("-n", ns, "link", "set", "lo", "up")
+            self._ip("-n", ns, "route", "add", "default", "via", self.gateway)
+        except RuntimeError:
+            self._ip("netns", "del", ns, check=False)
+            self._ip("link", "del", host_if, check=False)
+            with self.lock:
+                self.free.append(addr)
+            raise
         with self.lock:
             self.used[ns] = addr
         return ns, addr
@@ -179,6 +195,7 @@ class Network:
     def down(self):
         for ns in list(self.used):
             self.detach(ns)
+        self._sweep()
         self._ip("link", "del", self.bridge, check=False)
 
 
