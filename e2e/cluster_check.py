@@ -482,10 +482,13 @@ def main():
     finally:
         say("stopping: pods (SIGTERM), cameras")
         if not args.keep:
+            # The resources first, while the operators still run to release their finalizers.
+            for inst in (bg, tr):
+                for kind in ("cameras", "alertrules", "sites"):
+                    subprocess.run(["kubectl", "delete", kind, "--all", "-n", inst.ns, "--wait=false"], capture_output=True)
+            time.sleep(3)
             for inst in (bg, tr):
                 subprocess.run(["helm", "uninstall", "kordon", "-n", inst.ns], capture_output=True)
-                for kind in ("cameras", "sites"):
-                    subprocess.run(["kubectl", "delete", kind, "--all", "-n", inst.ns, "--wait=false"], capture_output=True)
         node.stop()
         stop(cams, timeout=30)
         print(summary())
