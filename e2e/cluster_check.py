@@ -33,6 +33,7 @@ Needs root (network namespaces, mounts, chroot), `eval "$(scripts/kube.sh env)"`
 """
 
 import argparse
+import base64
 import json
 import os
 import secrets
@@ -206,7 +207,6 @@ class Admin:
         self.dir = os.path.join(work, f"admin-{inst.site}")
         os.makedirs(self.dir)
         ca = api.get(f"/api/v1/namespaces/{inst.ns}/secrets/{inst.site}-ca")
-        import base64
         for k in ("ca.crt", "ca.key"):
             open(os.path.join(self.dir, k), "wb").write(base64.b64decode(ca["data"][k]))
         d = self.dir

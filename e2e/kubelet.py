@@ -285,8 +285,6 @@ class Pod:
         self.next_start = 0.0
         self.ready = False
         self.terminating = False
-        self.last_exit = None
-        self.waiting = None  # why it is not running (e.g. ErrImagePull)
 
     @property
     def key(self):
@@ -315,6 +313,7 @@ class Kubelet:
         # Kubernetes' rules: `command` replaces the image's Entrypoint, `args` its Cmd.
         self.entrypoint = image_config["config"].get("Entrypoint") or []
         self.cmd = image_config["config"].get("Cmd") or []
+        self.image_user = oci.config(bundle)["process"]["user"]
         self.namespaces = sorted(namespaces)
         self.network = network or Network()
         self.log = log
@@ -334,7 +333,7 @@ class Kubelet:
         self._write_hosts([])
         self.thread = threading.Thread(target=self._run, daemon=True, name="kubelet")
         self.last_probe = 0.0
-        self.errors = []
+        self.last_error = None
 
     def _api_address(self):
         hostport = self.api.server.split("://", 1)[1]
@@ -389,9 +388,9 @@ class Kubelet:
                 self.sync()
             except Exception as e:  # the API server restarting must not end the kubelet
                 msg = f"kubelet: sync failed: {e}"
-                if not self.errors or self.errors[-1] != msg:
+                if msg != self.last_error:
                     self.log(msg)
-                self.errors.append(msg)
+                self.last_error = msg
             self.stopping.wait(self.sync_every)
 
     def sync(self):
@@ -448,13 +447,11 @@ class Kubelet:
         old = [p for p in self.pods.values()
                if p.kind == "Deployment" and p.ns == ns and p.owner == name and p.hash != h]
         new_names = [f"{name}-{h}-{i}" for i in range(replicas)]
-        if recreate and any(not p.terminating for p in old):
+        if recreate and old:
+            # The old pods stop first; they stay wanted until gone, and nothing new starts yet.
             for p in old:
                 if not p.terminating:
                     self._stop_async(p, "its Deployment's template changed (Recreate)")
-        if recreate and old:
-            # Old pods still stopping: keep them wanted until they are gone, start nothing yet.
-            for p in old:
                 wanted.add(p.key)
             return
         for pod_name in new_names:
@@ -475,7 +472,6 @@ class Kubelet:
             code = pod.proc.returncode
             pod.proc = None
             pod.ready = False
-            pod.last_exit = code
             pod.restarts += 1
             ran = now - pod.started
             delay = 0 if pod.restarts == 1 or ran > 600 else min(10 * 2 ** (pod.restarts - 2), 300)
@@ -488,7 +484,6 @@ class Kubelet:
         try:
             self._start(pod)
         except Exception as e:
-            pod.waiting = str(e)
             pod.next_start = now + 5
             self.log(f"kubelet: {pod.ns}/{pod.name} not started: {e}")
 
@@ -505,9 +500,8 @@ class Kubelet:
         csc = c.get("securityContext") or {}
         uid = csc.get("runAsUser", psc.get("runAsUser"))
         gid = csc.get("runAsGroup", psc.get("runAsGroup"))
-        img_user = oci.config(self.bundle)["process"]["user"]
-        uid = img_user["uid"] if uid is None else uid
-        gid = img_user["gid"] if gid is None else gid
+        uid = self.image_user["uid"] if uid is None else uid
+        gid = self.image_user["gid"] if gid is None else gid
         fs_group = psc.get("fsGroup")
         if (csc.get("runAsNonRoot") or psc.get("runAsNonRoot")) and uid == 0:
             raise RuntimeError("CreateContainerConfigError: runAsNonRoot and the image runs as root")
@@ -528,7 +522,6 @@ class Kubelet:
                              netns=pod.netns, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         pod.started = time.time()
-        pod.waiting = None
         self.log(f"kubelet: started {pod.ns}/{pod.name} ({pod.ip}, pid {pod.proc.pid}): {' '.join(args)}")
 
     def _env_value(self, pod, e):
