@@ -9,7 +9,7 @@ What a node would do, as far as Kordon's workloads need it:
     runs: the template's args after the image's entrypoint (or its command), its env
     (values, fieldRef: metadata.name/namespace/labels['…'], status.podIP; secretKeyRef,
     configMapKeyRef), its user (securityContext), a read-only root, no capabilities.
-  - Volumes. configMap and secret (items, defaultMode, group fsGroup), persistentVolumeClaim and
+  - Volumes. configMap and secret (items, defaultMode, group fsGroup), projected ones of them, persistentVolumeClaim and
     the StatefulSets' volumeClaimTemplates (a directory per claim, kept across pods, like a
     volume that outlives them), emptyDir (a directory per pod), and the service account's token
     (TokenRequest), CA and namespace at /var/run/secrets/kubernetes.io/serviceaccount.
@@ -579,6 +579,26 @@ class Kubelet:
             os.chown(full, 0, fs_group if fs_group is not None else 0)
             os.chmod(full, mode)
 
+    def _source_files(self, ns, secret, ref):
+        """(path, bytes) of a configMap's or secret's keys (all, or its `items`), as a volume
+        or a projected volume's source shows them; the pod waits while one is missing."""
+        obj_name = ref["secretName"] if secret and "secretName" in ref else ref["name"]
+        obj = self.api.get(f"/api/v1/namespaces/{ns}/{'secrets' if secret else 'configmaps'}/{obj_name}")
+        if obj is None:
+            if ref.get("optional"):
+                obj = {}
+            else:
+                raise RuntimeError(f"ContainerCreating: {'secret' if secret else 'configmap'} "
+                                   f"{obj_name!r} not found")
+        data = {k: (base64.b64decode(x) if secret else x.encode()) for k, x in (obj.get("data") or {}).items()}
+        items = ref.get("items")
+        files = ([(i["path"], data[i["key"]]) for i in items if i["key"] in data] if items
+                 else sorted(data.items()))
+        if items and len(files) < len(items) and not ref.get("optional"):
+            missing = [i["key"] for i in items if i["key"] not in data]
+            raise RuntimeError(f"ContainerCreating: {obj_name!r} has no key(s) {missing}")
+        return files
+
     def _volumes(self, pod, uid, fs_group):
         spec = pod.spec()
         base = self._pod_dir(pod)
@@ -589,22 +609,18 @@ class Kubelet:
             if "configMap" in v or "secret" in v:
                 secret = "secret" in v
                 ref = v["secret"] if secret else v["configMap"]
-                obj_name = ref["secretName"] if secret else ref["name"]
-                obj = self.api.get(f"/api/v1/namespaces/{pod.ns}/{'secrets' if secret else 'configmaps'}/{obj_name}")
-                if obj is None:
-                    if ref.get("optional"):
-                        obj = {}
-                    else:
-                        raise RuntimeError(f"ContainerCreating: {'secret' if secret else 'configmap'} "
-                                           f"{obj_name!r} not found")
-                data = {k: (base64.b64decode(x) if secret else x.encode()) for k, x in (obj.get("data") or {}).items()}
-                items = ref.get("items")
-                files = ([(i["path"], data[i["key"]]) for i in items if i["key"] in data] if items
-                         else sorted(data.items()))
-                if items and len(files) < len(items) and not ref.get("optional"):
-                    missing = [i["key"] for i in items if i["key"] not in data]
-                    raise RuntimeError(f"ContainerCreating: {obj_name!r} has no key(s) {missing}")
-                self._write_files(d, files, ref.get("defaultMode", 0o644), fs_group)
+                self._write_files(d, self._source_files(pod.ns, secret, ref), ref.get("defaultMode", 0o644), fs_group)
+                sources[name] = d
+            elif "projected" in v:
+                # configMap and secret sources in one directory (a serviceAccountToken source
+                # is not needed by Kordon's pods).
+                files = []
+                for src in v["projected"].get("sources") or []:
+                    kinds = sorted(set(src) & {"configMap", "secret"})
+                    if len(kinds) != 1 or len(src) != 1:
+                        raise RuntimeError(f"volume {name}: projected source {sorted(src)} is not supported here")
+                    files += self._source_files(pod.ns, kinds[0] == "secret", src[kinds[0]])
+                self._write_files(d, files, v["projected"].get("defaultMode", 0o644), fs_group)
                 sources[name] = d
             elif "persistentVolumeClaim" in v:
                 claim = v["persistentVolumeClaim"]["claimName"]

@@ -124,6 +124,76 @@ pub struct SiteSpec {
     /// installations reach it; required before any `Partner` of this Site is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner_link: Option<PartnerLinkSpec>,
+    /// How people (officers, auditors, administrators) sign in to the site's services: bearer
+    /// tokens of the site's identity provider. Unset means only certificates the site's CA
+    /// issued reach them (services, the operator, an administrator's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<SiteAuth>,
+}
+
+/// How people authenticate to a site's services.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteAuth {
+    /// Bearer JWTs from the site's identity provider (OIDC access tokens): each call's token
+    /// must be signed by one of `keys` and carry `issuer`, `audience` and the person's roles
+    /// per site in `rolesClaim`.
+    pub jwt: PersonTokens,
+}
+
+/// Bearer JWTs people present (rendered as `auth.jwt` of the site's configuration).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("size(self.keys) <= 1 || self.keys.all(k, has(k.id))").message("auth.jwt.keys: with several keys each needs an `id` (the tokens' `kid`)"))]
+pub struct PersonTokens {
+    /// The `iss` every token carries, e.g. `https://sso.burgas.example/realms/police`.
+    #[schemars(length(min = 1, max = 512))]
+    pub issuer: String,
+    /// The `aud` every token carries, e.g. `kordon`.
+    #[schemars(length(min = 1, max = 256))]
+    pub audience: String,
+    /// The public keys that may sign tokens (PEM, from ConfigMaps of this namespace: public
+    /// keys need no Secret). Add the new key before the provider rotates to it.
+    #[schemars(length(min = 1, max = 8))]
+    pub keys: Vec<TokenKey>,
+    /// The claim holding `{"<site>" | "*": ["viewer" | "operator" | "auditor" | "admin"]}`;
+    /// unset means `kordon_roles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub roles_claim: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds; unset means 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 300))]
+    pub leeway_seconds: Option<u32>,
+}
+
+/// One public key that signs people's tokens, from a ConfigMap of the Site's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenKey {
+    /// The `kid` of the tokens it signs; required when there are several keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub id: Option<String>,
+    pub algorithm: TokenAlgorithm,
+    #[schemars(length(min = 1, max = 253))]
+    pub config_map_name: String,
+    /// The key holding the PEM public key.
+    #[serde(default = "default_token_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_token_key() -> String {
+    "public.pem".to_string()
+}
+
+/// How a token is signed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenAlgorithm {
+    EdDSA,
+    RS256,
+    ES256,
 }
 
 /// How partner installations reach this site's partner link.

@@ -30,6 +30,10 @@ pub enum Error {
     /// Leader election could not proceed.
     #[error("leader election: {0}")]
     Lease(String),
+
+    /// A Site's `spec.auth` token keys cannot be read (the ConfigMap and key are named).
+    #[error("people's sign-in keys: {0}")]
+    AuthKeys(String),
 }
 
 impl Error {
@@ -59,6 +63,7 @@ impl Error {
             Error::Config { .. } => "config",
             Error::Certificate(_) => "certificate",
             Error::Lease(_) => "lease",
+            Error::AuthKeys(_) => "auth_keys",
         }
     }
 }

@@ -31,6 +31,7 @@ pub fn site(name: &str, replicas: i32) -> Site {
             sharing: Vec::new(),
             tls_secret: None,
             partner_link: None,
+            auth: None,
         },
     );
     s.metadata = ObjectMeta {

@@ -25,6 +25,7 @@
 
 pub mod alert_rule;
 pub mod alerting;
+pub mod auth;
 pub mod camera;
 pub mod certificates;
 pub mod conditions;

@@ -255,19 +255,21 @@ pub fn render(
     tls: &TlsMounts,
     rules: &[AlertRule],
 ) -> Result<SiteObjects> {
-    render_with_partners(site, config, tls, rules, &[])
+    render_with_partners(site, config, tls, rules, &[], &[])
 }
 
 /// The objects of `site`; `tls` says what each workload mounts for mTLS; `rules` are the
 /// Site's AlertRules (those not accepted are left out, see [`crate::alerting::verdict`]);
 /// `partners` are its accepted Partners ([`crate::partner::accepted`]; those of another Site
 /// are ignored). Partners are rendered only when `tls` names a partner-link certificate.
+/// `auth_keys` are the SHA-256 of each `spec.auth.jwt` key ([`crate::auth::check_keys`]).
 pub fn render_with_partners(
     site: &Site,
     config: &OperatorConfig,
     tls: &TlsMounts,
     rules: &[AlertRule],
     partners: &[crate::partner::AcceptedPartner],
+    auth_keys: &[String],
 ) -> Result<SiteObjects> {
     let name = site
         .metadata
@@ -345,6 +347,21 @@ pub fn render_with_partners(
         partners_digest = Some(crate::pki::sha256_hex(text.as_bytes()));
         base["partners"] = section;
     }
+    // People's sign-in: the same section and keys in every pod (they all read site.yaml).
+    let mut everywhere = BTreeMap::new();
+    if let Some(auth) = &site.spec.auth {
+        let jwt =
+            serde_json::to_value(crate::auth::section(&auth.jwt)).map_err(|e| Error::Render {
+                what: "auth".into(),
+                message: e.to_string(),
+            })?;
+        let digest = crate::auth::digest(&to_yaml(&jwt, "auth")?, auth_keys);
+        everywhere.insert(crate::auth::CONFIG_ANNOTATION.to_string(), digest);
+        if base.get("auth").is_none() {
+            base["auth"] = json!({});
+        }
+        base["auth"]["jwt"] = jwt;
+    }
     let site_yaml = to_yaml(&base, "site.yaml")?;
 
     let config_maps = vec![typed(
@@ -396,7 +413,7 @@ pub fn render_with_partners(
             // Replicas are independent shards: start and stop them together.
             "podManagementPolicy": "Parallel",
             "selector": { "matchLabels": selector(name, component) },
-            "template": pod_template(site, name, component, config, tls, &BTreeMap::new(), &[]),
+            "template": pod_template(site, name, component, config, tls, &everywhere, &[]),
         });
         spec["volumeClaimTemplates"] = json!([{
             "metadata": { "name": if ingest { "spool" } else { "data" } },
@@ -431,7 +448,8 @@ pub fn render_with_partners(
         } else {
             json!({ "type": "RollingUpdate" })
         };
-        let mut annotations = match component {
+        let mut annotations = everywhere.clone();
+        annotations.extend(match component {
             "alerting" => BTreeMap::from([(
                 crate::alerting::CONFIG_ANNOTATION.to_string(),
                 alerting_digest.clone(),
@@ -441,7 +459,7 @@ pub fn render_with_partners(
                 transcode_digest.clone(),
             )]),
             _ => BTreeMap::new(),
-        };
+        });
         let linked = LINKED.contains(&component);
         if linked && let Some(d) = &partners_digest {
             annotations.insert(crate::partner::CONFIG_ANNOTATION.to_string(), d.clone());
@@ -702,6 +720,12 @@ fn pod_template(
                 },
             }));
         }
+    }
+    if let Some(auth) = &site.spec.auth {
+        mounts.push(
+            json!({ "name": "auth-keys", "mountPath": crate::auth::AUTH_DIR, "readOnly": true }),
+        );
+        volumes.push(crate::auth::volume(&auth.jwt));
     }
     if let Some(secret) = tls.secrets.get(component) {
         mounts.push(json!({ "name": "tls", "mountPath": TLS_DIR, "readOnly": true }));
@@ -1272,6 +1296,111 @@ mod tests {
         );
     }
 
+    #[test]
+    fn people_sign_in_with_the_sites_token_keys_in_every_pod_and_a_new_key_rolls_them() {
+        use crate::crd::{PersonTokens, SiteAuth, TokenAlgorithm, TokenKey};
+        let mut s = site("burgas", 2);
+        s.spec.auth = Some(SiteAuth {
+            jwt: PersonTokens {
+                issuer: "https://sso.burgas.example".into(),
+                audience: "kordon".into(),
+                keys: vec![
+                    TokenKey {
+                        id: Some("2026".into()),
+                        algorithm: TokenAlgorithm::EdDSA,
+                        config_map_name: "sso-keys".into(),
+                        key: "public.pem".into(),
+                    },
+                    TokenKey {
+                        id: Some("2027".into()),
+                        algorithm: TokenAlgorithm::ES256,
+                        config_map_name: "sso-next".into(),
+                        key: "next.pem".into(),
+                    },
+                ],
+                roles_claim: None,
+                leeway_seconds: Some(10),
+            },
+        });
+        let tls = TlsMounts::for_site(&s);
+        let cfg = OperatorConfig::default();
+        let objs =
+            render_with_partners(&s, &cfg, &tls, &[], &[], &["a".into(), "b".into()]).unwrap();
+        let site_yaml = yaml_of(&objs.config_maps[0], "site.yaml");
+        let jwt: kordon_runtime::config::JwtConfig =
+            serde_yaml::from_value(site_yaml["auth"]["jwt"].clone())
+                .expect("the services' own type");
+        assert_eq!(jwt.issuer, "https://sso.burgas.example");
+        assert_eq!(jwt.roles_claim, "kordon_roles");
+        assert_eq!(jwt.leeway_seconds, 10);
+        assert_eq!(
+            jwt.keys
+                .iter()
+                .map(|k| (k.id.clone().unwrap(), k.public_key_file.clone()))
+                .collect::<Vec<_>>(),
+            [
+                ("2026".to_string(), "/var/run/kordon/auth/key-0.pem".into()),
+                ("2027".to_string(), "/var/run/kordon/auth/key-1.pem".into()),
+            ]
+        );
+        let templates: Vec<Value> = objs
+            .statefulsets
+            .iter()
+            .map(|d| pod_spec(&d.spec.template))
+            .chain(objs.deployments.iter().map(|d| pod_spec(&d.spec.template)))
+            .collect();
+        assert_eq!(templates.len(), 5);
+        let digest =
+            |t: &Value| t["metadata"]["annotations"][crate::auth::CONFIG_ANNOTATION].clone();
+        for t in &templates {
+            let volume = t["spec"]["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == "auth-keys");
+            assert_eq!(
+                volume.unwrap()["projected"]["sources"],
+                json!([
+                    { "configMap": { "name": "sso-keys", "items": [{ "key": "public.pem", "path": "key-0.pem" }] } },
+                    { "configMap": { "name": "sso-next", "items": [{ "key": "next.pem", "path": "key-1.pem" }] } },
+                ])
+            );
+            assert!(
+                t["spec"]["containers"][0]["volumeMounts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["name"] == "auth-keys"
+                        && m["mountPath"] == "/var/run/kordon/auth"
+                        && m["readOnly"] == true)
+            );
+            assert!(digest(t).is_string());
+            assert_eq!(digest(t), digest(&templates[0]));
+        }
+        // A changed key rolls every pod; the same inputs render the same bytes.
+        let again =
+            render_with_partners(&s, &cfg, &tls, &[], &[], &["a".into(), "b".into()]).unwrap();
+        assert_eq!(
+            digest(&pod_spec(&again.deployments[0].spec.template)),
+            digest(&templates[3])
+        );
+        let rotated =
+            render_with_partners(&s, &cfg, &tls, &[], &[], &["a".into(), "c".into()]).unwrap();
+        for d in &rotated.deployments {
+            assert_ne!(digest(&pod_spec(&d.spec.template)), digest(&templates[0]));
+        }
+        // Without spec.auth: no section, no volume, no annotation.
+        let plain = render(&site("burgas", 2), &cfg, &tls, &[]).unwrap();
+        assert!(
+            yaml_of(&plain.config_maps[0], "site.yaml")
+                .get("auth")
+                .is_none()
+        );
+        let t = pod_spec(&plain.deployments[0].spec.template);
+        assert!(!t.to_string().contains("auth-keys"));
+        assert!(digest(&t).is_null());
+    }
+
     /// The pod template of `site`'s `component` Deployment.
     fn deployment_pod(objs: &SiteObjects, component: &str) -> Value {
         let d = objs
@@ -1316,6 +1445,7 @@ mod tests {
                 tls,
                 &[],
                 &accepted(partners, ca),
+                &[],
             )
             .unwrap()
         };

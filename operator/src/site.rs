@@ -156,7 +156,30 @@ async fn apply(site: &Site, ctx: &Context) -> Result<Action> {
     let rules = rules_of(ctx, &ns, &name);
     let tls = certificates::ensure(ctx, site, &ns, &name).await?;
     let partners = crate::partner::accepted(ctx, site, &ns, &name).await;
-    let objects = render::render_with_partners(site, &ctx.config, &tls.mounts, &rules, &partners)?;
+    let auth_keys = match crate::auth::check_keys(&ctx.client, &ns, site).await {
+        Ok(keys) => keys,
+        Err(error) => {
+            // Nothing applied: the pods keep the keys they loaded rather than fail to start.
+            publish(
+                ctx,
+                site,
+                EventType::Warning,
+                "AuthKeysInvalid",
+                "Reconcile",
+                error.to_string(),
+            )
+            .await;
+            return Err(error);
+        }
+    };
+    let objects = render::render_with_partners(
+        site,
+        &ctx.config,
+        &tls.mounts,
+        &rules,
+        &partners,
+        &auth_keys,
+    )?;
     apply_objects(ctx, &ns, &name, &objects).await?;
     publish_rule_statuses(ctx, site, &ns, &rules).await;
 
