@@ -12,7 +12,7 @@ use kordon_runtime::server::{self, GrpcServer};
 use kordon_runtime::shutdown::Shutdown;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, DevIdentityPolicy, ServerFlags};
+use crate::config::{Config, DevIdentityPolicy, Reads, ServerFlags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -33,19 +33,28 @@ impl Service {
             Service::Alerting => kordon_alerting::NAME,
         }
     }
+
+    /// The optional sections it reads: alerting its own and the partners, storage the partners.
+    fn reads(self) -> Reads {
+        Reads {
+            alerting: self == Service::Alerting,
+            partners: matches!(self, Service::Alerting | Service::Storage),
+        }
+    }
 }
 
 /// Loads config, starts telemetry, and returns what a server process needs.
 fn prepare(
     name: &str,
     flags: &ServerFlags,
+    reads: Reads,
     policy: DevIdentityPolicy,
 ) -> anyhow::Result<(
     Config,
     CommonConfig,
     kordon_runtime::telemetry::TelemetryGuard,
 )> {
-    let config = Config::load(flags)?;
+    let config = Config::load_reading(flags, reads)?;
     let common = config.common(policy)?;
     let telemetry = kordon_runtime::telemetry::init(name, &common.log)?;
     Ok((config, common, telemetry))
@@ -354,7 +363,8 @@ fn demo_rule() -> kordon_alerting::config::RuleYaml {
 
 /// `kordon <service>`: one service in this process.
 pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> {
-    let (config, common, _telemetry) = prepare(which.name(), flags, DevIdentityPolicy::OptIn)?;
+    let (config, common, _telemetry) =
+        prepare(which.name(), flags, which.reads(), DevIdentityPolicy::OptIn)?;
     tracing::info!(
         service = which.name(),
         version = kordon_runtime::VERSION,
@@ -571,8 +581,12 @@ fn banner(
 
 /// `kordon standalone`: all five services on one gRPC listener, embedded defaults.
 pub async fn standalone(flags: &ServerFlags) -> anyhow::Result<()> {
-    let (config, common, _telemetry) =
-        prepare("standalone", flags, DevIdentityPolicy::LoopbackDefault)?;
+    let (config, common, _telemetry) = prepare(
+        "standalone",
+        flags,
+        Reads::ALL,
+        DevIdentityPolicy::LoopbackDefault,
+    )?;
     tracing::info!(
         version = kordon_runtime::VERSION,
         data_dir = %common.data_dir.display(),
