@@ -1,6 +1,7 @@
 //! `kordon.alerting.v1.AlertingService` over the running [`Alerting`].
 //!
-//! Reading needs ROLE_VIEWER (view status) on the alert's or rule's site, and a request without
+//! Reading needs ROLE_VIEWER (view status) on the alert's or rule's site (this site for a
+//! partner's copy, as for handling it), and a request without
 //! a site sees only the sites the caller holds a role on; acknowledging, holding and resolving
 //! need ROLE_OPERATOR (handle alerts); rules need ROLE_ADMIN. Sinks are configured in the Site
 //! resource (`spec.alertSinks`) or the `alerting.sinks` config; sharing agreements are declared
@@ -64,6 +65,13 @@ fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
 
 fn can(p: &Principal, site: &str, perm: Permission) -> bool {
     auth::authorize(p, site, perm).is_ok()
+}
+
+/// The site whose roles govern `a` here: its own site, or, for a partner's copy, this site (an
+/// officer of the receiving site sees and handles the copy with their roles here, as
+/// [`Alerting::act`] decides).
+fn governing_site<'a>(alerting: &'a Alerting, a: &'a pb::Alert) -> &'a str {
+    crate::service::governing_site(alerting.partners().here(), &a.site, a.origin.is_some())
 }
 
 /// The caller's name on lifecycle steps and rule changes.
@@ -276,7 +284,11 @@ impl AlertingService for AlertingApi {
                         .unwrap_or(0),
                     a.id.clone(),
                 ));
-                if can(&p, &a.site, Permission::ViewStatus) {
+                if can(
+                    &p,
+                    governing_site(&self.alerting, &a),
+                    Permission::ViewStatus,
+                ) {
                     alerts.push(a);
                     if alerts.len() == size as usize {
                         break;
@@ -316,7 +328,11 @@ impl AlertingService for AlertingApi {
         let p = principal(&req)?;
         let id = req.into_inner().alert_id;
         let a = self.alerting.alert(&id).await?;
-        auth::authorize(&p, &a.site, Permission::ViewStatus)?;
+        auth::authorize(
+            &p,
+            governing_site(&self.alerting, &a),
+            Permission::ViewStatus,
+        )?;
         Ok(Response::new(pb::GetAlertResponse { alert: Some(a) }))
     }
 
@@ -374,7 +390,10 @@ impl AlertingService for AlertingApi {
         let buffered = self.alerting.config().grpc_stream.max_buffered as usize;
         let (tx, rx) = mpsc::channel::<Result<pb::WatchAlertsResponse, Status>>(buffered);
         let alerting = self.alerting.clone();
-        let visible = move |a: &pb::Alert| can(&p, &a.site, Permission::ViewStatus);
+        let visible = {
+            let alerting = alerting.clone();
+            move |a: &pb::Alert| can(&p, governing_site(&alerting, a), Permission::ViewStatus)
+        };
         let gauge = crate::metrics::get()
             .subscribers
             .with_label_values::<&str>(&[]);

@@ -48,6 +48,13 @@ pub struct Alerting {
 /// The principal recorded on rules written from the configuration.
 pub const CONFIG_PRINCIPAL: &str = "config";
 
+/// The site whose roles govern an alert at the site `here`: its own `site`, or `here` for a
+/// copy received from a partner (`from_partner`): the receiving site's people see and handle
+/// it with their roles here, never needing one on the partner's site.
+pub fn governing_site<'a>(here: &'a str, site: &'a str, from_partner: bool) -> &'a str {
+    if from_partner { here } else { site }
+}
+
 fn same_spec(a: &pb::Rule, b: &pb::Rule) -> bool {
     let strip = |r: &pb::Rule| pb::Rule {
         id: String::new(),
@@ -416,14 +423,9 @@ impl Alerting {
             &who.subject,
             expected_version,
             |current| {
-                let site = if current.origin.is_some() {
-                    here.as_str()
-                } else {
-                    current.site.as_str()
-                };
                 kordon_runtime::auth::authorize(
                     who,
-                    site,
+                    governing_site(&here, &current.site, current.origin.is_some()),
                     kordon_runtime::auth::Permission::HandleAlerts,
                 )?;
                 Ok(())

@@ -10,6 +10,7 @@ use std::time::Duration;
 use kordon_alerting::config::{AlertingConfig, DetectionSource, RuleYaml, Severity};
 use kordon_alerting::engine::Action;
 use kordon_proto::alerting::v1 as pb;
+use kordon_proto::alerting::v1::alerting_service_server::AlertingService;
 use kordon_proto::common::v1 as common;
 use kordon_proto::detection::v1 as dpb;
 use kordon_proto::storage::v1 as spb;
@@ -418,6 +419,31 @@ async fn covered_alerts_reach_the_partner_with_allowed_fields_and_acks_come_back
         1,
         "pier-2's alert reached Edirne: {at_edirne:?}"
     );
+
+    // Edirne's officer, with roles on Edirne only, sees the copy through the API (get and
+    // list); the origin's site grants them nothing, and Burgas's original stays out of reach.
+    let api = kordon_alerting::AlertingApi::new(edirne.alerting.clone());
+    let edirne_officer = officer("edirne", "officer-7");
+    let mut req = tonic::Request::new(pb::GetAlertRequest {
+        alert_id: copy.id.clone(),
+    });
+    req.extensions_mut().insert(edirne_officer.clone());
+    let got = api
+        .get_alert(req)
+        .await
+        .expect("the copy, by roles at Edirne");
+    assert_eq!(got.into_inner().alert.unwrap().id, copy.id);
+    let mut req = tonic::Request::new(pb::ListAlertsRequest::default());
+    req.extensions_mut().insert(edirne_officer.clone());
+    let listed = api.list_alerts(req).await.unwrap().into_inner().alerts;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let burgas_api = kordon_alerting::AlertingApi::new(burgas.alerting.clone());
+    let mut req = tonic::Request::new(pb::GetAlertRequest {
+        alert_id: copy.id.clone(),
+    });
+    req.extensions_mut().insert(edirne_officer.clone());
+    let refused = burgas_api.get_alert(req).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 
     // Joint response: Edirne's officer acknowledges; Burgas shows it.
     edirne
