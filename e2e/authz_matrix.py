@@ -54,7 +54,7 @@ from google.protobuf import descriptor, descriptor_pool, json_format, message_fa
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from common import check, failed, free_ports, stop, summary, wait_port
+from common import check, failed, free_ports, mint_jwt, stop, summary, wait_port
 
 sys.path.insert(0, os.path.dirname(__file__))
 from detection_check import ort_env  # noqa: E402
@@ -228,22 +228,9 @@ def make_pki(work):
     return p
 
 
-def b64(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
 def mint(key, sub, roles, exp_in=3600):
-    """An EdDSA JWT as JwtVerifier::verify reads it, signed with `openssl pkeyutl`."""
-    now = int(time.time())
-    header = b64(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "name": sub, "iat": now, "exp": now + exp_in,
-              "kordon_roles": roles}
-    signing_input = f"{header}.{b64(json.dumps(claims).encode())}"
-    with tempfile.NamedTemporaryFile() as f:
-        f.write(signing_input.encode())
-        f.flush()
-        sig = sh("openssl", "pkeyutl", "-sign", "-rawin", "-inkey", key, "-in", f.name)
-    return f"{signing_input}.{b64(sig)}"
+    """An EdDSA JWT of this check's issuer and audience."""
+    return mint_jwt(key, ISSUER, AUDIENCE, sub, roles, exp_in)
 
 
 class Identity:

@@ -13,11 +13,14 @@ Each script runs as `python e2e/X.py ...`, so this directory is first on sys.pat
     (grpcio is imported only when one is made, so benchmarks run without it).
 """
 
+import base64
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 _counts = {"passed": 0, "failed": 0}
@@ -144,3 +147,23 @@ class Client:
                                         response_deserializer=resp_cls.FromString)
         req = json_format.ParseDict(body, req_cls())
         return json_format.MessageToDict(stub(req, timeout=30), preserving_proto_field_name=True)
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def mint_jwt(key, issuer, audience, sub, roles, exp_in=3600, name=None):
+    """An EdDSA JWT as Kordon's verifier reads it (roles per site in `kordon_roles`), signed
+    with `openssl pkeyutl` and the Ed25519 private key file `key`."""
+    now = int(time.time())
+    header = b64url(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode())
+    claims = {"iss": issuer, "aud": audience, "sub": sub, "name": name or sub, "iat": now, "exp": now + exp_in,
+              "kordon_roles": roles}
+    signing_input = f"{header}.{b64url(json.dumps(claims).encode())}"
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(signing_input.encode())
+        f.flush()
+        sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", key, "-in", f.name],
+                             check=True, capture_output=True).stdout
+    return f"{signing_input}.{b64url(sig)}"

@@ -304,10 +304,12 @@ class Pod:
 class Kubelet:
     """Runs the pods of every StatefulSet and Deployment in `namespaces` from `bundle` (an
     unpacked image; `image_config` is `oci.image_config` of its archive), until `stop()`. `forwards` are extra
-    (listen address, port) -> (address, port) forwards for host services."""
+    (listen address, port) -> (address, port) forwards for host services. `aliases` are names outside
+    the cluster (a load balancer's DNS name) -> (namespace, Service): they resolve to that Service's
+    pods as its own name does."""
 
     def __init__(self, api, bundle, image_config, work, namespaces, network=None, forwards=(), log=print,
-                 sync_every=1.0):
+                 sync_every=1.0, aliases=None):
         self.api, self.bundle, self.work = api, bundle, work
         self.image = image_config["ref"]
         # Kubernetes' rules: `command` replaces the image's Entrypoint, `args` its Cmd.
@@ -322,6 +324,9 @@ class Kubelet:
         self.lock = threading.RLock()
         self.stopping = threading.Event()
         self.hosts_path = os.path.join(work, "hosts")
+        self.aliases = {}
+        for host, (ns, svc) in (aliases or {}).items():
+            self.aliases.setdefault((ns, svc), []).append(host)
         self.hosts_text = None
         os.makedirs(os.path.join(work, "logs"), exist_ok=True)
         os.makedirs(os.path.join(work, "claims"), exist_ok=True)
@@ -724,7 +729,7 @@ class Kubelet:
                     continue
                 names = []
                 if all_pods or p.ready:
-                    names += [fqdn, f"{fqdn}.cluster.local"]
+                    names += [fqdn, f"{fqdn}.cluster.local", *sorted(self.aliases.get((ns, name), []))]
                 if spec.get("clusterIP") == "None" and p.kind == "StatefulSet":
                     names += [f"{p.name}.{fqdn}", f"{p.name}.{fqdn}.cluster.local"]
                 if names:

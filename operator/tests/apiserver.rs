@@ -960,8 +960,12 @@ async fn invalid_resources_are_rejected_with_clear_messages() {
     site["spec"]["alertSinks"] = json!([
         { "name": "duty", "webhook": { "url": "http://hooks.example/duty", "signingSecret": "duty-hmac" } },
     ]);
+    // Several token keys: each needs the `kid` it signs.
+    site["spec"]["auth"] = json!({ "jwt": { "issuer": "https://sso.example", "audience": "kordon",
+        "keys": [{ "algorithm": "EdDSA", "configMapName": "a" }, { "algorithm": "ES256", "configMapName": "b" }] } });
     let msg = rejected(&client, &ns, site).await;
     for want in [
+        "with several keys each needs an `id`",
         "webhook.url must be an https:// URL",
         "at most 40 characters",
         "objectLock needs storage.retentionDays",
