@@ -22,7 +22,8 @@ As a platform engineer, an SRE, officers and auditors of both sites would:
      and applies its Partner (burgas shares port-gate's high alerts and footage on request);
      `kubectl get partners` shows both Agreed.
   2. A person in the real clip enters burgas/port-gate's zone `road`: the AlertRule's alert
-     reaches the site's MQTT subscriber (Mosquitto, an `alertSinks` entry) on both topics, and
+     reaches the site's MQTT subscriber (Mosquitto, an `alertSinks` entry) on both topics and
+     the duty desk's webhook (HTTPS with the desk's private CA, deliveries signed), and
      the partner edirne, whose officer acknowledges it; burgas shows it acknowledged by
      edirne/<officer>.
   3. `kubectl scale site/burgas --replicas=3`: the third ingest pod starts, cameras move to it,
@@ -37,20 +38,19 @@ As a platform engineer, an SRE, officers and auditors of both sites would:
      again, each with one `ingest restart` gap no longer than the open segment it lost, the
      restart and the operator placing its cameras again (the restarted replica starts empty).
 
-Not here yet (issue 17): the webhook sink (an https:// receiver needs a CA the sink can be told
-of).
-
 Needs root (network namespaces, mounts, chroot), `eval "$(scripts/kube.sh env)"` and
 `eval "$(scripts/services.sh env)"`. Prints `e2e: N passed, M failed`.
 """
 
 import argparse
 import base64
+import http.server
 import json
 import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -139,6 +139,65 @@ class Lines:
     def all(self):
         with self.lock:
             return list(self.items)
+
+
+DESK_SECRET = "whsec_" + base64.b64encode(b"duty-desk-e2e-signing-key-32byte").decode()
+
+
+class Desk:
+    """The duty desk's webhook receiver: HTTPS on `host` with a certificate of the desk's own
+    CA (not a public one), every delivery verified as Standard Webhooks with the sink's secret."""
+
+    def __init__(self, work, host, port):
+        from standardwebhooks.webhooks import Webhook
+        d = os.path.join(work, "desk")
+        os.makedirs(d)
+        self.ca = os.path.join(d, "ca.crt")
+        sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{d}/ca.key", "-out", self.ca, "-days", "2", "-subj", "/CN=Duty desk CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
+        open(f"{d}/ext", "w").write(f"subjectAltName=IP:{host}\nextendedKeyUsage=serverAuth\n"
+                                    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n")
+        sh(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{d}/tls.key", "-out", f"{d}/tls.csr", "-subj", "/CN=duty desk"])
+        sh(["openssl", "x509", "-req", "-in", f"{d}/tls.csr", "-CA", self.ca, "-CAkey", f"{d}/ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", f"{d}/ext", "-out", f"{d}/tls.crt"])
+        self.url = f"https://{host}:{port}/kordon"
+        self.got, self.bad, self.lock = [], [], threading.Lock()
+        wh, outer = Webhook(DESK_SECRET), self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    payload = wh.verify(body, headers)
+                except Exception as e:  # noqa: BLE001 - every failed verification is kept
+                    with outer.lock:
+                        outer.bad.append(str(e))
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                with outer.lock:
+                    outer.got.append(payload)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(f"{d}/tls.crt", f"{d}/tls.key")
+        self.server = http.server.ThreadingHTTPServer((host, port), H)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def all(self):
+        with self.lock:
+            return list(self.got)
+
+    def close(self):
+        self.server.shutdown()
 
 
 class Install:
@@ -410,7 +469,7 @@ def main():
     node = kubelet.Kubelet(api, bundle, image, work, {bg.ns, tr.ns}, network=net,
                            forwards=[((net.gateway, s3_port), ("127.0.0.1", s3_port))], log=say, aliases=aliases)
     idps = {inst.site: Idp(work, inst.site) for inst in (bg, tr)}
-    cams = []
+    cams, desk = [], None
     try:
         # The cameras: outside the cluster, on the bridge's host address.
         pattern_port, clip_port = 8554, 8555
@@ -449,6 +508,7 @@ def main():
                                 "-t", "kordon/#"], stdout=subprocess.PIPE, text=True)
         cams.append(sub)
         mqtt = Lines(sub)
+        desk = Desk(work, net.gateway, free_ports(1)[0])
         node.start()
 
         # 1. Install, apply, Ready and Recording.
@@ -469,7 +529,12 @@ def main():
         check("1. helm install: each namespace's operator runs from the image and is ready (in-cluster token, "
               "the chart's Role)", bool(ops), str(node.pod_list()))
         t_apply = time.time()
-        sinks = [{"name": "broker", "mqtt": {"url": f"mqtt://{net.gateway}:{mqtt_port}", "topic": "kordon"}}]
+        # The duty desk's webhook: its signing secret in a Secret, its private CA in a ConfigMap.
+        kubectl("create", "secret", "generic", "duty-desk-hmac", "-n", bg.ns, f"--from-literal=key={DESK_SECRET}")
+        kubectl("create", "configmap", "duty-desk-ca", "-n", bg.ns, f"--from-file=ca.crt={desk.ca}")
+        sinks = [{"name": "broker", "mqtt": {"url": f"mqtt://{net.gateway}:{mqtt_port}", "topic": "kordon"}},
+                 {"name": "duty-desk", "webhook": {"url": desk.url, "signingSecret": "duty-desk-hmac",
+                                                   "ca": {"configMapName": "duty-desk-ca"}}}]
         rules = [{"name": "person-on-the-road", "site": bg.site, "severity": "high", "classes": ["person"],
                   "zone": {"zones": ["road"], "minDwell": "1s"}}]
         for inst in (bg, tr):
@@ -553,6 +618,11 @@ def main():
                 t == "kordon/burgas/port-gate/events" and p.get("alert", {}).get("id") == aid for t, p in mqtt.all()),
                 timeout=60)
             check("2. and on kordon/burgas/port-gate/events", bool(per_camera))
+            hooked = eventually("the alert at the duty desk's webhook", lambda: next(
+                (p for p in desk.all() if (p.get("alert") or {}).get("id") == aid), None), timeout=60)
+            check("2. and at the duty desk's webhook: HTTPS with the desk's private CA (the sink's `ca`), "
+                  "signed with the sink's secret (Standard Webhooks)", hooked is not None and not desk.bad,
+                  f"{len(desk.all())} deliveries, failed verification: {desk.bad[:3]}")
 
         # 2. (continued) As the agreement allows, the partner gets the alert and acknowledges it.
         shared = None
@@ -731,6 +801,8 @@ def main():
                 subprocess.run(["helm", "uninstall", "kordon", "-n", inst.ns], capture_output=True)
         node.stop()
         stop(cams, timeout=30)
+        if desk:
+            desk.close()
         print(summary())
         if not args.keep and not failed():
             shutil.rmtree(work, ignore_errors=True)

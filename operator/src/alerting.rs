@@ -31,6 +31,8 @@ use crate::render::{GRPC_PORT, TLS_DIR, component_name, site_config_name};
 
 /// Where each webhook sink's signing Secret is mounted: `<SINKS_DIR>/<sink>/key`.
 pub const SINKS_DIR: &str = "/var/run/kordon/sinks";
+/// Where each webhook sink's receiver CA is mounted: `<SINK_CAS_DIR>/<sink>/ca.crt`.
+pub const SINK_CAS_DIR: &str = "/var/run/kordon/sink-cas";
 /// The key of a signing Secret that holds the HMAC key.
 pub const SIGNING_KEY: &str = "key";
 /// Pod template annotation of the alerting Deployment: SHA-256 (hex) of the rendered section.
@@ -84,6 +86,9 @@ pub struct WebhookConfig {
     /// The HMAC key that signs deliveries (only when the sink names a `signingSecret`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<String>,
+    /// The receiver's CA (only when the sink names a `ca`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -325,6 +330,10 @@ pub fn config(site: &Site, name: &str, ns: &str, rules: &[AlertRule]) -> Alertin
                     .signing_secret
                     .as_ref()
                     .map(|_| format!("{}/{SIGNING_KEY}", sink_dir(&s.name))),
+                ca_file: w
+                    .ca
+                    .as_ref()
+                    .map(|_| format!("{}/ca.crt", sink_ca_dir(&s.name))),
             }),
             mqtt: s.mqtt.as_ref().map(|m| MqttConfig {
                 broker_url: m.url.clone(),
@@ -344,6 +353,11 @@ pub fn config(site: &Site, name: &str, ns: &str, rules: &[AlertRule]) -> Alertin
         rules: accepted.into_iter().map(rule_config).collect(),
         storage,
     }
+}
+
+/// Where the receiver's CA of webhook sink `name` is mounted (`ca.crt`).
+pub fn sink_ca_dir(name: &str) -> String {
+    format!("{SINK_CAS_DIR}/{name}")
 }
 
 /// Where the signing Secret of sink `name` is mounted.
@@ -395,6 +409,7 @@ mod tests {
             webhook: Some(WebhookSink {
                 url: format!("https://hooks.example/{name}"),
                 signing_secret: secret.map(str::to_string),
+                ca: None,
             }),
             mqtt: None,
         }

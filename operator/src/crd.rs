@@ -452,6 +452,11 @@ pub struct WebhookSink {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub signing_secret: Option<String>,
+    /// The CA that signs the receiver's certificate (PEM, from a ConfigMap of this namespace,
+    /// key `ca.crt` unless named): the receiver is then trusted by it alone, not by public
+    /// roots. Unset: the receiver needs a certificate from a public CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PartnerCaRef>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

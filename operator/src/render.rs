@@ -697,6 +697,22 @@ fn pod_template(
         // Each signed webhook's key, read-only at <SINKS_DIR>/<sink>/key. Volume names are
         // by position: a sink name may be as long as a volume name may be.
         for (i, sink) in site.spec.alert_sinks.iter().enumerate() {
+            // The receiver's CA, when the sink names one.
+            if let Some(ca) = sink.webhook.as_ref().and_then(|w| w.ca.as_ref()) {
+                let volume = format!("sink-ca-{i}");
+                mounts.push(json!({
+                    "name": volume,
+                    "mountPath": crate::alerting::sink_ca_dir(&sink.name),
+                    "readOnly": true,
+                }));
+                volumes.push(json!({
+                    "name": volume,
+                    "configMap": {
+                        "name": ca.config_map_name,
+                        "items": [{ "key": ca.key, "path": "ca.crt" }],
+                    },
+                }));
+            }
             let Some(secret) = sink
                 .webhook
                 .as_ref()
@@ -1041,6 +1057,10 @@ mod tests {
                 webhook: Some(WebhookSink {
                     url: "https://hooks.example/duty".into(),
                     signing_secret: Some("duty-hmac".into()),
+                    ca: Some(crate::crd::PartnerCaRef {
+                        config_map_name: "duty-desk-ca".into(),
+                        key: "ca.crt".into(),
+                    }),
                 }),
                 mqtt: None,
             },
@@ -1162,10 +1182,32 @@ mod tests {
             volume["secret"]["items"],
             json!([{ "key": "key", "path": "key" }])
         );
+        // The desk's private CA, where ca_file points.
+        assert_eq!(
+            alerting["sinks"][0]["webhook"]["ca_file"].as_str(),
+            Some("/var/run/kordon/sink-cas/duty/ca.crt")
+        );
+        let ca_mount = pod["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == json!("/var/run/kordon/sink-cas/duty"))
+            .expect("the duty sink's CA is mounted");
+        let ca_volume = pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == ca_mount["name"])
+            .unwrap();
+        assert_eq!(
+            ca_volume["configMap"],
+            json!({ "name": "duty-desk-ca", "items": [{ "key": "ca.crt", "path": "ca.crt" }] })
+        );
+        assert!(alerting["sinks"][1]["webhook"].get("ca_file").is_none());
         assert_eq!(
             pod["spec"]["volumes"].as_array().unwrap().len(),
-            4,
-            "config, data, tls and one sink key (the MQTT sink has none)"
+            5,
+            "config, data, tls, one sink key and one sink CA (the MQTT sink has neither)"
         );
         let text = serde_json::to_string(&objs.config_maps).unwrap();
         assert!(!text.contains("duty-hmac"), "no Secret name in the config");

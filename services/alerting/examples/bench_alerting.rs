@@ -293,6 +293,7 @@ async fn run_rate(rate: u64, seconds: u64, mosquitto: &str) -> anyhow::Result<()
                     url: format!("http://127.0.0.1:{hook_port}/hook"),
                     secret_file: None,
                     secret: Some(SECRET.into()),
+                    ca_file: None,
                     timeout: Duration::from_secs(5),
                     retry,
                 }),

@@ -145,6 +145,10 @@ pub struct WebhookYaml {
     /// The secret itself (standalone and tests; prefer `secret_file`).
     #[serde(default)]
     pub secret: Option<String>,
+    /// PEM file of the CA(s) that sign the receiver's certificate: the receiver is then trusted
+    /// by these alone (a desk's private CA), not by the public roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default)]
@@ -486,6 +490,11 @@ impl AlertingConfig {
                             "set exactly one of secret_file and secret (a whsec_… signing secret)",
                         ));
                     }
+                    if let Some(f) = &w.ca_file {
+                        crate::sink::webhook::read_ca(f).map_err(|e| {
+                            AlertingError::config(&format!("{key}.webhook.ca_file"), e)
+                        })?;
+                    }
                     if w.timeout.is_zero() {
                         return Err(AlertingError::config(
                             &format!("{key}.webhook.timeout"),
@@ -693,6 +702,31 @@ rules:
         assert_eq!(p.severity, pb::AlertSeverity::High as i32);
         let w = &p.schedule.unwrap().windows[0];
         assert_eq!((w.start_minute, w.end_minute), (22 * 60, 6 * 60));
+    }
+
+    #[test]
+    fn a_webhook_ca_file_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = example();
+        let missing = dir.path().join("missing.crt");
+        c.sinks[0].webhook.as_mut().unwrap().ca_file = Some(missing);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("alerting.sinks[0].webhook.ca_file"), "{e}");
+        assert!(e.contains("missing.crt"), "{e}");
+
+        let not_pem = dir.path().join("key.txt");
+        std::fs::write(&not_pem, "whsec_not-a-certificate").unwrap();
+        c.sinks[0].webhook.as_mut().unwrap().ca_file = Some(not_pem);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("holds no certificate"), "{e}");
+
+        let ca = rcgen::generate_simple_self_signed(vec!["desk.example".into()]).unwrap();
+        let pem = dir.path().join("ca.crt");
+        std::fs::write(&pem, ca.cert.pem()).unwrap();
+        c.sinks[0].webhook.as_mut().unwrap().ca_file = Some(pem.clone());
+        c.validate().unwrap();
+        let w = c.sinks[0].webhook.as_ref().unwrap();
+        crate::sink::webhook::Webhook::new(w).expect("a client trusting that CA alone");
     }
 
     #[test]

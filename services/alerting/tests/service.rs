@@ -82,6 +82,7 @@ fn config(hook: &str, attempts: u32) -> AlertingConfig {
                 url: hook.to_string(),
                 secret_file: None,
                 secret: Some(SECRET.into()),
+                ca_file: None,
                 timeout: Duration::from_secs(2),
                 retry: RetryConfig {
                     max_attempts: attempts,

@@ -39,6 +39,17 @@ pub fn key_of(secret: &str) -> Result<Vec<u8>, String> {
     Ok(key)
 }
 
+/// The certificates of a webhook's `ca_file` (at least one), or why not.
+pub fn read_ca(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: holds no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 /// The `webhook-signature` value of one message.
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
@@ -58,7 +69,12 @@ impl Webhook {
                 .map_err(|e| format!("secret_file {}: {e}", f.display()))?,
             (None, None) => return Err("no signing secret".into()),
         };
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(f) = &c.ca_file {
+            // Only the receiver's own CA: a public CA cannot stand in for the desk.
+            builder = builder.tls_certs_only(read_ca(f)?);
+        }
+        let client = builder
             .timeout(c.timeout)
             .connect_timeout(c.timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(60))
