@@ -398,7 +398,14 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
                     "must name the storage service (e.g. https://storage:8470)",
                 )
             })?;
-            let i = start_ingest(&config, &common, &url, config.cameras(), &shutdown)?;
+            let cameras = config.cameras();
+            let placed = cameras.is_empty();
+            let i = start_ingest(&config, &common, &url, cameras, &shutdown)?;
+            if placed {
+                // The operator places this replica's cameras: after a crash, record those it
+                // was last given at once, rather than after the operator's next placement.
+                i.resume_placement(&common.data_dir);
+            }
             server = server.add_service(kordon_ingest::grpc_service(
                 kordon_ingest::IngestApi::new(i.clone()),
             ));

@@ -27,6 +27,7 @@ pub mod error;
 pub use kordon_media::fmp4;
 pub mod grpc;
 pub mod metrics;
+pub mod placement;
 pub mod recorder;
 pub mod segment;
 pub mod service;

@@ -57,6 +57,8 @@ pub struct Ingest {
     ctx: Arc<CameraContext>,
     object_prefix: String,
     cameras: Mutex<BTreeMap<(String, String), CameraHandle>>,
+    /// Where the operator's placement is kept once [`Ingest::resume_placement`] was called.
+    placement: Mutex<Option<std::path::PathBuf>>,
     camera_tasks: TaskTracker,
     uploader_done: CancellationToken,
     shutdown: CancellationToken,
@@ -115,6 +117,7 @@ impl Ingest {
             ctx,
             object_prefix: dest.object_prefix,
             cameras: Mutex::new(BTreeMap::new()),
+            placement: Mutex::new(None),
             camera_tasks: TaskTracker::new(),
             uploader_done,
             shutdown: shutdown.clone(),
@@ -195,6 +198,18 @@ impl Ingest {
                 "ingest is shutting down".into(),
             ));
         }
+        let out = self.apply_locked(cameras, &generations, seen, replace)?;
+        self.remember_placement();
+        Ok(out)
+    }
+
+    fn apply_locked(
+        &self,
+        cameras: Vec<CameraConfig>,
+        generations: &std::collections::HashMap<(String, String), i64>,
+        seen: std::collections::BTreeSet<(String, String)>,
+        replace: bool,
+    ) -> Result<Vec<(CameraConfig, ApplyOutcome)>, IngestError> {
         let mut out = Vec::new();
         let mut map = self
             .cameras
@@ -255,9 +270,77 @@ impl Ingest {
                 let spec = h.spec.borrow().clone();
                 h.stop.cancel();
                 self.forget_later(&spec);
+                self.remember_placement();
                 true
             }
             None => false,
+        }
+    }
+
+    /// From now on keeps the cameras this replica is given in `<data_dir>/placement.json`,
+    /// after resuming those an earlier run of this replica was given there ([`crate::placement`]:
+    /// recent, this replica's, without credentials). For replicas the operator places cameras
+    /// on; returns how many cameras were resumed.
+    pub fn resume_placement(&self, data_dir: &Path) -> usize {
+        let path = crate::placement::path_in(data_dir);
+        let resumed = match crate::placement::read(
+            &path,
+            &self.config.replica,
+            std::time::SystemTime::now(),
+        ) {
+            Ok(cameras) if cameras.is_empty() => 0,
+            Ok(cameras) => {
+                let n = cameras.len();
+                match self.apply_generations(cameras, false) {
+                    Ok(_) => {
+                        tracing::info!(cameras = n, file = %path.display(),
+                            "resumed the cameras this replica was last given; the operator's next placement confirms or corrects them");
+                        n
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, file = %path.display(), "placement not resumed");
+                        0
+                    }
+                }
+            }
+            Err(why) => {
+                tracing::warn!(%why, "placement not resumed");
+                0
+            }
+        };
+        if let Ok(mut p) = self.placement.lock() {
+            *p = Some(path);
+        }
+        self.remember_placement();
+        resumed
+    }
+
+    /// Writes the current cameras and their generations, when a placement file is kept.
+    fn remember_placement(&self) {
+        let Some(path) = self.placement.lock().ok().and_then(|p| p.clone()) else {
+            return;
+        };
+        let cameras: Vec<(CameraConfig, i64)> = self
+            .cameras()
+            .into_iter()
+            .map(|c| {
+                let generation = self
+                    .board
+                    .get(&c.site, &c.name)
+                    .map(|s| s.generation)
+                    .unwrap_or(0);
+                (c, generation)
+            })
+            .collect();
+        match crate::placement::write(&path, &self.config.replica, cameras) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(
+                cameras = n,
+                "cameras with credentials are not kept in the placement file"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, file = %path.display(), "placement file not written")
+            }
         }
     }
 
