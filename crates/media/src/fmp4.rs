@@ -431,8 +431,175 @@ impl<W: Write> SegmentWriter<W> {
         }
         self.fragment.clear();
         self.sequence = self.sequence.wrapping_add(1);
+        // Every whole fragment reaches the file (not only a buffer in this process): what a
+        // crash leaves is recoverable up to the last fragment ([`recover`]).
+        self.out.inner.flush()?;
         Ok(())
     }
+}
+
+/// The whole part of a segment file cut short (the process died while writing it): `ftyp` +
+/// `moov` and every complete `moof` + `mdat` pair before the first torn or missing box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Bytes of the whole part (the file is truncated to this).
+    pub size: u64,
+    /// SHA-256 of those bytes.
+    pub sha256: [u8; 32],
+    /// Bytes of `ftyp` + `moov`.
+    pub init_size: u64,
+    /// Samples in the whole fragments, their summed durations (timescale units) and how many
+    /// are sync samples.
+    pub samples: u64,
+    pub duration: u64,
+    pub keyframes: u64,
+}
+
+/// What of `data` — a segment as [`SegmentWriter`] writes it, possibly cut anywhere — is whole;
+/// `None` unless it starts with `ftyp` + `moov`. A fragment counts only when its `moof` parses
+/// and its `mdat` holds every byte the `moof` describes.
+pub fn recover(data: &[u8]) -> Option<Recovered> {
+    // (type, start, end) of the box at `at`, if it is whole within `data`.
+    fn whole_box(data: &[u8], at: usize) -> Option<([u8; 4], usize, usize)> {
+        let head = data.get(at..at + 8)?;
+        let size32 = u32::from_be_bytes(head[0..4].try_into().ok()?) as u64;
+        let kind: [u8; 4] = head[4..8].try_into().ok()?;
+        let (size, header) = match size32 {
+            1 => (
+                u64::from_be_bytes(data.get(at + 8..at + 16)?.try_into().ok()?),
+                16,
+            ),
+            0 => return None, // "to the end of the file": never written, and never whole
+            n => (n, 8),
+        };
+        if size < header {
+            return None;
+        }
+        let end = at.checked_add(usize::try_from(size).ok()?)?;
+        (end <= data.len()).then_some((kind, at + header as usize, end))
+    }
+    fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+        Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    }
+    // (samples, duration, keyframes, payload bytes) a `moof` describes.
+    fn moof_samples(data: &[u8], start: usize, end: usize) -> Option<(u64, u64, u64, u64)> {
+        let (mut samples, mut duration, mut keyframes, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+        let mut at = start;
+        while at < end {
+            let (kind, body, box_end) = whole_box(&data[..end], at)?;
+            if &kind == b"traf" {
+                let (mut default_duration, mut default_size, mut default_flags) = (0, 0, 0);
+                let mut t = body;
+                while t < box_end {
+                    let (kind, b, e) = whole_box(&data[..box_end], t)?;
+                    let flags = u32_at(data, b)? & 0x00ff_ffff;
+                    if &kind == b"tfhd" {
+                        let mut f = b + 8; // version+flags, track id
+                        if flags & 0x01 != 0 {
+                            f += 8;
+                        }
+                        if flags & 0x02 != 0 {
+                            f += 4;
+                        }
+                        if flags & 0x08 != 0 {
+                            default_duration = u32_at(data, f)?;
+                            f += 4;
+                        }
+                        if flags & 0x10 != 0 {
+                            default_size = u32_at(data, f)?;
+                            f += 4;
+                        }
+                        if flags & 0x20 != 0 {
+                            default_flags = u32_at(data, f)?;
+                        }
+                    } else if &kind == b"trun" {
+                        let count = u32_at(data, b + 4)?;
+                        let mut f = b + 8;
+                        if flags & 0x01 != 0 {
+                            f += 4;
+                        }
+                        let mut first_flags = None;
+                        if flags & 0x04 != 0 {
+                            first_flags = Some(u32_at(data, f)?);
+                            f += 4;
+                        }
+                        for i in 0..count {
+                            let mut sample_duration = default_duration;
+                            let mut size = default_size;
+                            let mut sample_flags = default_flags;
+                            if flags & 0x100 != 0 {
+                                sample_duration = u32_at(data, f)?;
+                                f += 4;
+                            }
+                            if flags & 0x200 != 0 {
+                                size = u32_at(data, f)?;
+                                f += 4;
+                            }
+                            if flags & 0x400 != 0 {
+                                sample_flags = u32_at(data, f)?;
+                                f += 4;
+                            }
+                            if i == 0
+                                && let Some(first) = first_flags
+                            {
+                                sample_flags = first;
+                            }
+                            if flags & 0x800 != 0 {
+                                f += 4;
+                            }
+                            if f > e {
+                                return None;
+                            }
+                            samples += 1;
+                            duration += u64::from(sample_duration);
+                            bytes += u64::from(size);
+                            // sample_is_non_sync_sample (ISO/IEC 14496-12 §8.8.3.1).
+                            keyframes += u64::from(sample_flags & 0x0001_0000 == 0);
+                        }
+                    }
+                    t = e;
+                }
+            }
+            at = box_end;
+        }
+        Some((samples, duration, keyframes, bytes))
+    }
+
+    let (ftyp, _, ftyp_end) = whole_box(data, 0)?;
+    let (moov, _, init_end) = whole_box(data, ftyp_end)?;
+    if &ftyp != b"ftyp" || &moov != b"moov" {
+        return None;
+    }
+    let mut whole = Recovered {
+        size: init_end as u64,
+        sha256: [0; 32],
+        init_size: init_end as u64,
+        samples: 0,
+        duration: 0,
+        keyframes: 0,
+    };
+    let mut at = init_end;
+    while let Some((kind, body, end)) = whole_box(data, at) {
+        if &kind != b"moof" {
+            break;
+        }
+        let Some((samples, duration, keyframes, bytes)) = moof_samples(data, body, end) else {
+            break;
+        };
+        let Some((kind, mdat_body, mdat_end)) = whole_box(data, end) else {
+            break;
+        };
+        if &kind != b"mdat" || ((mdat_end - mdat_body) as u64) < bytes {
+            break;
+        }
+        whole.samples += samples;
+        whole.duration += duration;
+        whole.keyframes += keyframes;
+        whole.size = mdat_end as u64;
+        at = mdat_end;
+    }
+    whole.sha256 = Sha256::digest(&data[..whole.size as usize]).into();
+    Some(whole)
 }
 
 /// A writer that hashes and counts what it passes on.
@@ -1138,6 +1305,60 @@ mod tests {
             }
         }
         assert_eq!(n, 18);
+    }
+
+    #[test]
+    fn a_segment_cut_anywhere_recovers_to_its_last_whole_fragment() {
+        // 3 fragments of one 6-frame GOP each, then the file cut at every byte.
+        let frame = 3600;
+        let mut writer = SegmentWriter::new(Vec::new(), &h264_track()).unwrap();
+        let init_size = writer.bytes_written();
+        let mut ends = Vec::new(); // (bytes, samples) after each fragment
+        for n in 0..19u64 {
+            let keyframe = n % 6 == 0;
+            writer
+                .push(sample(n, n * frame, n * frame, keyframe))
+                .unwrap();
+            if keyframe && n > 0 {
+                writer.flush_fragment().unwrap();
+                ends.push((writer.bytes_written(), n));
+            }
+        }
+        let (file, summary) = writer.finish(frame as u32).unwrap();
+        ends.push((summary.size, 19));
+        // The whole file recovers to itself.
+        let whole = recover(&file).unwrap();
+        assert_eq!(
+            (
+                whole.size,
+                whole.sha256,
+                whole.samples,
+                whole.duration,
+                whole.keyframes
+            ),
+            (summary.size, summary.sha256, 19, 19 * frame, 4)
+        );
+        assert_eq!(whole.init_size, init_size);
+        for cut in 0..file.len() {
+            let got = recover(&file[..cut]);
+            if (cut as u64) < init_size {
+                assert_eq!(got, None, "cut at {cut}: no init segment");
+                continue;
+            }
+            let got = got.unwrap();
+            let (size, samples) = ends
+                .iter()
+                .rev()
+                .find(|(end, _)| *end <= cut as u64)
+                .copied()
+                .unwrap_or((init_size, 0));
+            assert_eq!((got.size, got.samples), (size, samples), "cut at {cut}");
+            assert_eq!(got.duration, samples * frame, "cut at {cut}");
+            assert_eq!(got.keyframes, samples.div_ceil(6), "cut at {cut}");
+            assert_eq!(got.sha256, sha256(&file[..size as usize]), "cut at {cut}");
+        }
+        // Not a segment at all.
+        assert_eq!(recover(b"garbage that is no box"), None);
     }
 
     #[test]

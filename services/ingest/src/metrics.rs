@@ -16,6 +16,7 @@ pub struct Metrics {
     pub spool_refused: IntCounterVec,
     pub uploads_failed: IntCounterVec,
     pub segments_stored: IntCounterVec,
+    pub segments_recovered: IntCounterVec,
     pub dead_letter: IntCounterVec,
     pub cameras: IntGaugeVec,
     pub spool_bytes: IntGauge,
@@ -55,6 +56,10 @@ pub fn get() -> &'static Metrics {
         segments_stored: counter(
             "kordon_ingest_segments_stored_total",
             "Segments stored in object storage and registered",
+        ),
+        segments_recovered: counter(
+            "kordon_ingest_segments_recovered_total",
+            "Segments a crash interrupted, recovered from the spool up to their last whole fragment",
         ),
         dead_letter: register(
             IntCounterVec::new(

@@ -381,6 +381,30 @@ impl Recorder {
                 return Err(e.into());
             }
         };
+        // What this file is, for the next start if this process dies while writing it.
+        let note = crate::spool::OpenNote {
+            meta: SegmentMeta {
+                site: self.site.clone(),
+                camera: self.camera.clone(),
+                replica: self.replica.clone(),
+                start: UnixMicros(start_us),
+                end: UnixMicros(start_us),
+                size: 0,
+                init_size: 0,
+                sha256: [0; 32],
+                codec: track.track.codec,
+                width: track.track.width,
+                height: track.track.height,
+                object_key: String::new(),
+            },
+            object_prefix: self.object_prefix.clone(),
+            timescale: track.track.timescale,
+        };
+        if let Err(e) = self.spool.note_open(&file, &note) {
+            // Recording goes on; only a crash during this segment would lose all of it.
+            tracing::warn!(site = %self.site, camera = %self.camera, error = %e,
+                "segment note not written: a crash would lose this whole segment");
+        }
         if self.refusing {
             tracing::info!(site = %self.site, camera = %self.camera, "spool has room again: recording resumed");
             self.refusing = false;
@@ -681,6 +705,61 @@ mod tests {
                 "{ppm} ppm: registered end off the wall clock by {lag} µs"
             );
         }
+    }
+
+    /// A process killed while it writes a segment: at the next start the spool holds that
+    /// segment up to its last whole fragment (the writer puts each in the file as it ends, about
+    /// every second), truncated, hashed and with its real end, queued after the segments
+    /// before it; the torn rest is gone, nothing is orphaned.
+    #[test]
+    fn a_crash_mid_segment_loses_only_the_torn_fragment() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0: i64 = 1_795_773_600_000_000;
+        {
+            let spool = Arc::new(Spool::open(dir.path(), 1 << 30).unwrap());
+            let mut r = recorder(&spool);
+            let info = track();
+            // 3.5 s at 25 fps with 2 s segments: one closed segment, one open for 1.5 s
+            // (fragments flushed at 2 s and 3 s, the frames after 3 s still buffered).
+            for n in 0..88 {
+                r.on_frame(frame(n, n * 3600, t0 + n * 40_000, &info))
+                    .unwrap();
+            }
+            // The process dies: no close, no drop handler runs.
+            std::mem::forget(r);
+        }
+        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        let heads = spool.heads();
+        let mut metas = Vec::new();
+        let mut queue = heads;
+        while let Some(e) = queue.pop() {
+            if let Record::Segment(m) = &e.record {
+                let media = std::fs::read(e.media_path.as_ref().unwrap()).unwrap();
+                assert_eq!(media.len() as u64, m.size);
+                assert_eq!(crate::fmp4::recover(&media).unwrap().sha256, m.sha256);
+                metas.push(m.clone());
+            }
+            spool.complete(&e).unwrap();
+            queue = spool.heads();
+        }
+        assert_eq!(metas.len(), 2, "{metas:?}");
+        assert_eq!((metas[0].start.0, metas[0].end.0), (t0, t0 + 2_000_000));
+        // The open segment: from 2 s to the end of its last whole fragment (3 s).
+        assert_eq!(
+            (metas[1].start.0, metas[1].end.0),
+            (t0 + 2_000_000, t0 + 3_000_000)
+        );
+        assert!(
+            metas[1].object_key.contains("gate-1"),
+            "{}",
+            metas[1].object_key
+        );
+        assert!(!dir.path().join("orphaned").exists(), "nothing orphaned");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("edirne/gate-1"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     fn frame(n: i64, ticks: i64, wall: i64, info: &Arc<TrackInfo>) -> Frame {

@@ -4,9 +4,14 @@
 //! Guarantees:
 //! - An entry is visible to the uploader only once complete: the media file is written as
 //!   `<name>.mp4.part`, renamed to `<name>.mp4`, then the metadata `<name>.json` is written
-//!   atomically (temp file + rename). A crash leaves at most a `.part` file (or a media file
-//!   without metadata), which is moved to `orphaned/` at the next start, never uploaded as if it
-//!   were whole.
+//!   atomically (temp file + rename). While it is written, `<name>.open.json` says what it is
+//!   (camera, start, codec, the object prefix). A crash leaves a `.part` file: at the next start
+//!   its whole part — every fragment before the first torn one, as the writer puts each
+//!   fragment in the file as it ends (about every second) — becomes a segment of its own,
+//!   truncated there, hashed and queued like any other ([`crate::fmp4::recover`]); so a crash
+//!   loses at most the last second or so, not the whole open segment. A `.part` with no whole
+//!   fragment or no `.open.json` (or a media file without metadata) is moved to `orphaned/`,
+//!   never uploaded as if it were whole.
 //! - Per camera, entries drain in the order they were recorded (segments, gaps and resume points
 //!   alike), so the per-camera hash chain in storage follows time.
 //! - The spool never grows beyond its ceiling: a new segment that does not fit is refused (the
@@ -89,7 +94,21 @@ pub struct SpoolFile {
     pub path: PathBuf,
     final_path: PathBuf,
     meta_path: PathBuf,
+    /// `<name>.open.json`: what the segment is, while it is written ([`OpenNote`]).
+    open_path: PathBuf,
     reserved: u64,
+}
+
+/// What is known of a segment while it is written, beside its `.part` file: enough to register
+/// what a crash leaves of it. Its `meta` has the segment's start (and `end` equal to it, no
+/// size or digest yet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenNote {
+    pub meta: SegmentMeta,
+    /// The object key's prefix (the key includes the digest, known only at the end).
+    pub object_prefix: String,
+    /// Timescale of the media's timestamps.
+    pub timescale: u32,
 }
 
 impl Spool {
@@ -204,14 +223,26 @@ impl Spool {
             path: dir.join(format!("{name}.mp4.part")),
             final_path: dir.join(format!("{name}.mp4")),
             meta_path: dir.join(format!("{name}.json")),
+            open_path: dir.join(format!("{name}.open.json")),
             reserved,
         }))
+    }
+
+    /// Writes what `file` is (atomically), so that a crash while it is written leaves a
+    /// recoverable segment rather than an orphan.
+    pub fn note_open(&self, file: &SpoolFile, note: &OpenNote) -> Result<(), IngestError> {
+        let tmp = file.open_path.with_extension("json.tmp");
+        let body = serde_json::to_vec(&serde_json::json!({ "format": FORMAT, "open": note }))
+            .map_err(|e| IngestError::Internal(e.to_string()))?;
+        std::fs::write(&tmp, body).map_err(|e| IngestError::spool(&tmp, e))?;
+        std::fs::rename(&tmp, &file.open_path).map_err(|e| IngestError::spool(&file.open_path, e))
     }
 
     /// Gives back a reservation whose file was abandoned (e.g. the writer failed); the partial
     /// file is removed.
     pub fn abandon(&self, file: SpoolFile) {
         let _ = std::fs::remove_file(&file.path);
+        let _ = std::fs::remove_file(&file.open_path);
         self.used.fetch_sub(file.reserved, Ordering::AcqRel);
     }
 
@@ -238,6 +269,8 @@ impl Spool {
             self.used.fetch_sub(size, Ordering::AcqRel);
             return Err(e);
         }
+        // Whole now: nothing to recover (a note left by a crash here is dropped at start).
+        let _ = std::fs::remove_file(&file.open_path);
         self.enqueue(Entry {
             record,
             meta_path: file.meta_path,
@@ -415,6 +448,22 @@ impl Spool {
                         continue;
                     }
                     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    if let Some(base) = name.strip_suffix(".mp4.part") {
+                        match recover_open(&cam, base) {
+                            Ok(Some(entry)) => {
+                                found.push(entry);
+                                continue;
+                            }
+                            Ok(None) => {}
+                            Err(why) => tracing::warn!(file = %path.display(), %why,
+                                "the segment a crash interrupted could not be recovered"),
+                        }
+                    }
+                    if name.ends_with(".open.json") {
+                        // Its segment was completed (or recovered, or orphaned) already.
+                        let _ = std::fs::remove_file(path);
+                        continue;
+                    }
                     let lone_media =
                         name.ends_with(".mp4") && !path.with_extension("json").exists();
                     if name.ends_with(".part") || name.ends_with(".tmp") || lone_media {
@@ -500,6 +549,91 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// The segment `<dir>/<base>.mp4.part` a crash interrupted, made whole up to its last whole
+/// fragment: truncated there, renamed to `<base>.mp4` with its metadata in `<base>.json`, and
+/// returned as an entry. `None` when there is nothing to recover (no `<base>.open.json`, or
+/// not one whole fragment): the caller orphans the file.
+fn recover_open(dir: &Path, base: &str) -> Result<Option<Entry>, String> {
+    let part = dir.join(format!("{base}.mp4.part"));
+    let note_path = dir.join(format!("{base}.open.json"));
+    let Ok(text) = std::fs::read(&note_path) else {
+        return Ok(None);
+    };
+    #[derive(Deserialize)]
+    struct NoteFile {
+        format: u32,
+        open: OpenNote,
+    }
+    let note: NoteFile =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", note_path.display()))?;
+    if note.format != FORMAT || note.open.timescale == 0 {
+        return Err(format!(
+            "{}: format {} not known",
+            note_path.display(),
+            note.format
+        ));
+    }
+    let note = note.open;
+    let bytes = std::fs::read(&part).map_err(|e| format!("{}: {e}", part.display()))?;
+    let Some(whole) = crate::fmp4::recover(&bytes) else {
+        return Ok(None);
+    };
+    if whole.samples == 0 {
+        return Ok(None);
+    }
+    let duration_us =
+        i64::try_from(u128::from(whole.duration) * 1_000_000 / u128::from(note.timescale))
+            .map_err(|_| "duration out of range".to_string())?;
+    let mut meta = note.meta;
+    meta.end = UnixMicros(meta.start.0 + duration_us);
+    meta.size = whole.size;
+    meta.init_size = whole.init_size;
+    meta.sha256 = whole.sha256;
+    meta.object_key = kordon_objects::segment_key(
+        &note.object_prefix,
+        &meta.site,
+        &meta.camera,
+        meta.start.0,
+        &whole.sha256,
+    )
+    .map_err(|e| e.to_string())?
+    .to_string();
+    {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&part)
+            .map_err(|e| format!("{}: {e}", part.display()))?;
+        f.set_len(whole.size)
+            .map_err(|e| format!("{}: {e}", part.display()))?;
+        f.sync_all()
+            .map_err(|e| format!("{}: {e}", part.display()))?;
+    }
+    let media = dir.join(format!("{base}.mp4"));
+    std::fs::rename(&part, &media).map_err(|e| format!("{}: {e}", media.display()))?;
+    let meta_path = dir.join(format!("{base}.json"));
+    let record = Record::Segment(meta);
+    write_json_atomic(&meta_path, &record).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&note_path);
+    if let Record::Segment(m) = &record {
+        tracing::warn!(
+            site = %m.site, camera = %m.camera, start = %m.start, end = %m.end,
+            lost_bytes = bytes.len() as u64 - whole.size, samples = whole.samples,
+            "recovered the segment a crash interrupted, up to its last whole fragment"
+        );
+        crate::metrics::get()
+            .segments_recovered
+            .with_label_values(&[&m.site])
+            .inc();
+    }
+    Ok(Some(Entry {
+        record,
+        meta_path,
+        media_path: Some(media),
+        bytes: whole.size,
+        queued_at: None,
+    }))
 }
 
 /// Reads a metadata file of any format this version knows; the error says why not.
