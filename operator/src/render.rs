@@ -699,19 +699,13 @@ fn pod_template(
         for (i, sink) in site.spec.alert_sinks.iter().enumerate() {
             // The receiver's CA, when the sink names one.
             if let Some(ca) = sink.webhook.as_ref().and_then(|w| w.ca.as_ref()) {
-                let volume = format!("sink-ca-{i}");
-                mounts.push(json!({
-                    "name": volume,
-                    "mountPath": crate::alerting::sink_ca_dir(&sink.name),
-                    "readOnly": true,
-                }));
-                volumes.push(json!({
-                    "name": volume,
-                    "configMap": {
-                        "name": ca.config_map_name,
-                        "items": [{ "key": ca.key, "path": "ca.crt" }],
-                    },
-                }));
+                let (mount, volume) = ca_volume(
+                    &format!("sink-ca-{i}"),
+                    &crate::alerting::sink_ca_dir(&sink.name),
+                    ca,
+                );
+                mounts.push(mount);
+                volumes.push(volume);
             }
             let Some(secret) = sink
                 .webhook
@@ -766,16 +760,10 @@ fn pod_template(
         // Each partner's CA at <PARTNERS_DIR>/<partner site>/ca.crt. Volume names are by
         // position: a partner site may be as long as a volume name may be.
         for (i, p) in partners.iter().enumerate() {
-            let volume = format!("partner-{i}");
             let dir = format!("{}/{}", crate::partner::PARTNERS_DIR, p.spec.partner_site);
-            mounts.push(json!({ "name": volume, "mountPath": dir, "readOnly": true }));
-            volumes.push(json!({
-                "name": volume,
-                "configMap": {
-                    "name": p.spec.ca.config_map_name,
-                    "items": [{ "key": p.spec.ca.key, "path": "ca.crt" }],
-                },
-            }));
+            let (mount, volume) = ca_volume(&format!("partner-{i}"), &dir, &p.spec.ca);
+            mounts.push(mount);
+            volumes.push(volume);
         }
     }
     let mut container_ports = vec![
@@ -831,6 +819,20 @@ fn pod_template(
             "volumes": volumes,
         },
     })
+}
+
+/// The mount and volume of a CA certificate from a ConfigMap, read-only at `<dir>/ca.crt`.
+fn ca_volume(volume: &str, dir: &str, ca: &crate::crd::PartnerCaRef) -> (Value, Value) {
+    (
+        json!({ "name": volume, "mountPath": dir, "readOnly": true }),
+        json!({
+            "name": volume,
+            "configMap": {
+                "name": ca.config_map_name,
+                "items": [{ "key": ca.key, "path": "ca.crt" }],
+            },
+        }),
+    )
 }
 
 fn to_yaml(v: &Value, what: &str) -> Result<String> {
