@@ -284,11 +284,14 @@ class Rig:
         return out
 
     def pending(self):
-        """Records waiting in the spool (metadata files outside dead-letter/ and orphaned/)."""
+        """Records waiting in the spool (metadata files outside dead-letter/ and orphaned/).
+
+        `<name>.open.json` is not one: it describes the segment being written (one per
+        recording camera), which is queued only when it closes."""
         n = 0
         for root, dirs, files in os.walk(self.spool):
             dirs[:] = [d for d in dirs if d not in ("dead-letter", "orphaned")]
-            n += sum(1 for f in files if f.endswith(".json"))
+            n += sum(1 for f in files if f.endswith(".json") and not f.endswith(".open.json"))
         return n
 
     def files_under(self, sub):
