@@ -340,6 +340,25 @@ pub async fn run_controllers(
             ready();
         }
     };
-    futures::join!(sites_run, cameras_run, rules_run, partners_run, readiness);
+    let all = async {
+        futures::join!(sites_run, cameras_run, rules_run, partners_run, readiness);
+    };
+    // On stop the controllers finish the reconciles under way; one stuck on an unreachable
+    // service (its pod stopping too) must not hold the operator past the pod's grace period.
+    tokio::select! {
+        () = all => {}
+        () = async {
+            stop.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "reconciles still running at shutdown were abandoned; the next operator resumes them"
+            );
+        }
+    }
     Ok(())
 }
+
+/// How long the controllers get, after a stop, to finish the reconciles under way.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
