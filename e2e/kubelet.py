@@ -377,7 +377,9 @@ class Kubelet:
             self.thread.join(30)
         with self.lock:
             pods = list(self.pods.values())
-        threads = [threading.Thread(target=self._terminate, args=(p,)) for p in pods]
+        # A pod already stopping gets no second SIGTERM (Kordon reads a second signal as "exit
+        # now, without draining"): it is waited for, as a kubelet waits out the grace period.
+        threads = [threading.Thread(target=self._terminate, args=(p, False, not p.terminating)) for p in pods]
         for t in threads:
             t.start()
         for t in threads:
@@ -668,10 +670,11 @@ class Kubelet:
         self.log(f"kubelet: stopping {pod.ns}/{pod.name}: {why}")
         threading.Thread(target=self._terminate, args=(pod, True), daemon=True).start()
 
-    def _terminate(self, pod, forget=False):
+    def _terminate(self, pod, forget=False, signal_it=True):
         proc = pod.proc
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            if signal_it:
+                proc.send_signal(signal.SIGTERM)
             grace = pod.spec().get("terminationGracePeriodSeconds", 30)
             try:
                 proc.wait(grace)
@@ -679,12 +682,13 @@ class Kubelet:
                 self.log(f"kubelet: {pod.ns}/{pod.name} outlived its {grace} s grace period: SIGKILL")
                 proc.kill()
                 proc.wait()
-        if proc is not None:
+        if proc is not None and signal_it:  # (the thread that signalled it says so)
             self.log(f"kubelet: {pod.ns}/{pod.name} stopped (exit {proc.returncode})")
         pod.ready = False
-        if pod.netns:
-            self.network.detach(pod.netns)
-            pod.netns = pod.ip = None
+        with self.lock:  # (two threads may stop the same pod: one detaches its network)
+            netns, pod.netns, pod.ip = pod.netns, None, None
+        if netns:
+            self.network.detach(netns)
         if forget:
             with self.lock:
                 if self.pods.get(pod.key) is pod:
