@@ -45,13 +45,16 @@ Needs root (network namespaces, mounts, chroot), `eval "$(scripts/kube.sh env)"`
 
 import argparse
 import base64
+import http.client
 import http.server
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -306,6 +309,89 @@ class Person:
             return json.loads(out), ""
         except json.JSONDecodeError:
             return None, out[-600:]
+
+
+def pb_fields(buf):
+    """[(field number, value)] of a protobuf message: ints for varints, bytes otherwise."""
+    out, i = [], 0
+
+    def varint():
+        nonlocal i
+        n = shift = 0
+        while True:
+            b = buf[i]
+            i += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return n
+    while i < len(buf):
+        key = varint()
+        wire = key & 7
+        if wire == 0:
+            v = varint()
+        elif wire == 2:
+            n = varint()
+            v, i = buf[i:i + n], i + n
+        elif wire in (1, 5):
+            n = 8 if wire == 1 else 4
+            v, i = buf[i:i + n], i + n
+        else:
+            raise ValueError(f"wire type {wire}")
+        out.append((key >> 3, v))
+    return out
+
+
+def field(buf, number):
+    """Every value of field `number`."""
+    return [v for n, v in pb_fields(buf) if n == number]
+
+
+class ConsoleWeb:
+    """gRPC-Web calls as the web console makes them: HTTPS to storage's HTTP listener (the pod's
+    address, its certificate checked against the Service's name and the site CA)."""
+
+    def __init__(self, node, inst, ca_file):
+        pods = [ip for ns, name, ip, running, _, _ in node.pod_list()
+                if ns == inst.ns and name.startswith(f"{inst.site}-storage-") and running]
+        self.ip, self.host = (pods or [None])[0], f"{inst.site}-storage.{inst.ns}.svc"
+        self.ctx = ssl.create_default_context(cafile=ca_file)
+
+    def _post(self, path, body, token):
+        conn = http.client.HTTPSConnection(self.host, 8472, context=self.ctx, timeout=30)
+        conn.sock = self.ctx.wrap_socket(socket.create_connection((self.ip, 8472), timeout=30),
+                                         server_hostname=self.host)
+        headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        conn.request("POST", "/" + path, struct.pack(">BI", 0, len(body)) + body, headers)
+        return conn, conn.getresponse()
+
+    def call(self, path, token, body=b"", until=None):
+        """(grpc-status, grpc-message, [messages]); a stream is read until `until` messages."""
+        conn, r = self._post(path, body, token)
+        msgs, trailers = [], {}
+        try:
+            while until is None or len(msgs) < until:
+                head = r.read(5)
+                if len(head) < 5:
+                    break
+                flag, n = struct.unpack(">BI", head)
+                frame = r.read(n)
+                if flag & 0x80:
+                    for line in frame.decode().split("\r\n"):
+                        k, _, v = line.partition(":")
+                        if k.strip():
+                            trailers[k.strip().lower()] = v.strip()
+                else:
+                    msgs.append(frame)
+        finally:
+            conn.close()
+        status = trailers.get("grpc-status", r.headers.get("grpc-status"))
+        if status is None and until is not None and len(msgs) >= until:
+            status = "0"  # (a stream left open on purpose)
+        return (int(status) if status is not None else None,
+                trailers.get("grpc-message", r.headers.get("grpc-message", "")), msgs)
 
 
 def partner_manifest(inst, other, key, shares, receives):
@@ -666,6 +752,35 @@ def main():
             f"{k} {v:.1f} s" if isinstance(v, float) else f"{k} {v}" for k, v in worst.items()))
         check(f"3. no camera has a gap longer than one segment ({SEGMENT} s) across the scale",
               all(isinstance(v, float) and v <= SEGMENT + 0.5 for v in worst.values()), str(worst))
+
+        # The web console in a cluster: served by storage, it reaches ingest (now three replicas),
+        # detection and alerting through storage's gateway, with the officer's own token.
+        say("console: the officer's calls through storage's HTTPS listener (gRPC-Web, as the console makes them)")
+        web = ConsoleWeb(node, bg, site_ca["burgas"])
+        officer = people["bg-officer"].token
+        names = lambda msgs, f: sorted(field(field(c, 1)[0], 2)[0].decode() for m in msgs for c in field(m, f))
+        st, msg, out = web.call("kordon.ingest.v1.IngestService/ListCameraStatus", officer)
+        listed = names(out, 1) if st == 0 and out else []
+        check(f"console: ListCameraStatus through storage lists burgas's cameras from its {len(set(after.values()))} "
+              f"ingest replicas", listed == sorted(c for c, _, _ in bg.cameras), f"{st} {msg} {listed}")
+        st, msg, out = web.call("kordon.ingest.v1.IngestService/WatchCameraStatus", officer, until=len(bg.cameras))
+        watched = sorted(field(field(field(m, 1)[0], 1)[0], 2)[0].decode() for m in out if field(m, 2) == [1])
+        check("console: WatchCameraStatus through storage streams every camera's current state (merged watches)",
+              watched == sorted(c for c, _, _ in bg.cameras), f"{st} {msg} {watched}")
+        st, msg, out = web.call("kordon.detection.v1.DetectionService/GetDetectorStatus", officer)
+        detecting = names(out, 3) if st == 0 and out else []
+        check("console: GetDetectorStatus through storage reports the detector on port-gate",
+              "port-gate" in detecting, f"{st} {msg} {detecting}")
+        st, msg, out = web.call("kordon.alerting.v1.AlertingService/ListAlerts", officer)
+        alerts = field(out[0], 1) if st == 0 and out else []
+        check(f"console: ListAlerts through storage (passed on to alerting) shows the alert ({len(alerts)})",
+              len(alerts) >= 1 and (not opened or opened["alert"]["id"].encode() in b"".join(alerts)), f"{st} {msg}")
+        st, msg, _ = web.call("kordon.ingest.v1.IngestService/ListCameraStatus", None)
+        check("console: without a token the gateway refuses (UNAUTHENTICATED): it lends no identity of its own",
+              st == 16, f"{st} {msg}")
+        listed_cli, err = people["bg-officer"].json("storage", "alerts", "list")
+        check("console: the CLI's gRPC through storage reaches alerting too (kordon alerts list --server storage)",
+              bool(listed_cli) and (not opened or opened["alert"]["id"] in json.dumps(listed_cli)), err)
 
         # 4. The partner requests footage of the alert's minute; the owner approves; the partner
         # downloads the bundle and verifies it offline with the owner's pinned key.

@@ -581,6 +581,24 @@ fn base_config(site: &Site, name: &str, ns: &str, tls: &TlsMounts) -> Value {
     }
     // The viewer copies of evidence bundles come from the site's transcode.
     storage["transcode"] = json!(crate::transcode::viewer_copies_client(name, ns));
+    // The web console, served by storage, reaches ingest, detection and alerting through it
+    // (kordon_storage::gateway): each by its Service's name, the headless ones resolving to
+    // every ready replica, so scaling changes nothing here.
+    let service_url = |component: &str| {
+        format!(
+            "https://{}.{ns}.svc:{GRPC_PORT}",
+            component_name(name, component)
+        )
+    };
+    let mut gateway = json!({
+        "ingest": service_url("ingest"),
+        "alerting": service_url("alerting"),
+        "ca_file": format!("{TLS_DIR}/ca.crt"),
+    });
+    if site.spec.detection.replicas > 0 {
+        gateway["detection"] = json!(service_url("detection"));
+    }
+    storage["gateway"] = gateway;
     let storage_client = json!({
         "url": format!("https://{}.{ns}.svc:{GRPC_PORT}", component_name(name, "storage")),
         "ca_file": format!("{TLS_DIR}/ca.crt"),
@@ -873,6 +891,23 @@ mod tests {
         let cfg = yaml_of(&objs.config_maps[0], "site.yaml");
         assert!(cfg.get("sites").is_none(), "cameras travel over gRPC");
         assert_eq!(cfg["ingest"]["segment_duration"].as_str(), Some("4s"));
+        // The console's gateway names Services, not replicas: scaling leaves storage alone.
+        let gateway = &cfg["storage"]["gateway"];
+        assert_eq!(
+            gateway["ingest"].as_str(),
+            Some("https://burgas-ingest.kordon.svc:8470")
+        );
+        assert_eq!(
+            gateway["alerting"].as_str(),
+            Some("https://burgas-alerting.kordon.svc:8470")
+        );
+        assert_eq!(gateway["ca_file"].as_str(), Some("/etc/kordon-tls/ca.crt"));
+        let mut scaled = s.clone();
+        scaled.spec.ingest.replicas = 5;
+        assert_eq!(
+            yaml_of(&rendered(&scaled).config_maps[0], "site.yaml")["storage"],
+            cfg["storage"]
+        );
         let t = pod_spec(&objs.statefulsets[0].spec.template);
         let container = &t["spec"]["containers"][0];
         assert_eq!(

@@ -87,12 +87,7 @@ async fn start_storage(
     }
     let storage = kordon_storage::Storage::open(&storage_config, &common.data_dir)
         .await
-        .map_err(|e| match e {
-            kordon_storage::StorageError::Config { key, message } => {
-                kordon_runtime::RuntimeError::config(format!("storage.{key}"), message).into()
-            }
-            other => anyhow::Error::new(other).context("storage could not start"),
-        })?;
+        .map_err(storage_config_error)?;
     // Retention sweeps run until shutdown (deletions are logged; legal holds block them).
     tokio::spawn(
         storage
@@ -112,6 +107,16 @@ async fn start_storage(
         .with_context(|| format!("cannot listen on {} (http_listen)", config.http_listen))?;
     let addr = listener.local_addr().unwrap_or(config.http_listen);
     Ok((storage, HttpListener { listener, addr }))
+}
+
+/// A storage error at start-up: a configuration key named as in the file (`storage.…`).
+fn storage_config_error(e: kordon_storage::StorageError) -> anyhow::Error {
+    match e {
+        kordon_storage::StorageError::Config { key, message } => {
+            kordon_runtime::RuntimeError::config(format!("storage.{key}"), message).into()
+        }
+        other => anyhow::Error::new(other).context("storage could not start"),
+    }
 }
 
 /// Serves storage's HTTP listener until `shutdown`: playback (HLS, bundles), the web console,
@@ -383,6 +388,26 @@ pub async fn service(which: Service, flags: &ServerFlags) -> anyhow::Result<()> 
         Service::Storage => {
             let (s, http) = start_storage(&config, &common, &shutdown).await?;
             server = server.add_service(kordon_storage::grpc_service(s.clone()));
+            // The console's calls to the site's other services (in a cluster, other pods).
+            let gateway = kordon_storage::gateway::Gateway::new(&config.storage.gateway)
+                .map_err(storage_config_error)?;
+            if let Some(g) = gateway.ingest {
+                server = server.add_service(g);
+            }
+            if let Some(g) = gateway.detection {
+                server = server.add_service(g);
+            }
+            if let Some(g) = gateway.alerting {
+                server = server.add_service(g);
+            }
+            if config.storage.gateway.is_set() {
+                tracing::info!(
+                    ingest = config.storage.gateway.ingest.as_deref().unwrap_or("-"),
+                    detection = config.storage.gateway.detection.as_deref().unwrap_or("-"),
+                    alerting = config.storage.gateway.alerting.as_deref().unwrap_or("-"),
+                    "console gateway: the console's calls to these services are passed on with the caller's token"
+                );
+            }
             http_listener = Some(http);
             // On its own, storage checks bilateral acceptance itself (standalone uses
             // alerting's check).

@@ -10,6 +10,7 @@
 //!   playback_key_file: /secrets/playback.key         # shared by every replica
 //!   signing_key_file: /secrets/site-signing.pem
 //!   transcode: { url: https://transcode.burgas.svc:8470, ca_file: …, cert_file: …, key_file: … }
+//!   gateway: { ingest: https://burgas-ingest.burgas.svc:8470, alerting: …, ca_file: … }  # console
 //! ```
 //!
 //! Every field has a documented default, so an empty section runs a self-contained service in
@@ -94,6 +95,10 @@ pub struct StorageConfig {
     /// (`ExportEvidence` with `rendering`). Default: none — such exports are refused naming
     /// `storage.transcode.url` (standalone may use its own listener).
     pub transcode: kordon_runtime::client::ServiceClientConfig,
+    /// The site's ingest, detection and alerting, for the web console served on the HTTP
+    /// listener ([`crate::gateway`]). Default: none — standalone serves them itself; on its
+    /// own, storage then answers the console's calls to them with UNIMPLEMENTED.
+    pub gateway: crate::gateway::GatewayConfig,
     /// Partner installations and the agreements with them (footage grants). Not part of the
     /// `storage:` section: the binary copies the top-level `partners:` section here.
     #[serde(skip)]
@@ -119,6 +124,7 @@ impl Default for StorageConfig {
             default_retention: DEFAULT_RETENTION,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             transcode: Default::default(),
+            gateway: Default::default(),
             partners: Default::default(),
         }
     }
@@ -184,6 +190,7 @@ impl StorageConfig {
                 "must be an http:// or https:// URL of the transcode service",
             ));
         }
+        self.gateway.validate()?;
         if self.retention_interval.is_zero() {
             return Err(StorageError::config(
                 "retention_interval",

@@ -49,6 +49,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod evidence;
+pub mod gateway;
 pub mod grants;
 pub mod grpc;
 pub mod http;
