@@ -264,6 +264,15 @@ def template_hash(template):
     return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def tail_lines(path, n):
+    """The last `n` lines of a file, indented (what a pod said before it was killed)."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join("      " + line for line in f.readlines()[-n:])
+    except OSError as e:
+        return f"      ({e})\n"
+
+
 def matches(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
@@ -679,7 +688,8 @@ class Kubelet:
             try:
                 proc.wait(grace)
             except subprocess.TimeoutExpired:
-                self.log(f"kubelet: {pod.ns}/{pod.name} outlived its {grace} s grace period: SIGKILL")
+                self.log(f"kubelet: {pod.ns}/{pod.name} outlived its {grace} s grace period: SIGKILL; its log ends:\n"
+                         + tail_lines(self.log_path(pod.ns, pod.name), 12))
                 proc.kill()
                 proc.wait()
         if proc is not None and signal_it:  # (the thread that signalled it says so)

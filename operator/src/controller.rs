@@ -349,6 +349,7 @@ pub async fn run_controllers(
         () = all => {}
         () = async {
             stop.cancelled().await;
+            tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "stopping: finishing the reconciles under way");
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => {
             tracing::warn!(

@@ -210,17 +210,29 @@ pub async fn run(config: OperatorConfig, shutdown: CancellationToken) -> Result<
     )
     .await?;
     readiness.set_all_not_ready();
+    tracing::info!("controllers stopped");
+    // The lease is released for the next operator to take over at once; should the API server
+    // not answer, it expires on its own.
     if let Some(h) = holder {
-        match h.await {
-            Ok(res) => res?,
-            Err(e) => return Err(Error::Lease(format!("lease task failed: {e}"))),
+        match tokio::time::timeout(RELEASE_GRACE, h).await {
+            Ok(Ok(res)) => res?,
+            Ok(Err(e)) => return Err(Error::Lease(format!("lease task failed: {e}"))),
+            Err(_) => tracing::warn!(
+                grace_s = RELEASE_GRACE.as_secs(),
+                "the lease was not released in time; it expires on its own"
+            ),
         }
     }
     shutdown.cancel();
-    let _ = admin.await;
+    if tokio::time::timeout(RELEASE_GRACE, admin).await.is_err() {
+        tracing::warn!("the admin listener did not stop in time");
+    }
     tracing::info!("operator stopped");
     Ok(())
 }
+
+/// How long the lease release and the admin listener get at shutdown, each.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn probe<K>(client: &kube::Client, namespace: Option<&str>) -> Result<()>
 where
