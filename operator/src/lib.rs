@@ -161,6 +161,9 @@ pub async fn run(config: OperatorConfig, shutdown: CancellationToken) -> Result<
 
     let identity = config.identity();
     let stop = shutdown.child_token();
+    // Cancelled once the controllers have stopped: the lease is held (and renewed) while the
+    // reconciles under way finish, so the next leader never reconciles beside them.
+    let controllers_done = CancellationToken::new();
     let mut holder = None;
     if config.leader_election.enabled {
         let le = &config.leader_election;
@@ -179,9 +182,9 @@ pub async fn run(config: OperatorConfig, shutdown: CancellationToken) -> Result<
         }
         metrics::Metrics::get().leader.set(1);
         let stop = stop.clone();
-        let shutdown = shutdown.clone();
+        let done = controllers_done.clone();
         holder = Some(tokio::spawn(async move {
-            let res = elector.hold(&shutdown).await;
+            let res = elector.hold(&done).await;
             metrics::Metrics::get().leader.set(0);
             // Lost or shut down: either way, stop reconciling.
             stop.cancel();
@@ -211,6 +214,7 @@ pub async fn run(config: OperatorConfig, shutdown: CancellationToken) -> Result<
     .await?;
     readiness.set_all_not_ready();
     tracing::info!("controllers stopped");
+    controllers_done.cancel();
     // The lease is released for the next operator to take over at once; should the API server
     // not answer, it expires on its own.
     if let Some(h) = holder {

@@ -6,7 +6,8 @@
 //! - **alerting** (one Service): every call is passed through unchanged, streams included;
 //! - **ingest** and **detection** (a StatefulSet each, every replica owning a shard of the
 //!   cameras): reads are fanned out over the replicas the headless Service's name resolves to
-//!   (its ready pods) and merged; a watch ends when a replica's stream ends or the replicas
+//!   (every pod, ready or not: the operator's Services publish not-ready addresses) and merged;
+//!   a replica that does not answer is left out and logged; a watch ends when a replica's stream ends or the replicas
 //!   change, and the caller watches again (the console does). Shard management (the
 //!   operator's `ApplyCameras`, `RemoveCamera`, `GetShard`) is refused: it goes to each replica.
 //!
@@ -49,7 +50,7 @@ use crate::StorageError;
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     /// Ingest's headless Service, e.g. `https://burgas-ingest.kordon.svc:8470`: its name
-    /// resolves to every ready replica.
+    /// resolves to every replica.
     pub ingest: Option<String>,
     /// Detection's headless Service, resolved the same way.
     pub detection: Option<String>,
@@ -152,7 +153,7 @@ impl Upstream {
         })
     }
 
-    /// A channel to each address the Service's name resolves to now (each ready replica of a
+    /// A channel to each address the Service's name resolves to now (each replica of a
     /// headless Service), in address order.
     async fn replicas(&self) -> Result<Vec<(SocketAddr, Channel)>, Status> {
         let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
@@ -196,7 +197,12 @@ fn endpoint(url: &str, tls: Option<ClientTlsConfig>) -> Result<Endpoint, String>
     let e = Endpoint::from_shared(url.to_string())
         .map_err(|e| format!("`{url}` is not a URL: {e}"))?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A replica gone behind a silent network fault ends its calls and watches with an
+        // error instead of leaving them hanging.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
     match tls {
         Some(t) => e.tls_config(t).map_err(|e| e.to_string()),
         None => Ok(e),
@@ -224,36 +230,77 @@ fn shard_call(what: &str) -> Status {
     ))
 }
 
-/// The answers of every replica, in address order; a replica that fails is logged and left
-/// out, unless all fail (then the first error).
+/// How long one replica gets to answer a read.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Errors that every replica would give alike (the caller's rights, the request itself):
+/// returned as they are, never logged as a replica's failure.
+fn callers_error(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::PermissionDenied
+            | tonic::Code::Unauthenticated
+            | tonic::Code::InvalidArgument
+            | tonic::Code::FailedPrecondition
+    )
+}
+
+/// One replica's answer within [`CALL_TIMEOUT`].
+async fn within<T>(
+    addr: SocketAddr,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(format!(
+                "the replica at {addr} did not answer in {} s",
+                CALL_TIMEOUT.as_secs()
+            )))
+        })
+}
+
+/// The answers of every replica, in address order. A replica that fails is logged and left
+/// out; when none answers, the error returned is the most telling one (the caller's own, else
+/// a replica's failure, else NOT_FOUND).
 async fn each<T, F, Fut>(upstream: &Upstream, call: F) -> Result<Vec<T>, Status>
 where
     F: Fn(Channel) -> Fut,
     Fut: std::future::Future<Output = Result<T, Status>>,
 {
     let replicas = upstream.replicas().await?;
-    let results = futures::future::join_all(replicas.iter().map(|(_, c)| call(c.clone()))).await;
+    let results = futures::future::join_all(
+        replicas
+            .iter()
+            .map(|(addr, c)| within(*addr, call(c.clone()))),
+    )
+    .await;
     let mut out = Vec::new();
-    let mut first_err = None;
+    let mut worst: Option<Status> = None;
     for ((addr, _), r) in replicas.iter().zip(results) {
         match r {
             Ok(v) => out.push(v),
             Err(s) => {
-                if !matches!(
-                    s.code(),
-                    tonic::Code::NotFound
-                        | tonic::Code::PermissionDenied
-                        | tonic::Code::Unauthenticated
-                        | tonic::Code::InvalidArgument
-                ) {
+                let rank = |s: &Status| {
+                    if callers_error(s) {
+                        2
+                    } else if s.code() == tonic::Code::NotFound {
+                        0
+                    } else {
+                        1
+                    }
+                };
+                if rank(&s) == 1 {
                     tracing::warn!(upstream = %upstream.url, replica = %addr, code = ?s.code(),
                                    error = s.message(), "gateway: a replica did not answer");
                 }
-                first_err.get_or_insert(s);
+                if worst.as_ref().is_none_or(|w| rank(&s) > rank(w)) {
+                    worst = Some(s);
+                }
             }
         }
     }
-    match (out.is_empty(), first_err) {
+    match (out.is_empty(), worst) {
         (true, Some(e)) => Err(e),
         _ => Ok(out),
     }
@@ -318,7 +365,12 @@ where
     Fut: std::future::Future<Output = Result<Response<tonic::Streaming<T>>, Status>>,
 {
     let replicas = upstream.replicas().await?;
-    let opened = futures::future::join_all(replicas.iter().map(|(_, c)| open(c.clone()))).await;
+    let opened = futures::future::join_all(
+        replicas
+            .iter()
+            .map(|(addr, c)| within(*addr, open(c.clone()))),
+    )
+    .await;
     let mut streams = Vec::new();
     let mut first_err = None;
     for ((addr, _), r) in replicas.iter().zip(opened) {
@@ -387,16 +439,22 @@ impl ipb::ingest_service_server::IngestService for IngestGateway {
         request: Request<ipb::ListCameraStatusRequest>,
     ) -> Result<Response<ipb::ListCameraStatusResponse>, Status> {
         on_behalf(&request, ())?;
-        let offset: usize = match request
+        // The token is the last camera of the previous page (`site/camera`): cameras added or
+        // gone meanwhile shift nothing.
+        let after: Option<(String, String)> = match request
             .get_ref()
             .page
             .as_ref()
             .map(|p| p.page_token.as_str())
         {
-            None | Some("") => 0,
-            Some(t) => t
-                .parse()
-                .map_err(|_| Status::invalid_argument("page_token: not one this gateway issued"))?,
+            None | Some("") => None,
+            Some(t) => Some(
+                t.split_once('/')
+                    .map(|(site, cam)| (site.to_string(), cam.to_string()))
+                    .ok_or_else(|| {
+                        Status::invalid_argument("page_token: not one this gateway issued")
+                    })?,
+            ),
         };
         let size = page_size(&request.get_ref().page);
         let base = request.get_ref().clone();
@@ -435,13 +493,20 @@ impl ipb::ingest_service_server::IngestService for IngestGateway {
                 .unwrap_or_default()
         };
         cameras.sort_by_key(key);
-        let rest = cameras.len().saturating_sub(offset);
-        let next = if rest > size {
-            (offset + size).to_string()
+        let mut rest: Vec<ipb::CameraStatus> = cameras
+            .into_iter()
+            .filter(|c| after.as_ref().is_none_or(|a| key(c) > *a))
+            .collect();
+        let next = if rest.len() > size {
+            rest.truncate(size);
+            rest.last()
+                .map(key)
+                .map(|(site, cam)| format!("{site}/{cam}"))
+                .unwrap_or_default()
         } else {
             String::new()
         };
-        let cameras = cameras.into_iter().skip(offset).take(size).collect();
+        let cameras = rest;
         Ok(Response::new(ipb::ListCameraStatusResponse {
             cameras,
             page: Some(common::PageResponse {
@@ -498,24 +563,53 @@ pub struct DetectionGateway {
     upstream: Arc<Upstream>,
 }
 
-/// A merged ListDetections page token: the replica (by address order) and its own token.
-fn split_detection_token(token: &str) -> Result<(usize, String), Status> {
-    if token.is_empty() {
-        return Ok((0, String::new()));
+/// A merged ListDetections page token, `<replicas>.<index>.<token>`: which replicas (a digest of
+/// their addresses), the one being read (by address order) and that replica's own token.
+struct DetectionToken {
+    replicas: String,
+    index: usize,
+    inner: String,
+}
+
+impl DetectionToken {
+    fn parse(token: &str) -> Result<Option<Self>, Status> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let bad = || Status::invalid_argument("page_token: not one this gateway issued");
+        let mut parts = token.splitn(3, '.');
+        let (Some(replicas), Some(index), Some(inner)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        Ok(Some(Self {
+            replicas: replicas.to_string(),
+            index: index.parse().map_err(|_| bad())?,
+            inner: inner.to_string(),
+        }))
     }
-    let (i, inner) = token
-        .split_once('.')
-        .ok_or_else(|| Status::invalid_argument("page_token: not one this gateway issued"))?;
-    let i = i
-        .parse()
-        .map_err(|_| Status::invalid_argument("page_token: not one this gateway issued"))?;
-    Ok((i, inner.to_string()))
+
+    fn format(&self) -> String {
+        format!("{}.{}.{}", self.replicas, self.index, self.inner)
+    }
+}
+
+/// A short digest of the replicas' addresses, so a page token outlives no change of them.
+fn replica_set(replicas: &[(SocketAddr, Channel)]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for (addr, _) in replicas {
+        h.update(addr.to_string().as_bytes());
+        h.update(b",");
+    }
+    hex::encode(&h.finalize()[..6])
 }
 
 #[tonic::async_trait]
 impl dpb::detection_service_server::DetectionService for DetectionGateway {
     /// Replica after replica (each holds its own cameras, oldest first): the detections of
-    /// one camera are in time order, as from the replica itself.
+    /// one camera are in time order, as from the replica itself. A replica that does not answer
+    /// is left out (logged); a page token from before the replicas changed is ABORTED.
     async fn list_detections(
         &self,
         request: Request<dpb::ListDetectionsRequest>,
@@ -527,10 +621,23 @@ impl dpb::detection_service_server::DetectionService for DetectionGateway {
             .as_ref()
             .map(|p| p.page_token.clone())
             .unwrap_or_default();
-        let (mut i, mut inner) = split_detection_token(&token)?;
         let replicas = self.upstream.replicas().await?;
+        let set = replica_set(&replicas);
+        let mut at = match DetectionToken::parse(&token)? {
+            Some(t) if t.replicas != set => {
+                return Err(Status::aborted(
+                    "the detection replicas changed while paging: list again from the first page",
+                ));
+            }
+            Some(t) => t,
+            None => DetectionToken {
+                replicas: set.clone(),
+                index: 0,
+                inner: String::new(),
+            },
+        };
         loop {
-            let Some((_, channel)) = replicas.get(i) else {
+            let Some((addr, channel)) = replicas.get(at.index) else {
                 return Ok(Response::new(dpb::ListDetectionsResponse {
                     detections: Vec::new(),
                     page: Some(common::PageResponse::default()),
@@ -539,31 +646,57 @@ impl dpb::detection_service_server::DetectionService for DetectionGateway {
             let mut msg = request.get_ref().clone();
             msg.page = Some(common::PageRequest {
                 page_size: msg.page.as_ref().map(|p| p.page_size).unwrap_or(0),
-                page_token: inner,
+                page_token: std::mem::take(&mut at.inner),
             });
-            let r = dpb::detection_service_client::DetectionServiceClient::new(channel.clone())
-                .list_detections(on_behalf(&request, msg)?)
-                .await?
-                .into_inner();
-            let next = r.page.map(|p| p.next_page_token).unwrap_or_default();
-            let next = if !next.is_empty() {
-                format!("{i}.{next}")
-            } else if i + 1 < replicas.len() {
-                format!("{}.", i + 1)
-            } else {
-                String::new()
+            let mut client =
+                dpb::detection_service_client::DetectionServiceClient::new(channel.clone());
+            let (detections, next) = match within(
+                *addr,
+                client.list_detections(on_behalf(&request, msg)?),
+            )
+            .await
+            {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    (
+                        r.detections,
+                        r.page.map(|p| p.next_page_token).unwrap_or_default(),
+                    )
+                }
+                Err(s) if callers_error(&s) => return Err(s),
+                Err(s) => {
+                    tracing::warn!(upstream = %self.upstream.url, replica = %addr, code = ?s.code(),
+                                       error = s.message(), "gateway: a replica did not answer");
+                    (Vec::new(), String::new())
+                }
             };
-            // A replica with nothing to show: on to the next without a round trip.
-            if r.detections.is_empty() && !next.is_empty() {
-                (i, inner) = split_detection_token(&next)?;
-                continue;
+            let next = if !next.is_empty() {
+                Some(DetectionToken {
+                    replicas: set.clone(),
+                    index: at.index,
+                    inner: next,
+                })
+            } else if at.index + 1 < replicas.len() {
+                Some(DetectionToken {
+                    replicas: set.clone(),
+                    index: at.index + 1,
+                    inner: String::new(),
+                })
+            } else {
+                None
+            };
+            // A replica with nothing to show: on to the next within this call.
+            match next {
+                Some(n) if detections.is_empty() => at = n,
+                next => {
+                    return Ok(Response::new(dpb::ListDetectionsResponse {
+                        detections,
+                        page: Some(common::PageResponse {
+                            next_page_token: next.map(|n| n.format()).unwrap_or_default(),
+                        }),
+                    }));
+                }
             }
-            return Ok(Response::new(dpb::ListDetectionsResponse {
-                detections: r.detections,
-                page: Some(common::PageResponse {
-                    next_page_token: next,
-                }),
-            }));
         }
     }
 
@@ -591,20 +724,25 @@ impl dpb::detection_service_server::DetectionService for DetectionGateway {
     ) -> Result<Response<dpb::GetSnapshotResponse>, Status> {
         on_behalf(&request, ())?;
         let msg = request.get_ref().clone();
-        // Asked replica after replica, so the footage read is logged once, by the one holding it.
-        for (_, channel) in self.upstream.replicas().await? {
-            match dpb::detection_service_client::DetectionServiceClient::new(channel)
-                .get_snapshot(on_behalf(&request, msg.clone())?)
-                .await
-            {
+        // Asked replica after replica, so the footage read is logged once, by the one holding
+        // it; one that does not answer does not hide the others.
+        let mut failure = None;
+        for (addr, channel) in self.upstream.replicas().await? {
+            let mut client = dpb::detection_service_client::DetectionServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE);
+            match within(addr, client.get_snapshot(on_behalf(&request, msg.clone())?)).await {
                 Err(s) if s.code() == tonic::Code::NotFound => continue,
+                Err(s) if !callers_error(&s) => {
+                    tracing::warn!(upstream = %self.upstream.url, replica = %addr, code = ?s.code(),
+                                   error = s.message(), "gateway: a replica did not answer");
+                    failure.get_or_insert(s);
+                }
                 other => return other,
             }
         }
-        Err(Status::not_found(format!(
-            "snapshot {} not found",
-            msg.snapshot_id
-        )))
+        Err(failure.unwrap_or_else(|| {
+            Status::not_found(format!("snapshot {} not found", msg.snapshot_id))
+        }))
     }
 
     async fn get_detector_status(
@@ -694,9 +832,15 @@ impl tower::Service<http::Request<Body>> for AlertingPassThrough {
             let (parts, body) = req.into_parts();
             let mut out = http::Request::new(body);
             *out.method_mut() = parts.method;
-            *out.uri_mut() = match parts.uri.path_and_query() {
-                Some(pq) => pq.as_str().parse().unwrap_or_default(),
-                None => Default::default(),
+            *out.uri_mut() = match parts.uri.path_and_query().map(|pq| pq.as_str().parse()) {
+                Some(Ok(uri)) => uri,
+                _ => {
+                    return Ok(Status::internal(format!(
+                        "the gateway cannot pass on the path `{}`",
+                        parts.uri
+                    ))
+                    .into_http());
+                }
             };
             for (name, value) in &parts.headers {
                 if passed_on(name.as_str()) {
@@ -726,6 +870,9 @@ fn passed_on(name: &str) -> bool {
     ) || name.starts_with("grpc-")
 }
 
+/// The largest message passed on: snapshots are inline images; the rest are small.
+const MAX_MESSAGE: usize = 16 << 20;
+
 /// The gateway's services, to add to storage's gRPC server (and so to its gRPC-Web).
 pub struct Gateway {
     pub ingest: Option<ipb::ingest_service_server::IngestServiceServer<IngestGateway>>,
@@ -749,8 +896,6 @@ impl Gateway {
                     .map(|u| Upstream::new(key, u, ca.as_deref()).map(Arc::new))
                     .transpose()
             };
-        // Snapshots are inline images; the rest are small.
-        const MAX_MESSAGE: usize = 16 << 20;
         Ok(Self {
             ingest: upstream("gateway.ingest", &config.ingest)?.map(|upstream| {
                 ipb::ingest_service_server::IngestServiceServer::new(IngestGateway { upstream })
@@ -793,13 +938,16 @@ mod tests {
     }
 
     #[test]
-    fn detection_page_tokens_name_the_replica() {
-        assert_eq!(split_detection_token("").unwrap(), (0, String::new()));
+    fn detection_page_tokens_name_the_replicas_and_the_one_read() {
+        assert!(DetectionToken::parse("").unwrap().is_none());
+        let t = DetectionToken::parse("ab12.2.t:5.9").unwrap().unwrap();
         assert_eq!(
-            split_detection_token("2.abc.d").unwrap(),
-            (2, "abc.d".to_string())
+            (t.replicas.as_str(), t.index, t.inner.as_str()),
+            ("ab12", 2, "t:5.9")
         );
-        assert_eq!(split_detection_token("1.").unwrap(), (1, String::new()));
-        assert!(split_detection_token("abc").is_err());
+        assert_eq!(t.format(), "ab12.2.t:5.9");
+        assert_eq!(DetectionToken::parse("ab12.1.").unwrap().unwrap().inner, "");
+        assert!(DetectionToken::parse("abc").is_err());
+        assert!(DetectionToken::parse("ab12.x.t").is_err());
     }
 }
