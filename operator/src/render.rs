@@ -583,7 +583,7 @@ fn base_config(site: &Site, name: &str, ns: &str, tls: &TlsMounts) -> Value {
     storage["transcode"] = json!(crate::transcode::viewer_copies_client(name, ns));
     // The web console, served by storage, reaches ingest, detection and alerting through it
     // (kordon_storage::gateway): each by its Service's name, the headless ones resolving to
-    // every ready replica, so scaling changes nothing here.
+    // every replica, so scaling changes nothing here.
     let service_url = |component: &str| {
         format!(
             "https://{}.{ns}.svc:{GRPC_PORT}",
@@ -600,7 +600,7 @@ fn base_config(site: &Site, name: &str, ns: &str, tls: &TlsMounts) -> Value {
     }
     storage["gateway"] = gateway;
     let storage_client = json!({
-        "url": format!("https://{}.{ns}.svc:{GRPC_PORT}", component_name(name, "storage")),
+        "url": service_url("storage"),
         "ca_file": format!("{TLS_DIR}/ca.crt"),
         "cert_file": format!("{TLS_DIR}/tls.crt"),
         "key_file": format!("{TLS_DIR}/tls.key"),

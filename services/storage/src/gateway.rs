@@ -391,14 +391,6 @@ where
     Ok(merge_watch(upstream.clone(), addrs, complete, streams))
 }
 
-/// Default and largest page of the merged lists (as the services' own).
-fn page_size(p: &Option<common::PageRequest>) -> usize {
-    match p.as_ref().map(|p| p.page_size).unwrap_or(0) {
-        0 => 100,
-        n => (n as usize).min(1000),
-    }
-}
-
 // ---- ingest -----------------------------------------------------------------------------------
 
 /// Ingest's status reads over every replica.
@@ -441,14 +433,10 @@ impl ipb::ingest_service_server::IngestService for IngestGateway {
         on_behalf(&request, ())?;
         // The token is the last camera of the previous page (`site/camera`): cameras added or
         // gone meanwhile shift nothing.
-        let after: Option<(String, String)> = match request
-            .get_ref()
-            .page
-            .as_ref()
-            .map(|p| p.page_token.as_str())
+        let after: Option<(String, String)> = match crate::grpc::page_token(&request.get_ref().page)
         {
-            None | Some("") => None,
-            Some(t) => Some(
+            "" => None,
+            t => Some(
                 t.split_once('/')
                     .map(|(site, cam)| (site.to_string(), cam.to_string()))
                     .ok_or_else(|| {
@@ -456,7 +444,7 @@ impl ipb::ingest_service_server::IngestService for IngestGateway {
                     })?,
             ),
         };
-        let size = page_size(&request.get_ref().page);
+        let size = crate::grpc::page_size(&request.get_ref().page) as usize;
         let base = request.get_ref().clone();
         let lists = each(&self.upstream, |c| {
             let request = &request;
@@ -506,9 +494,8 @@ impl ipb::ingest_service_server::IngestService for IngestGateway {
         } else {
             String::new()
         };
-        let cameras = rest;
         Ok(Response::new(ipb::ListCameraStatusResponse {
-            cameras,
+            cameras: rest,
             page: Some(common::PageResponse {
                 next_page_token: next,
             }),
@@ -615,15 +602,10 @@ impl dpb::detection_service_server::DetectionService for DetectionGateway {
         request: Request<dpb::ListDetectionsRequest>,
     ) -> Result<Response<dpb::ListDetectionsResponse>, Status> {
         on_behalf(&request, ())?;
-        let token = request
-            .get_ref()
-            .page
-            .as_ref()
-            .map(|p| p.page_token.clone())
-            .unwrap_or_default();
         let replicas = self.upstream.replicas().await?;
         let set = replica_set(&replicas);
-        let mut at = match DetectionToken::parse(&token)? {
+        let mut at = match DetectionToken::parse(crate::grpc::page_token(&request.get_ref().page))?
+        {
             Some(t) if t.replicas != set => {
                 return Err(Status::aborted(
                     "the detection replicas changed while paging: list again from the first page",
@@ -881,9 +863,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The services `config` names (the CA read now: a missing file fails start-up).
+    /// The services `config` names (the CA read now: a missing file fails start-up). Each URL
+    /// is checked as [`GatewayConfig::validate`] does, by [`Upstream::new`].
     pub fn new(config: &GatewayConfig) -> Result<Self, StorageError> {
-        config.validate()?;
         let ca = match &config.ca_file {
             Some(p) => Some(std::fs::read(p).map_err(|e| {
                 StorageError::config("gateway.ca_file", format!("{}: {e}", p.display()))

@@ -124,14 +124,14 @@ pub(super) fn policy_scope(site: &str, camera: &str) -> Result<(String, String),
     Ok((site.to_string(), camera.to_string()))
 }
 
-pub(super) fn page_size(p: &Option<common::PageRequest>) -> u32 {
+pub(crate) fn page_size(p: &Option<common::PageRequest>) -> u32 {
     match p.as_ref().map(|p| p.page_size).unwrap_or(0) {
         0 => DEFAULT_PAGE,
         n => n.min(MAX_PAGE),
     }
 }
 
-pub(super) fn page_token(p: &Option<common::PageRequest>) -> &str {
+pub(crate) fn page_token(p: &Option<common::PageRequest>) -> &str {
     p.as_ref().map(|p| p.page_token.as_str()).unwrap_or("")
 }
 

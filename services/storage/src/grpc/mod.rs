@@ -40,6 +40,8 @@ use crate::audit::{AccessEntry, AccessObjectRec, NewAccessEntry};
 use crate::index::SegmentRecord;
 use crate::service::Storage;
 use convert::media_url_pb;
+// The paging rules of every list, shared with the console gateway.
+pub(crate) use convert::{page_size, page_token};
 
 mod access_log;
 mod chain;
